@@ -1,0 +1,40 @@
+//! Wall-clock milliseconds for scheduling, derived from tokio's clock.
+//!
+//! Retry times are stored as wall-clock milliseconds (they must survive a restart), but they
+//! are computed from `tokio::time::Instant` so that tests can pause and advance time instead of
+//! sleeping. In production the two agree; tokio's clock is also monotonic, so a wall-clock step
+//! while running does not make retries fire early or late.
+
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+static ORIGIN: OnceLock<(u64, tokio::time::Instant)> = OnceLock::new();
+
+/// Real wall-clock time in milliseconds since the Unix epoch.
+pub fn system_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Real wall-clock time in seconds since the Unix epoch (for signature timestamps).
+pub fn system_secs() -> i64 {
+    (system_ms() / 1000) as i64
+}
+
+/// Scheduling time in milliseconds since the Unix epoch, advancing with tokio's clock.
+pub fn now_ms() -> u64 {
+    let (base_ms, base_instant) =
+        *ORIGIN.get_or_init(|| (system_ms(), tokio::time::Instant::now()));
+    base_ms
+        + tokio::time::Instant::now()
+            .saturating_duration_since(base_instant)
+            .as_millis() as u64
+}
+
+/// The tokio instant at which [`now_ms`] will read `at_ms` (now, if that is in the past).
+pub fn instant_at(at_ms: u64) -> tokio::time::Instant {
+    let now = now_ms();
+    tokio::time::Instant::now() + std::time::Duration::from_millis(at_ms.saturating_sub(now))
+}

@@ -1,0 +1,228 @@
+//! Background processing: claim due events in order, run the endpoint's processor, record
+//! the attempt, then mark the event done, schedule a retry, or declare it dead.
+//!
+//! One dispatcher claims events (so claiming needs no coordination); up to `workers`
+//! attempts run at once, and an optional token bucket caps attempts per second so a spike of
+//! deliveries reaches the operator's systems smoothed. Processing is at-least-once: an
+//! attempt cut short by a crash is re-claimed at start-up, so processors must be idempotent
+//! by event id.
+
+mod forward;
+mod log;
+pub mod retry;
+
+pub use forward::ForwardProcessor;
+pub use log::LogProcessor;
+
+use crate::clock;
+use crate::config::{Config, ProcessorConfig};
+use crate::ratelimit::TokenBucket;
+use crate::shutdown::Shutdown;
+use crate::store::{Attempt, AttemptOutcome, Claim, Event, Next, Store};
+use futures_util::future::BoxFuture;
+use retry::RetryPolicy;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// An event handed to a processor, with its raw body.
+pub struct Job {
+    pub event: Event,
+    pub payload: bytes::Bytes,
+}
+
+/// How an attempt failed.
+#[derive(Debug)]
+pub enum ProcessError {
+    /// Worth another attempt later (network, 5xx, timeouts).
+    Retry(String),
+    /// Will never succeed; the event goes straight to `dead`.
+    Permanent(String),
+}
+
+/// What runs for an accepted event. Must be idempotent by event id: an attempt may be
+/// repeated after a crash.
+pub trait Processor: Send + Sync {
+    /// Short name recorded in each attempt.
+    fn name(&self) -> &'static str;
+    /// Processes one event; `Ok` carries a one-line description of what was done.
+    fn process<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<String, ProcessError>>;
+}
+
+/// The processor of each endpoint.
+#[derive(Clone, Default)]
+pub struct Processors(HashMap<String, Arc<dyn Processor>>);
+
+impl Processors {
+    /// One processor per configured endpoint.
+    pub fn from_config(config: &Config) -> Result<Processors, String> {
+        let mut map: HashMap<String, Arc<dyn Processor>> = HashMap::new();
+        for e in &config.endpoints {
+            let p: Arc<dyn Processor> = match &e.processor {
+                ProcessorConfig::Log => Arc::new(LogProcessor),
+                ProcessorConfig::Forward {
+                    url,
+                    secret,
+                    timeout_secs,
+                } => Arc::new(ForwardProcessor::new(
+                    url.clone(),
+                    secret.clone(),
+                    Duration::from_secs(*timeout_secs),
+                )?),
+            };
+            map.insert(e.name.clone(), p);
+        }
+        Ok(Processors(map))
+    }
+
+    /// Sets the processor of `endpoint` (tests and embedders plug their own in here).
+    pub fn set(&mut self, endpoint: &str, processor: Arc<dyn Processor>) {
+        self.0.insert(endpoint.to_string(), processor);
+    }
+}
+
+/// The dispatcher and its workers.
+pub struct Pipeline {
+    store: Arc<Store>,
+    processors: Processors,
+    policy: RetryPolicy,
+    workers: usize,
+    rate: Option<TokenBucket>,
+    attempt_timeout: Duration,
+}
+
+impl Pipeline {
+    /// A pipeline as configured under `[processing]`.
+    pub fn new(config: &Config, store: Arc<Store>, processors: Processors) -> Pipeline {
+        let p = &config.processing;
+        Pipeline {
+            store,
+            processors,
+            policy: RetryPolicy::from_config(p),
+            workers: p.workers,
+            // A burst of one second's worth, so the rate holds over any second.
+            rate: p.max_rate_per_sec.map(|r| TokenBucket::new(r, r.max(1.0))),
+            attempt_timeout: Duration::from_secs(p.attempt_timeout_secs),
+        }
+    }
+
+    /// Runs until `shutdown`, then gives running attempts up to `grace` to finish. Attempts
+    /// still running after that are dropped; their events stay claimed and are re-queued at
+    /// the next start.
+    pub async fn run(self: Arc<Self>, shutdown: Shutdown, grace: Duration) {
+        let slots = Arc::new(Semaphore::new(self.workers));
+        let mut running = JoinSet::new();
+        loop {
+            while running.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                _ = shutdown.clone().wait() => break,
+            };
+            match self.store.claim_next(clock::now_ms()) {
+                Ok(Claim::Ready(event, payload)) => {
+                    if let Some(rate) = &self.rate {
+                        rate.take().await;
+                    }
+                    let me = self.clone();
+                    running.spawn(async move {
+                        me.attempt(Job { event, payload }).await;
+                        drop(permit);
+                    });
+                }
+                Ok(claim) => {
+                    drop(permit);
+                    let until = match claim {
+                        Claim::NotBefore(at) => clock::instant_at(at),
+                        _ => tokio::time::Instant::now() + Duration::from_secs(3600),
+                    };
+                    tokio::select! {
+                        _ = self.store.work_notify().notified() => {}
+                        _ = tokio::time::sleep_until(until) => {}
+                        _ = shutdown.clone().wait() => break,
+                    }
+                }
+                Err(e) => {
+                    drop(permit);
+                    tracing::error!(error = %e, "cannot claim from the queue; retrying in 1 s");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.clone().wait() => break,
+                    }
+                }
+            }
+        }
+        let drained = tokio::time::timeout(grace, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                left = running.len(),
+                "attempts still running at the shutdown deadline; they will be re-queued at the next start"
+            );
+            running.abort_all();
+        }
+    }
+
+    async fn attempt(&self, job: Job) {
+        let seq = job.event.seq;
+        let number = job.event.attempts + 1;
+        let started = clock::now_ms();
+        let processor = self.processors.0.get(&job.event.endpoint);
+        let (name, result) = match processor {
+            Some(p) => {
+                let result = tokio::time::timeout(self.attempt_timeout, p.process(&job))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(ProcessError::Retry(format!(
+                            "timed out after {} s",
+                            self.attempt_timeout.as_secs()
+                        )))
+                    });
+                (p.name(), result)
+            }
+            None => (
+                "none",
+                Err(ProcessError::Retry(format!(
+                    "endpoint {} is not configured any more",
+                    job.event.endpoint
+                ))),
+            ),
+        };
+        let finished = clock::now_ms();
+        let (outcome, detail, next) = match result {
+            Ok(detail) => (AttemptOutcome::Ok, detail, Next::Done),
+            Err(ProcessError::Retry(e)) => (
+                AttemptOutcome::Error,
+                e,
+                self.policy.after_failure(number, finished),
+            ),
+            Err(ProcessError::Permanent(e)) => (AttemptOutcome::Error, e, Next::Dead),
+        };
+        match next {
+            Next::Done => {
+                tracing::info!(seq, event_type = %job.event.event_type, attempt = number, "event processed")
+            }
+            Next::RetryAt(at) => {
+                tracing::warn!(seq, attempt = number, retry_in_ms = at.saturating_sub(finished), error = %detail, "attempt failed; will retry")
+            }
+            Next::Dead => {
+                tracing::error!(seq, attempt = number, error = %detail, "event is dead after its last attempt")
+            }
+        }
+        let attempt = Attempt {
+            number,
+            processor: name.to_string(),
+            started_at_ms: started,
+            finished_at_ms: finished,
+            outcome,
+            detail,
+        };
+        if let Err(e) = self.store.finish(seq, &attempt, next) {
+            // The event stays claimed; the next start re-queues it.
+            tracing::error!(seq, error = %e, "cannot record an attempt");
+        }
+    }
+}

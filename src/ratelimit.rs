@@ -1,0 +1,84 @@
+//! A token bucket: at most `rate` events per second on average, in bursts of `burst`.
+//!
+//! Used to keep a flood of rejected requests from filling the disk (beyond the rate they are
+//! counted, not stored) and to smooth processing. Small enough that a crate would cost more.
+
+use std::sync::Mutex;
+use tokio::time::Instant;
+
+/// A thread-safe token bucket.
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(rate: f64, burst: f64) -> TokenBucket {
+        TokenBucket {
+            rate,
+            burst,
+            state: Mutex::new((burst, Instant::now())),
+        }
+    }
+
+    fn refill(&self, state: &mut (f64, Instant)) {
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(state.1).as_secs_f64();
+        state.0 = (state.0 + elapsed * self.rate).min(self.burst);
+        state.1 = now;
+    }
+
+    /// Takes a token if one is there.
+    pub fn try_take(&self) -> bool {
+        let mut state = match self.state.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        self.refill(&mut state);
+        if state.0 >= 1.0 {
+            state.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Takes a token, waiting for one if the bucket is empty.
+    pub async fn take(&self) {
+        loop {
+            let wait = {
+                let mut state = match self.state.lock() {
+                    Ok(s) => s,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                self.refill(&mut state);
+                if state.0 >= 1.0 {
+                    state.0 -= 1.0;
+                    return;
+                }
+                (1.0 - state.0) / self.rate
+            };
+            tokio::time::sleep(std::time::Duration::from_secs_f64(wait)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn burst_then_rate() {
+        let bucket = TokenBucket::new(2.0, 3.0);
+        assert!(bucket.try_take() && bucket.try_take() && bucket.try_take());
+        assert!(!bucket.try_take());
+        tokio::time::advance(std::time::Duration::from_millis(500)).await;
+        assert!(bucket.try_take());
+        assert!(!bucket.try_take());
+        let start = Instant::now();
+        bucket.take().await;
+        assert_eq!(start.elapsed().as_millis(), 500);
+    }
+}

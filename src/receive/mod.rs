@@ -1,0 +1,423 @@
+//! The receiver: `POST /webhooks/{endpoint}`.
+//!
+//! Checks run in a fixed order (404 → 413 → 401 → 400 → filtered → duplicate/accepted) and
+//! every request, whatever its verdict, leaves a delivery record. A 200 is written only after
+//! the store's group commit returned: an acknowledged event is on disk.
+
+mod body;
+
+use crate::clock;
+use crate::config::{Config, Endpoint, Profile};
+use crate::ratelimit::TokenBucket;
+use crate::store::{DeliveryDraft, NewEvent, ResponseLog, Store, Verdict};
+use crate::verify;
+use bytes::{Buf, Bytes};
+use futures_util::Stream;
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use warp::Filter;
+
+/// Headers whose values are credentials: never written to the delivery log.
+const REDACTED_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+/// What a 503 asks the sender to wait, in seconds.
+const RETRY_AFTER_SECS: &str = "30";
+
+/// Shared state of the receiver routes.
+pub struct Receiver {
+    config: Arc<Config>,
+    store: Arc<Store>,
+    rejected_log: TokenBucket,
+}
+
+impl Receiver {
+    /// A receiver over `store` for the endpoints in `config`.
+    pub fn new(config: Arc<Config>, store: Arc<Store>) -> Arc<Receiver> {
+        let rate = config.receive.rejected_log_per_sec;
+        Arc::new(Receiver {
+            rejected_log: TokenBucket::new(rate, (rate * 10.0).max(1.0)),
+            config,
+            store,
+        })
+    }
+}
+
+/// The receiver's routes, with JSON answers for unknown paths and methods.
+pub fn routes(
+    receiver: Arc<Receiver>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
+    let webhook = warp::path!("webhooks" / String)
+        .and(warp::post())
+        .and(warp::any().map(move || receiver.clone()))
+        .and(warp::header::headers_cloned())
+        .and(warp::addr::remote())
+        .and(warp::body::stream())
+        .then(
+            |name: String, receiver: Arc<Receiver>, headers, remote, body| async move {
+                receiver.handle(name, headers, remote, body).await
+            },
+        );
+    webhook.recover(json_rejection).unify()
+}
+
+/// Turns warp's rejections (no route, wrong method) into the same JSON shape as every answer.
+pub async fn json_rejection(
+    rejection: warp::Rejection,
+) -> Result<warp::reply::Response, Infallible> {
+    let (status, reason) = if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+    } else if rejection.is_not_found() {
+        (StatusCode::NOT_FOUND, "no such path")
+    } else {
+        (StatusCode::BAD_REQUEST, "bad request")
+    };
+    Ok(Answer::new(status, "rejected", reason.to_string()).into_response())
+}
+
+/// An answer: status, JSON body, extra headers; also what the delivery log records.
+struct Answer {
+    status: StatusCode,
+    body: String,
+    headers: Vec<(&'static str, &'static str)>,
+}
+
+impl Answer {
+    fn new(status: StatusCode, verdict: &str, reason: String) -> Answer {
+        let body = serde_json::json!({ "status": verdict, "reason": reason }).to_string();
+        Answer {
+            status,
+            body,
+            headers: vec![("content-type", "application/json")],
+        }
+    }
+
+    fn log(&self) -> ResponseLog {
+        ResponseLog {
+            status: self.status.as_u16(),
+            headers: self
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: self.body.clone(),
+        }
+    }
+
+    fn into_response(self) -> warp::reply::Response {
+        let mut response = warp::reply::Response::new(self.body.into());
+        *response.status_mut() = self.status;
+        for (k, v) in self.headers {
+            response
+                .headers_mut()
+                .insert(k, http::HeaderValue::from_static(v));
+        }
+        response
+    }
+}
+
+/// The two fields hookd needs from a body; the rest stays opaque.
+#[derive(Deserialize)]
+struct Envelope {
+    id: Option<serde_json::Value>,
+    #[serde(rename = "type")]
+    kind: Option<serde_json::Value>,
+}
+
+/// A rejection decided before anything was stored.
+struct Refusal {
+    status: StatusCode,
+    reason: String,
+}
+
+fn refuse(status: StatusCode, reason: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        reason: reason.into(),
+    }
+}
+
+/// What the request carried, for the delivery log.
+struct Request {
+    endpoint: String,
+    headers: HeaderMap,
+    remote: Option<SocketAddr>,
+    received_at_ms: u64,
+    started: Instant,
+}
+
+impl Receiver {
+    async fn handle<S, B>(
+        &self,
+        name: String,
+        headers: HeaderMap,
+        remote: Option<SocketAddr>,
+        body: S,
+    ) -> warp::reply::Response
+    where
+        S: Stream<Item = Result<B, warp::Error>>,
+        B: Buf,
+    {
+        let request = Request {
+            endpoint: name,
+            headers,
+            remote,
+            received_at_ms: clock::system_ms(),
+            started: Instant::now(),
+        };
+        let Some(endpoint) = self.config.endpoint(&request.endpoint) else {
+            let refusal = refuse(StatusCode::NOT_FOUND, "unknown endpoint");
+            return self.reject(&request, &[], refusal, None);
+        };
+        let declared = request
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let too_large = || {
+            refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body is larger than {} bytes", endpoint.max_body_bytes),
+            )
+        };
+        if declared.is_some_and(|n| n > endpoint.max_body_bytes as u64) {
+            return self.reject(&request, &[], too_large(), None);
+        }
+        let body = match body::read_limited(body, endpoint.max_body_bytes).await {
+            Ok(b) => b,
+            Err(body::BodyError::TooLarge) => return self.reject(&request, &[], too_large(), None),
+            Err(body::BodyError::Read) => {
+                let refusal = refuse(StatusCode::BAD_REQUEST, "the body could not be read");
+                return self.reject(&request, &[], refusal, None);
+            }
+        };
+        match self.check(endpoint, &request, &body) {
+            Err(refusal) => {
+                let event = serde_json::from_slice::<Envelope>(&body).ok();
+                let known = event.map(|e| (as_text(e.id), as_text(e.kind)));
+                self.reject(&request, &body, refusal, known)
+            }
+            Ok((event_id, event_type)) => {
+                self.store_event(endpoint, &request, body, event_id, event_type)
+                    .await
+            }
+        }
+    }
+
+    /// Signature, body shape: the event id and type, or why not.
+    fn check(
+        &self,
+        endpoint: &Endpoint,
+        request: &Request,
+        body: &[u8],
+    ) -> Result<(String, String), Refusal> {
+        let signed = verify::extract(&request.headers)
+            .map_err(|e| refuse(StatusCode::UNAUTHORIZED, e.to_string()))?;
+        verify::verify(
+            &signed,
+            body,
+            &endpoint.secrets,
+            endpoint.tolerance_secs,
+            clock::system_secs(),
+        )
+        .map_err(|e| refuse(StatusCode::UNAUTHORIZED, e.to_string()))?;
+        let not_object = || refuse(StatusCode::BAD_REQUEST, "body is not a JSON object");
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(not_object());
+        }
+        let envelope: Envelope = serde_json::from_slice(body).map_err(|_| not_object())?;
+        let event_type = as_text(envelope.kind)
+            .ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "body has no string `type`"))?;
+        let event_id = match (as_text(envelope.id), endpoint.profile) {
+            (Some(id), _) => id,
+            // A standard sender's body need not carry an id; the webhook-id is stable across
+            // its retries, so it serves as the dedup key.
+            (None, Profile::Standard) => signed.id,
+            (None, Profile::Fasten) => {
+                return Err(refuse(StatusCode::BAD_REQUEST, "body has no string `id`"))
+            }
+        };
+        Ok((event_id, event_type))
+    }
+
+    fn draft(
+        &self,
+        request: &Request,
+        body: &[u8],
+        cap: usize,
+        answer: &Answer,
+        verdict: Verdict,
+        reason: &str,
+    ) -> DeliveryDraft {
+        let kept = &body[..body.len().min(cap)];
+        DeliveryDraft {
+            received_at_ms: request.received_at_ms,
+            endpoint: request.endpoint.clone(),
+            remote_addr: request.remote.map(|a| a.to_string()),
+            request_headers: request
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    let value = if REDACTED_HEADERS.contains(&k.as_str()) {
+                        "<redacted>".to_string()
+                    } else {
+                        String::from_utf8_lossy(v.as_bytes()).into_owned()
+                    };
+                    (k.as_str().to_string(), value)
+                })
+                .collect(),
+            body: String::from_utf8_lossy(kept).into_owned(),
+            body_bytes: body.len(),
+            body_truncated: kept.len() < body.len(),
+            verdict,
+            reason: reason.to_string(),
+            response: answer.log(),
+            event_id: None,
+            event_type: None,
+        }
+    }
+
+    /// Answers a refusal and logs it, within the rejected-logging rate.
+    fn reject(
+        &self,
+        request: &Request,
+        body: &[u8],
+        refusal: Refusal,
+        known: Option<(Option<String>, Option<String>)>,
+    ) -> warp::reply::Response {
+        let mut answer = Answer::new(
+            refusal.status,
+            Verdict::Rejected.as_str(),
+            refusal.reason.clone(),
+        );
+        if refusal.status == StatusCode::SERVICE_UNAVAILABLE {
+            answer.headers.push(("retry-after", RETRY_AFTER_SECS));
+        }
+        tracing::info!(endpoint = %request.endpoint, status = refusal.status.as_u16(), reason = %refusal.reason, "delivery rejected");
+        let logged = if self.rejected_log.try_take() {
+            let mut draft = self.draft(
+                request,
+                body,
+                self.config.receive.rejected_body_bytes,
+                &answer,
+                Verdict::Rejected,
+                &refusal.reason,
+            );
+            if let Some((id, kind)) = known {
+                draft.event_id = id;
+                draft.event_type = kind;
+            }
+            self.store.record(draft).map(|id| {
+                let _ = self
+                    .store
+                    .set_latency(id, request.started.elapsed().as_micros() as u64);
+            })
+        } else {
+            self.store.count_unlogged_rejection()
+        };
+        if let Err(e) = logged {
+            tracing::warn!(error = %e, "could not log a rejected delivery");
+        }
+        answer.into_response()
+    }
+
+    async fn store_event(
+        &self,
+        endpoint: &Endpoint,
+        request: &Request,
+        body: Bytes,
+        event_id: String,
+        event_type: String,
+    ) -> warp::reply::Response {
+        let cap = self.config.receive.log_body_bytes;
+        let selected = endpoint
+            .events
+            .as_ref()
+            .is_none_or(|set| set.contains(&event_type));
+        let result = if !selected {
+            let reason = format!("event type {event_type} is not selected on this endpoint");
+            let answer = Answer::new(StatusCode::OK, Verdict::Filtered.as_str(), reason.clone());
+            let mut draft = self.draft(request, &body, cap, &answer, Verdict::Filtered, &reason);
+            draft.event_id = Some(event_id);
+            draft.event_type = Some(event_type);
+            self.store.record(draft).map(|id| (id, answer, None))
+        } else if self.store.backlog() >= self.config.receive.queue_high_water {
+            let refusal = refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue is above its high-water mark; retry later",
+            );
+            return self.reject(
+                request,
+                &body,
+                refusal,
+                Some((Some(event_id), Some(event_type))),
+            );
+        } else {
+            let respond = |verdict: Verdict| {
+                let reason = match verdict {
+                    Verdict::Duplicate => "event id already accepted on this endpoint",
+                    _ => "stored and queued",
+                };
+                let answer = Answer::new(StatusCode::OK, verdict.as_str(), reason.to_string());
+                (reason.to_string(), answer.log())
+            };
+            let mut draft = self.draft(
+                request,
+                &body,
+                cap,
+                &Answer::new(StatusCode::OK, "", String::new()),
+                Verdict::Accepted,
+                "",
+            );
+            draft.event_id = Some(event_id.clone());
+            draft.event_type = Some(event_type.clone());
+            let event = NewEvent {
+                event_id,
+                event_type,
+                payload: body.clone(),
+            };
+            self.store.accept(draft, event, respond).map(|a| {
+                let (reason, _) = respond(a.verdict);
+                let answer = Answer::new(StatusCode::OK, a.verdict.as_str(), reason);
+                (a.delivery_id, answer, Some(a.verdict))
+            })
+        };
+        let (delivery_id, answer, verdict) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, endpoint = %request.endpoint, "cannot store delivery");
+                let refusal = refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "cannot persist the event; retry later",
+                );
+                return self.reject(request, &body, refusal, None);
+            }
+        };
+        // Filtered and duplicate answers wait too: a duplicate's 200 must not overtake the
+        // flush of the original it stands for.
+        if let Err(e) = self.store.commit().await {
+            tracing::error!(error = %e, "flush failed; answering 503");
+            let refusal = refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot persist the event; retry later",
+            );
+            return self.reject(request, &body, refusal, None);
+        }
+        if verdict == Some(Verdict::Accepted) {
+            self.store.work_notify().notify_one();
+        }
+        let _ = self
+            .store
+            .set_latency(delivery_id, request.started.elapsed().as_micros() as u64);
+        answer.into_response()
+    }
+}
+
+fn as_text(value: Option<serde_json::Value>) -> Option<String> {
+    match value {
+        Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s),
+        _ => None,
+    }
+}
