@@ -11,17 +11,18 @@ use tokio::sync::{mpsc, oneshot};
 
 type Waiter = oneshot::Sender<Result<(), Arc<sled::Error>>>;
 
-/// Handle to the flusher thread. Cloning is cheap; the thread ends when every handle is gone.
-#[derive(Clone)]
+/// Handle to the flusher thread. Dropping it stops the thread and waits for it, so the
+/// database is closed (and its lock released) when the store is dropped.
 pub struct GroupCommit {
-    tx: mpsc::UnboundedSender<Waiter>,
+    tx: Option<mpsc::UnboundedSender<Waiter>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl GroupCommit {
     /// Starts the flusher thread for `db`.
     pub fn start(db: sled::Db) -> std::io::Result<GroupCommit> {
         let (tx, mut rx) = mpsc::unbounded_channel::<Waiter>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("hookd-commit".into())
             .spawn(move || {
                 let mut batch = Vec::new();
@@ -37,7 +38,10 @@ impl GroupCommit {
                     }
                 }
             })?;
-        Ok(GroupCommit { tx })
+        Ok(GroupCommit {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
     }
 
     /// Waits until everything written before this call is on disk.
@@ -48,7 +52,17 @@ impl GroupCommit {
                 "the commit thread has stopped".into(),
             ))
         };
-        self.tx.send(tx).map_err(|_| gone())?;
+        let sender = self.tx.as_ref().ok_or_else(gone)?;
+        sender.send(tx).map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
+    }
+}
+
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }

@@ -693,6 +693,10 @@ impl Store {
                 Ok(updated)
             })
             .map_err(tx_err)?;
+        if let Next::RetryAt(_) = next {
+            // The dispatcher may be asleep on an empty queue: let it see the new due time.
+            self.work.notify_one();
+        }
         Ok(result.map(|(event, before)| {
             self.counts.moved(before, event.state);
             event

@@ -1,0 +1,171 @@
+//! The admin API: authentication, listing with filters and cursor, events, replay, stats.
+
+use super::receive::base_config;
+use super::*;
+
+#[tokio::test]
+async fn api_needs_the_bearer_token_when_one_is_configured() {
+    let s = TestServer::start(&base_config()).await;
+    let url = format!("http://{}/api/stats", s.admin);
+    let r = s.http.get(&url).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = s
+        .http
+        .get(&url)
+        .bearer_auth("wrong-token-wrong-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = s
+        .http
+        .get(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // Health checks carry no data and stay open for probes.
+    let r = s
+        .http
+        .get(format!("http://{}/healthz", s.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn loopback_api_without_a_configured_token_is_open() {
+    let s = TestServer::start(&endpoints()).await;
+    let r = s
+        .http
+        .get(format!("http://{}/api/stats", s.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn deliveries_are_listed_newest_first_with_filters_and_a_cursor() {
+    let s = TestServer::start(&base_config()).await;
+    let before = hookd::clock::system_ms();
+    for i in 0..5 {
+        s.send_event("std", &format!("list-{i}"), "webhook.test")
+            .await;
+    }
+    s.send_event("fasten", "list-f", "patient.ehi_export_failed")
+        .await;
+    s.send_event("fasten", "list-g", "patient.request_support")
+        .await; // filtered
+    s.post_signed("std", OTHER_SECRET, "m", "{}").await; // rejected
+
+    // Page through the std endpoint two at a time: all five, newest first, no overlap.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = s
+            .api(&format!(
+                "/api/deliveries?endpoint=std&verdict=accepted&limit=2&cursor={cursor}"
+            ))
+            .await;
+        assert_eq!(status, 200);
+        for item in page["items"].as_array().unwrap() {
+            seen.push(item["event_id"].as_str().unwrap().to_string());
+            assert!(item["state"].as_str().is_some());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["list-4", "list-3", "list-2", "list-1", "list-0"]);
+
+    let count = |v: &serde_json::Value| v["items"].as_array().unwrap().len();
+    let (_, v) = s.api("/api/deliveries?verdict=filtered").await;
+    assert_eq!(count(&v), 1);
+    assert_eq!(v["items"][0]["event_id"], "list-g");
+    let (_, v) = s.api("/api/deliveries?verdict=rejected").await;
+    assert_eq!(count(&v), 1);
+    assert_eq!(v["items"][0]["status"], 401);
+    let (_, v) = s
+        .api("/api/deliveries?type=patient.ehi_export_failed")
+        .await;
+    assert_eq!(count(&v), 1);
+    let (_, v) = s
+        .api("/api/deliveries?endpoint=fasten&type=webhook.test")
+        .await;
+    assert_eq!(count(&v), 0);
+    let (_, v) = s.api("/api/deliveries?event_id=list-3").await;
+    assert_eq!(count(&v), 1);
+    let (_, v) = s.api("/api/deliveries").await;
+    assert_eq!(count(&v), 8);
+    let (_, v) = s.api(&format!("/api/deliveries?from={before}")).await;
+    assert_eq!(count(&v), 8);
+    let (_, v) = s.api(&format!("/api/deliveries?to={}", before - 1)).await;
+    assert_eq!(count(&v), 0);
+
+    let (status, v) = s.api("/api/deliveries?verdict=maybe").await;
+    assert_eq!(status, 400);
+    assert!(v["reason"].as_str().unwrap().contains("verdict"));
+    let (status, _) = s.api("/api/deliveries?limit=many").await;
+    assert_eq!(status, 400);
+    let (status, _) = s.api("/api/deliveries/12345").await;
+    assert_eq!(status, 404);
+    let (status, _) = s.api("/api/nothing").await;
+    assert_eq!(status, 404);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn events_are_found_by_seq_or_event_id_and_stats_count_them() {
+    let s = TestServer::start(&base_config()).await;
+    s.send_event("std", "ev-1", "webhook.test").await;
+    let by_id = s.wait_for_state("ev-1", "done").await;
+    let seq = by_id["seq"].as_str().unwrap();
+    let (status, by_seq) = s.api(&format!("/api/events/{seq}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(by_seq["event_id"], "ev-1");
+    let (status, _) = s.api("/api/events/ev-1?endpoint=fasten").await;
+    assert_eq!(status, 404);
+    let (_, stats) = s.api("/api/stats").await;
+    assert_eq!(stats["deliveries"]["accepted"], 1);
+    assert_eq!(stats["events"]["done"], 1);
+    assert_eq!(stats["queue_depth"], 0);
+    assert_eq!(stats["oldest_queued_age_secs"], 0);
+    assert!(stats["store_bytes"].as_u64().unwrap() > 0);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn done_event_can_be_replayed_and_is_processed_again() {
+    let s = TestServer::start(&base_config()).await;
+    s.send_event("std", "rp-1", "webhook.test").await;
+    s.wait_for_state("rp-1", "done").await;
+    let (status, v) = s.api_post("/api/events/rp-1/replay").await;
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(v["status"], "queued");
+    for _ in 0..200 {
+        let (_, e) = s.api("/api/events/rp-1").await;
+        if e["state"] == "done" && e["attempts"].as_array().unwrap().len() == 2 {
+            assert_eq!(e["replays"], 1);
+            s.stop().await;
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("replayed event was not processed again");
+}
+
+#[tokio::test]
+async fn replay_of_unknown_event_is_404_and_get_is_405() {
+    let s = TestServer::start(&base_config()).await;
+    let (status, _) = s.api_post("/api/events/nope/replay").await;
+    assert_eq!(status, 404);
+    let (status, _) = s.api("/api/events/nope/replay").await;
+    assert_eq!(status, 405);
+    s.stop().await;
+}

@@ -1,0 +1,381 @@
+//! The built `hookd` binary: embedded defaults, check-config, SIGTERM, and SIGKILL under load.
+
+use super::*;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hookd");
+
+/// A hookd child process and the addresses it printed.
+struct Proc {
+    child: Child,
+    receiver: String,
+    admin: String,
+    stdout: Vec<String>,
+}
+
+fn spawn(cwd: &Path, args: &[&str]) -> Proc {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .env("HOOKD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdout = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        stdout.push(line.clone());
+        if let Some(rest) = line.strip_prefix("listening ") {
+            let mut addrs = rest
+                .split(' ')
+                .map(|kv| kv.split_once('=').unwrap().1.to_string());
+            let receiver = addrs.next().unwrap();
+            let admin = addrs.next().unwrap();
+            // Keep draining stdout so the child never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            return Proc {
+                child,
+                receiver,
+                admin,
+                stdout,
+            };
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("hookd did not report its addresses: {stdout:?}");
+}
+
+fn signal(child: &Child, name: &str) {
+    let ok = Command::new("kill")
+        .args(["-s", name, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "hookd did not exit in time");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn runs_on_embedded_defaults_and_prints_a_working_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    // The defaults listen on fixed ports; move them aside with the documented variables.
+    let mut child = Command::new(BIN)
+        .current_dir(dir.path())
+        .env("HOOKD_LISTEN", "127.0.0.1:0")
+        .env("HOOKD_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("HOOKD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines: Vec<String> = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .take_while(|l| !l.starts_with("listening "))
+        .collect();
+    let text = lines.join("\n");
+    let secret_line = lines
+        .iter()
+        .find(|l| l.trim().starts_with("whsec_"))
+        .expect("secret printed");
+    let stored =
+        std::fs::read_to_string(dir.path().join("hookd-data/secrets/default.secret")).unwrap();
+    assert_eq!(secret_line.trim(), stored.trim());
+    let url = text
+        .split_whitespace()
+        .find(|w| w.starts_with("http://") && w.ends_with("/webhooks/default"))
+        .expect("receiving URL printed")
+        .to_string();
+    // `hookd send`, as the printed hint says, gets a 200.
+    let out = Command::new(BIN)
+        .args([
+            "send",
+            "--to",
+            &url,
+            "--secret-file",
+            "hookd-data/secrets/default.secret",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("accepted"));
+    signal(&child, "TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
+}
+
+#[test]
+fn check_config_names_the_key_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, endpoints()).unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[endpoints]]\nname = \"x\"\nsecrets = [\"whsec_AAAA\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml") && err.contains("endpoints[0].secrets[0]"),
+        "{err}"
+    );
+
+    let out = Command::new(BIN)
+        .args(["check-config", "/nonexistent/hookd.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/hookd.toml"));
+}
+
+#[test]
+fn refuses_to_start_with_a_public_admin_listener_and_no_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .env("HOOKD_ADMIN_LISTEN", "0.0.0.0:0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("admin.token"));
+}
+
+fn write_config(dir: &Path, extra: &str) -> String {
+    let path = dir.join("hookd.toml");
+    std::fs::write(&path, config_text(dir, extra)).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_work_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &endpoints());
+    let mut p = spawn(dir.path(), &["--config", &config]);
+    let s = Client::new(&p.receiver, &p.admin);
+    for i in 0..20 {
+        assert_eq!(s.send(&format!("term-{i}")).await, 200);
+    }
+    signal(&p.child, "TERM");
+    assert!(wait_exit(&mut p.child, Duration::from_secs(30)).success());
+    // Everything is there after a restart.
+    let mut p = spawn(dir.path(), &["--config", &config]);
+    let s = Client::new(&p.receiver, &p.admin);
+    for i in 0..20 {
+        assert_eq!(s.state(&format!("term-{i}")).await.as_deref(), Some("done"));
+    }
+    signal(&p.child, "TERM");
+    wait_exit(&mut p.child, Duration::from_secs(30));
+    assert!(p.stdout.iter().any(|l| l.contains("receiving: POST")));
+}
+
+/// Talks to a hookd child process.
+struct Client {
+    http: reqwest::Client,
+    receiver: String,
+    admin: String,
+}
+
+impl Client {
+    fn new(receiver: &str, admin: &str) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            receiver: receiver.into(),
+            admin: admin.into(),
+        }
+    }
+
+    async fn send(&self, id: &str) -> u16 {
+        self.try_send(id).await.unwrap_or(0)
+    }
+
+    async fn try_send(&self, id: &str) -> Option<u16> {
+        let body = event_body(id, "webhook.test");
+        let secret = Secret::parse(SECRET).unwrap();
+        let ts = now();
+        let r = self
+            .http
+            .post(format!("http://{}/webhooks/std", self.receiver))
+            .header("webhook-id", id)
+            .header("webhook-timestamp", ts.to_string())
+            .header(
+                "webhook-signature",
+                hookd::verify::sign(&secret, id, ts, body.as_bytes()),
+            )
+            .body(body)
+            .send()
+            .await
+            .ok()?;
+        Some(r.status().as_u16())
+    }
+
+    async fn state(&self, id: &str) -> Option<String> {
+        let r = self
+            .http
+            .get(format!("http://{}/api/events/{id}", self.admin))
+            .send()
+            .await
+            .ok()?;
+        let v: serde_json::Value = r.json().await.ok()?;
+        v["state"].as_str().map(str::to_string)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_loses_no_acknowledged_event_and_processes_each_once() {
+    // The forward target counts deliveries per webhook-id: "once in effect" means every
+    // acknowledged id arrives, and hookd holds exactly one event for it.
+    let seen: Arc<Mutex<std::collections::HashMap<String, usize>>> = Default::default();
+    let seen_in_sink = seen.clone();
+    use warp::Filter;
+    let route = warp::post()
+        .and(warp::header::<String>("webhook-id"))
+        .map(move |id: String| {
+            *seen_in_sink.lock().unwrap().entry(id).or_default() += 1;
+            warp::reply()
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sink = listener.local_addr().unwrap();
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[[endpoints]]\nname = \"std\"\nsecrets = [\"{SECRET}\"]\n[endpoints.forward]\nurl = \"http://{sink}/in\"\nsecret = \"{OTHER_SECRET}\"\n"
+    );
+    let config = write_config(dir.path(), &extra);
+    let mut p = spawn(dir.path(), &["--config", &config]);
+    let client = Arc::new(Client::new(&p.receiver, &p.admin));
+
+    // 16 senders fire until hookd dies under them; each remembers what got a 200.
+    let acked: Arc<Mutex<Vec<String>>> = Default::default();
+    let mut senders = Vec::new();
+    for worker in 0..16 {
+        let client = client.clone();
+        let acked = acked.clone();
+        senders.push(tokio::spawn(async move {
+            for i in 0..10_000 {
+                let id = format!("kill-{worker}-{i}");
+                match client.try_send(&id).await {
+                    Some(200) => acked.lock().unwrap().push(id),
+                    Some(_) => {}
+                    None => return, // hookd is gone
+                }
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acked.lock().unwrap().len() < 400 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    p.child.kill().unwrap(); // SIGKILL
+    p.child.wait().unwrap();
+    for s in senders {
+        s.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 400,
+        "only {} acknowledged before the kill",
+        acked.len()
+    );
+
+    let mut p = spawn(dir.path(), &["--config", &config]);
+    let client = Client::new(&p.receiver, &p.admin);
+    for id in &acked {
+        let mut state = None;
+        for _ in 0..400 {
+            state = client.state(id).await;
+            if state.as_deref() == Some("done") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(
+            state.as_deref(),
+            Some("done"),
+            "acknowledged event {id} after restart"
+        );
+    }
+    {
+        let seen = seen.lock().unwrap();
+        for id in &acked {
+            assert!(
+                seen.get(id).copied().unwrap_or(0) >= 1,
+                "{id} was never forwarded"
+            );
+        }
+    }
+    // Redelivery of an acknowledged id is still a duplicate after the crash.
+    let body = event_body(&acked[0], "webhook.test");
+    let secret = Secret::parse(SECRET).unwrap();
+    let ts = now();
+    let r = client
+        .http
+        .post(format!("http://{}/webhooks/std", client.receiver))
+        .header("webhook-id", &acked[0])
+        .header("webhook-timestamp", ts.to_string())
+        .header(
+            "webhook-signature",
+            hookd::verify::sign(&secret, &acked[0], ts, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["status"], "duplicate");
+    let mut stats = serde_json::Value::Null;
+    for _ in 0..400 {
+        stats = client
+            .http
+            .get(format!("http://{}/api/stats", client.admin))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if stats["queue_depth"] == 0 && stats["events"]["processing"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // One event per accepted id: nothing was stored twice.
+    assert_eq!(stats["deliveries"]["accepted"], stats["events"]["done"]);
+    signal(&p.child, "TERM");
+    wait_exit(&mut p.child, Duration::from_secs(30));
+}

@@ -1,0 +1,225 @@
+//! hookd's integration tests: each starts the real server on 127.0.0.1:0 with a temporary
+//! data directory and speaks HTTP to it (or runs the built binary).
+
+mod admin;
+mod binary;
+mod crosscheck;
+mod process;
+mod receive;
+
+use hookd::config::Config;
+use hookd::process::Processors;
+use hookd::secret::Secret;
+use hookd::server::{self, Running};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub const OTHER_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// A hookd running in this process, with its temporary data directory.
+pub struct TestServer {
+    pub running: Option<Running>,
+    pub receiver: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+/// Config text for tests: loopback port 0 everywhere, and `extra` appended.
+pub fn config_text(dir: &Path, extra: &str) -> String {
+    format!(
+        "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{extra}",
+        dir.join("data")
+    )
+}
+
+/// The usual test endpoints: `std` (standard, all types) and `fasten` (selected types only).
+pub fn endpoints() -> String {
+    format!(
+        r#"
+[[endpoints]]
+name = "std"
+secrets = ["{SECRET}"]
+
+[[endpoints]]
+name = "fasten"
+profile = "fasten"
+secrets = ["{SECRET}", "{OTHER_SECRET}"]
+events = ["patient.ehi_export_success", "patient.ehi_export_failed"]
+max_body_bytes = 2048
+"#
+    )
+}
+
+pub fn load_config(dir: &Path, text: &str) -> Config {
+    let path = dir.join("hookd.toml");
+    std::fs::write(&path, text).unwrap();
+    Config::load(Some(&path), &HashMap::new()).unwrap()
+}
+
+impl TestServer {
+    /// Starts hookd with `extra` config (endpoints etc.).
+    pub async fn start(extra: &str) -> TestServer {
+        Self::start_with(extra, None).await
+    }
+
+    pub async fn start_with(extra: &str, processors: Option<Processors>) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, extra, processors).await
+    }
+
+    /// Starts hookd on an existing directory (restarts).
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        extra: &str,
+        processors: Option<Processors>,
+    ) -> TestServer {
+        let config = load_config(dir.path(), &config_text(dir.path(), extra));
+        let running = server::start(config, processors)
+            .await
+            .unwrap_or_else(|e| panic!("hookd did not start: {e}"));
+        TestServer {
+            receiver: running.receiver_addr,
+            admin: running.admin_addr,
+            running: Some(running),
+            dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Stops gracefully and hands back the data directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(r) = self.running.take() {
+            r.shutdown();
+            r.wait().await;
+        }
+        self.dir
+    }
+
+    pub fn url(&self, endpoint: &str) -> String {
+        format!("http://{}/webhooks/{endpoint}", self.receiver)
+    }
+
+    /// POSTs `body` to `endpoint`, signed with `secret` at `ts` (unix seconds).
+    pub async fn post_signed_at(
+        &self,
+        endpoint: &str,
+        secret: &str,
+        id: &str,
+        ts: i64,
+        body: &str,
+    ) -> Answer {
+        let secret = Secret::parse(secret).unwrap();
+        let sig = hookd::verify::sign(&secret, id, ts, body.as_bytes());
+        let response = self
+            .http
+            .post(self.url(endpoint))
+            .header("webhook-id", id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sig)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        Answer::from(response).await
+    }
+
+    pub async fn post_signed(&self, endpoint: &str, secret: &str, id: &str, body: &str) -> Answer {
+        self.post_signed_at(endpoint, secret, id, now(), body).await
+    }
+
+    /// Sends a standard event `{"id","type","data"}` signed with [`SECRET`].
+    pub async fn send_event(&self, endpoint: &str, event_id: &str, event_type: &str) -> Answer {
+        let body = event_body(event_id, event_type);
+        self.post_signed(endpoint, SECRET, &format!("msg_{event_id}"), &body)
+            .await
+    }
+
+    /// GET on the admin API (with the token when `auth`).
+    pub async fn api(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .get(format!("http://{}{path}", self.admin))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    pub async fn api_post(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .post(format!("http://{}{path}", self.admin))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Waits (bounded) until the event reaches `state`, and returns it.
+    pub async fn wait_for_state(&self, event_id: &str, state: &str) -> serde_json::Value {
+        for _ in 0..200 {
+            let (status, event) = self.api(&format!("/api/events/{event_id}")).await;
+            if status == 200 && event["state"] == state {
+                return event;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("event {event_id} never reached {state}");
+    }
+}
+
+pub fn event_body(event_id: &str, event_type: &str) -> String {
+    serde_json::json!({
+        "api_mode": "test",
+        "date": "2024-06-13T00:08:31Z",
+        "id": event_id,
+        "type": event_type,
+        "data": {"hello": "world"}
+    })
+    .to_string()
+}
+
+pub fn now() -> i64 {
+    hookd::clock::system_secs()
+}
+
+/// A receiver answer: status, the JSON body, and the headers.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: serde_json::Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Answer {
+    pub async fn from(response: reqwest::Response) -> Answer {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        Answer {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    /// `(status, body.status)`, e.g. `(200, "accepted")`.
+    pub fn verdict(&self) -> (u16, &str) {
+        (self.status, self.body["status"].as_str().unwrap_or(""))
+    }
+}

@@ -1,0 +1,313 @@
+//! The pipeline: forwarding, retries on schedule (paused time), dead letters, rate and
+//! concurrency limits, and re-claiming work cut short by a crash.
+
+use super::*;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use hookd::process::{Job, Pipeline, ProcessError, Processor};
+use hookd::store::{Claim, DeliveryDraft, NewEvent, ResponseLog, Store, Verdict};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use warp::Filter;
+
+/// A local service that records what hookd forwards and fails the first `fail_first` calls.
+struct Sink {
+    received: Mutex<Vec<(http::HeaderMap, Bytes)>>,
+    fail_first: AtomicUsize,
+}
+
+async fn start_sink(fail_first: usize) -> (String, Arc<Sink>) {
+    let sink = Arc::new(Sink {
+        received: Mutex::new(Vec::new()),
+        fail_first: AtomicUsize::new(fail_first),
+    });
+    let state = sink.clone();
+    let route = warp::post()
+        .and(warp::header::headers_cloned())
+        .and(warp::body::bytes())
+        .map(move |headers, body| {
+            state.received.lock().unwrap().push((headers, body));
+            let failing = state
+                .fail_first
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            let status = if failing {
+                http::StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                http::StatusCode::OK
+            };
+            warp::reply::with_status("sink says hi", status)
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    (format!("http://{addr}/hook"), sink)
+}
+
+fn forward_config(url: &str, extra: &str) -> String {
+    format!(
+        r#"[admin]
+token = "{ADMIN_TOKEN}"
+[processing]
+retry_schedule_secs = [1]
+retry_jitter = 0.0
+{extra}
+[[endpoints]]
+name = "std"
+secrets = ["{SECRET}"]
+[endpoints.forward]
+url = "{url}"
+secret = "{OTHER_SECRET}"
+"#
+    )
+}
+
+#[tokio::test]
+async fn forward_processor_posts_the_original_body_re_signed_and_retries_failures() {
+    let (url, sink) = start_sink(1).await;
+    let s = TestServer::start(&forward_config(&url, "")).await;
+    let body = event_body("fw-1", "webhook.test");
+    assert_eq!(
+        s.post_signed("std", SECRET, "msg_fw", &body).await.status,
+        200
+    );
+    let event = s.wait_for_state("fw-1", "done").await;
+    let attempts = event["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0]["outcome"], "error");
+    assert!(attempts[0]["detail"].as_str().unwrap().contains("HTTP 500"));
+    assert_eq!(attempts[1]["outcome"], "ok");
+    assert_eq!(attempts[1]["processor"], "forward");
+
+    let received = sink.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 2);
+    let (headers, forwarded) = &received[1];
+    assert_eq!(
+        forwarded.as_ref(),
+        body.as_bytes(),
+        "the original body, byte for byte"
+    );
+    assert_eq!(
+        headers["webhook-id"], "fw-1",
+        "the event id, stable across retries"
+    );
+    let reference = standardwebhooks::Webhook::new(OTHER_SECRET).unwrap();
+    reference
+        .verify(forwarded, headers)
+        .expect("re-signed with the forward secret");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn event_goes_dead_after_max_attempts_and_replay_revives_it() {
+    let (url, sink) = start_sink(2).await;
+    let s = TestServer::start(&forward_config(&url, "max_attempts = 2")).await;
+    s.send_event("std", "dead-1", "webhook.test").await;
+    let event = s.wait_for_state("dead-1", "dead").await;
+    assert_eq!(event["attempts"].as_array().unwrap().len(), 2);
+    assert!(event["last_error"].as_str().unwrap().contains("HTTP 500"));
+    let (_, stats) = s.api("/api/stats").await;
+    assert_eq!(stats["events"]["dead"], 1);
+    // The sink works now: a replay delivers it.
+    let (status, _) = s.api_post("/api/events/dead-1/replay").await;
+    assert_eq!(status, 202);
+    let event = s.wait_for_state("dead-1", "done").await;
+    assert_eq!(event["attempts"].as_array().unwrap().len(), 3);
+    assert_eq!(sink.received.lock().unwrap().len(), 3);
+    s.stop().await;
+}
+
+/// Records the (tokio-clock) time of each call; fails or sleeps as told.
+struct Recorder {
+    calls: Mutex<Vec<u64>>,
+    fail: bool,
+    busy: Duration,
+}
+
+impl Processor for Recorder {
+    fn name(&self) -> &'static str {
+        "recorder"
+    }
+    fn process<'a>(&'a self, _job: &'a Job) -> BoxFuture<'a, Result<String, ProcessError>> {
+        Box::pin(async move {
+            self.calls.lock().unwrap().push(hookd::clock::now_ms());
+            tokio::time::sleep(self.busy).await;
+            if self.fail {
+                Err(ProcessError::Retry("downstream is down".into()))
+            } else {
+                Ok("ok".into())
+            }
+        })
+    }
+}
+
+fn accept(store: &Store, event_id: &str) -> u64 {
+    let draft = DeliveryDraft {
+        received_at_ms: hookd::clock::now_ms(),
+        endpoint: "std".into(),
+        remote_addr: None,
+        request_headers: vec![],
+        body: String::new(),
+        body_bytes: 0,
+        body_truncated: false,
+        verdict: Verdict::Accepted,
+        reason: String::new(),
+        response: ResponseLog {
+            status: 200,
+            headers: vec![],
+            body: String::new(),
+        },
+        event_id: Some(event_id.into()),
+        event_type: Some("webhook.test".into()),
+    };
+    let event = NewEvent {
+        event_id: event_id.into(),
+        event_type: "webhook.test".into(),
+        payload: Bytes::from(event_body(event_id, "webhook.test")),
+    };
+    let respond = |_| {
+        (
+            String::new(),
+            ResponseLog {
+                status: 200,
+                headers: vec![],
+                body: String::new(),
+            },
+        )
+    };
+    store.accept(draft, event, respond).unwrap().seq
+}
+
+/// Runs a pipeline over a fresh store with `processing` config until `done` says so.
+async fn run_pipeline(
+    processing: &str,
+    recorder: Arc<Recorder>,
+    events: usize,
+    done: impl Fn(&Store, &[u64]) -> bool,
+) -> (Vec<u64>, Vec<u64>, Arc<Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = load_config(
+        dir.path(),
+        &format!(
+            "{}\n[processing]\n{processing}\n{}",
+            config_text(dir.path(), ""),
+            endpoints()
+        ),
+    );
+    let store = Arc::new(Store::open(&dir.path().join("db"), 16).unwrap());
+    let seqs: Vec<u64> = (0..events)
+        .map(|i| accept(&store, &format!("e{i}")))
+        .collect();
+    let mut processors = Processors::default();
+    processors.set("std", recorder.clone());
+    let pipeline = Arc::new(Pipeline::new(&config, store.clone(), processors));
+    let (trigger, shutdown) = hookd::shutdown::channel();
+    let task = tokio::spawn(pipeline.run(shutdown, Duration::from_secs(1)));
+    for _ in 0..100_000 {
+        if done(&store, &seqs) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    trigger.fire();
+    task.await.unwrap();
+    let calls = recorder.calls.lock().unwrap().clone();
+    (calls, seqs, store)
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_attempts_follow_the_retry_schedule_with_jitter_then_go_dead() {
+    let recorder = Arc::new(Recorder {
+        calls: Mutex::new(vec![]),
+        fail: true,
+        busy: Duration::ZERO,
+    });
+    let processing = "max_attempts = 4\nretry_schedule_secs = [10, 60, 300]\nretry_jitter = 0.2";
+    let state = |s: &Store, seqs: &[u64]| s.event(seqs[0]).unwrap().unwrap().state;
+    let (calls, seqs, store) = run_pipeline(processing, recorder, 1, |s, q| {
+        state(s, q) == hookd::store::EventState::Dead
+    })
+    .await;
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    let gaps: Vec<u64> = calls.windows(2).map(|w| w[1] - w[0]).collect();
+    for (gap, base) in gaps.iter().zip([10_000u64, 60_000, 300_000]) {
+        let (lo, hi) = (base * 8 / 10, base * 12 / 10 + 100);
+        assert!(
+            (lo..=hi).contains(gap),
+            "gap {gap} ms outside {lo}..={hi} (gaps {gaps:?})"
+        );
+    }
+    let attempts = store.attempts(seqs[0]).unwrap();
+    assert_eq!(attempts.len(), 4);
+    assert!(attempts.iter().all(|a| a.detail == "downstream is down"));
+    assert_eq!(store.event(seqs[0]).unwrap().unwrap().attempts, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_rate_spreads_attempts_over_time() {
+    let recorder = Arc::new(Recorder {
+        calls: Mutex::new(vec![]),
+        fail: false,
+        busy: Duration::ZERO,
+    });
+    let all_done = |s: &Store, seqs: &[u64]| {
+        seqs.iter()
+            .all(|q| s.event(*q).unwrap().unwrap().state == hookd::store::EventState::Done)
+    };
+    let (calls, _, _) = run_pipeline("max_rate_per_sec = 2.0", recorder, 6, all_done).await;
+    assert_eq!(calls.len(), 6);
+    // Two at once (a second's burst), then one every 500 ms.
+    let span = calls[5] - calls[0];
+    assert!(
+        (1_900..=2_200).contains(&span),
+        "6 attempts at 2/s took {span} ms: {calls:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn worker_count_bounds_concurrent_attempts() {
+    let recorder = Arc::new(Recorder {
+        calls: Mutex::new(vec![]),
+        fail: false,
+        busy: Duration::from_secs(1),
+    });
+    let all_done = |s: &Store, seqs: &[u64]| {
+        seqs.iter()
+            .all(|q| s.event(*q).unwrap().unwrap().state == hookd::store::EventState::Done)
+    };
+    let (calls, _, _) = run_pipeline("workers = 2", recorder, 4, all_done).await;
+    let starts: Vec<u64> = calls.iter().map(|c| c - calls[0]).collect();
+    // Two start together; the next two only when those finished a second later.
+    assert!(
+        starts[1] < 100
+            && (1_000..1_200).contains(&starts[2])
+            && (1_000..1_200).contains(&starts[3]),
+        "{starts:?}"
+    );
+}
+
+#[tokio::test]
+async fn attempt_cut_short_by_a_crash_is_claimed_again_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data").join("db");
+    std::fs::create_dir_all(&db).unwrap();
+    {
+        let store = Store::open(&db, 16).unwrap();
+        let seq = accept(&store, "crash-1");
+        let Claim::Ready(event, _) = store.claim_next(hookd::clock::now_ms()).unwrap() else {
+            panic!("the event should be due")
+        };
+        assert_eq!(event.seq, seq);
+        assert_eq!(
+            store.event(seq).unwrap().unwrap().state,
+            hookd::store::EventState::Processing
+        );
+        store.flush().unwrap();
+        // The process "dies" here: the claim is on disk, the attempt never finished.
+    }
+    let s = TestServer::start_in(dir, &endpoints(), None).await;
+    let event = s.wait_for_state("crash-1", "done").await;
+    assert_eq!(event["attempts"].as_array().unwrap().len(), 1);
+    s.stop().await;
+}
