@@ -182,7 +182,7 @@ pub async fn start(
         if pipeline_task.await.is_err() {
             tracing::error!("the pipeline task failed during shutdown");
         }
-        match store_at_end.flush() {
+        match store_at_end.flush().await {
             Ok(()) => tracing::info!("store flushed; stopped"),
             Err(e) => tracing::error!(error = %e, "final flush failed"),
         }

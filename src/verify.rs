@@ -235,8 +235,14 @@ mod tests {
     fn tolerance_applies_in_both_directions() {
         let s = secret(A_SECRET);
         let h = signed(A_ID, A_TS, A_SIG);
-        assert_eq!(verify(&h, A_BODY, std::slice::from_ref(&s), 300, A_TS + 300), Ok(()));
-        assert_eq!(verify(&h, A_BODY, std::slice::from_ref(&s), 300, A_TS - 300), Ok(()));
+        assert_eq!(
+            verify(&h, A_BODY, std::slice::from_ref(&s), 300, A_TS + 300),
+            Ok(())
+        );
+        assert_eq!(
+            verify(&h, A_BODY, std::slice::from_ref(&s), 300, A_TS - 300),
+            Ok(())
+        );
         assert_eq!(
             verify(&h, A_BODY, std::slice::from_ref(&s), 300, A_TS + 301),
             Err(VerifyError::TooOld(301))

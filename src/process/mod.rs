@@ -18,7 +18,7 @@ use crate::clock;
 use crate::config::{Config, ProcessorConfig};
 use crate::ratelimit::TokenBucket;
 use crate::shutdown::Shutdown;
-use crate::store::{Attempt, AttemptOutcome, Claim, Event, Next, Store};
+use crate::store::{Attempt, AttemptOutcome, Event, Next, Store};
 use futures_util::future::BoxFuture;
 use retry::RetryPolicy;
 use std::collections::HashMap;
@@ -116,35 +116,64 @@ impl Pipeline {
         let mut running = JoinSet::new();
         loop {
             while running.try_join_next().is_some() {}
-            let permit = tokio::select! {
+            let first = tokio::select! {
                 p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
                 _ = shutdown.clone().wait() => break,
             };
-            match self.store.claim_next(clock::now_ms()) {
-                Ok(Claim::Ready(event, payload)) => {
-                    if let Some(rate) = &self.rate {
-                        rate.take().await;
+            let mut permits = vec![first];
+            match &self.rate {
+                // Claim as many as there are free workers, in one write.
+                None => {
+                    while let Ok(p) = slots.clone().try_acquire_owned() {
+                        permits.push(p);
                     }
-                    let me = self.clone();
-                    running.spawn(async move {
-                        me.attempt(Job { event, payload }).await;
-                        drop(permit);
-                    });
                 }
-                Ok(claim) => {
-                    drop(permit);
-                    let until = match claim {
-                        Claim::NotBefore(at) => clock::instant_at(at),
-                        _ => tokio::time::Instant::now() + Duration::from_secs(3600),
+                // Rate-limited: wait for a token before claiming, so nothing sits claimed
+                // while it waits (and shutdown is never held up by the limiter).
+                Some(rate) => {
+                    if matches!(self.store.next_due(), Ok(Some(due)) if due <= clock::now_ms()) {
+                        tokio::select! {
+                            _ = rate.take() => {}
+                            _ = shutdown.clone().wait() => break,
+                        }
+                    }
+                }
+            }
+            match self.store.claim(clock::now_ms(), permits.len()).await {
+                Ok(claimed) if !claimed.is_empty() => {
+                    for ((event, payload), permit) in claimed.into_iter().zip(permits) {
+                        let me = self.clone();
+                        running.spawn(async move {
+                            me.attempt(Job { event, payload }).await;
+                            drop(permit);
+                        });
+                    }
+                }
+                Ok(_) => {
+                    drop(permits);
+                    // A result still on its way may bring a retry due before anything queued
+                    // now: wait for its notification, with no timer (a stale due time would
+                    // be the wrong one).
+                    let until = match self.store.next_due() {
+                        _ if self.store.finishes_pending() => None,
+                        Ok(Some(due)) => Some(clock::instant_at(due)),
+                        // Notifications cover new work; the timer is only a safety net.
+                        _ => Some(tokio::time::Instant::now() + Duration::from_secs(3600)),
+                    };
+                    let timer = async {
+                        match until {
+                            Some(at) => tokio::time::sleep_until(at).await,
+                            None => std::future::pending().await,
+                        }
                     };
                     tokio::select! {
                         _ = self.store.work_notify().notified() => {}
-                        _ = tokio::time::sleep_until(until) => {}
+                        _ = timer => {}
                         _ = shutdown.clone().wait() => break,
                     }
                 }
                 Err(e) => {
-                    drop(permit);
+                    drop(permits);
                     tracing::error!(error = %e, "cannot claim from the queue; retrying in 1 s");
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -220,7 +249,7 @@ impl Pipeline {
             outcome,
             detail,
         };
-        if let Err(e) = self.store.finish(seq, &attempt, next) {
+        if let Err(e) = self.store.finish(seq, attempt, next) {
             // The event stays claimed; the next start re-queues it.
             tracing::error!(seq, error = %e, "cannot record an attempt");
         }

@@ -336,13 +336,18 @@ impl Receiver {
             .events
             .as_ref()
             .is_none_or(|set| set.contains(&event_type));
+        // Every 200 below waits for its flush, filtered and duplicate too: a duplicate's 200
+        // must not overtake the flush of the original it stands for.
         let result = if !selected {
             let reason = format!("event type {event_type} is not selected on this endpoint");
             let answer = Answer::new(StatusCode::OK, Verdict::Filtered.as_str(), reason.clone());
             let mut draft = self.draft(request, &body, cap, &answer, Verdict::Filtered, &reason);
             draft.event_id = Some(event_id);
             draft.event_type = Some(event_type);
-            self.store.record(draft).map(|id| (id, answer, None))
+            self.store
+                .record_durable(draft)
+                .await
+                .map(|id| (id, answer))
         } else if self.store.backlog() >= self.config.receive.queue_high_water {
             let refusal = refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -355,22 +360,8 @@ impl Receiver {
                 Some((Some(event_id), Some(event_type))),
             );
         } else {
-            let respond = |verdict: Verdict| {
-                let reason = match verdict {
-                    Verdict::Duplicate => "event id already accepted on this endpoint",
-                    _ => "stored and queued",
-                };
-                let answer = Answer::new(StatusCode::OK, verdict.as_str(), reason.to_string());
-                (reason.to_string(), answer.log())
-            };
-            let mut draft = self.draft(
-                request,
-                &body,
-                cap,
-                &Answer::new(StatusCode::OK, "", String::new()),
-                Verdict::Accepted,
-                "",
-            );
+            let placeholder = Answer::new(StatusCode::OK, "", String::new());
+            let mut draft = self.draft(request, &body, cap, &placeholder, Verdict::Accepted, "");
             draft.event_id = Some(event_id.clone());
             draft.event_type = Some(event_type.clone());
             let event = NewEvent {
@@ -378,16 +369,18 @@ impl Receiver {
                 event_type,
                 payload: body.clone(),
             };
-            self.store.accept(draft, event, respond).map(|a| {
+            self.store.accept(draft, event, respond).await.map(|a| {
                 let (reason, _) = respond(a.verdict);
-                let answer = Answer::new(StatusCode::OK, a.verdict.as_str(), reason);
-                (a.delivery_id, answer, Some(a.verdict))
+                (
+                    a.delivery_id,
+                    Answer::new(StatusCode::OK, a.verdict.as_str(), reason),
+                )
             })
         };
-        let (delivery_id, answer, verdict) = match result {
+        let (delivery_id, answer) = match result {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!(error = %e, endpoint = %request.endpoint, "cannot store delivery");
+                tracing::error!(error = %e, endpoint = %request.endpoint, "cannot store delivery; answering 503");
                 let refusal = refuse(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "cannot persist the event; retry later",
@@ -395,24 +388,21 @@ impl Receiver {
                 return self.reject(request, &body, refusal, None);
             }
         };
-        // Filtered and duplicate answers wait too: a duplicate's 200 must not overtake the
-        // flush of the original it stands for.
-        if let Err(e) = self.store.commit().await {
-            tracing::error!(error = %e, "flush failed; answering 503");
-            let refusal = refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "cannot persist the event; retry later",
-            );
-            return self.reject(request, &body, refusal, None);
-        }
-        if verdict == Some(Verdict::Accepted) {
-            self.store.work_notify().notify_one();
-        }
         let _ = self
             .store
             .set_latency(delivery_id, request.started.elapsed().as_micros() as u64);
         answer.into_response()
     }
+}
+
+/// The recorded reason and response of an accepted or duplicate delivery.
+fn respond(verdict: Verdict) -> (String, ResponseLog) {
+    let reason = match verdict {
+        Verdict::Duplicate => "event id already accepted on this endpoint",
+        _ => "stored and queued",
+    };
+    let answer = Answer::new(StatusCode::OK, verdict.as_str(), reason.to_string());
+    (reason.to_string(), answer.log())
 }
 
 fn as_text(value: Option<serde_json::Value>) -> Option<String> {

@@ -14,28 +14,29 @@
 //! event. Durability comes from [`Store::commit`] (group commit), which callers await before
 //! they acknowledge.
 
-mod commit;
 pub mod keys;
 pub mod model;
+mod writer;
 
 pub use model::{Attempt, AttemptOutcome, Delivery, Event, EventState, ResponseLog, Verdict};
 
-use commit::GroupCommit;
 use keys::IndexKind;
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{Transactional, Tree};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
+pub use writer::Respond;
+use writer::{Shared, Writer, WriterTrees};
 
 /// A storage failure. Receivers answer 503 on any of these; nothing is acknowledged.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("storage error: {0}")]
     Sled(#[from] sled::Error),
-    #[error("storage flush failed: {0}")]
-    Flush(Arc<sled::Error>),
+    #[error("{0}")]
+    Shared(Arc<StoreError>),
     #[error("stored record is unreadable ({0})")]
     Corrupt(String),
 }
@@ -110,17 +111,6 @@ pub struct DeliveryPage {
     pub next_cursor: Option<u64>,
 }
 
-/// The next thing for a worker.
-#[derive(Debug)]
-pub enum Claim {
-    /// An event, now in state `processing`, with its payload.
-    Ready(Event, bytes::Bytes),
-    /// Nothing is due before this time (ms).
-    NotBefore(u64),
-    /// The queue is empty.
-    Empty,
-}
-
 /// What follows an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
@@ -154,10 +144,13 @@ pub struct Stats {
     pub store_bytes: u64,
 }
 
+/// In-memory counters, rebuilt from the indexes at open. State counts are signed because a
+/// worker can claim an event before the receiver has counted it as queued; a count may dip
+/// below zero for that instant and is read as zero.
 #[derive(Default)]
 struct Counts {
     verdicts: [AtomicU64; 4],
-    states: [AtomicU64; 5],
+    states: [AtomicI64; 5],
     rejected_unlogged: AtomicU64,
 }
 
@@ -165,8 +158,11 @@ impl Counts {
     fn verdict(&self, v: Verdict) -> &AtomicU64 {
         &self.verdicts[v.index()]
     }
-    fn state(&self, s: EventState) -> &AtomicU64 {
+    fn state(&self, s: EventState) -> &AtomicI64 {
         &self.states[s.index()]
+    }
+    fn state_count(&self, s: EventState) -> u64 {
+        self.state(s).load(Ordering::Relaxed).max(0) as u64
     }
     fn moved(&self, from: EventState, to: EventState) {
         self.state(from).fetch_sub(1, Ordering::Relaxed);
@@ -192,10 +188,11 @@ pub struct Store {
     inflight: Tree,
     attempts: Tree,
     meta: Tree,
-    ids: keys::IdGen,
-    group: GroupCommit,
-    counts: Counts,
-    work: Notify,
+    ids: Arc<keys::IdGen>,
+    writer: Writer,
+    counts: Arc<Counts>,
+    work: Arc<Notify>,
+    pending_finishes: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
@@ -226,32 +223,51 @@ impl Store {
             .mode(sled::Mode::HighThroughput)
             .open()?;
         let tree = |name: &str| db.open_tree(name);
-        let store = Store {
+        let ingest = WriterTrees {
             deliveries: tree("deliveries")?,
             delivery_idx: tree("delivery_idx")?,
-            latency: tree("latency")?,
+            dedup: tree("dedup")?,
             events: tree("events")?,
             payloads: tree("payloads")?,
-            dedup: tree("dedup")?,
             queue: tree("queue")?,
             inflight: tree("inflight")?,
             attempts: tree("attempts")?,
-            meta: tree("meta")?,
-            ids: keys::IdGen::new(0),
-            group: GroupCommit::start(db.clone()).map_err(|e| StoreError::Sled(e.into()))?,
-            counts: Counts::default(),
-            work: Notify::new(),
-            db,
         };
-        let floor = [&store.deliveries, &store.events]
+        // Ids continue after the largest one stored, whatever the clock says now.
+        let floor = [&ingest.deliveries, &ingest.events]
             .iter()
             .filter_map(|t| t.last().ok().flatten())
             .filter_map(|(k, _)| keys::read_u64(&k))
             .max()
             .unwrap_or(0);
+        let ids = Arc::new(keys::IdGen::new(floor));
+        let counts = Arc::new(Counts::default());
+        let work = Arc::new(Notify::new());
+        let pending_finishes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let shared = Shared {
+            db: db.clone(),
+            pending_finishes: pending_finishes.clone(),
+            ids: ids.clone(),
+            counts: counts.clone(),
+            work: work.clone(),
+        };
         let store = Store {
-            ids: keys::IdGen::new(floor),
-            ..store
+            deliveries: ingest.deliveries.clone(),
+            delivery_idx: ingest.delivery_idx.clone(),
+            dedup: ingest.dedup.clone(),
+            events: ingest.events.clone(),
+            payloads: ingest.payloads.clone(),
+            queue: ingest.queue.clone(),
+            latency: tree("latency")?,
+            inflight: ingest.inflight.clone(),
+            attempts: ingest.attempts.clone(),
+            meta: tree("meta")?,
+            writer: Writer::start(ingest, shared).map_err(|e| StoreError::Sled(e.into()))?,
+            ids,
+            counts,
+            work,
+            pending_finishes,
+            db,
         };
         store.recount()?;
         Ok(store)
@@ -268,7 +284,7 @@ impl Store {
         struct StateOnly {
             state: EventState,
         }
-        let mut states = [0u64; 5];
+        let mut states = [0i64; 5];
         for item in self.events.iter().values() {
             let s: StateOnly = from_json("events", &item?)?;
             states[s.state.index()] += 1;
@@ -289,15 +305,9 @@ impl Store {
         Ok(())
     }
 
-    /// Waits until everything written so far is on disk (shared fsync, see `commit`).
-    pub async fn commit(&self) -> Result<()> {
-        self.group.commit().await.map_err(StoreError::Flush)
-    }
-
-    /// Flushes synchronously (shutdown).
-    pub fn flush(&self) -> Result<()> {
-        self.db.flush()?;
-        Ok(())
+    /// Returns once every write queued so far is applied and on disk (shutdown).
+    pub async fn flush(&self) -> Result<()> {
+        self.writer.flush().await.map_err(StoreError::Shared)
     }
 
     /// Woken whenever an event becomes due now (accept, replay, re-claim).
@@ -313,70 +323,26 @@ impl Store {
             EventState::Processing,
         ]
         .iter()
-        .map(|s| self.counts.state(*s).load(Ordering::Relaxed))
+        .map(|s| self.counts.state_count(*s))
         .sum()
     }
 
-    fn delivery_record(draft: DeliveryDraft, id: u64, event_seq: Option<u64>) -> Delivery {
-        Delivery {
-            id,
-            received_at_ms: draft.received_at_ms,
-            endpoint: draft.endpoint,
-            remote_addr: draft.remote_addr,
-            request_headers: draft.request_headers,
-            body: draft.body,
-            body_bytes: draft.body_bytes,
-            body_truncated: draft.body_truncated,
-            verdict: draft.verdict,
-            reason: draft.reason,
-            response: draft.response,
-            event_id: draft.event_id,
-            event_type: draft.event_type,
-            event_seq,
-            latency_us: None,
-        }
-    }
-
-    fn index_entries(d: &Delivery) -> Vec<Vec<u8>> {
-        let mut keys = vec![
-            keys::index_key(IndexKind::Endpoint, &d.endpoint, d.id),
-            keys::index_key(IndexKind::Verdict, d.verdict.as_str(), d.id),
-        ];
-        if let Some(t) = &d.event_type {
-            keys.push(keys::index_key(IndexKind::EventType, t, d.id));
-        }
-        if let Some(i) = &d.event_id {
-            keys.push(keys::index_key(IndexKind::EventId, i, d.id));
-        }
-        keys
-    }
-
-    fn put_delivery(
-        deliveries: &TransactionalTree,
-        idx: &TransactionalTree,
-        d: &Delivery,
-    ) -> std::result::Result<(), ConflictableTransactionError<StoreError>> {
-        let bytes = match to_json(d) {
-            Ok(b) => b,
-            Err(e) => return abort(e),
-        };
-        deliveries.insert(&keys::u64_key(d.id), bytes)?;
-        for key in Self::index_entries(d) {
-            idx.insert(key, &[])?;
-        }
-        Ok(())
-    }
-
-    /// Records a delivery that creates no event (filtered or rejected). Returns its id.
+    /// Records a rejected delivery. Not flushed: nothing was acknowledged. Returns its id.
     pub fn record(&self, draft: DeliveryDraft) -> Result<u64> {
         let id = self.ids.next(draft.received_at_ms);
         let verdict = draft.verdict;
-        let d = Self::delivery_record(draft, id, None);
+        let d = writer::delivery_record(&draft, id, None);
         (&self.deliveries, &self.delivery_idx)
-            .transaction(|(dt, it)| Self::put_delivery(dt, it, &d))
+            .transaction(|(dt, it)| writer::put_delivery(dt, it, &d))
             .map_err(tx_err)?;
         self.counts.verdict(verdict).fetch_add(1, Ordering::Relaxed);
         Ok(id)
+    }
+
+    /// Records a delivery that creates no event (filtered) and returns once it is on disk,
+    /// so it can be acknowledged.
+    pub async fn record_durable(&self, draft: DeliveryDraft) -> Result<u64> {
+        self.writer.record(draft).await.map_err(StoreError::Shared)
     }
 
     /// Counts a rejected delivery that was not stored (beyond the logging rate).
@@ -393,78 +359,17 @@ impl Store {
 
     /// Accepts `event` unless its id was already accepted on this endpoint, and records the
     /// delivery with the verdict that applied. `respond` gives the reason and response for a
-    /// verdict (the store decides between accepted and duplicate atomically). Not durable until
-    /// [`Store::commit`] returns.
-    pub fn accept(
+    /// verdict. Returns once the writes are on disk (group commit): the caller may answer 200.
+    pub async fn accept(
         &self,
         draft: DeliveryDraft,
         event: NewEvent,
-        respond: impl Fn(Verdict) -> (String, ResponseLog),
+        respond: Respond,
     ) -> Result<Accepted> {
-        let now = draft.received_at_ms;
-        let delivery_id = self.ids.next(now);
-        let new_seq = self.ids.next(now);
-        let dedup_key = keys::dedup_key(&draft.endpoint, &event.event_id);
-        let trees = (
-            &self.deliveries,
-            &self.delivery_idx,
-            &self.dedup,
-            &self.events,
-            &self.payloads,
-            &self.queue,
-        );
-        let result = trees
-            .transaction(|(dt, it, dd, ev, pl, q)| {
-                let existing = dd.get(&dedup_key)?.and_then(|v| keys::read_u64(&v));
-                let (verdict, seq) = match existing {
-                    Some(seq) => (Verdict::Duplicate, seq),
-                    None => (Verdict::Accepted, new_seq),
-                };
-                let (reason, response) = respond(verdict);
-                let mut d = Self::delivery_record(draft.clone(), delivery_id, Some(seq));
-                d.verdict = verdict;
-                d.reason = reason;
-                d.response = response;
-                Self::put_delivery(dt, it, &d)?;
-                if verdict == Verdict::Accepted {
-                    let record = Event {
-                        seq,
-                        endpoint: draft.endpoint.clone(),
-                        event_id: event.event_id.clone(),
-                        event_type: event.event_type.clone(),
-                        received_at_ms: now,
-                        delivery_id,
-                        state: EventState::Queued,
-                        attempts: 0,
-                        next_attempt_at_ms: Some(now),
-                        last_error: None,
-                        replays: 0,
-                    };
-                    let bytes = match to_json(&record) {
-                        Ok(b) => b,
-                        Err(e) => return abort(e),
-                    };
-                    dd.insert(dedup_key.as_slice(), &keys::u64_key(seq))?;
-                    ev.insert(&keys::u64_key(seq), bytes)?;
-                    pl.insert(&keys::u64_key(seq), event.payload.as_ref())?;
-                    q.insert(&keys::queue_key(now, seq), &[])?;
-                }
-                Ok(Accepted {
-                    verdict,
-                    delivery_id,
-                    seq,
-                })
-            })
-            .map_err(tx_err)?;
-        self.counts
-            .verdict(result.verdict)
-            .fetch_add(1, Ordering::Relaxed);
-        if result.verdict == Verdict::Accepted {
-            self.counts
-                .state(EventState::Queued)
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(result)
+        self.writer
+            .accept(draft, event, respond)
+            .await
+            .map_err(StoreError::Shared)
     }
 
     /// Notes how long the answer to a delivery took. Not flushed on its own: latency is
@@ -604,103 +509,45 @@ impl Store {
             .and_then(|v| keys::read_u64(&v)))
     }
 
-    fn update_event<T>(
-        events: &TransactionalTree,
-        seq: u64,
-        change: impl FnOnce(&mut Event) -> T,
-    ) -> std::result::Result<Option<(Event, T)>, ConflictableTransactionError<StoreError>> {
-        let Some(bytes) = events.get(keys::u64_key(seq))? else {
-            return Ok(None);
-        };
-        let mut event: Event = match from_json("events", &bytes) {
-            Ok(e) => e,
-            Err(e) => return abort(e),
-        };
-        let out = change(&mut event);
-        match to_json(&event) {
-            Ok(b) => events.insert(&keys::u64_key(seq), b)?,
-            Err(e) => return abort(e),
-        };
-        Ok(Some((event, out)))
+    /// When the first queued event is due (ms), if any.
+    pub fn next_due(&self) -> Result<Option<u64>> {
+        Ok(self
+            .queue
+            .first()?
+            .and_then(|(key, _)| keys::parse_queue_key(&key))
+            .map(|(due, _)| due))
     }
 
-    /// Takes the first due event off the queue and marks it `processing`.
-    pub fn claim_next(&self, now_ms: u64) -> Result<Claim> {
-        loop {
-            let Some((key, _)) = self.queue.first()? else {
-                return Ok(Claim::Empty);
-            };
-            let Some((due, seq)) = keys::parse_queue_key(&key) else {
-                self.queue.remove(key)?;
-                continue;
-            };
-            if due > now_ms {
-                return Ok(Claim::NotBefore(due));
-            }
-            let claimed = (&self.queue, &self.inflight, &self.events)
-                .transaction(|(q, inf, ev)| {
-                    q.remove(&key)?;
-                    let updated = Self::update_event(ev, seq, |e| {
-                        let before = e.state;
-                        e.state = EventState::Processing;
-                        e.next_attempt_at_ms = None;
-                        before
-                    })?;
-                    if updated.is_some() {
-                        inf.insert(&keys::u64_key(seq), &[])?;
-                    }
-                    Ok(updated)
-                })
-                .map_err(tx_err)?;
-            let Some((event, before)) = claimed else {
-                // A queue entry whose event was pruned or lost: dropped above, go on.
-                tracing::warn!(seq, "queue entry without an event was dropped");
-                continue;
-            };
-            self.counts.moved(before, EventState::Processing);
-            let payload = self.payload(seq)?.unwrap_or_default();
-            return Ok(Claim::Ready(event, payload));
-        }
+    /// Takes up to `max` due events off the queue, marks them `processing`, and returns
+    /// them with their payloads, in queue order.
+    pub async fn claim(&self, now_ms: u64, max: usize) -> Result<Vec<(Event, bytes::Bytes)>> {
+        let events = self
+            .writer
+            .claim(now_ms, max)
+            .await
+            .map_err(StoreError::Shared)?;
+        events
+            .into_iter()
+            .map(|e| Ok((self.payload(e.seq)?.unwrap_or_default(), e)))
+            .map(|r: Result<_>| r.map(|(p, e)| (e, p)))
+            .collect()
     }
 
-    /// Records an attempt and moves the event on: done, back on the queue, or dead.
-    pub fn finish(&self, seq: u64, attempt: &Attempt, next: Next) -> Result<Option<Event>> {
-        let attempt_bytes = to_json(attempt)?;
-        let result = (&self.events, &self.inflight, &self.queue, &self.attempts)
-            .transaction(|(ev, inf, q, at)| {
-                inf.remove(&keys::u64_key(seq))?;
-                at.insert(
-                    &keys::attempt_key(seq, attempt.number),
-                    attempt_bytes.clone(),
-                )?;
-                let updated = Self::update_event(ev, seq, |e| {
-                    let before = e.state;
-                    e.attempts = attempt.number;
-                    e.last_error = match attempt.outcome {
-                        AttemptOutcome::Ok => None,
-                        AttemptOutcome::Error => Some(attempt.detail.clone()),
-                    };
-                    (e.state, e.next_attempt_at_ms) = match next {
-                        Next::Done => (EventState::Done, None),
-                        Next::Dead => (EventState::Dead, None),
-                        Next::RetryAt(at) => (EventState::Retrying, Some(at)),
-                    };
-                    before
-                })?;
-                if let (Some(_), Next::RetryAt(at)) = (&updated, next) {
-                    q.insert(&keys::queue_key(at, seq), &[])?;
-                }
-                Ok(updated)
-            })
-            .map_err(tx_err)?;
-        if let Next::RetryAt(_) = next {
-            // The dispatcher may be asleep on an empty queue: let it see the new due time.
-            self.work.notify_one();
-        }
-        Ok(result.map(|(event, before)| {
-            self.counts.moved(before, event.state);
-            event
-        }))
+    /// Records an attempt and moves the event on: done, back on the queue, or dead. Queued
+    /// to the writer, which applies it before any later claim; not flushed on its own (a lost
+    /// result only means the attempt runs again).
+    pub fn finish(&self, seq: u64, attempt: Attempt, next: Next) -> Result<()> {
+        self.pending_finishes.fetch_add(1, Ordering::Relaxed);
+        self.writer.finish(seq, attempt, next).map_err(|e| {
+            self.pending_finishes.fetch_sub(1, Ordering::Relaxed);
+            StoreError::Shared(e)
+        })
+    }
+
+    /// Whether attempt results are on their way to the store. While they are, the queue's
+    /// next due time is not known yet; the store's work notification follows each of them.
+    pub fn finishes_pending(&self) -> bool {
+        self.pending_finishes.load(Ordering::Relaxed) > 0
     }
 
     /// Puts events that were `processing` when the process stopped back on the queue
@@ -715,7 +562,7 @@ impl Store {
             let moved = (&self.inflight, &self.queue, &self.events)
                 .transaction(|(inf, q, ev)| {
                     inf.remove(&key)?;
-                    let updated = Self::update_event(ev, seq, |e| {
+                    let updated = writer::update_event(ev, seq, |e| {
                         let before = e.state;
                         e.state = EventState::Queued;
                         e.next_attempt_at_ms = Some(now_ms);
@@ -778,7 +625,7 @@ impl Store {
             .collect();
         let events = EventState::ALL
             .iter()
-            .map(|s| (s.as_str(), self.counts.state(*s).load(Ordering::Relaxed)))
+            .map(|s| (s.as_str(), self.counts.state_count(*s)))
             .collect();
         let oldest_queued_age_secs = match self.queue.first()? {
             Some((key, _)) => keys::parse_queue_key(&key)
@@ -789,14 +636,8 @@ impl Store {
         Ok(Stats {
             deliveries,
             events,
-            queue_depth: self
-                .counts
-                .state(EventState::Queued)
-                .load(Ordering::Relaxed)
-                + self
-                    .counts
-                    .state(EventState::Retrying)
-                    .load(Ordering::Relaxed),
+            queue_depth: self.counts.state_count(EventState::Queued)
+                + self.counts.state_count(EventState::Retrying),
             oldest_queued_age_secs,
             rejected_unlogged: self.counts.rejected_unlogged.load(Ordering::Relaxed),
             store_bytes: self.db.size_on_disk()?,

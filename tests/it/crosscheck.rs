@@ -40,7 +40,13 @@ fn signatures_agree_with_the_reference_crate() {
             .is_ok());
         let signed = verify::extract(&headers(&id, ts, &their_sig)).unwrap();
         assert_eq!(
-            verify::verify(&signed, body.as_bytes(), std::slice::from_ref(&ours), 300, now),
+            verify::verify(
+                &signed,
+                body.as_bytes(),
+                std::slice::from_ref(&ours),
+                300,
+                now
+            ),
             Ok(())
         );
 

@@ -5,7 +5,7 @@ use super::*;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use hookd::process::{Job, Pipeline, ProcessError, Processor};
-use hookd::store::{Claim, DeliveryDraft, NewEvent, ResponseLog, Store, Verdict};
+use hookd::store::{DeliveryDraft, NewEvent, ResponseLog, Store, Verdict};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -123,6 +123,26 @@ struct Recorder {
     calls: Mutex<Vec<u64>>,
     fail: bool,
     busy: Duration,
+    called: tokio::sync::mpsc::UnboundedSender<()>,
+}
+
+impl Recorder {
+    fn new(
+        fail: bool,
+        busy: Duration,
+    ) -> (Arc<Recorder>, tokio::sync::mpsc::UnboundedReceiver<()>) {
+        let (called, rx) = tokio::sync::mpsc::unbounded_channel();
+        let calls = Mutex::new(vec![]);
+        (
+            Arc::new(Recorder {
+                calls,
+                fail,
+                busy,
+                called,
+            }),
+            rx,
+        )
+    }
 }
 
 impl Processor for Recorder {
@@ -132,6 +152,7 @@ impl Processor for Recorder {
     fn process<'a>(&'a self, _job: &'a Job) -> BoxFuture<'a, Result<String, ProcessError>> {
         Box::pin(async move {
             self.calls.lock().unwrap().push(hookd::clock::now_ms());
+            let _ = self.called.send(());
             tokio::time::sleep(self.busy).await;
             if self.fail {
                 Err(ProcessError::Retry("downstream is down".into()))
@@ -142,7 +163,7 @@ impl Processor for Recorder {
     }
 }
 
-fn accept(store: &Store, event_id: &str) -> u64 {
+async fn accept(store: &Store, event_id: &str) -> u64 {
     let draft = DeliveryDraft {
         received_at_ms: hookd::clock::now_ms(),
         endpoint: "std".into(),
@@ -166,7 +187,7 @@ fn accept(store: &Store, event_id: &str) -> u64 {
         event_type: "webhook.test".into(),
         payload: Bytes::from(event_body(event_id, "webhook.test")),
     };
-    let respond = |_| {
+    let respond: hookd::store::Respond = |_| {
         (
             String::new(),
             ResponseLog {
@@ -176,16 +197,23 @@ fn accept(store: &Store, event_id: &str) -> u64 {
             },
         )
     };
-    store.accept(draft, event, respond).unwrap().seq
+    store.accept(draft, event, respond).await.unwrap().seq
 }
 
-/// Runs a pipeline over a fresh store with `processing` config until `done` says so.
+/// Runs a pipeline over a fresh store with `processing` config until the recorder was
+/// called `calls` times and `done` holds, and returns the call times.
+///
+/// Waiting is on the recorder's channel, not on timers, so paused time only jumps to the
+/// pipeline's own deadlines. The last result is applied by the store's writer thread in real
+/// time, so `done` is then polled with a real sleep and a 1 ms virtual one.
 async fn run_pipeline(
     processing: &str,
-    recorder: Arc<Recorder>,
+    recorder: (Arc<Recorder>, tokio::sync::mpsc::UnboundedReceiver<()>),
     events: usize,
+    calls: usize,
     done: impl Fn(&Store, &[u64]) -> bool,
 ) -> (Vec<u64>, Vec<u64>, Arc<Store>) {
+    let (recorder, mut called) = recorder;
     let dir = tempfile::tempdir().unwrap();
     let config = load_config(
         dir.path(),
@@ -196,20 +224,26 @@ async fn run_pipeline(
         ),
     );
     let store = Arc::new(Store::open(&dir.path().join("db"), 16).unwrap());
-    let seqs: Vec<u64> = (0..events)
-        .map(|i| accept(&store, &format!("e{i}")))
-        .collect();
+    let mut seqs = Vec::new();
+    for i in 0..events {
+        seqs.push(accept(&store, &format!("e{i}")).await);
+    }
     let mut processors = Processors::default();
     processors.set("std", recorder.clone());
     let pipeline = Arc::new(Pipeline::new(&config, store.clone(), processors));
     let (trigger, shutdown) = hookd::shutdown::channel();
     let task = tokio::spawn(pipeline.run(shutdown, Duration::from_secs(1)));
-    for _ in 0..100_000 {
+    for _ in 0..calls {
+        called.recv().await.unwrap();
+    }
+    for _ in 0..5_000 {
         if done(&store, &seqs) {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        std::thread::sleep(Duration::from_millis(1));
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    assert!(done(&store, &seqs), "the pipeline did not finish");
     trigger.fire();
     task.await.unwrap();
     let calls = recorder.calls.lock().unwrap().clone();
@@ -218,14 +252,10 @@ async fn run_pipeline(
 
 #[tokio::test(start_paused = true)]
 async fn failed_attempts_follow_the_retry_schedule_with_jitter_then_go_dead() {
-    let recorder = Arc::new(Recorder {
-        calls: Mutex::new(vec![]),
-        fail: true,
-        busy: Duration::ZERO,
-    });
+    let recorder = Recorder::new(true, Duration::ZERO);
     let processing = "max_attempts = 4\nretry_schedule_secs = [10, 60, 300]\nretry_jitter = 0.2";
     let state = |s: &Store, seqs: &[u64]| s.event(seqs[0]).unwrap().unwrap().state;
-    let (calls, seqs, store) = run_pipeline(processing, recorder, 1, |s, q| {
+    let (calls, seqs, store) = run_pipeline(processing, recorder, 1, 4, |s, q| {
         state(s, q) == hookd::store::EventState::Dead
     })
     .await;
@@ -246,16 +276,12 @@ async fn failed_attempts_follow_the_retry_schedule_with_jitter_then_go_dead() {
 
 #[tokio::test(start_paused = true)]
 async fn max_rate_spreads_attempts_over_time() {
-    let recorder = Arc::new(Recorder {
-        calls: Mutex::new(vec![]),
-        fail: false,
-        busy: Duration::ZERO,
-    });
+    let recorder = Recorder::new(false, Duration::ZERO);
     let all_done = |s: &Store, seqs: &[u64]| {
         seqs.iter()
             .all(|q| s.event(*q).unwrap().unwrap().state == hookd::store::EventState::Done)
     };
-    let (calls, _, _) = run_pipeline("max_rate_per_sec = 2.0", recorder, 6, all_done).await;
+    let (calls, _, _) = run_pipeline("max_rate_per_sec = 2.0", recorder, 6, 6, all_done).await;
     assert_eq!(calls.len(), 6);
     // Two at once (a second's burst), then one every 500 ms.
     let span = calls[5] - calls[0];
@@ -267,16 +293,12 @@ async fn max_rate_spreads_attempts_over_time() {
 
 #[tokio::test(start_paused = true)]
 async fn worker_count_bounds_concurrent_attempts() {
-    let recorder = Arc::new(Recorder {
-        calls: Mutex::new(vec![]),
-        fail: false,
-        busy: Duration::from_secs(1),
-    });
+    let recorder = Recorder::new(false, Duration::from_secs(1));
     let all_done = |s: &Store, seqs: &[u64]| {
         seqs.iter()
             .all(|q| s.event(*q).unwrap().unwrap().state == hookd::store::EventState::Done)
     };
-    let (calls, _, _) = run_pipeline("workers = 2", recorder, 4, all_done).await;
+    let (calls, _, _) = run_pipeline("workers = 2", recorder, 4, 4, all_done).await;
     let starts: Vec<u64> = calls.iter().map(|c| c - calls[0]).collect();
     // Two start together; the next two only when those finished a second later.
     assert!(
@@ -294,16 +316,15 @@ async fn attempt_cut_short_by_a_crash_is_claimed_again_at_start_up() {
     std::fs::create_dir_all(&db).unwrap();
     {
         let store = Store::open(&db, 16).unwrap();
-        let seq = accept(&store, "crash-1");
-        let Claim::Ready(event, _) = store.claim_next(hookd::clock::now_ms()).unwrap() else {
-            panic!("the event should be due")
-        };
-        assert_eq!(event.seq, seq);
+        let seq = accept(&store, "crash-1").await;
+        let claimed = store.claim(hookd::clock::now_ms(), 8).await.unwrap();
+        assert_eq!(claimed.len(), 1, "the event should be due");
+        assert_eq!(claimed[0].0.seq, seq);
         assert_eq!(
             store.event(seq).unwrap().unwrap().state,
             hookd::store::EventState::Processing
         );
-        store.flush().unwrap();
+        store.flush().await.unwrap();
         // The process "dies" here: the claim is on disk, the attempt never finished.
     }
     let s = TestServer::start_in(dir, &endpoints(), None).await;

@@ -1,0 +1,197 @@
+//! Ingest benchmark: signed POSTs from 32 connections for 10 s against hookd (durable acks,
+//! group commit) and, in the same run, against a bare warp handler that only reads the body
+//! and answers 200. Prints requests/s, p50 and p99 latency of both, and the ratio.
+//!
+//! Run: `cargo bench --bench ingest` (options: `-- --secs N --conns N`).
+//! Each server runs on its own 2-thread runtime; the load generator on another, so both
+//! servers face the same client and share the machine the same way.
+
+use hookd::config::Config;
+use hookd::secret::Secret;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use warp::Filter;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+struct Result {
+    requests: usize,
+    errors: usize,
+    secs: f64,
+    p50_us: u64,
+    p99_us: u64,
+}
+
+impl Result {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.secs
+    }
+}
+
+fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn load(addr: SocketAddr, path: &str, conns: usize, secs: u64) -> Result {
+    let rt = runtime(2);
+    let url = format!("http://{addr}{path}");
+    rt.block_on(async move {
+        let secret = Secret::parse(SECRET).expect("secret");
+        let counter = Arc::new(AtomicU64::new(0));
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut tasks = Vec::new();
+        for _ in 0..conns {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .expect("client");
+            let (url, secret, counter) = (url.clone(), secret.clone(), counter.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut errors = 0;
+                while Instant::now() < deadline {
+                    let n = counter.fetch_add(1, Ordering::Relaxed);
+                    let id = format!("bench-{n}");
+                    let body = format!(
+                        r#"{{"api_mode":"test","date":"2024-06-13T00:08:31Z","id":"{id}","type":"patient.ehi_export_success","data":{{"org_connection_id":"c-{n}","task_id":"t-{n}","download_links":[{{"url":"https://api.connect.fastenhealth.com/v1/bridge/fhir/ehi-export/t/download/f.jsonl","export_type":"jsonl"}}]}}}}"#
+                    );
+                    let ts = hookd::clock::system_secs();
+                    let sig = hookd::verify::sign(&secret, &id, ts, body.as_bytes());
+                    let start = Instant::now();
+                    let answer = client
+                        .post(&url)
+                        .header("webhook-id", &id)
+                        .header("webhook-timestamp", ts.to_string())
+                        .header("webhook-signature", sig)
+                        .body(body)
+                        .send()
+                        .await;
+                    let ok = match answer {
+                        Ok(r) if r.status().is_success() => true,
+                        Ok(r) => {
+                            if errors == 0 {
+                                eprintln!("first error: HTTP {}", r.status());
+                            }
+                            false
+                        }
+                        Err(e) => {
+                            if errors == 0 {
+                                eprintln!("first error: {e}");
+                            }
+                            false
+                        }
+                    };
+                    if ok {
+                        latencies.push(start.elapsed().as_micros() as u64);
+                    } else {
+                        errors += 1;
+                    }
+                }
+                (latencies, errors)
+            }));
+        }
+        let started = Instant::now();
+        let mut all = Vec::new();
+        let mut errors = 0;
+        for t in tasks {
+            let (l, e) = t.await.expect("load task");
+            all.extend(l);
+            errors += e;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        all.sort_unstable();
+        let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0);
+        Result { requests: all.len(), errors, secs, p50_us: pct(0.50), p99_us: pct(0.99) }
+    })
+}
+
+fn bare_server(rt: &tokio::runtime::Runtime) -> SocketAddr {
+    rt.block_on(async {
+        let route = warp::post()
+            .and(warp::path!("webhooks" / String))
+            .and(warp::body::bytes())
+            .map(|_: String, _body: bytes::Bytes| warp::reply());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(warp::serve(route).incoming(listener).run());
+        addr
+    })
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str, default: u64| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .init();
+    let secs = arg("--secs", 10);
+    let conns = arg("--conns", 32) as usize;
+
+    let bare_rt = runtime(2);
+    let bare_addr = bare_server(&bare_rt);
+    println!("bare warp handler: {conns} connections, {secs} s ...");
+    let bare = load(bare_addr, "/webhooks/bench", conns, secs);
+    drop(bare_rt);
+
+    // The data directory sits on the project's disk (target/), not a tmpfs: fsync is real.
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let dir = tempfile::tempdir_in(base).expect("tempdir");
+    let text = format!(
+        "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[[endpoints]]\nname = \"bench\"\nsecrets = [\"{SECRET}\"]\n",
+        dir.path().join("data")
+    );
+    let path = dir.path().join("hookd.toml");
+    std::fs::write(&path, text).expect("config");
+    let config = Config::load(Some(&path), &HashMap::new()).expect("config");
+    let hookd_rt = runtime(2);
+    let running = hookd_rt
+        .block_on(hookd::server::start(config, None))
+        .expect("hookd starts");
+    println!("hookd (durable acks): {conns} connections, {secs} s ...");
+    let hookd = load(running.receiver_addr, "/webhooks/bench", conns, secs);
+    let stats = hookd_rt
+        .block_on(async { running.store.stats(hookd::clock::now_ms()) })
+        .expect("stats");
+    hookd_rt.block_on(async {
+        running.shutdown();
+        running.wait().await;
+    });
+
+    println!();
+    println!("| server | requests/s | p50 | p99 | errors |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, r) in [("bare warp", &bare), ("hookd", &hookd)] {
+        println!(
+            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} |",
+            r.rps(),
+            r.p50_us as f64 / 1000.0,
+            r.p99_us as f64 / 1000.0,
+            r.errors
+        );
+    }
+    println!();
+    println!(
+        "hookd / bare throughput: {:.0}%",
+        100.0 * hookd.rps() / bare.rps()
+    );
+    println!(
+        "hookd stored {} accepted deliveries; data dir {:.1} MB",
+        stats.deliveries.get("accepted").copied().unwrap_or(0),
+        stats.store_bytes as f64 / 1e6
+    );
+}
