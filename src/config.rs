@@ -51,6 +51,8 @@ pub struct Endpoint {
 pub struct Admin {
     /// Bearer token for the API; required when `admin_listen` is not loopback.
     pub token: Option<String>,
+    /// A separate bearer token that opens `/metrics` only (for a Prometheus scraper).
+    pub metrics_token: Option<String>,
 }
 
 /// Background processing.
@@ -129,6 +131,7 @@ struct RawConfig {
 struct RawAdmin {
     token: Option<String>,
     token_file: Option<PathBuf>,
+    metrics_token: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -329,6 +332,10 @@ fn build(raw: RawConfig, origin: &Origin) -> Result<Config, ConfigError> {
     if let Some(t) = &token {
         check_token(t).map_err(|m| origin.err("admin.token", m))?;
     }
+    let metrics_token = raw.admin.metrics_token;
+    if let Some(t) = &metrics_token {
+        check_token(t).map_err(|m| origin.err("admin.metrics_token", m))?;
+    }
 
     let p = raw.processing;
     let processing = Processing {
@@ -504,7 +511,10 @@ fn build(raw: RawConfig, origin: &Origin) -> Result<Config, ConfigError> {
         admin_listen,
         retention_days,
         cache_mb: raw.cache_mb.unwrap_or(defaults::CACHE_MB),
-        admin: Admin { token },
+        admin: Admin {
+            token,
+            metrics_token,
+        },
         processing,
         receive,
         endpoints,

@@ -19,4 +19,5 @@ pub mod send;
 pub mod server;
 pub mod shutdown;
 pub mod store;
+pub mod telemetry;
 pub mod verify;

@@ -169,10 +169,15 @@ pub async fn start(
     );
     let pipeline = Arc::new(Pipeline::new(&config, store.clone(), processors));
     let pipeline_task = tokio::spawn(pipeline.run(shutdown.clone(), grace));
+    crate::telemetry::handle();
+    crate::telemetry::spawn_upkeep(shutdown.clone());
+    // Both listeners are bound and serving: tell systemd (Type=notify) and feed its watchdog.
+    crate::telemetry::notify_ready(shutdown.clone());
 
     let store_at_end = store.clone();
     let done = tokio::spawn(async move {
         shutdown.wait().await;
+        crate::telemetry::notify_stopping();
         tracing::info!("shutting down: finishing in-flight requests");
         let (r, a) = tokio::join!(receiver_task, admin_task);
         if r.is_err() || a.is_err() {

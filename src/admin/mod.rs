@@ -75,6 +75,29 @@ pub fn routes(
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| warp::reply::json(&serde_json::json!({ "status": "ok" })).into_response());
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(state.clone())
+        .and(warp::header::optional::<String>("authorization"))
+        .map(|admin: Arc<Admin>, auth: Option<String>| {
+            let scraper = admin
+                .config
+                .admin
+                .metrics_token
+                .as_deref()
+                .is_some_and(|t| {
+                    auth.as_deref()
+                        .and_then(|h| h.strip_prefix("Bearer "))
+                        .is_some_and(|given| same_secret(given.trim().as_bytes(), t.as_bytes()))
+                });
+            if !scraper && !authorized(&admin.config, auth.as_deref()) {
+                return ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
+                    .into_response();
+            }
+            let text = crate::telemetry::render(&admin.store, crate::clock::now_ms());
+            warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4")
+                .into_response()
+        });
     let api = warp::path("api")
         .and(state.clone())
         .and(warp::header::optional::<String>("authorization"))
@@ -101,6 +124,8 @@ pub fn routes(
             },
         );
     healthz
+        .or(metrics)
+        .unify()
         .or(api)
         .unify()
         .recover(crate::receive::json_rejection)

@@ -241,6 +241,12 @@ impl Pipeline {
                 tracing::error!(seq, attempt = number, error = %detail, "event is dead after its last attempt")
             }
         }
+        let outcome_label = match next {
+            Next::Done => "ok",
+            Next::RetryAt(_) => "retry",
+            Next::Dead => "dead",
+        };
+        metrics::counter!("hookd_attempts_total", "outcome" => outcome_label).increment(1);
         let attempt = Attempt {
             number,
             processor: name.to_string(),

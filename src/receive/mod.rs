@@ -19,6 +19,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument;
 use warp::Filter;
 
 /// Headers whose values are credentials: never written to the delivery log.
@@ -81,7 +82,7 @@ pub async fn json_rejection(
 struct Answer {
     status: StatusCode,
     body: String,
-    headers: Vec<(&'static str, &'static str)>,
+    headers: Vec<(&'static str, String)>,
 }
 
 impl Answer {
@@ -90,8 +91,15 @@ impl Answer {
         Answer {
             status,
             body,
-            headers: vec![("content-type", "application/json")],
+            headers: vec![("content-type", "application/json".to_string())],
         }
+    }
+
+    /// Adds the request id, so a sender's support ticket can be matched to the log.
+    fn tagged(mut self, request: &Request) -> Answer {
+        self.headers
+            .push(("x-request-id", request.request_id.clone()));
+        self
     }
 
     fn log(&self) -> ResponseLog {
@@ -100,7 +108,7 @@ impl Answer {
             headers: self
                 .headers
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
             body: self.body.clone(),
         }
@@ -110,9 +118,9 @@ impl Answer {
         let mut response = warp::reply::Response::new(self.body.into());
         *response.status_mut() = self.status;
         for (k, v) in self.headers {
-            response
-                .headers_mut()
-                .insert(k, http::HeaderValue::from_static(v));
+            if let Ok(value) = http::HeaderValue::from_str(&v) {
+                response.headers_mut().insert(k, value);
+            }
         }
         response
     }
@@ -141,6 +149,7 @@ fn refuse(status: StatusCode, reason: impl Into<String>) -> Refusal {
 
 /// What the request carried, for the delivery log.
 struct Request {
+    request_id: String,
     endpoint: String,
     headers: HeaderMap,
     remote: Option<SocketAddr>,
@@ -160,7 +169,28 @@ impl Receiver {
         S: Stream<Item = Result<B, warp::Error>>,
         B: Buf,
     {
+        let request_id = request_id(&headers);
+        // Every log line of this request carries its id (and never its body or secrets).
+        let span = tracing::info_span!("request", request_id = %request_id, endpoint = %name);
+        self.handle_in_span(request_id, name, headers, remote, body)
+            .instrument(span)
+            .await
+    }
+
+    async fn handle_in_span<S, B>(
+        &self,
+        request_id: String,
+        name: String,
+        headers: HeaderMap,
+        remote: Option<SocketAddr>,
+        body: S,
+    ) -> warp::reply::Response
+    where
+        S: Stream<Item = Result<B, warp::Error>>,
+        B: Buf,
+    {
         let request = Request {
+            request_id,
             endpoint: name,
             headers,
             remote,
@@ -291,11 +321,15 @@ impl Receiver {
             refusal.status,
             Verdict::Rejected.as_str(),
             refusal.reason.clone(),
-        );
+        )
+        .tagged(request);
         if refusal.status == StatusCode::SERVICE_UNAVAILABLE {
-            answer.headers.push(("retry-after", RETRY_AFTER_SECS));
+            answer
+                .headers
+                .push(("retry-after", RETRY_AFTER_SECS.to_string()));
         }
-        tracing::info!(endpoint = %request.endpoint, status = refusal.status.as_u16(), reason = %refusal.reason, "delivery rejected");
+        tracing::info!(status = refusal.status.as_u16(), reason = %refusal.reason, "delivery rejected");
+        self.observe(request, Verdict::Rejected);
         let logged = if self.rejected_log.try_take() {
             let mut draft = self.draft(
                 request,
@@ -340,14 +374,15 @@ impl Receiver {
         // must not overtake the flush of the original it stands for.
         let result = if !selected {
             let reason = format!("event type {event_type} is not selected on this endpoint");
-            let answer = Answer::new(StatusCode::OK, Verdict::Filtered.as_str(), reason.clone());
+            let answer = Answer::new(StatusCode::OK, Verdict::Filtered.as_str(), reason.clone())
+                .tagged(request);
             let mut draft = self.draft(request, &body, cap, &answer, Verdict::Filtered, &reason);
             draft.event_id = Some(event_id);
             draft.event_type = Some(event_type);
             self.store
                 .record_durable(draft)
                 .await
-                .map(|id| (id, answer))
+                .map(|id| (id, answer, Verdict::Filtered))
         } else if self.store.backlog() >= self.config.receive.queue_high_water {
             let refusal = refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -360,7 +395,8 @@ impl Receiver {
                 Some((Some(event_id), Some(event_type))),
             );
         } else {
-            let placeholder = Answer::new(StatusCode::OK, "", String::new());
+            // The writer fills in verdict, reason and body; the headers are these.
+            let placeholder = Answer::new(StatusCode::OK, "", String::new()).tagged(request);
             let mut draft = self.draft(request, &body, cap, &placeholder, Verdict::Accepted, "");
             draft.event_id = Some(event_id.clone());
             draft.event_type = Some(event_type.clone());
@@ -371,13 +407,11 @@ impl Receiver {
             };
             self.store.accept(draft, event, respond).await.map(|a| {
                 let (reason, _) = respond(a.verdict);
-                (
-                    a.delivery_id,
-                    Answer::new(StatusCode::OK, a.verdict.as_str(), reason),
-                )
+                let answer = Answer::new(StatusCode::OK, a.verdict.as_str(), reason);
+                (a.delivery_id, answer.tagged(request), a.verdict)
             })
         };
-        let (delivery_id, answer) = match result {
+        let (delivery_id, answer, verdict) = match result {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, endpoint = %request.endpoint, "cannot store delivery; answering 503");
@@ -391,8 +425,37 @@ impl Receiver {
         let _ = self
             .store
             .set_latency(delivery_id, request.started.elapsed().as_micros() as u64);
+        self.observe(request, verdict);
         answer.into_response()
     }
+
+    /// Counts the answer and its latency. Unknown endpoint names share one label, so a
+    /// scanner cannot grow the metrics without bound.
+    fn observe(&self, request: &Request, verdict: Verdict) {
+        let endpoint = match self.config.endpoint(&request.endpoint) {
+            Some(e) => e.name.clone(),
+            None => "(unknown)".to_string(),
+        };
+        metrics::counter!("hookd_deliveries_total", "endpoint" => endpoint, "verdict" => verdict.as_str())
+            .increment(1);
+        metrics::histogram!("hookd_ack_latency_seconds", "verdict" => verdict.as_str())
+            .record(request.started.elapsed().as_secs_f64());
+    }
+}
+
+/// The sender's `x-request-id` when it is a sane token, else a fresh one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
 }
 
 /// The recorded reason and response of an accepted or duplicate delivery.

@@ -517,7 +517,9 @@ fn apply(trees: &WriterTrees, batch: &[Prepared]) -> Result<Vec<Outcome>, StoreE
                         Some(seq) => (Verdict::Duplicate, seq),
                         None => (Verdict::Accepted, p.seq),
                     };
-                    let (reason, response) = respond(verdict);
+                    let (reason, mut response) = respond(verdict);
+                    // Headers are the receiver's (request id etc.), whatever the verdict.
+                    response.headers = draft.response.headers.clone();
                     let mut d = delivery_record(draft, p.delivery_id, Some(seq));
                     d.verdict = verdict;
                     d.reason = reason;

@@ -4,6 +4,7 @@
 mod admin;
 mod binary;
 mod crosscheck;
+mod ops;
 mod process;
 mod receive;
 

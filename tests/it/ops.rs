@@ -1,0 +1,239 @@
+//! Operations: Prometheus metrics, request ids, and logs that never carry secrets or bodies.
+
+use super::receive::base_config;
+use super::*;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+#[tokio::test]
+async fn metrics_need_a_credential_and_count_deliveries_attempts_and_latency() {
+    let extra = base_config().replace(
+        "[admin]\n",
+        "[admin]\nmetrics_token = \"scraper-token-0123456789\"\n",
+    );
+    let s = TestServer::start(&extra).await;
+    s.send_event("std", "m-1", "webhook.test").await;
+    s.post_signed("std", OTHER_SECRET, "m", "{}").await;
+    s.wait_for_state("m-1", "done").await;
+    let url = format!("http://{}/metrics", s.admin);
+    assert_eq!(
+        s.http.get(&url).send().await.unwrap().status().as_u16(),
+        401
+    );
+    let text = s
+        .http
+        .get(&url)
+        .bearer_auth("scraper-token-0123456789")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        r#"hookd_deliveries_total{endpoint="std",verdict="accepted"}"#,
+        r#"hookd_deliveries_total{endpoint="std",verdict="rejected"}"#,
+        "hookd_ack_latency_seconds_bucket",
+        r#"hookd_attempts_total{outcome="ok"}"#,
+        "hookd_queue_depth",
+        "hookd_oldest_queued_age_seconds",
+        "hookd_store_bytes",
+        r#"hookd_events{state="done"}"#,
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    // The admin token opens it too; the scraper token opens nothing else.
+    let r = s
+        .http
+        .get(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = s
+        .http
+        .get(format!("http://{}/api/stats", s.admin))
+        .bearer_auth("scraper-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn answers_carry_a_request_id_that_the_log_keeps() {
+    let s = TestServer::start(&base_config()).await;
+    let a = s.send_event("std", "rid-1", "webhook.test").await;
+    let generated = a.headers["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(generated.len(), 32);
+    let r = s
+        .http
+        .post(s.url("std"))
+        .header("x-request-id", "sender-trace-42")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "sender-trace-42");
+    let (_, list) = s.api("/api/deliveries?event_id=rid-1").await;
+    let id = list["items"][0]["id"].as_str().unwrap().to_string();
+    let (_, d) = s.api(&format!("/api/deliveries/{id}")).await;
+    assert!(d["response"]["headers"].to_string().contains(&generated));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn secrets_and_bodies_never_reach_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let forward_secret = "whsec_dGhpcy1pcy10aGUtZm9yd2FyZC1zZWNyZXQtMTIz";
+    let text = format!(
+        "{}[admin]\ntoken = \"{ADMIN_TOKEN}\"\n[[endpoints]]\nname = \"std\"\nsecrets = [\"{SECRET}\"]\n[endpoints.forward]\nurl = \"http://127.0.0.1:9/unreachable\"\nsecret = \"{forward_secret}\"\n",
+        config_text(dir.path(), "")
+    );
+    let path = dir.path().join("hookd.toml");
+    std::fs::write(&path, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookd"))
+        .args(["--config", path.to_str().unwrap()])
+        .env("HOOKD_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let (receiver, admin) = loop {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+            "no address line"
+        );
+        if let Some(rest) = line.trim().strip_prefix("listening ") {
+            let mut parts = rest
+                .split(' ')
+                .map(|kv| kv.split_once('=').unwrap().1.to_string());
+            break (parts.next().unwrap(), parts.next().unwrap());
+        }
+    };
+    let http = reqwest::Client::new();
+    let marker = "PATIENT-NAME-MARKER-7731";
+    let body = format!(
+        r#"{{"id":"log-1","type":"patient.request_support","data":{{"name":"{marker}"}}}}"#
+    );
+    let secret = Secret::parse(SECRET).unwrap();
+    let ts = now();
+    for sig in [
+        hookd::verify::sign(&secret, "log-1", ts, body.as_bytes()),
+        "v1,AAAA".to_string(),
+    ] {
+        http.post(format!("http://{receiver}/webhooks/std"))
+            .header("webhook-id", "log-1")
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sig)
+            .header("authorization", "Bearer sender-credential-xyz")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+    }
+    http.get(format!("http://{admin}/api/events/log-1"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    http.get(format!("http://{admin}/api/stats"))
+        .bearer_auth("wrong-token-wrong-token")
+        .send()
+        .await
+        .unwrap();
+    // Let the forward attempt fail (and log its error) once.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let kill = Command::new("kill")
+        .args(["-s", "TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+
+    assert!(
+        log.contains("delivery rejected"),
+        "the log should show the rejection:\n{log}"
+    );
+    assert!(
+        log.contains("request_id="),
+        "request lines carry their id:\n{log}"
+    );
+    assert!(
+        log.contains("attempt failed"),
+        "the forward failure is logged:\n{log}"
+    );
+    for secret_text in [
+        SECRET,
+        &SECRET["whsec_".len()..],
+        forward_secret,
+        &forward_secret["whsec_".len()..],
+        ADMIN_TOKEN,
+        "sender-credential-xyz",
+        marker,
+    ] {
+        assert!(
+            !log.contains(secret_text),
+            "`{secret_text}` leaked into the log:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn log_json_flag_writes_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hookd"))
+        .args(["--log-json", "check-config", "/nonexistent.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    // check-config reports on stderr in plain words; the JSON logger is used by `serve`.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookd"))
+        .arg("--log-json")
+        .current_dir(dir.path())
+        .env("HOOKD_LISTEN", "127.0.0.1:0")
+        .env("HOOKD_ADMIN_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    while !first.starts_with("listening") {
+        first.clear();
+        assert!(std::io::BufRead::read_line(&mut stdout, &mut first).unwrap() > 0);
+    }
+    Command::new("kill")
+        .args(["-s", "TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    child.wait().unwrap();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for l in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{l}");
+    }
+}
