@@ -4,6 +4,7 @@ use crate::config::{Config, ConfigError};
 use crate::secret::Secret;
 use crate::{send, server};
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -145,11 +146,14 @@ async fn serve(config: Config) -> ExitCode {
     }
     println!("  admin API: http://{}/api/stats", running.admin_addr);
     if let Some((path, secret)) = &running.new_secret {
-        println!(
-            "  new signing secret for `default` (kept in {}):",
-            path.display()
-        );
-        println!("    {}", secret.to_whsec());
+        // Shown once, and only to a person at a terminal: under systemd stdout is the
+        // journal, and secrets never go to logs.
+        if std::io::stdout().is_terminal() || std::env::var_os("HOOKD_SHOW_SECRET").is_some() {
+            println!("  new signing secret for `default` (kept in {}):", path.display());
+            println!("    {}", secret.to_whsec());
+        } else {
+            println!("  new signing secret for `default` generated; read it from {}", path.display());
+        }
     }
     if let Some(path) = &running.secret_file {
         println!(

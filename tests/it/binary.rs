@@ -80,6 +80,7 @@ async fn runs_on_embedded_defaults_and_prints_a_working_secret() {
         .env("HOOKD_LISTEN", "127.0.0.1:0")
         .env("HOOKD_ADMIN_LISTEN", "127.0.0.1:0")
         .env("HOOKD_LOG", "warn")
+        .env("HOOKD_SHOW_SECRET", "1") // stdout is a pipe here, as under systemd
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -5,6 +5,7 @@ mod admin;
 mod binary;
 mod crosscheck;
 mod ops;
+mod packaging;
 mod process;
 mod receive;
 
