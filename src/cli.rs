@@ -149,10 +149,16 @@ async fn serve(config: Config) -> ExitCode {
         // Shown once, and only to a person at a terminal: under systemd stdout is the
         // journal, and secrets never go to logs.
         if std::io::stdout().is_terminal() || std::env::var_os("HOOKD_SHOW_SECRET").is_some() {
-            println!("  new signing secret for `default` (kept in {}):", path.display());
+            println!(
+                "  new signing secret for `default` (kept in {}):",
+                path.display()
+            );
             println!("    {}", secret.to_whsec());
         } else {
-            println!("  new signing secret for `default` generated; read it from {}", path.display());
+            println!(
+                "  new signing secret for `default` generated; read it from {}",
+                path.display()
+            );
         }
     }
     if let Some(path) = &running.secret_file {

@@ -232,6 +232,7 @@ impl Store {
             queue: tree("queue")?,
             inflight: tree("inflight")?,
             attempts: tree("attempts")?,
+            latency: tree("latency")?,
         };
         // Ids continue after the largest one stored, whatever the clock says now.
         let floor = [&ingest.deliveries, &ingest.events]
@@ -258,7 +259,7 @@ impl Store {
             events: ingest.events.clone(),
             payloads: ingest.payloads.clone(),
             queue: ingest.queue.clone(),
-            latency: tree("latency")?,
+            latency: ingest.latency.clone(),
             inflight: ingest.inflight.clone(),
             attempts: ingest.attempts.clone(),
             meta: tree("meta")?,
@@ -375,9 +376,9 @@ impl Store {
     /// Notes how long the answer to a delivery took. Not flushed on its own: latency is
     /// information about the answer, not something acknowledged.
     pub fn set_latency(&self, delivery_id: u64, micros: u64) -> Result<()> {
-        self.latency
-            .insert(keys::u64_key(delivery_id), &keys::u64_key(micros))?;
-        Ok(())
+        self.writer
+            .latency(delivery_id, micros)
+            .map_err(StoreError::Shared)
     }
 
     /// One delivery by id.

@@ -57,6 +57,9 @@ pub(super) enum Write {
         attempt: Attempt,
         next: Next,
     },
+    /// How long the answer to a delivery took; known only after the answer, and not worth
+    /// a flush of its own.
+    Latency { delivery_id: u64, micros: u64 },
     /// Makes everything written so far durable.
     Flush { reply: Reply<()> },
 }
@@ -72,6 +75,7 @@ pub(super) struct WriterTrees {
     pub queue: Tree,
     pub inflight: Tree,
     pub attempts: Tree,
+    pub latency: Tree,
 }
 
 /// What the writer thread needs besides the trees.
@@ -151,6 +155,13 @@ impl Writer {
 
     pub fn finish(&self, seq: u64, attempt: Attempt, next: Next) -> Result<(), Arc<StoreError>> {
         self.send(Write::Finish { seq, attempt, next })
+    }
+
+    pub fn latency(&self, delivery_id: u64, micros: u64) -> Result<(), Arc<StoreError>> {
+        self.send(Write::Latency {
+            delivery_id,
+            micros,
+        })
     }
 
     pub async fn flush(&self) -> Result<(), Arc<StoreError>> {
@@ -282,7 +293,9 @@ fn run_batch(trees: &WriterTrees, shared: &Shared, batch: Vec<Write>) {
                 Write::Claim { now_ms, max, .. } => {
                     (*now_ms, due_keys(&trees.queue, *now_ms, *max, &mut taken))
                 }
-                Write::Finish { .. } | Write::Flush { .. } => (0, Vec::new()),
+                Write::Finish { .. } | Write::Flush { .. } | Write::Latency { .. } => {
+                    (0, Vec::new())
+                }
             };
             let ingest = matches!(write, Write::Accept { .. } | Write::Record { .. });
             Prepared {
@@ -325,6 +338,7 @@ fn run_batch(trees: &WriterTrees, shared: &Shared, batch: Vec<Write>) {
                     Write::Flush { reply } => {
                         let _ = reply.send(Err(e.clone()));
                     }
+                    Write::Latency { .. } => {}
                     Write::Finish { seq, .. } => {
                         // The event stays claimed; the next start re-queues it.
                         shared.pending_finishes.fetch_sub(1, Ordering::Relaxed);
@@ -372,6 +386,7 @@ fn run_batch(trees: &WriterTrees, shared: &Shared, batch: Vec<Write>) {
             (Write::Flush { reply }, Outcome::Flushed) => {
                 let _ = reply.send(Ok(()));
             }
+            (Write::Latency { .. }, Outcome::Flushed) => {}
             _ => unreachable!("outcomes follow the order and kind of the writes"),
         }
     }
@@ -483,8 +498,9 @@ fn apply(trees: &WriterTrees, batch: &[Prepared]) -> Result<Vec<Outcome>, StoreE
         &t.queue,
         &t.inflight,
         &t.attempts,
+        &t.latency,
     );
-    all.transaction(|(dt, it, dd, ev, pl, q, inf, at)| {
+    all.transaction(|(dt, it, dd, ev, pl, q, inf, at, lat)| {
         // Ids accepted earlier in this same batch are not in `dedup` yet for `get`.
         let mut fresh: HashMap<Vec<u8>, u64> = HashMap::new();
         let mut outcomes = Vec::with_capacity(batch.len());
@@ -498,6 +514,13 @@ fn apply(trees: &WriterTrees, batch: &[Prepared]) -> Result<Vec<Outcome>, StoreE
                     outcomes.push(Outcome::Finished(done));
                 }
                 Write::Flush { .. } => outcomes.push(Outcome::Flushed),
+                Write::Latency {
+                    delivery_id,
+                    micros,
+                } => {
+                    lat.insert(&keys::u64_key(*delivery_id), &keys::u64_key(*micros))?;
+                    outcomes.push(Outcome::Flushed);
+                }
                 Write::Record { draft, .. } => {
                     put_delivery(dt, it, &delivery_record(draft, p.delivery_id, None))?;
                     outcomes.push(Outcome::Recorded(p.delivery_id));

@@ -6,23 +6,41 @@ use std::process::Command;
 fn install(root: &Path) -> String {
     let out = Command::new("sh")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/install.sh"))
-        .args(["--binary", env!("CARGO_BIN_EXE_hookd"), "--root", root.to_str().unwrap()])
+        .args([
+            "--binary",
+            env!("CARGO_BIN_EXE_hookd"),
+            "--root",
+            root.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
 fn install_script_is_idempotent_and_keeps_the_operators_config() {
-    if Command::new("systemd-sysusers").arg("--version").output().is_err() {
+    if Command::new("systemd-sysusers")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         // install.sh creates the user with systemd-sysusers when given --root.
         panic!("systemd-sysusers is needed (Debian package `systemd`)");
     }
     let root = tempfile::tempdir().unwrap();
     let first = install(root.path());
     assert!(first.contains("installed"), "{first}");
-    for file in ["usr/bin/hookd", "etc/systemd/system/hookd.service", "usr/lib/sysusers.d/hookd.conf", "etc/hookd/hookd.toml"] {
+    for file in [
+        "usr/bin/hookd",
+        "etc/systemd/system/hookd.service",
+        "usr/lib/sysusers.d/hookd.conf",
+        "etc/hookd/hookd.toml",
+    ] {
         assert!(root.path().join(file).exists(), "{file} missing");
     }
     let passwd = std::fs::read_to_string(root.path().join("etc/passwd")).unwrap();
@@ -34,14 +52,24 @@ fn install_script_is_idempotent_and_keeps_the_operators_config() {
         .args(["check-config", config.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // An operator edits the config; a second run upgrades the rest and keeps it.
     std::fs::write(&config, "retention_days = 3\n").unwrap();
     let second = install(root.path());
     assert!(second.contains("kept existing"), "{second}");
-    assert_eq!(std::fs::read_to_string(&config).unwrap(), "retention_days = 3\n");
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        "retention_days = 3\n"
+    );
     let passwd_again = std::fs::read_to_string(root.path().join("etc/passwd")).unwrap();
-    let entries = passwd_again.lines().filter(|l| l.starts_with("hookd:")).count();
+    let entries = passwd_again
+        .lines()
+        .filter(|l| l.starts_with("hookd:"))
+        .count();
     assert_eq!(entries, 1, "user created once");
 }
