@@ -23,44 +23,37 @@ impl TokenBucket {
         }
     }
 
-    fn refill(&self, state: &mut (f64, Instant)) {
-        let now = Instant::now();
-        let elapsed = now.saturating_duration_since(state.1).as_secs_f64();
-        state.0 = (state.0 + elapsed * self.rate).min(self.burst);
-        state.1 = now;
-    }
-
-    /// Takes a token if one is there.
-    pub fn try_take(&self) -> bool {
+    /// Refills by the time passed, then takes a token if there is one; otherwise says how
+    /// long until there will be.
+    fn take_or_wait(&self) -> Result<(), std::time::Duration> {
+        // A poisoned lock only means another thread panicked mid-update of two numbers.
         let mut state = match self.state.lock() {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         };
-        self.refill(&mut state);
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(state.1).as_secs_f64();
+        state.0 = (state.0 + elapsed * self.rate).min(self.burst);
+        state.1 = now;
         if state.0 >= 1.0 {
             state.0 -= 1.0;
-            true
+            Ok(())
         } else {
-            false
+            Err(std::time::Duration::from_secs_f64(
+                (1.0 - state.0) / self.rate,
+            ))
         }
+    }
+
+    /// Takes a token if one is there.
+    pub fn try_take(&self) -> bool {
+        self.take_or_wait().is_ok()
     }
 
     /// Takes a token, waiting for one if the bucket is empty.
     pub async fn take(&self) {
-        loop {
-            let wait = {
-                let mut state = match self.state.lock() {
-                    Ok(s) => s,
-                    Err(poisoned) => poisoned.into_inner(),
-                };
-                self.refill(&mut state);
-                if state.0 >= 1.0 {
-                    state.0 -= 1.0;
-                    return;
-                }
-                (1.0 - state.0) / self.rate
-            };
-            tokio::time::sleep(std::time::Duration::from_secs_f64(wait)).await;
+        while let Err(wait) = self.take_or_wait() {
+            tokio::time::sleep(wait).await;
         }
     }
 }

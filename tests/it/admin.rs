@@ -6,33 +6,15 @@ use super::*;
 #[tokio::test]
 async fn api_needs_the_bearer_token_when_one_is_configured() {
     let s = TestServer::start(&base_config()).await;
-    let url = format!("http://{}/api/stats", s.admin);
-    let r = s.http.get(&url).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 401);
-    let r = s
-        .http
-        .get(&url)
-        .bearer_auth("wrong-token-wrong-token")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 401);
-    let r = s
-        .http
-        .get(&url)
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(s.admin_status("/api/stats", None).await, 401);
+    assert_eq!(
+        s.admin_status("/api/stats", Some("wrong-token-wrong-token"))
+            .await,
+        401
+    );
+    assert_eq!(s.admin_status("/api/stats", Some(ADMIN_TOKEN)).await, 200);
     // Health checks carry no data and stay open for probes.
-    let r = s
-        .http
-        .get(format!("http://{}/healthz", s.admin))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(s.admin_status("/healthz", None).await, 200);
     s.stop().await;
 }
 

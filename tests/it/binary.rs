@@ -9,22 +9,31 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_hookd");
 
 /// A hookd child process and the addresses it printed.
-struct Proc {
-    child: Child,
-    receiver: String,
-    admin: String,
-    stdout: Vec<String>,
+pub struct Proc {
+    pub child: Child,
+    pub receiver: String,
+    pub admin: String,
+    pub stdout: Vec<String>,
+}
+
+/// A `hookd` command (the built binary).
+pub fn hookd() -> Command {
+    Command::new(BIN)
 }
 
 fn spawn(cwd: &Path, args: &[&str]) -> Proc {
-    let mut child = Command::new(BIN)
+    let mut command = hookd();
+    command
         .args(args)
         .current_dir(cwd)
         .env("HOOKD_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::inherit());
+    start(command)
+}
+
+/// Starts `command` (stdout is taken over) and waits for the addresses hookd prints.
+pub fn start(mut command: Command) -> Proc {
+    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut stdout = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -52,7 +61,8 @@ fn spawn(cwd: &Path, args: &[&str]) -> Proc {
     panic!("hookd did not report its addresses: {stdout:?}");
 }
 
-fn signal(child: &Child, name: &str) {
+/// Sends a signal by name (`TERM`, `KILL`) to the child.
+pub fn signal(child: &Child, name: &str) {
     let ok = Command::new("kill")
         .args(["-s", name, &child.id().to_string()])
         .status()
@@ -60,7 +70,8 @@ fn signal(child: &Child, name: &str) {
     assert!(ok.success());
 }
 
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+/// Waits (bounded) for the child to exit.
+pub fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + within;
     loop {
         if let Some(status) = child.try_wait().unwrap() {

@@ -141,35 +141,36 @@ impl TestServer {
             .await
     }
 
-    /// GET on the admin API (with the token when `auth`).
+    /// GET on the admin API, with the admin token.
     pub async fn api(&self, path: &str) -> (u16, serde_json::Value) {
-        let response = self
-            .http
-            .get(format!("http://{}{path}", self.admin))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (
-            status,
-            response.json().await.unwrap_or(serde_json::Value::Null),
-        )
+        self.api_call(reqwest::Method::GET, path).await
     }
 
+    /// POST on the admin API, with the admin token.
     pub async fn api_post(&self, path: &str) -> (u16, serde_json::Value) {
+        self.api_call(reqwest::Method::POST, path).await
+    }
+
+    async fn api_call(&self, method: reqwest::Method, path: &str) -> (u16, serde_json::Value) {
         let response = self
             .http
-            .post(format!("http://{}{path}", self.admin))
+            .request(method, format!("http://{}{path}", self.admin))
             .bearer_auth(ADMIN_TOKEN)
             .send()
             .await
             .unwrap();
         let status = response.status().as_u16();
-        (
-            status,
-            response.json().await.unwrap_or(serde_json::Value::Null),
-        )
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
+    /// The status of a GET on the admin listener with `token` (or none).
+    pub async fn admin_status(&self, path: &str, token: Option<&str>) -> u16 {
+        let mut request = self.http.get(format!("http://{}{path}", self.admin));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        request.send().await.unwrap().status().as_u16()
     }
 
     /// Waits (bounded) until the event reaches `state`, and returns it.

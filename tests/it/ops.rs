@@ -1,9 +1,10 @@
 //! Operations: Prometheus metrics, request ids, and logs that never carry secrets or bodies.
 
+use super::binary::{hookd, signal, start, wait_exit, Proc};
 use super::receive::base_config;
 use super::*;
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 #[tokio::test]
@@ -44,22 +45,12 @@ async fn metrics_need_a_credential_and_count_deliveries_attempts_and_latency() {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
     // The admin token opens it too; the scraper token opens nothing else.
-    let r = s
-        .http
-        .get(&url)
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let r = s
-        .http
-        .get(format!("http://{}/api/stats", s.admin))
-        .bearer_auth("scraper-token-0123456789")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(s.admin_status("/metrics", Some(ADMIN_TOKEN)).await, 200);
+    assert_eq!(
+        s.admin_status("/api/stats", Some("scraper-token-0123456789"))
+            .await,
+        401
+    );
     s.stop().await;
 }
 
@@ -95,28 +86,17 @@ async fn secrets_and_bodies_never_reach_the_log() {
     );
     let path = dir.path().join("hookd.toml");
     std::fs::write(&path, text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookd"))
+    let mut command = hookd();
+    command
         .args(["--config", path.to_str().unwrap()])
         .env("HOOKD_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    let (receiver, admin) = loop {
-        line.clear();
-        assert!(
-            std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
-            "no address line"
-        );
-        if let Some(rest) = line.trim().strip_prefix("listening ") {
-            let mut parts = rest
-                .split(' ')
-                .map(|kv| kv.split_once('=').unwrap().1.to_string());
-            break (parts.next().unwrap(), parts.next().unwrap());
-        }
-    };
+        .stderr(Stdio::piped());
+    let Proc {
+        mut child,
+        receiver,
+        admin,
+        ..
+    } = start(command);
     let http = reqwest::Client::new();
     let marker = "PATIENT-NAME-MARKER-7731";
     let body = format!(
@@ -150,19 +130,11 @@ async fn secrets_and_bodies_never_reach_the_log() {
         .unwrap();
     // Let the forward attempt fail (and log its error) once.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let kill = Command::new("kill")
-        .args(["-s", "TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    signal(&child, "TERM");
     let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    let mut stderr = child.stderr.take().unwrap();
+    stderr.read_to_string(&mut log).unwrap();
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
 
     assert!(
         log.contains("delivery rejected"),
@@ -195,32 +167,22 @@ async fn secrets_and_bodies_never_reach_the_log() {
 #[test]
 fn log_json_flag_writes_json_lines() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hookd"))
+    let out = hookd()
         .args(["--log-json", "check-config", "/nonexistent.toml"])
         .current_dir(dir.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     // check-config reports on stderr in plain words; the JSON logger is used by `serve`.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookd"))
+    let mut command = hookd();
+    command
         .arg("--log-json")
         .current_dir(dir.path())
         .env("HOOKD_LISTEN", "127.0.0.1:0")
         .env("HOOKD_ADMIN_LISTEN", "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    while !first.starts_with("listening") {
-        first.clear();
-        assert!(std::io::BufRead::read_line(&mut stdout, &mut first).unwrap() > 0);
-    }
-    Command::new("kill")
-        .args(["-s", "TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+        .stderr(Stdio::piped());
+    let Proc { mut child, .. } = start(command);
+    signal(&child, "TERM");
     let mut log = String::new();
     child
         .stderr
@@ -228,7 +190,7 @@ fn log_json_flag_writes_json_lines() {
         .unwrap()
         .read_to_string(&mut log)
         .unwrap();
-    child.wait().unwrap();
+    wait_exit(&mut child, Duration::from_secs(30));
     let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(!lines.is_empty());
     for l in lines {
