@@ -215,6 +215,12 @@ fn compaction_paths(db_dir: &Path) -> (PathBuf, PathBuf) {
 /// space sled keeps after large deletions. Safe to interrupt: see [`recover_compaction`].
 pub fn compact(db_dir: &Path) -> Result<(u64, u64)> {
     recover_compaction(db_dir)?;
+    if !db_dir.join("conf").exists() {
+        return Err(StoreError::Corrupt(format!(
+            "{} holds no hookd store",
+            db_dir.display()
+        )));
+    }
     let (new, old) = compaction_paths(db_dir);
     let before = dir_size(db_dir);
     {
