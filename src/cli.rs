@@ -1,8 +1,9 @@
-//! The command line: `hookd [serve]`, `hookd check-config FILE`, `hookd send ...`.
+//! The command line: `hookd [serve]`, `hookd check-config FILE`, `hookd send ...`,
+//! `hookd backup --to DIR`, `hookd verify-data DIR`, `hookd compact`.
 
 use crate::config::{Config, ConfigError};
 use crate::secret::Secret;
-use crate::{send, server};
+use crate::{backup, send, server};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -59,6 +60,27 @@ enum Command {
         #[arg(long, default_value = r#"{"hello":"world"}"#)]
         data: String,
     },
+    /// Write a consistent copy of the data directory into a new directory. Asks the running
+    /// hookd (admin API) when it answers; copies the stopped data directory otherwise.
+    Backup {
+        /// The new directory (must not exist); it becomes a complete data directory.
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// Back up this stopped data directory instead of the configured hookd.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Check that a stopped data directory's indexes agree; prints counts. Exit 1 when not.
+    VerifyData {
+        /// The data directory (or its `db` directory).
+        dir: PathBuf,
+    },
+    /// Rewrite a stopped data directory's store into a fresh one, giving back disk space.
+    Compact {
+        /// The data directory (default: the configured one).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 fn init_logging(json: bool) {
@@ -107,6 +129,44 @@ pub fn main() -> ExitCode {
             id,
             data,
         } => runtime.block_on(send_one(to, secret, secret_file, event_type, id, data)),
+        Command::Backup { to, data_dir } => {
+            let config = match Config::load(cli.config.as_deref(), &Config::process_env()) {
+                Ok(c) => c,
+                Err(ConfigError(e)) => return fail(e, 2),
+            };
+            report(runtime.block_on(backup::backup(&config, data_dir.as_deref(), &to)))
+        }
+        Command::VerifyData { dir } => match backup::verify(&dir) {
+            Ok((text, consistent)) => {
+                print!("{text}");
+                if consistent {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => fail(e.message, 2),
+        },
+        Command::Compact { data_dir } => {
+            let dir = match data_dir {
+                Some(d) => d,
+                None => match Config::load(cli.config.as_deref(), &Config::process_env()) {
+                    Ok(c) => c.data_dir,
+                    Err(ConfigError(e)) => return fail(e, 2),
+                },
+            };
+            report(backup::compact(&dir))
+        }
+    }
+}
+
+fn report(result: Result<String, backup::Failure>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.message, if e.usage { 2 } else { 1 }),
     }
 }
 

@@ -84,6 +84,17 @@ pub struct Receive {
     pub rejected_log_per_sec: f64,
 }
 
+/// The retention pruner and the export clean-up.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    /// When the pruner runs: a 6-field cron expression (seconds first), UTC.
+    pub schedule: String,
+    /// Exports under `<data_dir>/exports/` older than this many days are removed.
+    pub export_retention_days: u32,
+    /// Most records removed in one transaction: bounds how long a prune holds up receiving.
+    pub batch_size: usize,
+}
+
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -94,6 +105,7 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     pub retention_days: u32,
     pub cache_mb: u64,
+    pub retention: Retention,
     pub admin: Admin,
     pub processing: Processing,
     pub receive: Receive,
@@ -117,6 +129,8 @@ struct RawConfig {
     retention_days: Option<u32>,
     cache_mb: Option<u64>,
     #[serde(default)]
+    retention: RawRetention,
+    #[serde(default)]
     admin: RawAdmin,
     #[serde(default)]
     processing: RawProcessing,
@@ -124,6 +138,14 @@ struct RawConfig {
     receive: RawReceive,
     #[serde(default)]
     endpoints: Vec<RawEndpoint>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    schedule: Option<String>,
+    export_retention_days: Option<u32>,
+    batch_size: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -204,6 +226,10 @@ pub mod defaults {
     pub const REJECTED_BODY_BYTES: usize = 1024;
     pub const REJECTED_LOG_PER_SEC: f64 = 10.0;
     pub const FORWARD_TIMEOUT_SECS: u64 = 30;
+    /// Every hour, on the hour (UTC).
+    pub const PRUNE_SCHEDULE: &str = "0 0 * * * *";
+    pub const EXPORT_RETENTION_DAYS: u32 = 15;
+    pub const PRUNE_BATCH: usize = 500;
 }
 
 /// Where a value came from, for messages: the file (and key) or the variable.
@@ -314,6 +340,7 @@ fn build(raw: RawConfig, origin: &Origin) -> Result<Config, ConfigError> {
     if retention_days == 0 {
         return Err(origin.err("retention_days", "must be at least 1"));
     }
+    let retention = build_retention(raw.retention, origin)?;
     let token = match (raw.admin.token, raw.admin.token_file) {
         (Some(_), Some(_)) => {
             return Err(origin.err(
@@ -511,6 +538,7 @@ fn build(raw: RawConfig, origin: &Origin) -> Result<Config, ConfigError> {
         admin_listen,
         retention_days,
         cache_mb: raw.cache_mb.unwrap_or(defaults::CACHE_MB),
+        retention,
         admin: Admin {
             token,
             metrics_token,
@@ -520,6 +548,42 @@ fn build(raw: RawConfig, origin: &Origin) -> Result<Config, ConfigError> {
         endpoints,
         default_endpoint,
     })
+}
+
+fn build_retention(raw: RawRetention, origin: &Origin) -> Result<Retention, ConfigError> {
+    let schedule = raw
+        .schedule
+        .unwrap_or_else(|| defaults::PRUNE_SCHEDULE.to_owned());
+    check_schedule(&schedule).map_err(|m| origin.err("retention.schedule", m))?;
+    let export_retention_days = raw
+        .export_retention_days
+        .unwrap_or(defaults::EXPORT_RETENTION_DAYS);
+    if export_retention_days == 0 {
+        return Err(origin.err("retention.export_retention_days", "must be at least 1"));
+    }
+    let batch_size = raw.batch_size.unwrap_or(defaults::PRUNE_BATCH);
+    if !(1..=100_000).contains(&batch_size) {
+        return Err(origin.err("retention.batch_size", "must be between 1 and 100000"));
+    }
+    Ok(Retention {
+        schedule,
+        export_retention_days,
+        batch_size,
+    })
+}
+
+/// A schedule must be a cron expression the scheduler accepts: 6 fields, seconds first.
+fn check_schedule(schedule: &str) -> Result<(), String> {
+    let fields = schedule.split_whitespace().count();
+    if !(6..=7).contains(&fields) {
+        return Err(format!(
+            "`{schedule}` has {fields} fields; a schedule has 6 (sec min hour day month weekday), \
+             e.g. \"0 0 * * * *\" for hourly"
+        ));
+    }
+    tokio_cron_scheduler::Job::new_async(schedule, |_, _| Box::pin(async {}))
+        .map(|_| ())
+        .map_err(|e| format!("`{schedule}` is not a valid cron expression ({e:?})"))
 }
 
 fn check_token(token: &str) -> Result<(), &'static str> {
@@ -741,6 +805,30 @@ mod tests {
             &[],
         )
         .unwrap();
+    }
+
+    #[test]
+    fn retention_schedule_is_checked() {
+        let c = Config::load(None, &HashMap::new()).unwrap();
+        assert_eq!(c.retention.schedule, "0 0 * * * *");
+        assert_eq!(c.retention.export_retention_days, 15);
+        let err = load_str("[retention]\nschedule = \"0 * * * *\"", &[])
+            .unwrap_err()
+            .0;
+        assert!(
+            err.contains("hookd.toml: key `retention.schedule`"),
+            "{err}"
+        );
+        let err = load_str("[retention]\nschedule = \"x 0 * * * *\"", &[])
+            .unwrap_err()
+            .0;
+        assert!(err.contains("retention.schedule"), "{err}");
+        let c = load_str(
+            "[retention]\nschedule = \"0 */5 * * * *\"\nexport_retention_days = 3",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.retention.export_retention_days, 3);
     }
 
     #[test]

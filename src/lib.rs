@@ -4,14 +4,16 @@
 //! The modules follow the path of one webhook:
 //! [`receive`] (HTTP) → [`verify`] (Standard Webhooks signature) → [`store`] (sled: delivery
 //! log, dedup, durable queue) → [`process`] (workers, retries, dead letters) → [`admin`]
-//! (the JSON API that shows it all). [`server`] wires them together; [`config`] is read once.
+//! (the JSON API that shows it all); [`prune`] keeps the data directory within retention. [`server`] wires them together; [`config`] is read once.
 #![warn(clippy::unwrap_used)]
 
 pub mod admin;
+pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod process;
+pub mod prune;
 pub mod ratelimit;
 pub mod receive;
 pub mod secret;

@@ -8,6 +8,7 @@ use crate::admin::{self, Admin};
 use crate::clock;
 use crate::config::Config;
 use crate::process::{Pipeline, Processors};
+use crate::prune::Pruner;
 use crate::receive::{self, Receiver};
 use crate::secret::{self, Secret};
 use crate::shutdown::{self, Trigger};
@@ -42,6 +43,8 @@ pub enum StartError {
     },
     #[error("{0}")]
     Processor(String),
+    #[error("{0}")]
+    Schedule(String),
 }
 
 /// A running hookd.
@@ -53,6 +56,8 @@ pub struct Running {
     /// Where the default endpoint's secret is kept (embedded-defaults mode).
     pub secret_file: Option<PathBuf>,
     pub store: Arc<Store>,
+    /// The retention pruner (tests run it with their own "now").
+    pub pruner: Arc<Pruner>,
     trigger: Trigger,
     done: JoinHandle<()>,
 }
@@ -104,6 +109,10 @@ pub async fn start(
         secret_file = Some(path);
     }
     let db_path = data_dir.join("db");
+    crate::store::backup::recover_compaction(&db_path).map_err(|source| StartError::Store {
+        path: db_path.clone(),
+        source,
+    })?;
     let store =
         Arc::new(
             Store::open(&db_path, config.cache_mb).map_err(|source| StartError::Store {
@@ -147,6 +156,15 @@ pub async fn start(
         })?;
 
     let grace = Duration::from_secs(config.processing.shutdown_grace_secs);
+    let pruner = Arc::new(Pruner::new(&config, store.clone()));
+    let mut prune_schedule = pruner.schedule().await.map_err(StartError::Schedule)?;
+    // The schedule does not run what it missed while hookd was down: catch up now.
+    let catch_up = tokio::spawn({
+        let pruner = pruner.clone();
+        async move {
+            pruner.run_now().await;
+        }
+    });
     let config = Arc::new(config);
     let (trigger, shutdown) = shutdown::channel();
 
@@ -160,6 +178,7 @@ pub async fn start(
     let admin_routes = admin::routes(Arc::new(Admin {
         config: config.clone(),
         store: store.clone(),
+        pruner: pruner.clone(),
     }));
     let admin_task = tokio::spawn(
         warp::serve(admin_routes)
@@ -175,10 +194,17 @@ pub async fn start(
     crate::telemetry::notify_ready(shutdown.clone());
 
     let store_at_end = store.clone();
+    let pruner_at_end = pruner.clone();
     let done = tokio::spawn(async move {
         shutdown.wait().await;
         crate::telemetry::notify_stopping();
         tracing::info!("shutting down: finishing in-flight requests");
+        // A running prune stops after its current batch; nothing it did is half-done.
+        if let Err(e) = prune_schedule.shutdown().await {
+            tracing::error!(error = ?e, "the prune scheduler did not stop cleanly");
+        }
+        pruner_at_end.stop().await;
+        let _ = catch_up.await;
         let (r, a) = tokio::join!(receiver_task, admin_task);
         if r.is_err() || a.is_err() {
             tracing::error!("a listener task failed during shutdown");
@@ -199,6 +225,7 @@ pub async fn start(
         new_secret,
         secret_file,
         store,
+        pruner,
         trigger,
         done,
     })

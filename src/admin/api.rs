@@ -197,7 +197,10 @@ fn replay(admin: &Admin, id: &str, query: &str) -> ApiResult {
 
 fn stats(admin: &Admin) -> ApiResult {
     let stats = admin.store.stats(clock::now_ms())?;
-    ok(&serde_json::to_value(stats).unwrap_or(Value::Null))
+    let mut value = serde_json::to_value(stats).unwrap_or(Value::Null);
+    value["retention"] = serde_json::to_value(admin.pruner.status()).unwrap_or(Value::Null);
+    value["data_dir_bytes"] = json!(crate::store::backup::dir_size(&admin.config.data_dir));
+    ok(&value)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! or not.
 
 mod api;
+mod backup;
 
 use crate::config::Config;
 use crate::store::Store;
@@ -18,6 +19,7 @@ use warp::Filter;
 pub struct Admin {
     pub config: Arc<Config>,
     pub store: Arc<Store>,
+    pub pruner: Arc<crate::prune::Pruner>,
 }
 
 /// An API error: the status and a one-line reason, answered as `{"status":"error","reason":...}`.
@@ -116,6 +118,12 @@ pub fn routes(
                         "missing or wrong bearer token",
                     )
                     .into_response();
+                }
+                if tail.as_str().trim_matches('/') == "backup" {
+                    return match backup::handle(&admin, &method, &query).await {
+                        Ok(reply) => reply,
+                        Err(e) => e.into_response(),
+                    };
                 }
                 match api::handle(&admin, &method, tail.as_str(), &query) {
                     Ok(reply) => reply,

@@ -14,11 +14,15 @@
 //! event. Durability comes from [`Store::commit`] (group commit), which callers await before
 //! they acknowledge.
 
+pub mod backup;
+pub mod check;
 pub mod keys;
 pub mod model;
+mod prune;
 mod writer;
 
 pub use model::{Attempt, AttemptOutcome, Delivery, Event, EventState, ResponseLog, Verdict};
+pub use prune::EventBatch;
 
 use keys::IndexKind;
 use sled::transaction::{ConflictableTransactionError, TransactionError};

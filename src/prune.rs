@@ -1,0 +1,286 @@
+//! The retention pruner: on a cron schedule (and once at start-up, to catch up after
+//! downtime) it removes what is older than `retention_days` from the store, and export
+//! directories under `<data_dir>/exports/` older than `retention.export_retention_days`.
+//!
+//! The store work goes in bounded batches (see `store::prune` for why each batch is its own
+//! transaction rather than a write through the writer thread), with a short pause between
+//! batches so that receiving never waits long behind a prune. Unfinished events (queued,
+//! processing, retrying) are never removed. "Now" is a parameter of [`Pruner::prune_at`], so
+//! tests move time instead of waiting.
+
+use crate::clock;
+use crate::config::Config;
+use crate::store::{Store, StoreError};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio_cron_scheduler::{Job, JobScheduler};
+
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+/// Pause between two batches: lets the writer thread take sled's lock in between.
+const BATCH_PAUSE: Duration = Duration::from_millis(1);
+
+/// Index entries kept for stored exports, dropped when their directory is pruned.
+///
+/// The export store registers its index here ([`Pruner::set_export_index`]); the pruner calls
+/// [`ExportIndex::forget`] for an export *before* it removes the directory, so an index entry
+/// never points at a directory that is gone. A directory left behind by a failure is removed
+/// by a later run.
+pub trait ExportIndex: Send + Sync {
+    /// Drops every index entry of the export directory `name` (a direct child of
+    /// `<data_dir>/exports/`). An error keeps the directory for the next run.
+    fn forget(&self, name: &str) -> Result<(), String>;
+}
+
+/// What one prune removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PruneReport {
+    pub deliveries: u64,
+    pub events: u64,
+    pub exports: u64,
+    /// Whether a stop cut the prune short (the next run continues).
+    pub interrupted: bool,
+}
+
+impl PruneReport {
+    /// Records removed from the store.
+    pub fn records(&self) -> u64 {
+        self.deliveries + self.events
+    }
+}
+
+/// What /api/stats shows about retention.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    pub retention_days: u32,
+    pub export_retention_days: u32,
+    pub schedule: String,
+    /// When the last prune finished (ms since the epoch), if one has run since start-up.
+    pub last_prune_at_ms: Option<u64>,
+    pub last_prune_duration_ms: u64,
+    /// Records (deliveries + events) and exports removed by the last prune.
+    pub last_pruned_records: u64,
+    pub last_pruned_exports: u64,
+    /// Records removed since start-up.
+    pub pruned_records_total: u64,
+    pub running: bool,
+}
+
+/// The pruner. Share it as `Arc<Pruner>`.
+pub struct Pruner {
+    store: Arc<Store>,
+    exports_dir: PathBuf,
+    retention_days: u32,
+    export_retention_days: u32,
+    schedule: String,
+    batch: usize,
+    export_index: RwLock<Option<Arc<dyn ExportIndex>>>,
+    /// One prune at a time; held for the whole run.
+    running: tokio::sync::Mutex<()>,
+    busy: AtomicBool,
+    stop: AtomicBool,
+    last_at_ms: AtomicU64,
+    last_duration_ms: AtomicU64,
+    last_records: AtomicU64,
+    last_exports: AtomicU64,
+    total_records: AtomicU64,
+}
+
+impl Pruner {
+    /// A pruner for `store` with the configured retention.
+    pub fn new(config: &Config, store: Arc<Store>) -> Pruner {
+        Pruner {
+            store,
+            exports_dir: config.data_dir.join("exports"),
+            retention_days: config.retention_days,
+            export_retention_days: config.retention.export_retention_days,
+            schedule: config.retention.schedule.clone(),
+            batch: config.retention.batch_size,
+            export_index: RwLock::new(None),
+            running: tokio::sync::Mutex::new(()),
+            busy: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            last_at_ms: AtomicU64::new(0),
+            last_duration_ms: AtomicU64::new(0),
+            last_records: AtomicU64::new(0),
+            last_exports: AtomicU64::new(0),
+            total_records: AtomicU64::new(0),
+        }
+    }
+
+    /// Registers the index whose entries go with pruned export directories.
+    pub fn set_export_index(&self, index: Arc<dyn ExportIndex>) {
+        if let Ok(mut slot) = self.export_index.write() {
+            *slot = Some(index);
+        }
+    }
+
+    /// The figures for /api/stats.
+    pub fn status(&self) -> Status {
+        let last = self.last_at_ms.load(Ordering::Relaxed);
+        Status {
+            retention_days: self.retention_days,
+            export_retention_days: self.export_retention_days,
+            schedule: self.schedule.clone(),
+            last_prune_at_ms: (last > 0).then_some(last),
+            last_prune_duration_ms: self.last_duration_ms.load(Ordering::Relaxed),
+            last_pruned_records: self.last_records.load(Ordering::Relaxed),
+            last_pruned_exports: self.last_exports.load(Ordering::Relaxed),
+            pruned_records_total: self.total_records.load(Ordering::Relaxed),
+            running: self.busy.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Runs one prune as of now, off the async threads. A prune already running makes this
+    /// one return at once (the running one covers it).
+    pub async fn run_now(self: &Arc<Self>) -> Option<Result<PruneReport, StoreError>> {
+        let guard = self.running.try_lock().ok()?;
+        let me = self.clone();
+        let now_ms = clock::now_ms();
+        let result = tokio::task::spawn_blocking(move || me.prune_at(now_ms))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Corrupt(format!("the prune task failed: {e}"))));
+        drop(guard);
+        match &result {
+            Ok(r) if r.records() + r.exports > 0 => tracing::info!(
+                deliveries = r.deliveries,
+                events = r.events,
+                exports = r.exports,
+                "pruned records past retention"
+            ),
+            Ok(_) => tracing::debug!("prune found nothing past retention"),
+            Err(e) => tracing::error!(error = %e, "prune failed; the next run tries again"),
+        }
+        Some(result)
+    }
+
+    /// Removes everything past retention as of `now_ms` (ms since the epoch). Blocking.
+    pub fn prune_at(&self, now_ms: u64) -> Result<PruneReport, StoreError> {
+        self.busy.store(true, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let result = self.prune_inner(now_ms);
+        self.busy.store(false, Ordering::Relaxed);
+        if let Ok(r) = &result {
+            self.last_at_ms.store(now_ms.max(1), Ordering::Relaxed);
+            self.last_duration_ms
+                .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+            self.last_records.store(r.records(), Ordering::Relaxed);
+            self.last_exports.store(r.exports, Ordering::Relaxed);
+            self.total_records.fetch_add(r.records(), Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn prune_inner(&self, now_ms: u64) -> Result<PruneReport, StoreError> {
+        let cutoff = now_ms.saturating_sub(u64::from(self.retention_days) * DAY_MS);
+        let mut report = PruneReport::default();
+        loop {
+            if self.stopping(&mut report) {
+                return Ok(report);
+            }
+            let n = self.store.prune_deliveries(cutoff, self.batch)?;
+            report.deliveries += n as u64;
+            if n < self.batch {
+                break;
+            }
+            std::thread::sleep(BATCH_PAUSE);
+        }
+        let mut from = 0;
+        loop {
+            if self.stopping(&mut report) {
+                return Ok(report);
+            }
+            let batch = self.store.prune_events(cutoff, from, self.batch)?;
+            report.events += batch.removed as u64;
+            match batch.next {
+                Some(next) => from = next,
+                None => break,
+            }
+            std::thread::sleep(BATCH_PAUSE);
+        }
+        let export_cutoff = UNIX_EPOCH
+            + Duration::from_millis(
+                now_ms.saturating_sub(u64::from(self.export_retention_days) * DAY_MS),
+            );
+        report.exports = self.prune_exports(export_cutoff);
+        Ok(report)
+    }
+
+    fn stopping(&self, report: &mut PruneReport) -> bool {
+        let stop = self.stop.load(Ordering::Relaxed);
+        report.interrupted |= stop;
+        stop
+    }
+
+    /// Removes export directories (and stray files) last modified before `cutoff`. Returns
+    /// how many went. Failures are logged and left for the next run.
+    fn prune_exports(&self, cutoff: SystemTime) -> u64 {
+        let Ok(entries) = std::fs::read_dir(&self.exports_dir) else {
+            return 0; // no exports yet
+        };
+        let index = self.export_index.read().ok().and_then(|i| i.clone());
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let Ok(modified) = entry.metadata().and_then(|m| m.modified()) else {
+                continue;
+            };
+            if modified >= cutoff {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(index) = &index {
+                if let Err(e) = index.forget(&name) {
+                    tracing::error!(export = %name, error = %e, "cannot drop an export's index entries; kept");
+                    continue;
+                }
+            }
+            let path = entry.path();
+            let gone = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match gone {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "cannot remove an old export")
+                }
+            }
+        }
+        removed
+    }
+
+    /// Starts the cron schedule. The job holds the pruner weakly, so a stopped hookd is not
+    /// kept open by the scheduler.
+    pub async fn schedule(self: &Arc<Self>) -> Result<JobScheduler, String> {
+        let weak: Weak<Pruner> = Arc::downgrade(self);
+        let job = Job::new_async(self.schedule.as_str(), move |_, _| {
+            let weak = weak.clone();
+            Box::pin(async move {
+                if let Some(pruner) = weak.upgrade() {
+                    pruner.run_now().await;
+                }
+            })
+        })
+        .map_err(|e| format!("retention.schedule: {e:?}"))?;
+        let scheduler = JobScheduler::new()
+            .await
+            .map_err(|e| format!("cannot start the prune scheduler: {e:?}"))?;
+        scheduler
+            .add(job)
+            .await
+            .map_err(|e| format!("cannot schedule the pruner: {e:?}"))?;
+        scheduler
+            .start()
+            .await
+            .map_err(|e| format!("cannot start the prune scheduler: {e:?}"))?;
+        Ok(scheduler)
+    }
+
+    /// Stops: a running prune ends after its current batch; returns once it has.
+    pub async fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.running.lock().await;
+    }
+}
