@@ -62,6 +62,7 @@ impl Processors {
         for e in &config.endpoints {
             let p: Arc<dyn Processor> = match &e.processor {
                 ProcessorConfig::Log => Arc::new(LogProcessor),
+                ProcessorConfig::Fasten => Arc::new(LogProcessor),
                 ProcessorConfig::Forward {
                     url,
                     secret,

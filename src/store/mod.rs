@@ -8,12 +8,14 @@
 //! - `queue`: (due ms, seq) → (): the durable queue, ordered by when an event is due, so
 //!   first attempts and retries share one mechanism; `inflight`: seq → () while a worker runs it.
 //! - `attempts`: (seq, n) → [`Attempt`]; `meta`: counters.
+//! - `fasten_*`: Fasten Connect connections, exports and the resource index (see [`fasten`]).
 //!
 //! Accepting an event is one transaction over the delivery, dedup, event, payload and queue
 //! trees, so a crash never leaves an event without its queue entry or a dedup key without its
 //! event. Durability comes from [`Store::commit`] (group commit), which callers await before
 //! they acknowledge.
 
+pub mod fasten;
 pub mod keys;
 pub mod model;
 mod writer;
