@@ -660,8 +660,14 @@ impl std::fmt::Debug for Fasten {
         f.debug_struct("Fasten")
             .field("api_base", &self.api_base)
             .field("public_id", &self.public_id)
-            .field("private_key", &self.private_key.as_ref().map(|_| "<redacted>"))
-            .field("request_export_on_connection", &self.request_export_on_connection)
+            .field(
+                "private_key",
+                &self.private_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "request_export_on_connection",
+                &self.request_export_on_connection,
+            )
             .field("download_hosts", &self.download_hosts)
             .field("max_export_bytes", &self.max_export_bytes)
             .field("on_revoke", &self.on_revoke)
@@ -679,7 +685,9 @@ impl Fasten {
             return Err(format!("{url}: only https URLs are downloaded"));
         }
         let listed = self.download_hosts.iter().filter(|h| {
-            h.host == host && h.port.is_none_or(|p| Some(p) == url.port_or_known_default())
+            h.host == host
+                && h.port
+                    .is_none_or(|p| Some(p) == url.port_or_known_default())
         });
         let mut any = false;
         for h in listed {
@@ -739,7 +747,12 @@ fn build_fasten(raw: RawFasten, origin: &Origin) -> Result<Fasten, ConfigError> 
     let api_url = reqwest::Url::parse(&api_base)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-        .ok_or_else(|| origin.err("fasten.api_base", format!("`{api_base}` is not an http(s) URL")))?;
+        .ok_or_else(|| {
+            origin.err(
+                "fasten.api_base",
+                format!("`{api_base}` is not an http(s) URL"),
+            )
+        })?;
     let private_key = match &raw.private_key_file {
         Some(path) => Some(
             read_secret_file(origin, "fasten.private_key_file", path)?

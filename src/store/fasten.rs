@@ -294,9 +294,9 @@ impl Store {
         resource_type: &str,
         id: &str,
     ) -> Result<Option<ResourceLoc>> {
-        let Some(v) = self
-            .fasten_tree(RESOURCES)?
-            .get(resource_key(connection, resource_type, id))?
+        let Some(v) =
+            self.fasten_tree(RESOURCES)?
+                .get(resource_key(connection, resource_type, id))?
         else {
             return Ok(None);
         };
