@@ -18,5 +18,6 @@ pub mod secret;
 pub mod send;
 pub mod server;
 pub mod shutdown;
+pub mod simulate;
 pub mod store;
 pub mod verify;
