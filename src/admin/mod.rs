@@ -6,6 +6,7 @@
 //! or not.
 
 mod api;
+mod fasten;
 
 use crate::config::Config;
 use crate::store::Store;

@@ -427,6 +427,18 @@ impl FastenProcessor {
             counts,
             mismatches,
         };
+        let now = record.stored_at_ms;
+        self.store
+            .update_connection(&conn, |c| {
+                if c.endpoint.is_empty() {
+                    c.endpoint = job.event.endpoint.clone();
+                }
+                if c.first_seen_ms == 0 {
+                    c.first_seen_ms = now;
+                }
+                c.last_seen_ms = c.last_seen_ms.max(now);
+            })
+            .map_err(Self::store_err)?;
         self.store
             .put_export(&record)
             .await

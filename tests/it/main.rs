@@ -4,6 +4,7 @@
 mod admin;
 mod binary;
 mod crosscheck;
+mod fasten;
 mod process;
 mod receive;
 
