@@ -946,4 +946,62 @@ mod tests {
         .0;
         assert!(err.contains("endpoints[0].events"), "{err}");
     }
+
+    #[test]
+    fn fasten_section_is_read_and_checked() {
+        let c = load_str(
+            &format!(
+                r#"
+                [fasten]
+                public_id = "public_test_1"
+                download_hosts = ["api.connect.fastenhealth.com", "http://127.0.0.1"]
+                on_revoke = "delete"
+                [[endpoints]]
+                name = "f"
+                profile = "fasten"
+                secrets = ["{SECRET}"]
+                "#
+            ),
+            &[("HOOKD_FASTEN_PRIVATE_KEY", "key-from-env")],
+        )
+        .unwrap();
+        assert_eq!(c.endpoints[0].processor, ProcessorConfig::Fasten);
+        assert_eq!(c.fasten.on_revoke, OnRevoke::Delete);
+        assert_eq!(c.fasten.private_key.as_deref(), Some("key-from-env"));
+        assert!(!format!("{:?}", c.fasten).contains("key-from-env"));
+        let ok = |u: &str| {
+            c.fasten
+                .check_download_url(&reqwest::Url::parse(u).unwrap())
+        };
+        assert!(ok("https://api.connect.fastenhealth.com/v1/x").is_ok());
+        assert!(ok("http://127.0.0.1:9000/x").is_ok());
+        let err = ok("http://api.connect.fastenhealth.com/v1/x").unwrap_err();
+        assert!(err.contains("plain http is refused"), "{err}");
+        let err = ok("https://evil.example/x").unwrap_err();
+        assert!(err.contains("not in fasten.download_hosts"), "{err}");
+
+        let err = load_str("[fasten]\non_revoke = \"shred\"", &[])
+            .unwrap_err()
+            .0;
+        assert!(err.contains("hookd.toml: key `fasten.on_revoke`"), "{err}");
+        let err = load_str("[fasten]\ndownload_hosts = [\"a b\"]", &[])
+            .unwrap_err()
+            .0;
+        assert!(err.contains("fasten.download_hosts[0]"), "{err}");
+        let err = load_str("[fasten]\napi_base = \"ftp://x\"", &[])
+            .unwrap_err()
+            .0;
+        assert!(err.contains("fasten.api_base"), "{err}");
+    }
+
+    #[test]
+    fn fasten_defaults_download_only_from_the_api_host_over_https() {
+        let c = Config::load(None, &HashMap::new()).unwrap();
+        assert_eq!(c.fasten.api_base, "https://api.connect.fastenhealth.com/v1");
+        assert!(c.fasten.request_export_on_connection);
+        assert_eq!(c.fasten.on_revoke, OnRevoke::Keep);
+        assert_eq!(c.fasten.max_export_bytes, 10_737_418_240);
+        assert_eq!(c.fasten.download_hosts.len(), 1);
+        assert!(!c.fasten.download_hosts[0].allow_http);
+    }
 }

@@ -504,3 +504,115 @@ async fn reqwest_drops_authorization_on_a_redirect_to_another_host() {
     );
     stand_in.stop().await;
 }
+
+/// The walk-through of docs/fasten.md with the built binary: `hookd simulate --serve-api`
+/// as the Fasten API, `hookd simulate --to` as Fasten's webhook sender. Multi-threaded: the
+/// test blocks on child processes while the in-process hookd answers them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_simulates_fasten_end_to_end() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    const BIN: &str = env!("CARGO_BIN_EXE_hookd");
+    let mut api = Command::new(BIN)
+        .args([
+            "simulate",
+            "--serve-api",
+            "127.0.0.1:0",
+            "--public-id",
+            PUBLIC_ID,
+        ])
+        .env("HOOKD_FASTEN_PRIVATE_KEY", PRIVATE_KEY)
+        .env("HOOKD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed however the test ends.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut lines = BufReader::new(api.stdout.take().unwrap()).lines();
+    let _api = KillOnDrop(api);
+    let api_base = loop {
+        let line = lines.next().expect("stand-in printed no api_base").unwrap();
+        if let Some(base) = line.trim().strip_prefix("api_base:") {
+            break base.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("fasten.key");
+    std::fs::write(&key_file, PRIVATE_KEY).unwrap();
+    let s = TestServer::start(&format!(
+        r#"
+[admin]
+token = "{ADMIN_TOKEN}"
+[fasten]
+api_base = "{api_base}"
+public_id = "{PUBLIC_ID}"
+private_key_file = {key_file:?}
+download_hosts = ["http://127.0.0.1"]
+[[endpoints]]
+name = "fasten"
+profile = "fasten"
+secrets = ["{SECRET}"]
+"#
+    ))
+    .await;
+    let url = s.url("fasten");
+    let simulate = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .env("HOOKD_LOG", "warn")
+            .args(["simulate", "--to", &url, "--secret", SECRET])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first = simulate(&[
+        "--event",
+        "patient.connection_success",
+        "--connection",
+        "conn-bin",
+        "--id",
+        "bin-1",
+    ]);
+    assert!(first.contains("accepted"), "{first}");
+    let again = simulate(&[
+        "--event",
+        "patient.connection_success",
+        "--connection",
+        "conn-bin",
+        "--id",
+        "bin-1",
+    ]);
+    assert!(again.contains("duplicate"), "{again}");
+    let event = s.wait_for_state("bin-1", "done").await;
+    assert!(detail(&event, 0).contains("export requested"), "{event}");
+
+    simulate(&[
+        "--event",
+        "patient.ehi_export_success",
+        "--connection",
+        "conn-bin",
+        "--task",
+        "task-bin",
+        "--api-base",
+        &api_base,
+        "--resources",
+        "25",
+        "--id",
+        "bin-2",
+    ]);
+    let event = s.wait_for_state("bin-2", "done").await;
+    assert!(detail(&event, 0).contains("counts match stats"), "{event}");
+    let (_, c) = s.api("/api/connections/conn-bin").await;
+    assert_eq!(c["exports"][0]["total_resources"], 25);
+    assert_eq!(c["status"], "authorized");
+    s.stop().await;
+}
