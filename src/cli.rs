@@ -1,5 +1,5 @@
 //! The command line: `hookd [serve]`, `hookd check-config FILE`, `hookd send ...`,
-//! `hookd backup --to DIR`, `hookd verify-data DIR`, `hookd compact`.
+//! `hookd backup --to DIR`, `hookd verify-data DIR`, `hookd compact`, `hookd simulate ...`.
 
 use crate::config::{Config, ConfigError};
 use crate::secret::Secret;
@@ -81,6 +81,66 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Act as Fasten Connect: send realistic signed events, or serve a local stand-in for
+    /// the Fasten API (--serve-api) that hookd can download exports from.
+    Simulate(SimulateArgs),
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// Serve the stand-in API on this address (e.g. 127.0.0.1:9090) until stopped.
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["to", "id"])]
+    serve_api: Option<std::net::SocketAddr>,
+    /// The endpoint URL to send an event to, e.g. http://127.0.0.1:8080/webhooks/fasten
+    #[arg(long, required_unless_present = "serve_api")]
+    to: Option<String>,
+    /// The endpoint's signing secret (whsec_...).
+    #[arg(long, conflicts_with = "secret_file")]
+    secret: Option<String>,
+    /// A file holding the signing secret.
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    /// The event type: one of the seven Fasten Connect types.
+    #[arg(long, default_value = "webhook.test", value_parser = clap::builder::PossibleValuesParser::new(crate::simulate::EVENT_TYPES))]
+    event: String,
+    /// test or live.
+    #[arg(long, default_value = "test", value_parser = ["test", "live"])]
+    api_mode: String,
+    /// Send the older single `download_link` instead of `download_links[]`.
+    #[arg(long)]
+    legacy_link: bool,
+    /// Resend an event id (to see deduplication); default: a fresh UUID.
+    #[arg(long)]
+    id: Option<String>,
+    /// The org_connection_id the event is about (default: a fresh UUID).
+    #[arg(long)]
+    connection: Option<String>,
+    /// The task_id of an export event (default: a fresh UUID).
+    #[arg(long)]
+    task: Option<String>,
+    /// The API base the download links point at (the stand-in's, e.g. http://127.0.0.1:9090/v1).
+    #[arg(long, default_value = crate::config::defaults::FASTEN_API_BASE)]
+    api_base: String,
+    /// Resources per export file (the stand-in generates that many).
+    #[arg(long, default_value_t = 50)]
+    resources: u64,
+    /// Files per export.
+    #[arg(long, default_value_t = 1)]
+    files: u32,
+    /// Stand-in: the public id it requires (Basic auth); with --private-key.
+    #[arg(long, requires = "private_key")]
+    public_id: Option<String>,
+    /// Stand-in: the private key it requires.
+    #[arg(
+        long,
+        env = "HOOKD_FASTEN_PRIVATE_KEY",
+        hide_env_values = true,
+        requires = "public_id"
+    )]
+    private_key: Option<String>,
+    /// Stand-in: how long a signed download URL stays valid.
+    #[arg(long, default_value_t = 600)]
+    url_ttl_secs: u64,
 }
 
 fn init_logging(json: bool) {
@@ -157,6 +217,7 @@ pub fn main() -> ExitCode {
             };
             report(backup::compact(&dir))
         }
+        Command::Simulate(args) => runtime.block_on(simulate(args)),
     }
 }
 
@@ -167,6 +228,97 @@ fn report(result: Result<String, backup::Failure>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(e.message, if e.usage { 2 } else { 1 }),
+    }
+}
+
+fn read_secret(secret: Option<String>, secret_file: Option<PathBuf>) -> Result<Secret, ExitCode> {
+    let text = match (secret, secret_file) {
+        (Some(s), _) => s,
+        (None, Some(path)) => match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => return Err(fail(format!("cannot read {}: {e}", path.display()), 2)),
+        },
+        (None, None) => return Err(fail("give --secret or --secret-file", 2)),
+    };
+    Secret::parse(&text).map_err(|e| fail(format!("the secret {e}"), 2))
+}
+
+async fn simulate(args: SimulateArgs) -> ExitCode {
+    use crate::simulate::{self, api, EventSpec};
+    if let Some(addr) = args.serve_api {
+        let options = api::Options {
+            public_id: args.public_id,
+            private_key: args.private_key,
+            url_ttl: std::time::Duration::from_secs(args.url_ttl_secs),
+            default_resources: args.resources,
+            ..api::Options::default()
+        };
+        let open = options.public_id.is_none();
+        let stand_in = match api::start(addr, options).await {
+            Ok(s) => s,
+            Err(e) => return fail(format!("cannot listen on {addr}: {e}"), 1),
+        };
+        println!("Fasten API stand-in running");
+        println!("  api_base:    {}", stand_in.api_base);
+        println!(
+            "  signed URLs: http://{} (valid {} s)",
+            stand_in.files_addr, args.url_ttl_secs
+        );
+        println!(
+            "  credentials: {}",
+            if open {
+                "none required"
+            } else {
+                "HTTP Basic public_id:private_key"
+            }
+        );
+        println!(
+            "  in hookd.toml: [fasten] api_base = \"{}\", download_hosts = [\"http://{}\"]",
+            stand_in.api_base,
+            stand_in.api_addr.ip()
+        );
+        wait_for_signal().await;
+        stand_in.stop().await;
+        return ExitCode::SUCCESS;
+    }
+    let Some(to) = args.to else {
+        return fail("give --to URL (or --serve-api ADDR)", 2);
+    };
+    let secret = match read_secret(args.secret, args.secret_file) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let mut spec = EventSpec {
+        event_type: args.event,
+        api_mode: args.api_mode,
+        api_base: args.api_base,
+        resources: args.resources,
+        files: args.files,
+        legacy_link: args.legacy_link,
+        ..EventSpec::default()
+    };
+    if let Some(c) = args.connection {
+        spec.org_connection_id = c;
+    }
+    if let Some(t) = args.task {
+        spec.task_id = t;
+    }
+    let id = args.id.unwrap_or_else(send::new_event_id);
+    let body = simulate::event_body(&spec, &id);
+    match simulate::send(&to, &secret, &id, &body).await {
+        Ok((status, answer)) => {
+            println!("{status} {answer}");
+            println!(
+                "event id {id} ({}), org_connection_id {}",
+                spec.event_type, spec.org_connection_id
+            );
+            if (200..300).contains(&status) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => fail(e, 1),
     }
 }
 

@@ -30,6 +30,8 @@ pub enum ProcessorConfig {
         secret: Secret,
         timeout_secs: u64,
     },
+    /// Fasten Connect: download exports, request exports, track connections (see `[fasten]`).
+    Fasten,
 }
 
 /// One receiving endpoint, served at `POST /webhooks/{name}`.
@@ -113,6 +115,8 @@ pub struct Config {
     /// True when no endpoint was configured and `default` was made up: its secret is then
     /// generated on first start and kept in the data directory.
     pub default_endpoint: bool,
+    /// The `[fasten]` section (defaults when absent).
+    pub fasten: Fasten,
 }
 
 /// A configuration error, already phrased for the user.
@@ -138,6 +142,8 @@ struct RawConfig {
     receive: RawReceive,
     #[serde(default)]
     endpoints: Vec<RawEndpoint>,
+    #[serde(default)]
+    fasten: RawFasten,
 }
 
 #[derive(Deserialize, Default)]
@@ -230,6 +236,9 @@ pub mod defaults {
     pub const PRUNE_SCHEDULE: &str = "0 0 * * * *";
     pub const EXPORT_RETENTION_DAYS: u32 = 15;
     pub const PRUNE_BATCH: usize = 500;
+    pub const FASTEN_API_BASE: &str = "https://api.connect.fastenhealth.com/v1";
+    /// 10 GiB.
+    pub const FASTEN_MAX_EXPORT_BYTES: u64 = 10_737_418_240;
 }
 
 /// Where a value came from, for messages: the file (and key) or the variable.
@@ -457,6 +466,8 @@ fn build(raw: RawConfig, origin: &Origin) -> Result<Config, ConfigError> {
         }
         let processor =
             match (e.processor.as_deref(), e.forward) {
+                (None, None) if e.profile == Profile::Fasten => ProcessorConfig::Fasten,
+                (Some("fasten"), None) => ProcessorConfig::Fasten,
                 (None | Some("log"), None) => ProcessorConfig::Log,
                 (Some("forward") | None, Some(f)) => {
                     let secret_text = match (f.secret, f.secret_file) {
@@ -498,7 +509,7 @@ fn build(raw: RawConfig, origin: &Origin) -> Result<Config, ConfigError> {
                 (Some(other), _) => {
                     return Err(origin.err(
                         &at("processor"),
-                        format!("`{other}` is not one of: log, forward"),
+                        format!("`{other}` is not one of: log, forward, fasten"),
                     ))
                 }
             };
@@ -529,6 +540,7 @@ fn build(raw: RawConfig, origin: &Origin) -> Result<Config, ConfigError> {
         });
     }
 
+    let fasten = build_fasten(raw.fasten, origin)?;
     Ok(Config {
         source: None,
         data_dir: raw
@@ -547,6 +559,7 @@ fn build(raw: RawConfig, origin: &Origin) -> Result<Config, ConfigError> {
         receive,
         endpoints,
         default_endpoint,
+        fasten,
     })
 }
 
@@ -642,6 +655,9 @@ fn apply_env(config: &mut Config, env: &HashMap<String, String>) -> Result<(), C
                 check_token(value.trim()).map_err(|m| var_err(var, &m))?;
                 config.admin.token = Some(value.trim().to_owned());
             }
+            "HOOKD_FASTEN_PRIVATE_KEY" => {
+                config.fasten.private_key = Some(value.trim().to_owned());
+            }
             "HOOKD_CONFIG" => {}
             _ if var.starts_with("HOOKD_SECRETS_") => {
                 let endpoint = config
@@ -677,6 +693,193 @@ fn apply_env(config: &mut Config, env: &HashMap<String, String>) -> Result<(), C
         }
     }
     Ok(())
+}
+
+/// What `patient.authorization_revoked` does to a connection's stored exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRevoke {
+    /// Mark the connection revoked; keep its exports.
+    Keep,
+    /// Mark it revoked and remove its exports and index entries.
+    Delete,
+}
+
+/// A host hookd may download exports from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadHost {
+    /// Host name or IP address, lower-case.
+    pub host: String,
+    /// Only this port, when given.
+    pub port: Option<u16>,
+    /// Plain http allowed too (only when the entry was written `http://host`).
+    pub allow_http: bool,
+}
+
+/// The `[fasten]` section: how hookd talks to the Fasten Connect API.
+#[derive(Clone)]
+pub struct Fasten {
+    /// e.g. `https://api.connect.fastenhealth.com/v1`, without a trailing slash.
+    pub api_base: String,
+    pub public_id: Option<String>,
+    /// The API private key; never logged (see the `Debug` impl).
+    pub private_key: Option<String>,
+    pub request_export_on_connection: bool,
+    pub download_hosts: Vec<DownloadHost>,
+    pub max_export_bytes: u64,
+    pub on_revoke: OnRevoke,
+}
+
+impl std::fmt::Debug for Fasten {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fasten")
+            .field("api_base", &self.api_base)
+            .field("public_id", &self.public_id)
+            .field(
+                "private_key",
+                &self.private_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "request_export_on_connection",
+                &self.request_export_on_connection,
+            )
+            .field("download_hosts", &self.download_hosts)
+            .field("max_export_bytes", &self.max_export_bytes)
+            .field("on_revoke", &self.on_revoke)
+            .finish()
+    }
+}
+
+impl Fasten {
+    /// Whether `url` may be downloaded from: https to a listed host, or http to a host
+    /// listed as `http://...`. Returns the reason when not.
+    pub fn check_download_url(&self, url: &reqwest::Url) -> Result<(), String> {
+        let host = url.host_str().unwrap_or("").to_ascii_lowercase();
+        let scheme = url.scheme();
+        if scheme != "https" && scheme != "http" {
+            return Err(format!("{url}: only https URLs are downloaded"));
+        }
+        let listed = self.download_hosts.iter().filter(|h| {
+            h.host == host
+                && h.port
+                    .is_none_or(|p| Some(p) == url.port_or_known_default())
+        });
+        let mut any = false;
+        for h in listed {
+            any = true;
+            if scheme == "https" || h.allow_http {
+                return Ok(());
+            }
+        }
+        if any {
+            Err(format!(
+                "{url}: plain http is refused; list the host as `http://{host}` in fasten.download_hosts to allow it"
+            ))
+        } else {
+            Err(format!(
+                "{url}: host `{host}` is not in fasten.download_hosts"
+            ))
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFasten {
+    api_base: Option<String>,
+    public_id: Option<String>,
+    private_key_file: Option<PathBuf>,
+    request_export_on_connection: Option<bool>,
+    download_hosts: Option<Vec<String>>,
+    max_export_bytes: Option<u64>,
+    on_revoke: Option<String>,
+}
+
+fn parse_download_host(text: &str) -> Option<DownloadHost> {
+    let (allow_http, rest) = match text.strip_prefix("http://") {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix("https://").unwrap_or(text)),
+    };
+    let rest = rest.trim_end_matches('/');
+    let url = reqwest::Url::parse(&format!("http://{rest}/")).ok()?;
+    let host = url.host_str()?.to_ascii_lowercase();
+    if url.path() != "/" || host.is_empty() {
+        return None;
+    }
+    Some(DownloadHost {
+        host,
+        port: url.port(),
+        allow_http,
+    })
+}
+
+fn build_fasten(raw: RawFasten, origin: &Origin) -> Result<Fasten, ConfigError> {
+    let api_base = raw
+        .api_base
+        .unwrap_or_else(|| defaults::FASTEN_API_BASE.to_string())
+        .trim_end_matches('/')
+        .to_string();
+    let api_url = reqwest::Url::parse(&api_base)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        .ok_or_else(|| {
+            origin.err(
+                "fasten.api_base",
+                format!("`{api_base}` is not an http(s) URL"),
+            )
+        })?;
+    let private_key = match &raw.private_key_file {
+        Some(path) => Some(
+            read_secret_file(origin, "fasten.private_key_file", path)?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let download_hosts = match raw.download_hosts {
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                parse_download_host(h).ok_or_else(|| {
+                    origin.err(
+                        &format!("fasten.download_hosts[{i}]"),
+                        format!("`{h}` is not a host name (optionally `http://host[:port]`)"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        // The API host itself, over https.
+        None => vec![DownloadHost {
+            host: api_url.host_str().unwrap_or("").to_ascii_lowercase(),
+            port: None,
+            allow_http: false,
+        }],
+    };
+    let on_revoke = match raw.on_revoke.as_deref() {
+        None | Some("keep") => OnRevoke::Keep,
+        Some("delete") => OnRevoke::Delete,
+        Some(other) => {
+            return Err(origin.err(
+                "fasten.on_revoke",
+                format!("`{other}` is not one of: keep, delete"),
+            ))
+        }
+    };
+    let max_export_bytes = raw
+        .max_export_bytes
+        .unwrap_or(defaults::FASTEN_MAX_EXPORT_BYTES);
+    if max_export_bytes == 0 {
+        return Err(origin.err("fasten.max_export_bytes", "must be at least 1"));
+    }
+    Ok(Fasten {
+        api_base,
+        public_id: raw.public_id,
+        private_key,
+        request_export_on_connection: raw.request_export_on_connection.unwrap_or(true),
+        download_hosts,
+        max_export_bytes,
+        on_revoke,
+    })
 }
 
 #[cfg(test)]
@@ -840,5 +1043,63 @@ mod tests {
         .unwrap_err()
         .0;
         assert!(err.contains("endpoints[0].events"), "{err}");
+    }
+
+    #[test]
+    fn fasten_section_is_read_and_checked() {
+        let c = load_str(
+            &format!(
+                r#"
+                [fasten]
+                public_id = "public_test_1"
+                download_hosts = ["api.connect.fastenhealth.com", "http://127.0.0.1"]
+                on_revoke = "delete"
+                [[endpoints]]
+                name = "f"
+                profile = "fasten"
+                secrets = ["{SECRET}"]
+                "#
+            ),
+            &[("HOOKD_FASTEN_PRIVATE_KEY", "key-from-env")],
+        )
+        .unwrap();
+        assert_eq!(c.endpoints[0].processor, ProcessorConfig::Fasten);
+        assert_eq!(c.fasten.on_revoke, OnRevoke::Delete);
+        assert_eq!(c.fasten.private_key.as_deref(), Some("key-from-env"));
+        assert!(!format!("{:?}", c.fasten).contains("key-from-env"));
+        let ok = |u: &str| {
+            c.fasten
+                .check_download_url(&reqwest::Url::parse(u).unwrap())
+        };
+        assert!(ok("https://api.connect.fastenhealth.com/v1/x").is_ok());
+        assert!(ok("http://127.0.0.1:9000/x").is_ok());
+        let err = ok("http://api.connect.fastenhealth.com/v1/x").unwrap_err();
+        assert!(err.contains("plain http is refused"), "{err}");
+        let err = ok("https://evil.example/x").unwrap_err();
+        assert!(err.contains("not in fasten.download_hosts"), "{err}");
+
+        let err = load_str("[fasten]\non_revoke = \"shred\"", &[])
+            .unwrap_err()
+            .0;
+        assert!(err.contains("hookd.toml: key `fasten.on_revoke`"), "{err}");
+        let err = load_str("[fasten]\ndownload_hosts = [\"a b\"]", &[])
+            .unwrap_err()
+            .0;
+        assert!(err.contains("fasten.download_hosts[0]"), "{err}");
+        let err = load_str("[fasten]\napi_base = \"ftp://x\"", &[])
+            .unwrap_err()
+            .0;
+        assert!(err.contains("fasten.api_base"), "{err}");
+    }
+
+    #[test]
+    fn fasten_defaults_download_only_from_the_api_host_over_https() {
+        let c = Config::load(None, &HashMap::new()).unwrap();
+        assert_eq!(c.fasten.api_base, "https://api.connect.fastenhealth.com/v1");
+        assert!(c.fasten.request_export_on_connection);
+        assert_eq!(c.fasten.on_revoke, OnRevoke::Keep);
+        assert_eq!(c.fasten.max_export_bytes, 10_737_418_240);
+        assert_eq!(c.fasten.download_hosts.len(), 1);
+        assert!(!c.fasten.download_hosts[0].allow_http);
     }
 }

@@ -20,6 +20,7 @@ pub mod secret;
 pub mod send;
 pub mod server;
 pub mod shutdown;
+pub mod simulate;
 pub mod store;
 pub mod telemetry;
 pub mod verify;

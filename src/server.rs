@@ -135,7 +135,7 @@ pub async fn start(
     }
     let processors = match processors {
         Some(p) => p,
-        None => Processors::from_config(&config).map_err(StartError::Processor)?,
+        None => Processors::from_config(&config, &store).map_err(StartError::Processor)?,
     };
 
     let receiver_listener = bind("listen", config.listen).await?;

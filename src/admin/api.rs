@@ -1,4 +1,5 @@
-//! The admin API's handlers: deliveries, events, replay and stats, as JSON.
+//! The admin API's handlers: deliveries, events, replay and stats, as JSON (Fasten views in
+//! [`super::fasten`]).
 
 use super::{Admin, ApiError};
 use crate::clock;
@@ -17,6 +18,9 @@ type ApiResult = Result<warp::reply::Response, ApiError>;
 /// Routes one `/api/...` request.
 pub fn handle(admin: &Admin, method: &Method, path: &str, query: &str) -> ApiResult {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if let Some(answer) = super::fasten::handle(admin, method, &parts) {
+        return answer;
+    }
     match (method.as_str(), parts.as_slice()) {
         ("GET", ["deliveries"]) => list_deliveries(admin, query),
         ("GET", ["deliveries", id]) => delivery(admin, id),

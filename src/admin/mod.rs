@@ -7,6 +7,7 @@
 
 mod api;
 mod backup;
+mod fasten;
 
 use crate::config::Config;
 use crate::store::Store;

@@ -7,10 +7,12 @@
 //! attempt cut short by a crash is re-claimed at start-up, so processors must be idempotent
 //! by event id.
 
+mod fasten;
 mod forward;
 mod log;
 pub mod retry;
 
+pub use fasten::{connection_dir, safe_name, FastenProcessor};
 pub use forward::ForwardProcessor;
 pub use log::LogProcessor;
 
@@ -56,12 +58,28 @@ pub trait Processor: Send + Sync {
 pub struct Processors(HashMap<String, Arc<dyn Processor>>);
 
 impl Processors {
-    /// One processor per configured endpoint.
-    pub fn from_config(config: &Config) -> Result<Processors, String> {
+    /// One processor per configured endpoint. `store` keeps what processors record (Fasten
+    /// connections and exports).
+    pub fn from_config(config: &Config, store: &Arc<Store>) -> Result<Processors, String> {
         let mut map: HashMap<String, Arc<dyn Processor>> = HashMap::new();
+        // All Fasten endpoints share one processor, so "request an export once per
+        // connection" holds across them.
+        let mut fasten: Option<Arc<dyn Processor>> = None;
         for e in &config.endpoints {
             let p: Arc<dyn Processor> = match &e.processor {
                 ProcessorConfig::Log => Arc::new(LogProcessor),
+                ProcessorConfig::Fasten => match &fasten {
+                    Some(p) => p.clone(),
+                    None => {
+                        let p: Arc<dyn Processor> = Arc::new(FastenProcessor::new(
+                            store.clone(),
+                            config.fasten.clone(),
+                            &config.data_dir,
+                        )?);
+                        fasten = Some(p.clone());
+                        p
+                    }
+                },
                 ProcessorConfig::Forward {
                     url,
                     secret,

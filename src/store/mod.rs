@@ -8,6 +8,7 @@
 //! - `queue`: (due ms, seq) → (): the durable queue, ordered by when an event is due, so
 //!   first attempts and retries share one mechanism; `inflight`: seq → () while a worker runs it.
 //! - `attempts`: (seq, n) → [`Attempt`]; `meta`: counters.
+//! - `fasten_*`: Fasten Connect connections, exports and the resource index (see [`fasten`]).
 //!
 //! Accepting an event is one transaction over the delivery, dedup, event, payload and queue
 //! trees, so a crash never leaves an event without its queue entry or a dedup key without its
@@ -16,6 +17,7 @@
 
 pub mod backup;
 pub mod check;
+pub mod fasten;
 pub mod keys;
 pub mod model;
 mod prune;

@@ -6,6 +6,7 @@ mod binary;
 mod crosscheck;
 mod ops;
 mod packaging;
+mod fasten;
 mod process;
 mod receive;
 

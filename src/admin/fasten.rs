@@ -1,0 +1,200 @@
+//! The admin API's Fasten Connect views: connections, their exports, stored files and single
+//! resources. Behind the same bearer-token check as the rest of `/api`.
+
+use super::{Admin, ApiError};
+use crate::process::{connection_dir, safe_name};
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::io::{Read, Seek, SeekFrom};
+use warp::Reply;
+
+type ApiResult = Result<warp::reply::Response, ApiError>;
+
+/// Largest single resource returned (a line of an export).
+const MAX_RESOURCE_BYTES: u64 = 64 * 1024 * 1024;
+/// Read size when streaming a file.
+const FILE_CHUNK: usize = 256 * 1024;
+
+/// Answers the Fasten paths; `None` for any other path.
+pub fn handle(admin: &Admin, method: &Method, parts: &[&str]) -> Option<ApiResult> {
+    let get = method == Method::GET;
+    let not_allowed = || {
+        Some(Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed",
+        )))
+    };
+    match parts {
+        ["connections"] => {
+            if !get {
+                return not_allowed();
+            }
+            Some(connections(admin))
+        }
+        ["connections", id] => {
+            if !get {
+                return not_allowed();
+            }
+            Some(connection(admin, id))
+        }
+        ["connections", id, "resources", kind, rid] => {
+            if !get {
+                return not_allowed();
+            }
+            Some(resource(admin, id, kind, rid))
+        }
+        ["exports", task, "files", file] => {
+            if !get {
+                return not_allowed();
+            }
+            Some(export_file(admin, task, file))
+        }
+        _ => None,
+    }
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no such {what}"))
+}
+
+fn connections(admin: &Admin) -> ApiResult {
+    let mut items = Vec::new();
+    for c in admin.store.connections()? {
+        let exports = admin.store.exports(&c.org_connection_id)?;
+        let latest = exports.iter().max_by_key(|e| e.stored_at_ms);
+        items.push(json!({
+            "org_connection_id": c.org_connection_id,
+            "endpoint": c.endpoint,
+            "brand_id": c.brand_id,
+            "portal_id": c.portal_id,
+            "platform_type": c.platform_type,
+            "status": c.status,
+            "first_seen_ms": c.first_seen_ms,
+            "last_seen_ms": c.last_seen_ms,
+            "revoked_at_ms": c.revoked_at_ms,
+            "exports": exports.len(),
+            "failures": c.failures.len(),
+            "latest_export": latest.map(|e| json!({
+                "task_id": e.task_id,
+                "stored_at_ms": e.stored_at_ms,
+                "total_resources": e.total_resources,
+                "mismatches": e.mismatches.len(),
+            })),
+        }));
+    }
+    Ok(warp::reply::json(&json!({ "items": items })).into_response())
+}
+
+fn connection(admin: &Admin, id: &str) -> ApiResult {
+    let c = admin
+        .store
+        .connection(id)?
+        .ok_or_else(|| not_found("connection"))?;
+    let exports = admin.store.exports(id)?;
+    let latest = exports.iter().max_by_key(|e| e.stored_at_ms);
+    let mut value = serde_json::to_value(&c).unwrap_or(Value::Null);
+    value["resource_counts"] = latest.map_or(json!({}), |e| json!(e.counts));
+    value["exports"] = serde_json::to_value(&exports).unwrap_or(Value::Null);
+    Ok(warp::reply::json(&value).into_response())
+}
+
+fn resource(admin: &Admin, id: &str, kind: &str, rid: &str) -> ApiResult {
+    let loc = admin
+        .store
+        .resource(id, kind, rid)?
+        .ok_or_else(|| not_found("resource"))?;
+    if loc.len > MAX_RESOURCE_BYTES
+        || !safe_name(id)
+        || !safe_name(&loc.task_id)
+        || !safe_name(&loc.file)
+    {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the index entry of this resource is unusable",
+        ));
+    }
+    let path = connection_dir(&admin.config.data_dir, id)
+        .join(&loc.task_id)
+        .join(&loc.file);
+    let read = || -> std::io::Result<Vec<u8>> {
+        let mut f = std::fs::File::open(&path)?;
+        f.seek(SeekFrom::Start(loc.offset))?;
+        let mut buf = vec![0; loc.len as usize];
+        f.read_exact(&mut buf)?;
+        Ok(buf)
+    };
+    let bytes = read().map_err(|e| {
+        tracing::error!(path = %path.display(), error = %e, "cannot read a stored resource");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot read the stored export; see the log",
+        )
+    })?;
+    let mut response = warp::reply::Response::new(bytes.into());
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/fhir+json"),
+    );
+    Ok(response)
+}
+
+/// Reads a file in chunks for a streamed response, so a large export is never held in
+/// memory. The reads are small and local; they do not hold up the runtime noticeably.
+struct FileChunks(std::fs::File);
+
+impl Iterator for FileChunks {
+    type Item = std::io::Result<bytes::Bytes>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut buf = vec![0; FILE_CHUNK];
+        match self.0.read(&mut buf) {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some(Ok(buf.into()))
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+fn export_file(admin: &Admin, task: &str, file: &str) -> ApiResult {
+    let export = admin
+        .store
+        .export_by_task(task)?
+        .ok_or_else(|| not_found("export"))?;
+    let name = if file.ends_with(".ndjson") {
+        file.to_string()
+    } else {
+        format!("{file}.ndjson")
+    };
+    let entry = export
+        .files
+        .iter()
+        .find(|f| f.name == name)
+        .ok_or_else(|| not_found("file in this export"))?;
+    let path = connection_dir(&admin.config.data_dir, &export.org_connection_id)
+        .join(&export.task_id)
+        .join(&entry.name);
+    let f = std::fs::File::open(&path).map_err(|e| {
+        tracing::error!(path = %path.display(), error = %e, "cannot open a stored export file");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot open the stored file; see the log",
+        )
+    })?;
+    let mut response =
+        warp::reply::stream(futures_util::stream::iter(FileChunks(f))).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/fhir+ndjson"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(&entry.bytes.to_string()) {
+        headers.insert(http::header::CONTENT_LENGTH, v);
+    }
+    if let Ok(v) = http::HeaderValue::from_str(&format!("attachment; filename=\"{}\"", entry.name))
+    {
+        headers.insert(http::header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}

@@ -1,0 +1,618 @@
+//! Fasten Connect end to end: hookd receives simulated events and downloads exports from the
+//! local stand-in for the Fasten API (`hookd::simulate::api`).
+
+use super::*;
+use hookd::simulate::{self, api, fhir, EventSpec};
+use serde_json::Value;
+use sha2::Digest;
+use std::sync::atomic::Ordering;
+
+const PUBLIC_ID: &str = "public_test_0123456789";
+const PRIVATE_KEY: &str = "private_test_abcdefghijklmnop";
+
+/// A stand-in, a hookd configured to use it, and the directory holding the key file.
+struct Setup {
+    stand_in: api::StandIn,
+    s: TestServer,
+    _keys: tempfile::TempDir,
+}
+
+async fn setup(options: api::Options, on_revoke: &str, extra: &str) -> Setup {
+    let stand_in = api::start(
+        "127.0.0.1:0".parse().unwrap(),
+        api::Options {
+            public_id: Some(PUBLIC_ID.into()),
+            private_key: Some(PRIVATE_KEY.into()),
+            ..options
+        },
+    )
+    .await
+    .unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("fasten.key");
+    std::fs::write(&key_file, format!("{PRIVATE_KEY}\n")).unwrap();
+    let config = format!(
+        r#"
+[admin]
+token = "{ADMIN_TOKEN}"
+
+[processing]
+retry_schedule_secs = [0]
+retry_jitter = 0.0
+max_attempts = 3
+
+[fasten]
+api_base = "{}"
+public_id = "{PUBLIC_ID}"
+private_key_file = {:?}
+download_hosts = ["http://127.0.0.1"]
+on_revoke = "{on_revoke}"
+{extra}
+
+[[endpoints]]
+name = "fasten"
+profile = "fasten"
+secrets = ["{SECRET}"]
+"#,
+        stand_in.api_base, key_file
+    );
+    let s = TestServer::start(&config).await;
+    Setup {
+        stand_in,
+        s,
+        _keys: keys,
+    }
+}
+
+impl Setup {
+    fn spec(&self, event_type: &str, conn: &str) -> EventSpec {
+        EventSpec {
+            event_type: event_type.into(),
+            org_connection_id: conn.into(),
+            api_base: self.stand_in.api_base.clone(),
+            resources: 40,
+            ..EventSpec::default()
+        }
+    }
+
+    async fn send(&self, spec: &EventSpec, id: &str) -> Answer {
+        let body = simulate::event_body(spec, id);
+        self.s
+            .post_signed("fasten", SECRET, &format!("msg_{id}"), &body)
+            .await
+    }
+
+    fn export_dir(&self, conn: &str, task: &str) -> PathBuf {
+        self.s
+            .dir
+            .path()
+            .join("data")
+            .join("exports")
+            .join(conn)
+            .join(task)
+    }
+
+    async fn stop(self) {
+        self.s.stop().await;
+        self.stand_in.stop().await;
+    }
+}
+
+use std::path::PathBuf;
+
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn detail(event: &Value, n: usize) -> String {
+    event["attempts"][n]["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn doubled(counts: std::collections::BTreeMap<String, u64>) -> Value {
+    serde_json::to_value(
+        counts
+            .into_iter()
+            .map(|(k, v)| (k, v * 2))
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn connection_success_requests_one_export_even_when_delivered_twice() {
+    let t = setup(api::Options::default(), "keep", "").await;
+    let spec = t.spec("patient.connection_success", "conn-1");
+    assert_eq!(t.send(&spec, "cs-1").await.verdict(), (200, "accepted"));
+    assert_eq!(t.send(&spec, "cs-1").await.verdict(), (200, "duplicate"));
+    t.s.wait_for_state("cs-1", "done").await;
+    // Fasten may also announce the same connection again under a new event id.
+    assert_eq!(t.send(&spec, "cs-2").await.verdict(), (200, "accepted"));
+    let again = t.s.wait_for_state("cs-2", "done").await;
+    assert!(detail(&again, 0).contains("already requested"), "{again}");
+    assert_eq!(t.stand_in.export_requests_for("conn-1"), 1);
+    assert_eq!(t.stand_in.seen.unauthorized.load(Ordering::Relaxed), 0);
+
+    let (status, c) = t.s.api("/api/connections/conn-1").await;
+    assert_eq!(status, 200);
+    assert_eq!(c["status"], "authorized");
+    assert_eq!(c["platform_type"], "epic");
+    assert_eq!(c["endpoint"], "fasten");
+    assert!(c["export_requested_at_ms"].as_u64().is_some());
+    assert!(c["first_seen_ms"].as_u64() <= c["last_seen_ms"].as_u64());
+    let (_, list) = t.s.api("/api/connections").await;
+    assert_eq!(list["items"][0]["org_connection_id"], "conn-1");
+    let (status, _) = t.s.api("/api/connections/nope").await;
+    assert_eq!(status, 404);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn export_success_stores_files_whose_counts_match_stats_and_the_index_answers() {
+    let t = setup(api::Options::default(), "keep", "").await;
+    let spec = EventSpec {
+        files: 2,
+        task_id: "task-1".into(),
+        ..t.spec("patient.ehi_export_success", "conn-2")
+    };
+    assert_eq!(t.send(&spec, "ex-1").await.verdict(), (200, "accepted"));
+    let event = t.s.wait_for_state("ex-1", "done").await;
+    let text = detail(&event, 0);
+    assert!(text.contains("counts match stats"), "{text}");
+    assert!(text.contains("sha256"), "{text}");
+
+    // Files under their final names only, each complete.
+    let dir = t.export_dir("conn-2", "task-1");
+    assert_eq!(file_names(&dir), ["fhir-1-40.ndjson", "fhir-2-40.ndjson"]);
+    let (_, c) = t.s.api("/api/connections/conn-2").await;
+    let export = &c["exports"][0];
+    assert_eq!(export["task_id"], "task-1");
+    assert_eq!(export["total_resources"], 80);
+    assert_eq!(export["counts"], doubled(fhir::counts(40)));
+    assert_eq!(c["resource_counts"], export["counts"]);
+    assert_eq!(export["mismatches"].as_array().unwrap().len(), 0);
+    let file = &export["files"][0];
+    let on_disk = std::fs::read(dir.join("fhir-1-40.ndjson")).unwrap();
+    assert_eq!(file["bytes"], on_disk.len());
+    assert_eq!(
+        file["sha256"].as_str().unwrap(),
+        format!("{:x}", sha2::Sha256::digest(&on_disk))
+    );
+
+    // The download endpoint serves the stored file, with the admin token only.
+    let url = format!("http://{}/api/exports/task-1/files/fhir-1-40", t.s.admin);
+    let denied = t.s.http.get(&url).send().await.unwrap();
+    assert_eq!(denied.status(), 401);
+    let served =
+        t.s.http
+            .get(&url)
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.bytes().await.unwrap().as_ref(), on_disk.as_slice());
+    let (status, _) = t.s.api("/api/exports/task-1/files/other").await;
+    assert_eq!(status, 404);
+
+    // One resource, found through the index.
+    let generated = fhir::Export::new(fhir::seed_of("task-1/fhir-2-40.jsonl"), 40);
+    for i in [0, 14, 39] {
+        let expected = generated.resource(i);
+        let path = format!(
+            "/api/connections/conn-2/resources/{}/{}",
+            expected["resourceType"].as_str().unwrap(),
+            expected["id"].as_str().unwrap()
+        );
+        let (status, got) = t.s.api(&path).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(got, expected);
+    }
+    let (status, _) =
+        t.s.api("/api/connections/conn-2/resources/Patient/no-such-id")
+            .await;
+    assert_eq!(status, 404);
+
+    // Credentials went to the API only, never to the signed-URL host.
+    let seen = &t.stand_in.seen;
+    assert_eq!(seen.signed_urls_issued.load(Ordering::Relaxed), 2);
+    assert_eq!(seen.file_requests.load(Ordering::Relaxed), 2);
+    assert_eq!(
+        seen.file_requests_with_authorization
+            .load(Ordering::Relaxed),
+        0
+    );
+    assert_eq!(seen.unauthorized.load(Ordering::Relaxed), 0);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn the_legacy_download_link_shape_works() {
+    let t = setup(api::Options::default(), "keep", "").await;
+    let spec = EventSpec {
+        legacy_link: true,
+        task_id: "task-legacy".into(),
+        ..t.spec("patient.ehi_export_success", "conn-3")
+    };
+    let body: Value = serde_json::from_str(&simulate::event_body(&spec, "x")).unwrap();
+    assert!(body["data"]["download_link"].is_string());
+    assert!(body["data"].get("download_links").is_none());
+    assert_eq!(t.send(&spec, "legacy-1").await.verdict(), (200, "accepted"));
+    let event = t.s.wait_for_state("legacy-1", "done").await;
+    assert!(detail(&event, 0).contains("counts match stats"), "{event}");
+    assert_eq!(
+        file_names(&t.export_dir("conn-3", "task-legacy")),
+        ["fhir-1-40.ndjson"]
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn stats_that_differ_are_a_visible_warning() {
+    let t = setup(api::Options::default(), "keep", "").await;
+    let spec = EventSpec {
+        task_id: "task-m".into(),
+        ..t.spec("patient.ehi_export_success", "conn-m")
+    };
+    let mut body: Value = serde_json::from_str(&simulate::event_body(&spec, "mm-1")).unwrap();
+    body["data"]["stats"]["total_by_resource_type"]["Observation"] = 999.into();
+    let a =
+        t.s.post_signed("fasten", SECRET, "msg_mm", &body.to_string())
+            .await;
+    assert_eq!(a.verdict(), (200, "accepted"));
+    let event = t.s.wait_for_state("mm-1", "done").await;
+    let text = detail(&event, 0);
+    assert!(text.contains("WARNING: counts differ from stats"), "{text}");
+    assert!(text.contains("Observation: stats say 999"), "{text}");
+    let (_, c) = t.s.api("/api/connections/conn-m").await;
+    assert_eq!(c["exports"][0]["mismatches"].as_array().unwrap().len(), 1);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_signed_url_is_requested_afresh_and_succeeds() {
+    let options = api::Options {
+        expire_first: 1,
+        ..api::Options::default()
+    };
+    let t = setup(options, "keep", "").await;
+    let spec = EventSpec {
+        task_id: "task-e".into(),
+        ..t.spec("patient.ehi_export_success", "conn-e")
+    };
+    t.send(&spec, "exp-1").await;
+    let event = t.s.wait_for_state("exp-1", "done").await;
+    assert_eq!(event["attempts"].as_array().unwrap().len(), 1);
+    assert!(
+        detail(&event, 0).contains("requested a fresh one"),
+        "{event}"
+    );
+    let seen = &t.stand_in.seen;
+    assert_eq!(seen.expired_refused.load(Ordering::Relaxed), 1);
+    assert_eq!(seen.signed_urls_issued.load(Ordering::Relaxed), 2);
+    assert_eq!(
+        file_names(&t.export_dir("conn-e", "task-e")),
+        ["fhir-1-40.ndjson"]
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_truncated_download_is_retried_and_leaves_no_partial_file() {
+    let options = api::Options {
+        truncate_first: 1,
+        ..api::Options::default()
+    };
+    let t = setup(options, "keep", "").await;
+    let spec = EventSpec {
+        task_id: "task-t".into(),
+        resources: 400,
+        ..t.spec("patient.ehi_export_success", "conn-t")
+    };
+    t.send(&spec, "trunc-1").await;
+    let event = t.s.wait_for_state("trunc-1", "done").await;
+    let attempts = event["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{event}");
+    assert_eq!(attempts[0]["outcome"], "error");
+    assert_eq!(t.stand_in.seen.truncated.load(Ordering::Relaxed), 1);
+    assert!(detail(&event, 1).contains("counts match stats"), "{event}");
+    // Only the complete file: the broken attempt's temporary file is gone.
+    assert_eq!(
+        file_names(&t.export_dir("conn-t", "task-t")),
+        ["fhir-1-400.ndjson"]
+    );
+    let (_, c) = t.s.api("/api/connections/conn-t").await;
+    assert_eq!(c["exports"][0]["total_resources"], 400);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_download_host_not_allowed_is_refused() {
+    let t = setup(api::Options::default(), "keep", "").await;
+    for (id, base) in [
+        // Resolves to the stand-in, but `localhost` is not listed.
+        (
+            "host-1",
+            format!("http://localhost:{}/v1", t.stand_in.api_addr.port()),
+        ),
+        ("host-2", "https://downloads.example.org/v1".to_string()),
+    ] {
+        let spec = EventSpec {
+            api_base: base,
+            ..t.spec("patient.ehi_export_success", "conn-h")
+        };
+        t.send(&spec, id).await;
+        let event = t.s.wait_for_state(id, "dead").await;
+        assert_eq!(event["attempts"].as_array().unwrap().len(), 1);
+        assert!(
+            detail(&event, 0).contains("is not in fasten.download_hosts"),
+            "{event}"
+        );
+    }
+    assert_eq!(
+        t.stand_in.seen.signed_urls_issued.load(Ordering::Relaxed),
+        0
+    );
+    assert!(!t.s.dir.path().join("data/exports/conn-h").exists());
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn max_export_bytes_is_enforced() {
+    let t = setup(api::Options::default(), "keep", "max_export_bytes = 1000").await;
+    let spec = EventSpec {
+        task_id: "task-big".into(),
+        ..t.spec("patient.ehi_export_success", "conn-big")
+    };
+    t.send(&spec, "big-1").await;
+    let event = t.s.wait_for_state("big-1", "dead").await;
+    assert!(detail(&event, 0).contains("max_export_bytes"), "{event}");
+    assert_eq!(
+        file_names(&t.export_dir("conn-big", "task-big")),
+        Vec::<String>::new()
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn revoke_with_delete_removes_the_data() {
+    let t = setup(api::Options::default(), "delete", "").await;
+    let export = EventSpec {
+        task_id: "task-r".into(),
+        ..t.spec("patient.ehi_export_success", "conn-r")
+    };
+    t.send(&export, "rv-1").await;
+    t.s.wait_for_state("rv-1", "done").await;
+    let patient = fhir::Export::new(fhir::seed_of("task-r/fhir-1-40.jsonl"), 40).resource(0);
+    let path = format!(
+        "/api/connections/conn-r/resources/Patient/{}",
+        patient["id"].as_str().unwrap()
+    );
+    assert_eq!(t.s.api(&path).await.0, 200);
+
+    t.send(&t.spec("patient.authorization_revoked", "conn-r"), "rv-2")
+        .await;
+    let event = t.s.wait_for_state("rv-2", "done").await;
+    assert!(
+        detail(&event, 0).contains("removed 1 export(s) [task-r]"),
+        "{event}"
+    );
+    assert!(!t.s.dir.path().join("data/exports/conn-r").exists());
+    assert_eq!(t.s.api(&path).await.0, 404);
+    assert_eq!(t.s.api("/api/exports/task-r/files/fhir-1-40").await.0, 404);
+    let (_, c) = t.s.api("/api/connections/conn-r").await;
+    assert_eq!(c["status"], "revoked");
+    assert!(c["revoked_at_ms"].as_u64().is_some());
+    assert_eq!(c["exports"].as_array().unwrap().len(), 0);
+    assert_eq!(c["removed"]["exports"][0], "task-r");
+    assert_eq!(c["removed"]["files"], 1);
+    assert_eq!(c["removed"]["index_entries"], 40);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn revoke_with_keep_keeps_the_data() {
+    let t = setup(api::Options::default(), "keep", "").await;
+    let export = EventSpec {
+        task_id: "task-k".into(),
+        ..t.spec("patient.ehi_export_success", "conn-k")
+    };
+    t.send(&export, "kp-1").await;
+    t.s.wait_for_state("kp-1", "done").await;
+    t.send(&t.spec("patient.authorization_revoked", "conn-k"), "kp-2")
+        .await;
+    t.s.wait_for_state("kp-2", "done").await;
+    let (_, c) = t.s.api("/api/connections/conn-k").await;
+    assert_eq!(c["status"], "revoked");
+    assert_eq!(c["exports"].as_array().unwrap().len(), 1);
+    assert!(t
+        .export_dir("conn-k", "task-k")
+        .join("fhir-1-40.ndjson")
+        .exists());
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn failures_are_recorded_and_other_events_have_no_side_effects() {
+    let t = setup(api::Options::default(), "keep", "").await;
+    t.send(&t.spec("patient.ehi_export_failed", "conn-f"), "of-1")
+        .await;
+    for (i, kind) in [
+        "patient.request_health_system",
+        "patient.request_support",
+        "webhook.test",
+    ]
+    .iter()
+    .enumerate()
+    {
+        t.send(&t.spec(kind, "conn-x"), &format!("ot-{i}")).await;
+        let event = t.s.wait_for_state(&format!("ot-{i}"), "done").await;
+        assert!(detail(&event, 0).contains("no action"), "{event}");
+        // Recorded and shown, with the payload behind the admin token.
+        assert!(event["payload"]["data"].is_object());
+    }
+    t.s.wait_for_state("of-1", "done").await;
+    let (_, list) = t.s.api("/api/connections").await;
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{list}");
+    let (_, c) = t.s.api("/api/connections/conn-f").await;
+    assert_eq!(c["failures"][0]["failure_reason"], "token_refresh_failure");
+    assert_eq!(c["failures"][0]["event_id"], "of-1");
+    assert!(t.stand_in.seen.export_requests.lock().unwrap().is_empty());
+    assert_eq!(t.stand_in.seen.file_requests.load(Ordering::Relaxed), 0);
+    let unauthenticated =
+        t.s.http
+            .get(format!("http://{}/api/connections", t.s.admin))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+    t.stop().await;
+}
+
+/// hookd follows redirects itself, and credentials only go to the API host; reqwest's own
+/// redirect handling (which hookd does not rely on) also drops them on a change of host.
+#[tokio::test]
+async fn reqwest_drops_authorization_on_a_redirect_to_another_host() {
+    let stand_in = api::start("127.0.0.1:0".parse().unwrap(), api::Options::default())
+        .await
+        .unwrap();
+    let url = simulate::download_url(&stand_in.api_base, "task-a", "fhir-1-3.jsonl");
+    let response = reqwest::Client::new()
+        .get(url)
+        .basic_auth("id", Some("key"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap().lines().count(), 3);
+    let seen = &stand_in.seen;
+    assert_eq!(seen.file_requests.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        seen.file_requests_with_authorization
+            .load(Ordering::Relaxed),
+        0
+    );
+    stand_in.stop().await;
+}
+
+/// The walk-through of docs/fasten.md with the built binary: `hookd simulate --serve-api`
+/// as the Fasten API, `hookd simulate --to` as Fasten's webhook sender. Multi-threaded: the
+/// test blocks on child processes while the in-process hookd answers them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_simulates_fasten_end_to_end() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    const BIN: &str = env!("CARGO_BIN_EXE_hookd");
+    let mut api = Command::new(BIN)
+        .args([
+            "simulate",
+            "--serve-api",
+            "127.0.0.1:0",
+            "--public-id",
+            PUBLIC_ID,
+        ])
+        .env("HOOKD_FASTEN_PRIVATE_KEY", PRIVATE_KEY)
+        .env("HOOKD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed however the test ends.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut lines = BufReader::new(api.stdout.take().unwrap()).lines();
+    let _api = KillOnDrop(api);
+    let api_base = loop {
+        let line = lines.next().expect("stand-in printed no api_base").unwrap();
+        if let Some(base) = line.trim().strip_prefix("api_base:") {
+            break base.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("fasten.key");
+    std::fs::write(&key_file, PRIVATE_KEY).unwrap();
+    let s = TestServer::start(&format!(
+        r#"
+[admin]
+token = "{ADMIN_TOKEN}"
+[fasten]
+api_base = "{api_base}"
+public_id = "{PUBLIC_ID}"
+private_key_file = {key_file:?}
+download_hosts = ["http://127.0.0.1"]
+[[endpoints]]
+name = "fasten"
+profile = "fasten"
+secrets = ["{SECRET}"]
+"#
+    ))
+    .await;
+    let url = s.url("fasten");
+    let simulate = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .env("HOOKD_LOG", "warn")
+            .args(["simulate", "--to", &url, "--secret", SECRET])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first = simulate(&[
+        "--event",
+        "patient.connection_success",
+        "--connection",
+        "conn-bin",
+        "--id",
+        "bin-1",
+    ]);
+    assert!(first.contains("accepted"), "{first}");
+    let again = simulate(&[
+        "--event",
+        "patient.connection_success",
+        "--connection",
+        "conn-bin",
+        "--id",
+        "bin-1",
+    ]);
+    assert!(again.contains("duplicate"), "{again}");
+    let event = s.wait_for_state("bin-1", "done").await;
+    assert!(detail(&event, 0).contains("export requested"), "{event}");
+
+    simulate(&[
+        "--event",
+        "patient.ehi_export_success",
+        "--connection",
+        "conn-bin",
+        "--task",
+        "task-bin",
+        "--api-base",
+        &api_base,
+        "--resources",
+        "25",
+        "--id",
+        "bin-2",
+    ]);
+    let event = s.wait_for_state("bin-2", "done").await;
+    assert!(detail(&event, 0).contains("counts match stats"), "{event}");
+    let (_, c) = s.api("/api/connections/conn-bin").await;
+    assert_eq!(c["exports"][0]["total_resources"], 25);
+    assert_eq!(c["status"], "authorized");
+    s.stop().await;
+}
