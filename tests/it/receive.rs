@@ -349,8 +349,17 @@ async fn delivery_log_keeps_request_response_and_redacts_credentials() {
     assert_eq!(r.status().as_u16(), 200);
     let (_, list) = s.api("/api/deliveries?event_id=log-1").await;
     let id = list["items"][0]["id"].as_str().unwrap().to_string();
-    let (status, d) = s.api(&format!("/api/deliveries/{id}")).await;
-    assert_eq!(status, 200);
+    // The latency is written after the answer went out: give the writer a moment.
+    let mut d = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (status, delivery) = s.api(&format!("/api/deliveries/{id}")).await;
+        assert_eq!(status, 200);
+        d = delivery;
+        if d["latency_us"].is_u64() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert_eq!(d["body"], body);
     assert_eq!(d["verdict"], "accepted");
     assert_eq!(d["response"]["status"], 200);
