@@ -169,13 +169,17 @@ impl Pipeline {
                 }
                 Ok(_) => {
                     drop(permits);
-                    // A result still on its way may bring a retry due before anything queued
-                    // now: wait for its notification, with no timer (a stale due time would
-                    // be the wrong one).
+                    // Sleep until the next due event. With nothing queued, attempts still
+                    // running or results on their way to the store will notify when they
+                    // land (a retry is a new due time), so no timer is set then; an idle
+                    // hookd only keeps an hourly safety-net timer. (A timer set while a
+                    // result is in flight would be stale, and under paused time in tests it
+                    // would fire before the result arrives.)
+                    let in_flight = self.store.finishes_pending()
+                        || slots.available_permits() < self.workers;
                     let until = match self.store.next_due() {
-                        _ if self.store.finishes_pending() => None,
                         Ok(Some(due)) => Some(clock::instant_at(due)),
-                        // Notifications cover new work; the timer is only a safety net.
+                        _ if in_flight => None,
                         _ => Some(tokio::time::Instant::now() + Duration::from_secs(3600)),
                     };
                     let timer = async {
