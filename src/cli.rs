@@ -1,4 +1,5 @@
-//! The command line: `hookd [serve]`, `hookd check-config FILE`, `hookd send ...`.
+//! The command line: `hookd [serve]`, `hookd check-config FILE`, `hookd send ...`,
+//! `hookd hash-password`.
 
 use crate::config::{Config, ConfigError};
 use crate::secret::Secret;
@@ -58,6 +59,8 @@ enum Command {
         #[arg(long, default_value = r#"{"hello":"world"}"#)]
         data: String,
     },
+    /// Read a password from standard input and print its argon2 hash for `admin.password_hash`.
+    HashPassword,
 }
 
 fn init_logging(json: bool) {
@@ -106,6 +109,28 @@ pub fn main() -> ExitCode {
             id,
             data,
         } => runtime.block_on(send_one(to, secret, secret_file, event_type, id, data)),
+        Command::HashPassword => hash_password(),
+    }
+}
+
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        return fail(
+            format!("cannot read the password from standard input: {e}"),
+            1,
+        );
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.len() < 8 {
+        return fail("the password must be at least 8 characters", 2);
+    }
+    match crate::admin::auth::hash_password(password) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("cannot hash the password: {e}"), 1),
     }
 }
 

@@ -157,10 +157,7 @@ pub async fn start(
             .graceful(shutdown.clone().wait())
             .run(),
     );
-    let admin_routes = admin::routes(Arc::new(Admin {
-        config: config.clone(),
-        store: store.clone(),
-    }));
+    let admin_routes = admin::routes(Arc::new(Admin::new(config.clone(), store.clone())));
     let admin_task = tokio::spawn(
         warp::serve(admin_routes)
             .incoming(admin_listener)

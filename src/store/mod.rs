@@ -14,10 +14,12 @@
 //! event. Durability comes from [`Store::commit`] (group commit), which callers await before
 //! they acknowledge.
 
+mod browse;
 pub mod keys;
 pub mod model;
 mod writer;
 
+pub use browse::{EventFilter, EventPage, HourCounts};
 pub use model::{Attempt, AttemptOutcome, Delivery, Event, EventState, ResponseLog, Verdict};
 
 use keys::IndexKind;
