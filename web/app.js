@@ -1,8 +1,8 @@
 // hookd web UI: a single page over the admin JSON API.
 //
 // Safety rule for this file: data from the API (payloads, headers, event ids, error texts)
-// only ever reaches the page as text — through el()/text nodes and textContent, never
-// innerHTML — so a webhook body cannot inject markup or script. The page is served with a
+// only ever reaches the page as text — through el()/text nodes and textContent, never as
+// parsed markup — so a webhook body cannot inject markup or script. The page is served with a
 // strict Content-Security-Policy (no inline script) as a second line of defence.
 "use strict";
 
