@@ -29,7 +29,7 @@ function el(tag, attrs, ...children) {
 }
 
 function append(node, children) {
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.appendChild(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -50,7 +50,7 @@ function main() {
 }
 
 function show(...children) {
-  main().replaceChildren(...children.flat().filter(Boolean));
+  main().replaceChildren(...children.flat(Infinity).filter(Boolean));
 }
 
 function toast(message) {
@@ -358,6 +358,7 @@ async function renderDeliveries(params) {
       }
       tbody.querySelector("tr.empty")?.remove();
       tbody.prepend(...fresh);
+      status.textContent = `${tbody.querySelectorAll("tr[data-id]").length} shown`;
     } catch (_) { /* shown on the next navigation */ }
   }, 2000);
 }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod binary;
+mod browser;
 mod crosscheck;
 mod process;
 mod receive;

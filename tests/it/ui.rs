@@ -45,7 +45,7 @@ pub async fn login(s: &TestServer) -> Login {
     }
 }
 
-async fn get_with_cookie(s: &TestServer, path: &str, cookie: &str) -> (u16, serde_json::Value) {
+pub async fn get_with_cookie(s: &TestServer, path: &str, cookie: &str) -> (u16, serde_json::Value) {
     let r = s
         .http
         .get(format!("http://{}{path}", s.admin))
@@ -343,6 +343,16 @@ async fn deliveries_filter_by_state_and_dead_events_replay_in_bulk() {
     let accepted: u64 = hours.iter().map(|h| h["accepted"].as_u64().unwrap()).sum();
     assert_eq!(accepted, 3);
     s.stop().await;
+}
+
+/// Password login, and endpoint `std` forwarding to `url` with one attempt per event.
+pub fn login_failing_sink_config(url: &str) -> String {
+    let hash = hookd::admin::auth::hash_password(PASSWORD).unwrap();
+    format!(
+        "[admin]\npassword_hash = \"{hash}\"\n[processing]\nmax_attempts = 1\n\
+         [[endpoints]]\nname = \"std\"\nsecrets = [\"{SECRET}\"]\n[endpoints.forward]\n\
+         url = \"{url}\"\nsecret = \"{OTHER_SECRET}\"\n"
+    )
 }
 
 /// A local service that always answers 500, so forwarded events go dead.
