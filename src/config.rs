@@ -605,6 +605,10 @@ fn apply_env(config: &mut Config, env: &HashMap<String, String>) -> Result<(), C
                 check_token(value.trim()).map_err(|m| var_err(var, &m))?;
                 config.admin.token = Some(value.trim().to_owned());
             }
+            "HOOKD_ADMIN_PASSWORD_HASH" => {
+                check_password_hash(value.trim()).map_err(|m| var_err(var, &m))?;
+                config.admin.password_hash = Some(value.trim().to_owned());
+            }
             "HOOKD_CONFIG" => {}
             _ if var.starts_with("HOOKD_SECRETS_") => {
                 let endpoint = config

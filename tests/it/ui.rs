@@ -369,3 +369,26 @@ pub async fn failing_sink() -> (String, std::sync::Arc<std::sync::atomic::Atomic
     tokio::spawn(warp::serve(route).incoming(listener).run());
     (format!("http://{addr}/hook"), hits)
 }
+
+#[test]
+fn hash_password_prints_a_hash_that_verifies() {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookd"))
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(hookd::admin::auth::verify_password(hash.trim(), PASSWORD));
+    assert!(!hookd::admin::auth::verify_password(hash.trim(), "other"));
+}
