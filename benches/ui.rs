@@ -261,7 +261,11 @@ fn main() {
         ),
         (
             "type + verdict=rejected + one day",
-            format!("type=webhook.test&verdict=rejected&from={day_from}&to={day_to}"),
+            format!("type=patient.ehi_export_success&verdict=rejected&from={day_from}&to={day_to}"),
+        ),
+        (
+            "verdict=rejected & type=invoice.paid (matches nothing)",
+            "verdict=rejected&type=invoice.paid".into(),
         ),
         ("second page (cursor)", "cursor=NEXT".into()),
     ];
@@ -304,6 +308,25 @@ fn main() {
                 ms(cold),
                 ms(times[times.len() / 2]),
                 ms(times[times.len() - 1])
+            );
+        }
+        // Following the cursor to the end: what finding every dead event costs.
+        for q in ["state=dead", "verdict=rejected&type=invoice.paid"] {
+            let t = Instant::now();
+            let (mut pages, mut items) = (0, 0);
+            let mut cursor = String::new();
+            loop {
+                let (_, v) = get(format!("{q}&limit=500&cursor={cursor}")).await;
+                pages += 1;
+                items += v["items"].as_array().map_or(0, |a| a.len());
+                match v["next_cursor"].as_str() {
+                    Some(c) => cursor = c.to_owned(),
+                    None => break,
+                }
+            }
+            println!(
+                "\nwhole log, {q}: {items} items in {pages} requests, {:.0} ms",
+                t.elapsed().as_secs_f64() * 1000.0
             );
         }
         let t = Instant::now();

@@ -411,7 +411,7 @@ function fastenExports(d) {
   const list = d.exports || ev.exports || d.files || ev.files || (d.fasten && d.fasten.files) || (ev.fasten && ev.fasten.files);
   const section = el("section", { id: "fasten-exports" }, el("h2", {}, "Fasten export files"));
   if (!Array.isArray(list) || !list.length) {
-    if (d.endpoint && /fasten/i.test(JSON.stringify(ev.event_type || ""))) {
+    if (/^patient\.ehi_export_success$/.test(ev.event_type || d.event_type || "")) {
       section.appendChild(el("p", { class: "placeholder" }, "No export files are stored for this event (yet)."));
       return section;
     }

@@ -8,12 +8,16 @@ use http::{HeaderValue, Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 use warp::Reply;
 
 /// Largest page the list endpoint returns.
 const MAX_PAGE: usize = 500;
 const DEFAULT_PAGE: usize = 50;
 
+/// How long one list request keeps scanning for matches before it answers with a cursor:
+/// within the 100 ms a page should take, however sparse the filter.
+const SCAN_TIME: Duration = Duration::from_millis(40);
 /// Most events one "replay all" request re-queues; the answer says whether more match.
 const MAX_BULK_REPLAY: usize = 10_000;
 /// Longest chart the API draws, in hours (90 days).
@@ -144,15 +148,7 @@ fn list_deliveries(admin: &Admin, query: &str) -> Result<Value, ApiError> {
     if q.get("state").is_some_and(|s| !s.is_empty()) {
         return list_deliveries_by_state(admin, &q);
     }
-    let verdict = match text(&q, "verdict") {
-        Some(v) => Some(Verdict::parse(&v).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "`verdict` must be accepted, duplicate, filtered or rejected",
-            )
-        })?),
-        None => None,
-    };
+    let verdict = verdict_param(&q)?;
     let filter = DeliveryFilter {
         endpoint: text(&q, "endpoint"),
         verdict,
@@ -162,15 +158,36 @@ fn list_deliveries(admin: &Admin, query: &str) -> Result<Value, ApiError> {
         to_ms: number(&q, "to")?,
     };
     let limit = page_limit(&q)?;
-    let page = admin
-        .store
-        .list_deliveries(&filter, number(&q, "cursor")?, limit)?;
-    let items = page
-        .items
-        .iter()
-        .map(|d| summary(admin, d))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(json!({ "items": items, "next_cursor": page.next_cursor.map(|c| c.to_string()) }))
+    let deadline = Instant::now() + SCAN_TIME;
+    let mut cursor = number(&q, "cursor")?;
+    let mut items = Vec::new();
+    // The store stops after a bounded scan; keep going while the time allows, so a rare
+    // match deep in the log is found in one request rather than after many empty pages.
+    loop {
+        let page = admin
+            .store
+            .list_deliveries(&filter, cursor, limit - items.len())?;
+        for d in &page.items {
+            items.push(summary(admin, d)?);
+        }
+        cursor = page.next_cursor;
+        if cursor.is_none() || items.len() == limit || Instant::now() >= deadline {
+            break;
+        }
+    }
+    Ok(json!({ "items": items, "next_cursor": cursor.map(|c| c.to_string()) }))
+}
+
+fn verdict_param(q: &HashMap<String, String>) -> Result<Option<Verdict>, ApiError> {
+    match text(q, "verdict") {
+        Some(v) => Ok(Some(Verdict::parse(&v).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "`verdict` must be accepted, duplicate, filtered or rejected",
+            )
+        })?)),
+        None => Ok(None),
+    }
 }
 
 fn state_param(q: &HashMap<String, String>) -> Result<Option<EventState>, ApiError> {
@@ -203,34 +220,54 @@ fn page_limit(q: &HashMap<String, String>) -> Result<usize, ApiError> {
 /// shows the delivery that created each. The cursor is then an event seq.
 fn list_deliveries_by_state(admin: &Admin, q: &HashMap<String, String>) -> Result<Value, ApiError> {
     let filter = event_filter(q)?;
-    let verdict = text(q, "verdict");
+    let verdict = verdict_param(q)?;
     let event_id = text(q, "event_id");
-    let page = admin
-        .store
-        .list_events(&filter, number(q, "cursor")?, page_limit(q)?)?;
+    let limit = page_limit(q)?;
+    let deadline = Instant::now() + SCAN_TIME;
+    let mut cursor = number(q, "cursor")?;
     let mut items = Vec::new();
-    for e in &page.items {
-        if event_id.as_ref().is_some_and(|id| *id != e.event_id) {
-            continue;
-        }
-        if let Some(d) = admin.store.delivery(e.delivery_id)? {
-            if verdict.as_ref().is_some_and(|v| v != d.verdict.as_str()) {
+    loop {
+        let page = admin
+            .store
+            .list_events(&filter, cursor, limit - items.len())?;
+        for e in &page.items {
+            if event_id.as_ref().is_some_and(|id| *id != e.event_id) {
                 continue;
             }
-            items.push(summary(admin, &d)?);
+            if let Some(d) = admin.store.delivery(e.delivery_id)? {
+                if verdict.is_some_and(|v| v != d.verdict) {
+                    continue;
+                }
+                items.push(summary(admin, &d)?);
+            }
+        }
+        cursor = page.next_cursor;
+        if cursor.is_none() || items.len() >= limit || Instant::now() >= deadline {
+            break;
         }
     }
-    Ok(json!({ "items": items, "next_cursor": page.next_cursor.map(|c| c.to_string()) }))
+    Ok(json!({ "items": items, "next_cursor": cursor.map(|c| c.to_string()) }))
 }
 
 /// Events, newest first, filtered by endpoint, type, state and time.
 fn list_events(admin: &Admin, query: &str) -> Result<Value, ApiError> {
     let q = parse_query(query)?;
-    let page =
-        admin
+    let filter = event_filter(&q)?;
+    let limit = page_limit(&q)?;
+    let deadline = Instant::now() + SCAN_TIME;
+    let mut cursor = number(&q, "cursor")?;
+    let mut items = Vec::new();
+    loop {
+        let page = admin
             .store
-            .list_events(&event_filter(&q)?, number(&q, "cursor")?, page_limit(&q)?)?;
-    Ok(json!({ "items": page.items, "next_cursor": page.next_cursor.map(|c| c.to_string()) }))
+            .list_events(&filter, cursor, limit - items.len())?;
+        items.extend(page.items);
+        cursor = page.next_cursor;
+        if cursor.is_none() || items.len() == limit || Instant::now() >= deadline {
+            break;
+        }
+    }
+    Ok(json!({ "items": items, "next_cursor": cursor.map(|c| c.to_string()) }))
 }
 
 /// Re-queues every event that matches the filter (dead ones unless `state=done`).

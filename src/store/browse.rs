@@ -52,7 +52,7 @@ pub struct EventPage {
 pub type HourCounts = [u64; 4];
 
 /// Most events one page request examines before it returns a cursor.
-const EVENT_SCAN_BUDGET: usize = 20_000;
+const EVENT_SCAN_BUDGET: usize = 5_000;
 
 impl Store {
     /// Events matching `filter`, newest first, with seqs below `before` (the cursor).

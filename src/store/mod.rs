@@ -175,7 +175,7 @@ impl Counts {
 const REJECTED_UNLOGGED: &[u8] = b"rejected_unlogged";
 /// Most records one list request examines before it returns a cursor to continue from,
 /// so that a filter matching almost nothing cannot make one request scan the whole log.
-const LIST_SCAN_BUDGET: usize = 20_000;
+const LIST_SCAN_BUDGET: usize = 5_000;
 
 /// The hookd data store. Share it as `Arc<Store>`.
 pub struct Store {
