@@ -316,22 +316,35 @@ async function renderDeliveries(params) {
     if (c) q.set("cursor", c);
     return `/api/deliveries?${q}`;
   };
-  const first = await api(pageUrl(null));
-  etag = first.etag;
-  render(first.body.items, true);
-  cursor = first.body.next_cursor;
+  // A sparse filter answers short pages with a cursor ("searched this far"); follow it a
+  // while so the operator sees matches rather than empty pages.
+  const fill = async (from) => {
+    let items = [];
+    let c = from;
+    for (let i = 0; i < 25; i++) {
+      const page = await api(pageUrl(c));
+      if (i === 0 && !from) etag = page.etag;
+      items = items.concat(page.body.items);
+      c = page.body.next_cursor;
+      if (!c || items.length >= 50) break;
+      status.textContent = `searching older deliveries… ${items.length} found`;
+    }
+    return { items, next: c };
+  };
+  const first = await fill(null);
+  render(first.items, true);
+  cursor = first.next;
   more.hidden = !cursor;
-  status.textContent = `${first.body.items.length} shown`;
+  status.textContent = `${first.items.length} shown`;
   more.addEventListener("click", async () => {
     more.disabled = true;
     try {
-      const page = await api(pageUrl(cursor));
-      tbody.querySelector("tr.empty")?.remove();
-      render(page.body.items, false);
-      cursor = page.body.next_cursor;
+      const page = await fill(cursor);
+      if (page.items.length) tbody.querySelector("tr.empty")?.remove();
+      render(page.items, false);
+      cursor = page.next;
       more.hidden = !cursor;
-      status.textContent = `${tbody.querySelectorAll("tr[data-id]").length} shown` +
-        (page.body.items.length === 0 && cursor ? " (still searching older deliveries…)" : "");
+      status.textContent = `${tbody.querySelectorAll("tr[data-id]").length} shown`;
     } catch (e) {
       status.textContent = e.message;
     } finally {
@@ -543,7 +556,14 @@ async function renderQueue(params) {
   const filters = ["endpoint", "type", "from", "to"];
   const query = new URLSearchParams({ state: "dead", limit: "100" });
   for (const name of filters) if (params.get(name)) query.set(name, params.get(name));
-  const dead = (await api(`/api/events?${query}`)).body;
+  const dead = { items: [], next_cursor: null };
+  for (let i = 0; i < 25; i++) {
+    const page = (await api(`/api/events?${query}`)).body;
+    dead.items = dead.items.concat(page.items);
+    dead.next_cursor = page.next_cursor;
+    if (!page.next_cursor || dead.items.length >= 100) break;
+    query.set("cursor", page.next_cursor);
+  }
   const { form, read } = filterForm(params, filters, (p) => {
     location.hash = `#/queue${p.toString() ? "?" + p : ""}`;
   });
