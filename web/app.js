@@ -146,6 +146,14 @@ async function route() {
   if (!state.csrf) {
     const session = await fetch("/api/session", { credentials: "same-origin" })
       .then((r) => r.json()).catch(() => null);
+    if (session && !session.authenticated && !session.password_login) {
+      document.getElementById("top").hidden = true;
+      show(el("div", { class: "login card" }, el("h1", {}, "hookd"),
+        el("p", { class: "notice", id: "no-password" },
+          "This hookd has no web UI password. Set admin.password_hash (see `hookd hash-password`) " +
+          "to log in here; scripts use the API with the bearer token.")));
+      return;
+    }
     if (!session || !session.authenticated) {
       renderLogin();
       return;

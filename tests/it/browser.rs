@@ -324,6 +324,15 @@ async fn operator_journey_in_headless_chromium() {
     )
     .unwrap();
 
+    // Without a connections API the page says so instead of failing.
+    c.goto(&format!("{base}/#/connections")).await.unwrap();
+    wait_until(
+        &c,
+        "document.querySelector('#connections-notice, #connections')",
+        "the connections page",
+    )
+    .await;
+
     // Log out: the API is closed to the browser again.
     c.find(Locator::Css("#logout"))
         .await

@@ -392,3 +392,18 @@ fn hash_password_prints_a_hash_that_verifies() {
     assert!(hookd::admin::auth::verify_password(hash.trim(), PASSWORD));
     assert!(!hookd::admin::auth::verify_password(hash.trim(), "other"));
 }
+
+#[tokio::test]
+async fn with_only_a_token_the_ui_says_password_login_is_off() {
+    let s = TestServer::start(&base_config()).await;
+    let (status, session) = get_with_cookie(&s, "/api/session", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(session["authenticated"], false);
+    assert_eq!(session["password_login"], false);
+    let r = login_with(&s, PASSWORD, HeaderMap::new()).await;
+    assert_eq!(r.status().as_u16(), 404);
+    // The token still opens the API for scripts, and needs no CSRF token.
+    let (status, _) = s.api_post("/api/replay").await;
+    assert_eq!(status, 202);
+    s.stop().await;
+}
