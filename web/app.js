@@ -374,6 +374,7 @@ async function renderDeliveries(params) {
           known.get(d.id).replaceWith(row); // its state or latency may have moved on
         } else {
           row.classList.add("fresh");
+          row.addEventListener("animationend", () => row.classList.remove("fresh"));
           fresh.push(row);
         }
       }

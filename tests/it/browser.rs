@@ -193,12 +193,28 @@ async fn operator_journey_in_headless_chromium() {
         )
         .await;
     assert_eq!(a.status, 401);
+    // A few more of the usual kinds, so the list (and its screenshot) shows each verdict.
+    for (id, kind) in [("inv-1", "invoice.paid"), ("cus-1", "customer.created")] {
+        assert_eq!(
+            s.send_event("std", id, kind).await.verdict(),
+            (200, "accepted")
+        );
+    }
+    let again = s.send_event("std", "live-1", "webhook.test").await;
+    assert_eq!(again.verdict(), (200, "duplicate"));
     wait_until(
         &c,
-        "document.querySelectorAll('#deliveries tr[data-id]').length >= 3",
-        "three deliveries",
+        "document.querySelectorAll('#deliveries tr[data-id]').length >= 6",
+        "six deliveries",
     )
     .await;
+    // Let the arrival highlight fade before the screenshot (not an assertion).
+    for _ in 0..40 {
+        if js(&c, "return document.querySelector('tr.fresh') === null;").await == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     std::fs::write(
         screenshot_dir().join("deliveries.png"),
         c.screenshot().await.unwrap(),
