@@ -20,6 +20,9 @@ pub const COOKIE: &str = "hookd_session";
 /// Failed logins allowed per client address per window before it must wait.
 const FAILED_LOGINS_PER_WINDOW: u32 = 5;
 const FAILED_LOGIN_WINDOW_MS: u64 = 60_000;
+/// Password checks running at once: each takes ~19 MiB and tens of ms of CPU (argon2), so a
+/// flood of logins waits here instead of exhausting memory.
+const CONCURRENT_VERIFICATIONS: usize = 2;
 /// Sessions kept at most; the oldest are dropped first, so a flood of logins cannot grow memory.
 const MAX_SESSIONS: usize = 1024;
 
@@ -78,6 +81,7 @@ pub struct Auth {
     /// CSRF token for the UI when no credential is configured (loopback only).
     open_csrf: String,
     ttl_ms: u64,
+    verifying: tokio::sync::Semaphore,
 }
 
 /// Why a login failed.
@@ -96,6 +100,7 @@ impl Auth {
             failures: Mutex::new(HashMap::new()),
             open_csrf: new_token(),
             ttl_ms: ttl_secs.saturating_mul(1000),
+            verifying: tokio::sync::Semaphore::new(CONCURRENT_VERIFICATIONS),
         }
     }
 
@@ -143,16 +148,22 @@ impl Auth {
         let Some(hash) = config.admin.password_hash.clone() else {
             return Err(LoginError::NoPassword);
         };
-        if let Some(wait) = self.limited(ip, now_ms) {
+        // Checked once a permit is held, so logins queued behind a burst of failures from the
+        // same address see those failures. The attempt counts as a failure until it succeeds,
+        // so checks running side by side cannot together exceed the limit.
+        let Ok(_permit) = self.verifying.acquire().await else {
+            return Err(LoginError::WrongPassword); // the semaphore is never closed
+        };
+        if let Some(wait) = self.begin_attempt(ip, now_ms) {
             return Err(LoginError::Limited(wait));
         }
         let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
             .await
             .unwrap_or(false);
         if !ok {
-            self.note_failure(ip, now_ms);
             return Err(LoginError::WrongPassword);
         }
+        self.forgive(ip);
         let id = new_token();
         let csrf = new_token();
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
@@ -176,21 +187,28 @@ impl Auth {
         Ok((id, csrf))
     }
 
-    /// Seconds to wait when `ip` has failed too often in the current window.
-    fn limited(&self, ip: Option<IpAddr>, now_ms: u64) -> Option<u64> {
+    /// Counts an attempt from `ip`, or returns the seconds to wait when it failed too often in
+    /// the current window.
+    fn begin_attempt(&self, ip: Option<IpAddr>, now_ms: u64) -> Option<u64> {
         let ip = ip?;
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let (start, n) = failures.get(&ip)?;
-        let ends = start + FAILED_LOGIN_WINDOW_MS;
-        (*n >= FAILED_LOGINS_PER_WINDOW && ends > now_ms).then(|| (ends - now_ms).div_ceil(1000))
-    }
-
-    fn note_failure(&self, ip: Option<IpAddr>, now_ms: u64) {
-        let Some(ip) = ip else { return };
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         failures.retain(|_, (start, _)| start.saturating_add(FAILED_LOGIN_WINDOW_MS) > now_ms);
         let entry = failures.entry(ip).or_insert((now_ms, 0));
+        if entry.1 >= FAILED_LOGINS_PER_WINDOW {
+            let ends = entry.0 + FAILED_LOGIN_WINDOW_MS;
+            return Some(ends.saturating_sub(now_ms).div_ceil(1000).max(1));
+        }
         entry.1 += 1;
+        None
+    }
+
+    /// Takes back the failure counted for a check that succeeded.
+    fn forgive(&self, ip: Option<IpAddr>) {
+        let Some(ip) = ip else { return };
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = failures.get_mut(&ip) {
+            entry.1 = entry.1.saturating_sub(1);
+        }
     }
 
     /// The `Set-Cookie` value for a new session.

@@ -407,3 +407,29 @@ async fn with_only_a_token_the_ui_says_password_login_is_off() {
     assert_eq!(status, 202);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_burst_of_concurrent_guesses_gets_only_five_password_checks() {
+    let s = TestServer::start(&password_config("")).await;
+    let guesses = (0..20).map(|i| {
+        let s = &s;
+        async move {
+            login_with(s, &format!("guess-{i}"), HeaderMap::new())
+                .await
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    assert_eq!(
+        statuses.iter().filter(|&&c| c == 401).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&c| c == 429).count(),
+        15,
+        "{statuses:?}"
+    );
+    s.stop().await;
+}
