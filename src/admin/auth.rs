@@ -88,7 +88,9 @@ pub struct Auth {
 pub enum LoginError {
     /// Too many failures from this address lately; wait this many seconds.
     Limited(u64),
+    /// The password did not match.
     WrongPassword,
+    /// No `admin.password_hash` is configured.
     NoPassword,
 }
 
