@@ -433,3 +433,17 @@ async fn a_burst_of_concurrent_guesses_gets_only_five_password_checks() {
     );
     s.stop().await;
 }
+
+#[test]
+fn the_password_hash_can_come_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hookd.toml");
+    std::fs::write(&path, "admin_listen = \"0.0.0.0:8081\"\n").unwrap();
+    let hash = hookd::admin::auth::hash_password(PASSWORD).unwrap();
+    let env = HashMap::from([("HOOKD_ADMIN_PASSWORD_HASH".to_string(), hash.clone())]);
+    let config = Config::load(Some(&path), &env).unwrap();
+    assert_eq!(config.admin.password_hash.as_deref(), Some(hash.as_str()));
+    let env = HashMap::from([("HOOKD_ADMIN_PASSWORD_HASH".to_string(), "plain".to_string())]);
+    let err = Config::load(Some(&path), &env).unwrap_err().0;
+    assert!(err.contains("HOOKD_ADMIN_PASSWORD_HASH"), "{err}");
+}
