@@ -1,5 +1,6 @@
 //! The command line: `hookd [serve]`, `hookd check-config FILE`, `hookd send ...`,
-//! `hookd backup --to DIR`, `hookd verify-data DIR`, `hookd compact`, `hookd simulate ...`.
+//! `hookd backup --to DIR`, `hookd verify-data DIR`, `hookd compact`, `hookd simulate ...`,
+//! `hookd hash-password`.
 
 use crate::config::{Config, ConfigError};
 use crate::secret::Secret;
@@ -81,6 +82,8 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Read a password from standard input and print its argon2 hash for `admin.password_hash`.
+    HashPassword,
     /// Act as Fasten Connect: send realistic signed events, or serve a local stand-in for
     /// the Fasten API (--serve-api) that hookd can download exports from.
     Simulate(SimulateArgs),
@@ -218,6 +221,7 @@ pub fn main() -> ExitCode {
             report(backup::compact(&dir))
         }
         Command::Simulate(args) => runtime.block_on(simulate(args)),
+        Command::HashPassword => hash_password(),
     }
 }
 
@@ -319,6 +323,27 @@ async fn simulate(args: SimulateArgs) -> ExitCode {
             }
         }
         Err(e) => fail(e, 1),
+    }
+}
+
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        return fail(
+            format!("cannot read the password from standard input: {e}"),
+            1,
+        );
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.len() < 8 {
+        return fail("the password must be at least 8 characters", 2);
+    }
+    match crate::admin::auth::hash_password(password) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("cannot hash the password: {e}"), 1),
     }
 }
 

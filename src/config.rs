@@ -55,6 +55,17 @@ pub struct Admin {
     pub token: Option<String>,
     /// A separate bearer token that opens `/metrics` only (for a Prometheus scraper).
     pub metrics_token: Option<String>,
+    /// Argon2 PHC hash of the web UI password (`hookd hash-password` prints one).
+    pub password_hash: Option<String>,
+    /// How long a web UI session lasts after login, in seconds.
+    pub session_ttl_secs: u64,
+}
+
+impl Admin {
+    /// Whether any credential (token or password) guards the admin listener.
+    pub fn has_credential(&self) -> bool {
+        self.token.is_some() || self.password_hash.is_some()
+    }
 }
 
 /// Background processing.
@@ -160,6 +171,8 @@ struct RawAdmin {
     token: Option<String>,
     token_file: Option<PathBuf>,
     metrics_token: Option<String>,
+    password_hash: Option<String>,
+    session_ttl_secs: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -218,6 +231,8 @@ pub mod defaults {
     pub const ADMIN_LISTEN: &str = "127.0.0.1:8081";
     pub const RETENTION_DAYS: u32 = 15;
     pub const CACHE_MB: u64 = 256;
+    /// Web UI sessions last 12 hours.
+    pub const SESSION_TTL_SECS: u64 = 12 * 3600;
     pub const TOLERANCE_SECS: u64 = 300;
     pub const MAX_BODY_BYTES: usize = 1_048_576;
     pub const WORKERS: usize = 4;
@@ -287,10 +302,10 @@ impl Config {
     }
 
     fn check_admin(&self, file: &str) -> Result<(), ConfigError> {
-        if !self.admin_listen.ip().is_loopback() && self.admin.token.is_none() {
+        if !self.admin_listen.ip().is_loopback() && !self.admin.has_credential() {
             return Err(ConfigError(format!(
                 "{file}: key `admin_listen`: {} is not a loopback address, and the admin API shows \
-                 health data: set `admin.token` (or HOOKD_ADMIN_TOKEN) first",
+                 health data: set `admin.token` (or HOOKD_ADMIN_TOKEN) or `admin.password_hash` first",
                 self.admin_listen
             )));
         }
@@ -371,6 +386,17 @@ fn build(raw: RawConfig, origin: &Origin) -> Result<Config, ConfigError> {
     let metrics_token = raw.admin.metrics_token;
     if let Some(t) = &metrics_token {
         check_token(t).map_err(|m| origin.err("admin.metrics_token", m))?;
+    }
+    let password_hash = raw.admin.password_hash.map(|h| h.trim().to_owned());
+    if let Some(h) = &password_hash {
+        check_password_hash(h).map_err(|m| origin.err("admin.password_hash", m))?;
+    }
+    let session_ttl_secs = raw
+        .admin
+        .session_ttl_secs
+        .unwrap_or(defaults::SESSION_TTL_SECS);
+    if session_ttl_secs == 0 {
+        return Err(origin.err("admin.session_ttl_secs", "must be at least 1"));
     }
 
     let p = raw.processing;
@@ -554,6 +580,8 @@ fn build(raw: RawConfig, origin: &Origin) -> Result<Config, ConfigError> {
         admin: Admin {
             token,
             metrics_token,
+            password_hash,
+            session_ttl_secs,
         },
         processing,
         receive,
@@ -597,6 +625,13 @@ fn check_schedule(schedule: &str) -> Result<(), String> {
     tokio_cron_scheduler::Job::new_async(schedule, |_, _| Box::pin(async {}))
         .map(|_| ())
         .map_err(|e| format!("`{schedule}` is not a valid cron expression ({e:?})"))
+}
+
+fn check_password_hash(hash: &str) -> Result<(), &'static str> {
+    match argon2::PasswordHash::new(hash) {
+        Ok(h) if h.algorithm.as_str().starts_with("argon2") => Ok(()),
+        _ => Err("must be an argon2 hash like `$argon2id$v=19$...` (see `hookd hash-password`)"),
+    }
 }
 
 fn check_token(token: &str) -> Result<(), &'static str> {
@@ -657,6 +692,10 @@ fn apply_env(config: &mut Config, env: &HashMap<String, String>) -> Result<(), C
             }
             "HOOKD_FASTEN_PRIVATE_KEY" => {
                 config.fasten.private_key = Some(value.trim().to_owned());
+            }
+            "HOOKD_ADMIN_PASSWORD_HASH" => {
+                check_password_hash(value.trim()).map_err(|m| var_err(var, &m))?;
+                config.admin.password_hash = Some(value.trim().to_owned());
             }
             "HOOKD_CONFIG" => {}
             _ if var.starts_with("HOOKD_SECRETS_") => {

@@ -175,11 +175,11 @@ pub async fn start(
             .graceful(shutdown.clone().wait())
             .run(),
     );
-    let admin_routes = admin::routes(Arc::new(Admin {
-        config: config.clone(),
-        store: store.clone(),
-        pruner: pruner.clone(),
-    }));
+    let admin_routes = admin::routes(Arc::new(Admin::new(
+        config.clone(),
+        store.clone(),
+        pruner.clone(),
+    )));
     let admin_task = tokio::spawn(
         warp::serve(admin_routes)
             .incoming(admin_listener)

@@ -1,49 +1,100 @@
-//! The admin API's handlers: deliveries, events, replay and stats, as JSON (Fasten views in
-//! [`super::fasten`]).
+//! The admin API's handlers: deliveries, events, replay, stats and the hourly chart, as
+//! JSON (Fasten views in [`super::fasten`]). Successful GET answers carry an ETag, so the UI
+//! can poll cheaply for changes.
 
 use super::{Admin, ApiError};
 use crate::clock;
-use crate::store::{Delivery, DeliveryFilter, Verdict};
-use http::{Method, StatusCode};
+use crate::store::{Delivery, DeliveryFilter, EventFilter, EventState, Verdict};
+use http::{HeaderValue, Method, StatusCode};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 use warp::Reply;
 
 /// Largest page the list endpoint returns.
 const MAX_PAGE: usize = 500;
 const DEFAULT_PAGE: usize = 50;
 
+/// How long one list request keeps scanning for matches before it answers with a cursor:
+/// within the 100 ms a page should take, however sparse the filter.
+const SCAN_TIME: Duration = Duration::from_millis(40);
+/// Most events one "replay all" request re-queues; the answer says whether more match.
+const MAX_BULK_REPLAY: usize = 10_000;
+/// Longest chart the API draws, in hours (90 days).
+const MAX_CHART_HOURS: u64 = 90 * 24;
+
 type ApiResult = Result<warp::reply::Response, ApiError>;
 
+/// One API request, as the handlers see it.
+pub struct Call<'a> {
+    pub method: &'a Method,
+    /// The path below `/api/`.
+    pub path: &'a str,
+    pub query: &'a str,
+    pub if_none_match: Option<&'a str>,
+}
+
 /// Routes one `/api/...` request.
-pub fn handle(admin: &Admin, method: &Method, path: &str, query: &str) -> ApiResult {
-    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    if let Some(answer) = super::fasten::handle(admin, method, &parts) {
+pub fn handle(admin: &Admin, call: &Call) -> ApiResult {
+    let parts: Vec<&str> = call.path.trim_matches('/').split('/').collect();
+    let query = call.query;
+    if let Some(answer) = super::fasten::handle(admin, call.method, &parts) {
         return answer;
     }
-    match (method.as_str(), parts.as_slice()) {
-        ("GET", ["deliveries"]) => list_deliveries(admin, query),
-        ("GET", ["deliveries", id]) => delivery(admin, id),
-        ("GET", ["events", id]) => event(admin, id, query),
-        ("POST", ["events", id, "replay"]) => replay(admin, id, query),
-        ("GET", ["stats"]) => stats(admin),
+    let value = match (call.method.as_str(), parts.as_slice()) {
+        ("GET", ["deliveries"]) => list_deliveries(admin, query)?,
+        ("GET", ["deliveries", id]) => delivery(admin, id)?,
+        ("GET", ["events"]) => list_events(admin, query)?,
+        ("GET", ["events", id]) => event(admin, id, query)?,
+        ("POST", ["events", id, "replay"]) => return replay(admin, id, query),
+        ("POST", ["replay"]) => return replay_matching(admin, query),
+        ("GET", ["stats"]) => stats(admin)?,
+        ("GET", ["chart"]) => chart(admin, query)?,
         (
             _,
             ["deliveries"]
             | ["deliveries", _]
+            | ["events"]
             | ["events", _]
             | ["events", _, "replay"]
-            | ["stats"],
-        ) => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed",
-        )),
-        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "no such API path")),
-    }
+            | ["replay"]
+            | ["stats"]
+            | ["chart"],
+        ) => {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed",
+            ))
+        }
+        _ => return Err(ApiError::new(StatusCode::NOT_FOUND, "no such API path")),
+    };
+    Ok(with_etag(&value, call.if_none_match))
 }
 
-fn ok(value: &Value) -> ApiResult {
-    Ok(warp::reply::json(value).into_response())
+/// The JSON answer with an ETag of its content; 304 when the client already has it.
+fn with_etag(value: &Value, if_none_match: Option<&str>) -> warp::reply::Response {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let digest = Sha256::digest(&body);
+    let tag: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    let etag = format!("\"{tag}\"");
+    let mut response =
+        if if_none_match.is_some_and(|given| given.split(',').any(|g| g.trim() == etag)) {
+            let mut r = warp::reply::Response::new(Vec::<u8>::new().into());
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            r
+        } else {
+            let mut r = warp::reply::Response::new(body.into());
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        };
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(http::header::ETAG, v);
+    }
+    response
 }
 
 fn parse_query(query: &str) -> Result<HashMap<String, String>, ApiError> {
@@ -96,17 +147,12 @@ fn summary(admin: &Admin, d: &Delivery) -> Result<Value, ApiError> {
     }))
 }
 
-fn list_deliveries(admin: &Admin, query: &str) -> ApiResult {
+fn list_deliveries(admin: &Admin, query: &str) -> Result<Value, ApiError> {
     let q = parse_query(query)?;
-    let verdict = match text(&q, "verdict") {
-        Some(v) => Some(Verdict::parse(&v).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "`verdict` must be accepted, duplicate, filtered or rejected",
-            )
-        })?),
-        None => None,
-    };
+    if q.get("state").is_some_and(|s| !s.is_empty()) {
+        return list_deliveries_by_state(admin, &q);
+    }
+    let verdict = verdict_param(&q)?;
     let filter = DeliveryFilter {
         endpoint: text(&q, "endpoint"),
         verdict,
@@ -115,19 +161,204 @@ fn list_deliveries(admin: &Admin, query: &str) -> ApiResult {
         from_ms: number(&q, "from")?,
         to_ms: number(&q, "to")?,
     };
-    let limit = number(&q, "limit")?.map_or(DEFAULT_PAGE, |n| (n as usize).clamp(1, MAX_PAGE));
-    let page = admin
-        .store
-        .list_deliveries(&filter, number(&q, "cursor")?, limit)?;
-    let items = page
-        .items
-        .iter()
-        .map(|d| summary(admin, d))
-        .collect::<Result<Vec<_>, _>>()?;
-    ok(&json!({ "items": items, "next_cursor": page.next_cursor.map(|c| c.to_string()) }))
+    let limit = page_limit(&q)?;
+    let deadline = Instant::now() + SCAN_TIME;
+    let mut cursor = number(&q, "cursor")?;
+    let mut items = Vec::new();
+    // The store stops after a bounded scan; keep going while the time allows, so a rare
+    // match deep in the log is found in one request rather than after many empty pages.
+    loop {
+        let page = admin
+            .store
+            .list_deliveries(&filter, cursor, limit - items.len())?;
+        for d in &page.items {
+            items.push(summary(admin, d)?);
+        }
+        cursor = page.next_cursor;
+        if cursor.is_none() || items.len() == limit || Instant::now() >= deadline {
+            break;
+        }
+    }
+    Ok(json!({ "items": items, "next_cursor": cursor.map(|c| c.to_string()) }))
 }
 
-fn delivery(admin: &Admin, id: &str) -> ApiResult {
+fn verdict_param(q: &HashMap<String, String>) -> Result<Option<Verdict>, ApiError> {
+    match text(q, "verdict") {
+        Some(v) => Ok(Some(Verdict::parse(&v).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "`verdict` must be accepted, duplicate, filtered or rejected",
+            )
+        })?)),
+        None => Ok(None),
+    }
+}
+
+fn state_param(q: &HashMap<String, String>) -> Result<Option<EventState>, ApiError> {
+    match text(q, "state") {
+        Some(s) => Ok(Some(EventState::parse(&s).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "`state` must be queued, processing, done, retrying or dead",
+            )
+        })?)),
+        None => Ok(None),
+    }
+}
+
+fn event_filter(q: &HashMap<String, String>) -> Result<EventFilter, ApiError> {
+    Ok(EventFilter {
+        endpoint: text(q, "endpoint"),
+        event_type: text(q, "type"),
+        state: state_param(q)?,
+        from_ms: number(q, "from")?,
+        to_ms: number(q, "to")?,
+    })
+}
+
+fn page_limit(q: &HashMap<String, String>) -> Result<usize, ApiError> {
+    Ok(number(q, "limit")?.map_or(DEFAULT_PAGE, |n| (n as usize).clamp(1, MAX_PAGE)))
+}
+
+/// Deliveries whose event is in a processing state: walks the events (newest first) and
+/// shows the delivery that created each. The cursor is then an event seq.
+fn list_deliveries_by_state(admin: &Admin, q: &HashMap<String, String>) -> Result<Value, ApiError> {
+    let filter = event_filter(q)?;
+    let verdict = verdict_param(q)?;
+    let event_id = text(q, "event_id");
+    let limit = page_limit(q)?;
+    let deadline = Instant::now() + SCAN_TIME;
+    let mut cursor = number(q, "cursor")?;
+    let mut items = Vec::new();
+    loop {
+        let page = admin
+            .store
+            .list_events(&filter, cursor, limit - items.len())?;
+        for e in &page.items {
+            if event_id.as_ref().is_some_and(|id| *id != e.event_id) {
+                continue;
+            }
+            if let Some(d) = admin.store.delivery(e.delivery_id)? {
+                if verdict.is_some_and(|v| v != d.verdict) {
+                    continue;
+                }
+                items.push(summary(admin, &d)?);
+            }
+        }
+        cursor = page.next_cursor;
+        if cursor.is_none() || items.len() >= limit || Instant::now() >= deadline {
+            break;
+        }
+    }
+    Ok(json!({ "items": items, "next_cursor": cursor.map(|c| c.to_string()) }))
+}
+
+/// Events, newest first, filtered by endpoint, type, state and time.
+fn list_events(admin: &Admin, query: &str) -> Result<Value, ApiError> {
+    let q = parse_query(query)?;
+    let filter = event_filter(&q)?;
+    let limit = page_limit(&q)?;
+    let deadline = Instant::now() + SCAN_TIME;
+    let mut cursor = number(&q, "cursor")?;
+    let mut items = Vec::new();
+    loop {
+        let page = admin
+            .store
+            .list_events(&filter, cursor, limit - items.len())?;
+        items.extend(page.items);
+        cursor = page.next_cursor;
+        if cursor.is_none() || items.len() == limit || Instant::now() >= deadline {
+            break;
+        }
+    }
+    Ok(json!({ "items": items, "next_cursor": cursor.map(|c| c.to_string()) }))
+}
+
+/// Re-queues every event that matches the filter (dead ones unless `state=done`).
+fn replay_matching(admin: &Admin, query: &str) -> ApiResult {
+    let q = parse_query(query)?;
+    let mut filter = event_filter(&q)?;
+    match filter.state {
+        None => filter.state = Some(EventState::Dead),
+        Some(EventState::Dead | EventState::Done) => {}
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "only dead or done events can be replayed",
+            ))
+        }
+    }
+    let now = clock::now_ms();
+    let mut cursor = None;
+    let mut seqs = Vec::new();
+    let more = loop {
+        let page = admin
+            .store
+            .list_events(&filter, cursor, MAX_BULK_REPLAY - seqs.len())?;
+        seqs.extend(page.items.iter().map(|e| e.seq));
+        match page.next_cursor {
+            Some(c) if seqs.len() < MAX_BULK_REPLAY => cursor = Some(c),
+            Some(_) => break true,
+            None => break false,
+        }
+    };
+    let mut replayed = 0u64;
+    for seq in seqs {
+        match admin.store.replay(seq, now) {
+            Ok(_) => replayed += 1,
+            // It moved on since the scan (another replay, or pruned): nothing to do.
+            Err(
+                crate::store::ReplayError::NotFound | crate::store::ReplayError::NotFinished(_),
+            ) => {}
+            Err(crate::store::ReplayError::Store(e)) => return Err(e.into()),
+        }
+    }
+    tracing::info!(replayed, "events replayed in bulk by an operator");
+    Ok(warp::reply::with_status(
+        warp::reply::json(&json!({ "status": "queued", "replayed": replayed, "more": more })),
+        StatusCode::ACCEPTED,
+    )
+    .into_response())
+}
+
+/// Deliveries per hour by verdict over the last `hours` hours (default: the retention window).
+fn chart(admin: &Admin, query: &str) -> Result<Value, ApiError> {
+    let q = parse_query(query)?;
+    let hours = number(&q, "hours")?
+        .unwrap_or(u64::from(admin.config.retention_days) * 24)
+        .clamp(1, MAX_CHART_HOURS);
+    let now_hour = clock::now_ms() / 3_600_000;
+    let from_hour = now_hour.saturating_sub(hours - 1);
+    let mut counts = Vec::with_capacity(hours as usize);
+    {
+        let mut cache = admin.chart.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|h, _| *h >= from_hour);
+        let first_missing = (from_hour..now_hour)
+            .find(|h| !cache.contains_key(h))
+            .unwrap_or(now_hour);
+        let fresh = admin.store.hourly_counts(first_missing, now_hour)?;
+        for (i, c) in fresh.iter().enumerate() {
+            let h = first_missing + i as u64;
+            if h < now_hour {
+                cache.insert(h, *c);
+            }
+        }
+        for h in from_hour..=now_hour {
+            let c = if h >= first_missing {
+                fresh[(h - first_missing) as usize]
+            } else {
+                cache.get(&h).copied().unwrap_or_default()
+            };
+            counts.push(json!({
+                "hour_ms": h * 3_600_000,
+                "accepted": c[0], "duplicate": c[1], "filtered": c[2], "rejected": c[3],
+            }));
+        }
+    }
+    Ok(json!({ "from_ms": from_hour * 3_600_000, "hours": counts }))
+}
+
+fn delivery(admin: &Admin, id: &str) -> Result<Value, ApiError> {
     let d = admin
         .store
         .delivery(parse_id(id, "delivery")?)?
@@ -138,7 +369,7 @@ fn delivery(admin: &Admin, id: &str) -> ApiResult {
     };
     let mut value = serde_json::to_value(&d).unwrap_or(Value::Null);
     value["event"] = serde_json::to_value(event).unwrap_or(Value::Null);
-    ok(&value)
+    Ok(value)
 }
 
 /// Finds an event by its seq, or by the sender's event id (`?endpoint=` narrows it).
@@ -161,7 +392,7 @@ fn resolve_event(admin: &Admin, id: &str, query: &str) -> Result<u64, ApiError> 
     Err(ApiError::new(StatusCode::NOT_FOUND, "no such event"))
 }
 
-fn event(admin: &Admin, id: &str, query: &str) -> ApiResult {
+fn event(admin: &Admin, id: &str, query: &str) -> Result<Value, ApiError> {
     let seq = resolve_event(admin, id, query)?;
     let event = admin
         .store
@@ -175,7 +406,7 @@ fn event(admin: &Admin, id: &str, query: &str) -> ApiResult {
     let mut value = serde_json::to_value(&event).unwrap_or(Value::Null);
     value["attempts"] = serde_json::to_value(attempts).unwrap_or(Value::Null);
     value["payload"] = payload.unwrap_or(Value::Null);
-    ok(&value)
+    Ok(value)
 }
 
 fn replay(admin: &Admin, id: &str, query: &str) -> ApiResult {
@@ -199,12 +430,12 @@ fn replay(admin: &Admin, id: &str, query: &str) -> ApiResult {
     }
 }
 
-fn stats(admin: &Admin) -> ApiResult {
+fn stats(admin: &Admin) -> Result<Value, ApiError> {
     let stats = admin.store.stats(clock::now_ms())?;
     let mut value = serde_json::to_value(stats).unwrap_or(Value::Null);
     value["retention"] = serde_json::to_value(admin.pruner.status()).unwrap_or(Value::Null);
     value["data_dir_bytes"] = json!(crate::store::backup::dir_size(&admin.config.data_dir));
-    ok(&value)
+    Ok(value)
 }
 
 #[cfg(test)]

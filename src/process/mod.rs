@@ -175,8 +175,8 @@ impl Pipeline {
                     // hookd only keeps an hourly safety-net timer. (A timer set while a
                     // result is in flight would be stale, and under paused time in tests it
                     // would fire before the result arrives.)
-                    let in_flight = self.store.finishes_pending()
-                        || slots.available_permits() < self.workers;
+                    let in_flight =
+                        self.store.finishes_pending() || slots.available_permits() < self.workers;
                     let until = match self.store.next_due() {
                         Ok(Some(due)) => Some(clock::instant_at(due)),
                         _ if in_flight => None,

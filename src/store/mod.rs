@@ -16,6 +16,7 @@
 //! they acknowledge.
 
 pub mod backup;
+mod browse;
 pub mod check;
 pub mod fasten;
 pub mod keys;
@@ -23,6 +24,7 @@ pub mod model;
 mod prune;
 mod writer;
 
+pub use browse::{EventFilter, EventPage, HourCounts};
 pub use model::{Attempt, AttemptOutcome, Delivery, Event, EventState, ResponseLog, Verdict};
 pub use prune::EventBatch;
 
@@ -179,7 +181,7 @@ impl Counts {
 const REJECTED_UNLOGGED: &[u8] = b"rejected_unlogged";
 /// Most records one list request examines before it returns a cursor to continue from,
 /// so that a filter matching almost nothing cannot make one request scan the whole log.
-const LIST_SCAN_BUDGET: usize = 20_000;
+const LIST_SCAN_BUDGET: usize = 5_000;
 
 /// The hookd data store. Share it as `Arc<Store>`.
 pub struct Store {

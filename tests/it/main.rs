@@ -3,12 +3,14 @@
 
 mod admin;
 mod binary;
+mod browser;
 mod crosscheck;
+mod fasten;
 mod ops;
 mod packaging;
-mod fasten;
 mod process;
 mod receive;
+mod ui;
 
 use hookd::config::Config;
 use hookd::process::Processors;

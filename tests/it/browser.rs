@@ -1,0 +1,367 @@
+//! The web UI in a real browser: headless Chromium driven through chromedriver (Debian's
+//! `chromium` and `chromium-driver`, installed by `scripts/test`). One journey: log in, watch
+//! a delivery arrive without a reload, open it, filter by verdict, replay a dead event, and
+//! check that markup in a payload stays text. Screenshots go to `target/ui/`.
+
+use super::ui::{get_with_cookie, login, login_failing_sink_config, PASSWORD};
+use super::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Kills chromedriver (and with it the browser) when the test ends, pass or fail.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn start_browser(profile: &Path) -> (Driver, Client) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {CHROMEDRIVER} ({e}): scripts/test installs it"));
+    let driver = Driver(child);
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run", "--window-size=1360,1000",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let mut last = None;
+    for _ in 0..100 {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector)
+            .capabilities(caps.clone())
+            .connect(&url)
+            .await
+        {
+            Ok(client) => return (driver, client),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start a session: {last:?}");
+}
+
+/// Waits (bounded) until `script` (a JS expression) is true in the page.
+async fn wait_until(c: &Client, script: &str, what: &str) {
+    for _ in 0..150 {
+        let v = c
+            .execute(&format!("return !!({script});"), vec![])
+            .await
+            .unwrap();
+        if v == serde_json::Value::Bool(true) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the page never showed {what} ({script})");
+}
+
+async fn js(c: &Client, script: &str) -> serde_json::Value {
+    c.execute(script, vec![]).await.unwrap()
+}
+
+fn screenshot_dir() -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ui");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A forward target that fails until told otherwise.
+async fn switchable_sink() -> (String, Arc<AtomicBool>) {
+    use warp::Filter;
+    let failing = Arc::new(AtomicBool::new(true));
+    let flag = failing.clone();
+    let route = warp::post().map(move || {
+        let status = if flag.load(Ordering::SeqCst) {
+            http::StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            http::StatusCode::OK
+        };
+        warp::reply::with_status("sink", status)
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    (format!("http://{addr}/hook"), failing)
+}
+
+/// Waits (bounded) for an event's state through the API, logged in with `cookie`.
+async fn wait_for_state(s: &TestServer, cookie: &str, event_id: &str, state: &str) {
+    for _ in 0..200 {
+        let (_, e) = get_with_cookie(s, &format!("/api/events/{event_id}"), cookie).await;
+        if e["state"] == state {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("event {event_id} never reached {state}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_journey_in_headless_chromium() {
+    let (sink_url, sink_failing) = switchable_sink().await;
+    let s = TestServer::start(&login_failing_sink_config(&sink_url)).await;
+    let profile = tempfile::tempdir().unwrap();
+    let (_driver, c) = start_browser(profile.path()).await;
+    let base = format!("http://{}", s.admin);
+
+    // Log in.
+    c.goto(&format!("{base}/")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("#password"))
+        .await
+        .unwrap()
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    c.find(Locator::Css("#login-button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until(
+        &c,
+        "document.querySelector('#deliveries')",
+        "the deliveries list",
+    )
+    .await;
+    wait_until(
+        &c,
+        "document.querySelector('#deliveries tr.empty')",
+        "an empty list",
+    )
+    .await;
+
+    // A signed POST appears without a reload (the marker survives only without one).
+    js(&c, "window.__noReload = 'still here'; return null;").await;
+    let a = s.send_event("std", "live-1", "webhook.test").await;
+    assert_eq!(a.verdict(), (200, "accepted"));
+    wait_until(
+        &c,
+        "[...document.querySelectorAll('#deliveries tr[data-id]')].some(tr => tr.textContent.includes('live-1'))",
+        "the new delivery",
+    )
+    .await;
+    assert_eq!(js(&c, "return window.__noReload;").await, "still here");
+
+    // A body (and event type) full of markup.
+    let xss_body = serde_json::json!({
+        "id": "xss-1",
+        "type": "\"><img src=x onerror=\"window.__xss='type'\">",
+        "data": {
+            "note": "<script>window.__xss = 'script'</script>",
+            "html": "\"><img src=x onerror=\"window.__xss='img'\">",
+        }
+    })
+    .to_string();
+    let a = s.post_signed("std", SECRET, "msg_xss-1", &xss_body).await;
+    assert_eq!(a.verdict(), (200, "accepted"));
+    // And one that fails verification, for the verdict filter.
+    let a = s
+        .post_signed(
+            "std",
+            OTHER_SECRET,
+            "msg_bad-1",
+            &event_body("bad-1", "webhook.test"),
+        )
+        .await;
+    assert_eq!(a.status, 401);
+    // A few more of the usual kinds, so the list (and its screenshot) shows each verdict.
+    for (id, kind) in [("inv-1", "invoice.paid"), ("cus-1", "customer.created")] {
+        assert_eq!(
+            s.send_event("std", id, kind).await.verdict(),
+            (200, "accepted")
+        );
+    }
+    let again = s.send_event("std", "live-1", "webhook.test").await;
+    assert_eq!(again.verdict(), (200, "duplicate"));
+    wait_until(
+        &c,
+        "document.querySelectorAll('#deliveries tr[data-id]').length >= 6",
+        "six deliveries",
+    )
+    .await;
+    // Let the arrival highlight fade before the screenshot (not an assertion).
+    for _ in 0..40 {
+        if js(&c, "return document.querySelector('tr.fresh') === null;").await == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::fs::write(
+        screenshot_dir().join("deliveries.png"),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    assert_eq!(js(&c, "return window.__xss === undefined;").await, true);
+    assert_eq!(
+        js(
+            &c,
+            "return document.querySelectorAll('#main img, #main script').length;"
+        )
+        .await,
+        0
+    );
+
+    // Its detail: the body is shown as text, pretty-printed, and nothing ran.
+    c.find(Locator::XPath(
+        "//table[@id='deliveries']//tr[td[contains(., 'xss-1')]]",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    wait_until(
+        &c,
+        "document.querySelector('pre#body')",
+        "the delivery body",
+    )
+    .await;
+    let body = c
+        .find(Locator::Css("pre#body"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        body.contains("<script>window.__xss = 'script'</script>"),
+        "{body}"
+    );
+    assert!(body.contains("onerror="), "{body}");
+    assert!(body.contains("\n  \"data\": {"), "pretty-printed: {body}");
+    let headers = js(
+        &c,
+        "return document.querySelector('table.headers').textContent;",
+    )
+    .await;
+    assert!(headers.as_str().unwrap().contains("webhook-signature"));
+    std::fs::write(
+        screenshot_dir().join("delivery.png"),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    assert_eq!(js(&c, "return window.__xss === undefined;").await, true);
+    assert_eq!(
+        js(
+            &c,
+            "return document.querySelectorAll('#main img, #main script').length;"
+        )
+        .await,
+        0
+    );
+
+    // Filter by verdict.
+    c.goto(&format!("{base}/#/deliveries")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("#f-verdict"))
+        .await
+        .unwrap()
+        .select_by_value("rejected")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#apply"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until(
+        &c,
+        "location.hash.includes('verdict=rejected') && (rows => rows.length === 1 && rows[0].dataset.verdict === 'rejected')(document.querySelectorAll('#deliveries tr[data-id]'))",
+        "only the rejected delivery",
+    )
+    .await;
+
+    // The events all went dead (the forward target fails); make it work and replay one.
+    let api = login(&s).await;
+    wait_for_state(&s, &api.cookie, "live-1", "dead").await;
+    sink_failing.store(false, Ordering::SeqCst);
+    c.goto(&format!("{base}/#/queue")).await.unwrap();
+    wait_until(
+        &c,
+        "document.querySelector('#dead tr[data-event-id=\"live-1\"] button.replay')",
+        "the dead event with its Replay button",
+    )
+    .await;
+    assert!(js(
+        &c,
+        "return document.querySelector('#chart svg rect') !== null;"
+    )
+    .await
+    .as_bool()
+    .unwrap());
+    c.find(Locator::Css(
+        "#dead tr[data-event-id=\"live-1\"] button.replay",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    wait_until(
+        &c,
+        "(td => td && td.textContent !== 'dead')(document.querySelector('#dead tr[data-event-id=\"live-1\"] td.state'))",
+        "the replayed event leaving the dead state",
+    )
+    .await;
+    wait_for_state(&s, &api.cookie, "live-1", "done").await;
+    std::fs::write(
+        screenshot_dir().join("queue.png"),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
+
+    // Without a connections API the page says so instead of failing.
+    c.goto(&format!("{base}/#/connections")).await.unwrap();
+    wait_until(
+        &c,
+        "document.querySelector('#connections-notice, #connections')",
+        "the connections page",
+    )
+    .await;
+
+    // Log out: the API is closed to the browser again.
+    c.find(Locator::Css("#logout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until(&c, "document.querySelector('#password')", "the login form").await;
+    assert_eq!(
+        js(&c, "return document.cookie.includes('hookd_session');").await,
+        false,
+        "the session cookie is HttpOnly"
+    );
+    c.close().await.unwrap();
+    s.stop().await;
+}
