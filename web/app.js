@@ -668,7 +668,7 @@ async function renderConnections() {
       ? el("table", { id: "connections" },
         el("thead", {}, el("tr", {}, columns.map((c) => el("th", {}, c.replace(/_/g, " "))))),
         el("tbody", {}, items.map((c) => el("tr", {}, columns.map((k) => el("td", { class: "mono" }, cell(c[k])))))))
-      : el("p", { class: "muted" }, "No connections yet."));
+      : el("p", { class: "muted", id: "connections-empty" }, "No connections yet."));
 }
 
 // ---- start ---------------------------------------------------------------------------
