@@ -721,8 +721,11 @@ fn write_tmp(
     let io = |what: &str, e: std::io::Error| retry(format!("{what} {}: {e}", tmp.display()));
     let file = std::fs::File::create(tmp).map_err(|e| io("cannot create", e))?;
     let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
+    let indexer = store
+        .resource_indexer(&target.connection)
+        .map_err(|e| retry(format!("cannot index {}: {e}", target.name)))?;
     let mut v = Validator {
-        indexer: store.resource_indexer(&target.connection),
+        indexer,
         task: &target.task,
         file: &target.name,
         counts: BTreeMap::new(),
@@ -775,9 +778,6 @@ fn write_tmp(
         v.line(&partial, offset)?;
         offset += partial.len() as u64;
     }
-    v.indexer
-        .flush()
-        .map_err(|e| retry(format!("cannot index {}: {e}", target.name)))?;
     let file = out
         .into_inner()
         .map_err(|e| io("cannot write", e.into_error()))?;
@@ -801,7 +801,7 @@ fn write_tmp(
 }
 
 struct Validator<'a> {
-    indexer: crate::store::fasten::ResourceIndexer<'a>,
+    indexer: crate::store::fasten::ResourceIndexer,
     task: &'a str,
     file: &'a str,
     counts: BTreeMap<String, u64>,

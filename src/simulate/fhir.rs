@@ -242,15 +242,34 @@ impl Iterator for Export {
         }
         let mut buf = Vec::with_capacity(CHUNK + 16 * 1024);
         while buf.len() < CHUNK && self.next < self.n {
-            let value = self.resource(self.next);
-            if serde_json::to_writer(&mut buf, &value).is_err() {
+            if write_line(&mut buf, self.resource(self.next)).is_err() {
                 return None;
             }
-            buf.push(b'\n');
             self.next += 1;
         }
         Some(Bytes::from(buf))
     }
+}
+
+/// Writes one resource as a line, `resourceType` and `id` first as FHIR servers write them
+/// (serde_json's maps are sorted, which would put them anywhere).
+fn write_line(buf: &mut Vec<u8>, mut value: serde_json::Value) -> serde_json::Result<()> {
+    let Some(map) = value.as_object_mut() else {
+        return Ok(());
+    };
+    let kind = map.remove("resourceType").unwrap_or_default();
+    let id = map.remove("id").unwrap_or_default();
+    buf.extend_from_slice(b"{\"resourceType\":");
+    serde_json::to_writer(&mut *buf, &kind)?;
+    buf.extend_from_slice(b",\"id\":");
+    serde_json::to_writer(&mut *buf, &id)?;
+    let rest = serde_json::to_vec(&value)?;
+    if rest.len() > 2 {
+        buf.push(b',');
+    }
+    buf.extend_from_slice(rest.get(1..).unwrap_or(b"}"));
+    buf.push(b'\n');
+    Ok(())
 }
 
 #[cfg(test)]
@@ -276,6 +295,19 @@ mod tests {
             assert_eq!(seen, counts(n), "n = {n}");
         }
         assert_eq!(counts(200).len(), TYPES.len());
+    }
+
+    #[test]
+    fn lines_start_with_resource_type_and_id() {
+        let chunk = Export::new(3, 2).next().unwrap();
+        let first = chunk.split(|b| *b == b'\n').next().unwrap();
+        let text = std::str::from_utf8(first).unwrap();
+        assert!(
+            text.starts_with(r#"{"resourceType":"Patient","id":"pat-"#),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(v, Export::new(3, 2).resource(0));
     }
 
     #[test]

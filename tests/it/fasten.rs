@@ -616,3 +616,31 @@ secrets = ["{SECRET}"]
     assert_eq!(c["status"], "authorized");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn an_export_processed_again_by_its_event_is_not_downloaded_twice() {
+    let t = setup(api::Options::default(), "keep", "").await;
+    let spec = EventSpec {
+        task_id: "task-i".into(),
+        ..t.spec("patient.ehi_export_success", "conn-i")
+    };
+    t.send(&spec, "idem-1").await;
+    t.s.wait_for_state("idem-1", "done").await;
+    // A second run of the same event, as after a crash (here: an operator's replay).
+    let (status, _) = t.s.api_post("/api/events/idem-1/replay").await;
+    assert_eq!(status, 202);
+    let mut event = Value::Null;
+    for _ in 0..200 {
+        event = t.s.wait_for_state("idem-1", "done").await;
+        if event["attempts"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        detail(&event, 1).contains("already stored by this event"),
+        "{event}"
+    );
+    assert_eq!(t.stand_in.seen.file_requests.load(Ordering::Relaxed), 1);
+    t.stop().await;
+}

@@ -347,6 +347,8 @@ async fn delivery_log_keeps_request_response_and_redacts_credentials() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
+    // Processing runs after the answer: wait for it before reading the delivery's event.
+    s.wait_for_state("log-1", "done").await;
     let (_, list) = s.api("/api/deliveries?event_id=log-1").await;
     let id = list["items"][0]["id"].as_str().unwrap().to_string();
     // The latency is written after the answer went out: give the writer a moment.
