@@ -6,6 +6,7 @@ mod binary;
 mod crosscheck;
 mod process;
 mod receive;
+mod retention;
 
 use hookd::config::Config;
 use hookd::process::Processors;
