@@ -10,6 +10,7 @@ mod ops;
 mod packaging;
 mod process;
 mod receive;
+mod retention;
 mod ui;
 
 use hookd::config::Config;

@@ -1,0 +1,511 @@
+//! Retention, backup and verify-data: the pruner with an injected "now", the start-up
+//! catch-up, export clean-up with its index hook, backups taken under load, restores, and a
+//! deliberately broken data directory.
+
+use super::receive::base_config;
+use super::*;
+use bytes::Bytes;
+use hookd::prune::{ExportIndex, Pruner};
+use hookd::store::{
+    check, Accepted, Attempt, AttemptOutcome, DeliveryDraft, NewEvent, Next, ResponseLog, Store,
+    Verdict,
+};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const DAY: u64 = 24 * 60 * 60 * 1000;
+
+fn draft(event_id: &str, at_ms: u64) -> DeliveryDraft {
+    DeliveryDraft {
+        received_at_ms: at_ms,
+        endpoint: "std".into(),
+        remote_addr: None,
+        request_headers: vec![],
+        body: String::new(),
+        body_bytes: 0,
+        body_truncated: false,
+        verdict: Verdict::Accepted,
+        reason: String::new(),
+        response: ResponseLog {
+            status: 200,
+            headers: vec![],
+            body: String::new(),
+        },
+        event_id: Some(event_id.into()),
+        event_type: Some("webhook.test".into()),
+    }
+}
+
+/// Delivers `event_id` to the store as received at `at_ms`.
+async fn deliver(store: &Store, event_id: &str, at_ms: u64) -> Accepted {
+    let event = NewEvent {
+        event_id: event_id.into(),
+        event_type: "webhook.test".into(),
+        payload: Bytes::from(event_body(event_id, "webhook.test")),
+    };
+    let respond: hookd::store::Respond = |_| {
+        (
+            String::new(),
+            ResponseLog {
+                status: 200,
+                headers: vec![],
+                body: String::new(),
+            },
+        )
+    };
+    store
+        .accept(draft(event_id, at_ms), event, respond)
+        .await
+        .unwrap()
+}
+
+/// Runs every event due by `at_ms` once, ending it with `next`.
+async fn process_due(store: &Store, at_ms: u64, next: Next) -> Vec<u64> {
+    let claimed = store.claim(at_ms, 1000).await.unwrap();
+    let seqs: Vec<u64> = claimed.iter().map(|(e, _)| e.seq).collect();
+    for (e, _) in claimed {
+        let attempt = Attempt {
+            number: e.attempts + 1,
+            processor: "log".into(),
+            started_at_ms: at_ms,
+            finished_at_ms: at_ms,
+            outcome: AttemptOutcome::Ok,
+            detail: "logged".into(),
+        };
+        store.finish(e.seq, attempt, next).unwrap();
+    }
+    store.flush().await.unwrap();
+    seqs
+}
+
+/// A store and a pruner over a fresh data directory (default retention: 15 days).
+fn open(dir: &Path, extra: &str) -> (Arc<Store>, Pruner) {
+    let config = load_config(dir, &config_text(dir, &format!("{extra}\n{}", endpoints())));
+    std::fs::create_dir_all(&config.data_dir).unwrap();
+    let store = Arc::new(Store::open(&config.data_dir.join("db"), 16).unwrap());
+    let pruner = Pruner::new(&config, store.clone());
+    (store, pruner)
+}
+
+#[tokio::test]
+async fn older_records_go_younger_stay_and_unfinished_events_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, pruner) = open(dir.path(), "");
+    let now = hookd::clock::system_ms();
+    let old = now - 20 * DAY;
+    let done = deliver(&store, "old-done", old).await;
+    process_due(&store, old, Next::Done).await;
+    let dead = deliver(&store, "old-dead", old + 1).await;
+    process_due(&store, old + 1, Next::Dead).await;
+    let waiting = deliver(&store, "old-queued", old + 2).await;
+    let young = deliver(&store, "young", now - DAY).await;
+    process_due(&store, now - DAY, Next::Done).await;
+
+    let report = pruner.prune_at(now).unwrap();
+    assert_eq!(report.deliveries, 3, "{report:?}");
+    assert_eq!(report.events, 2, "{report:?}");
+    for gone in [done, dead] {
+        assert!(store.delivery(gone.delivery_id).unwrap().is_none());
+        assert!(store.event(gone.seq).unwrap().is_none());
+        assert!(store.payload(gone.seq).unwrap().is_none());
+        assert!(store.attempts(gone.seq).unwrap().is_empty());
+    }
+    assert_eq!(store.find_event("std", "old-done").unwrap(), None);
+    // Nothing acknowledged is lost: the unfinished event stays whatever its age.
+    assert!(store.delivery(waiting.delivery_id).unwrap().is_none());
+    assert!(store.event(waiting.seq).unwrap().is_some());
+    assert!(store.payload(waiting.seq).unwrap().is_some());
+    assert_eq!(
+        store.find_event("std", "old-queued").unwrap(),
+        Some(waiting.seq)
+    );
+    // Younger records stay whole.
+    assert!(store.delivery(young.delivery_id).unwrap().is_some());
+    assert!(store.event(young.seq).unwrap().is_some());
+    assert_eq!(store.attempts(young.seq).unwrap().len(), 1);
+    let stats = store.stats(now).unwrap();
+    assert_eq!(stats.deliveries["accepted"], 1);
+    assert_eq!(stats.events["done"], 1);
+    assert_eq!(stats.events["dead"], 0);
+    assert_eq!(stats.events["queued"], 1);
+    assert_eq!(pruner.status().last_pruned_records, 5);
+    // A second run finds nothing more.
+    assert_eq!(pruner.prune_at(now).unwrap().records(), 0);
+    drop((pruner, store));
+    let report = check::check(&dir.path().join("data/db")).unwrap();
+    assert!(report.consistent(), "{:?}", report.problems);
+}
+
+#[tokio::test]
+async fn dedup_still_catches_a_retry_inside_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, pruner) = open(dir.path(), "");
+    let now = hookd::clock::system_ms();
+    let old = now - 20 * DAY;
+    let retried = deliver(&store, "retried", old).await;
+    let single = deliver(&store, "single", old + 1).await;
+    process_due(&store, old + 1, Next::Done).await;
+    // The sender retried "retried" two days ago: that delivery is inside the window.
+    let late = deliver(&store, "retried", now - 2 * DAY).await;
+    assert_eq!(late.verdict, Verdict::Duplicate);
+
+    pruner.prune_at(now).unwrap();
+    assert!(store.delivery(retried.delivery_id).unwrap().is_none());
+    assert!(store.delivery(late.delivery_id).unwrap().is_some());
+    // Its dedup key lives as long as that delivery record: another retry is a duplicate.
+    let again = deliver(&store, "retried", now).await;
+    assert_eq!(again.verdict, Verdict::Duplicate);
+    assert_eq!(again.seq, retried.seq);
+    // An id whose every delivery is past the window is forgotten with them.
+    assert!(store.event(single.seq).unwrap().is_none());
+    assert_eq!(
+        deliver(&store, "single", now).await.verdict,
+        Verdict::Accepted
+    );
+}
+
+#[tokio::test]
+async fn start_up_prune_catches_up_after_downtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = hookd::clock::system_ms();
+    {
+        let (store, _pruner) = open(dir.path(), "");
+        for i in 0..10 {
+            deliver(&store, &format!("down-{i}"), now - 30 * DAY + i).await;
+        }
+        process_due(&store, now - 30 * DAY + 10, Next::Done).await;
+        deliver(&store, "recent", now - DAY).await;
+    }
+    // The schedule is far away; only the start-up run can prune.
+    let s = TestServer::start_in(
+        dir,
+        &format!("[retention]\nschedule = \"0 0 0 1 1 *\"\n{}", base_config()),
+        None,
+    )
+    .await;
+    let mut stats = serde_json::Value::Null;
+    for _ in 0..400 {
+        stats = s.api("/api/stats").await.1;
+        if stats["retention"]["last_prune_at_ms"].is_u64() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(stats["retention"]["last_prune_at_ms"].is_u64(), "{stats}");
+    assert_eq!(stats["retention"]["last_pruned_records"], 20, "{stats}");
+    assert_eq!(stats["retention"]["schedule"], "0 0 0 1 1 *");
+    assert!(stats["data_dir_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(stats["deliveries"]["accepted"], 1);
+    let (_, page) = s.api("/api/deliveries").await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page["items"][0]["event_id"], "recent");
+    let (status, _) = s.api("/api/events/down-3").await;
+    assert_eq!(status, 404);
+    s.stop().await;
+}
+
+/// An export index that remembers what it was told to forget.
+#[derive(Default)]
+struct Forgetful(Mutex<Vec<String>>);
+
+impl ExportIndex for Forgetful {
+    fn forget(&self, name: &str) -> Result<(), String> {
+        self.0.lock().unwrap().push(name.to_owned());
+        Ok(())
+    }
+}
+
+fn age(path: &Path, days: u64) {
+    let when = std::time::SystemTime::now() - Duration::from_millis(days * DAY);
+    std::fs::File::open(path)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+}
+
+#[tokio::test]
+async fn old_exports_are_pruned_with_their_index_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, pruner) = open(dir.path(), "[retention]\nexport_retention_days = 3");
+    let exports = dir.path().join("data/exports");
+    for name in ["task-old", "task-new"] {
+        std::fs::create_dir_all(exports.join(name)).unwrap();
+        std::fs::write(exports.join(name).join("export.jsonl"), "{}\n").unwrap();
+    }
+    age(&exports.join("task-old"), 5);
+    age(&exports.join("task-new"), 1);
+    let index = Arc::new(Forgetful::default());
+    pruner.set_export_index(index.clone());
+
+    let report = pruner.prune_at(hookd::clock::system_ms()).unwrap();
+    assert_eq!(report.exports, 1);
+    assert!(!exports.join("task-old").exists());
+    assert!(exports.join("task-new/export.jsonl").exists());
+    assert_eq!(*index.0.lock().unwrap(), ["task-old"]);
+    assert_eq!(pruner.status().last_pruned_exports, 1);
+}
+
+/// Sends events from `senders` tasks until `stop`, remembering each acknowledged id.
+fn load(
+    s: &TestServer,
+    senders: usize,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<String>>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..senders)
+        .map(|w| {
+            let (url, http, stop, acked) =
+                (s.url("std"), s.http.clone(), stop.clone(), acked.clone());
+            tokio::spawn(async move {
+                let secret = hookd::secret::Secret::parse(SECRET).unwrap();
+                for i in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let id = format!("load-{w}-{i}");
+                    let body = event_body(&id, "webhook.test");
+                    let ts = now();
+                    let r = http
+                        .post(&url)
+                        .header("webhook-id", &id)
+                        .header("webhook-timestamp", ts.to_string())
+                        .header(
+                            "webhook-signature",
+                            hookd::verify::sign(&secret, &id, ts, body.as_bytes()),
+                        )
+                        .body(body)
+                        .send()
+                        .await;
+                    if matches!(&r, Ok(r) if r.status() == 200) {
+                        acked.lock().unwrap().push(id);
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Every delivery id and event id the admin API lists, newest first.
+async fn history(s: &TestServer) -> Vec<(String, String)> {
+    let mut all = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (_, page) = s
+            .api(&format!("/api/deliveries?limit=500&cursor={cursor}"))
+            .await;
+        for item in page["items"].as_array().unwrap() {
+            all.push((
+                item["id"].as_str().unwrap().to_owned(),
+                item["event_id"].as_str().unwrap_or("").to_owned(),
+            ));
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_owned(),
+            None => return all,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_under_load_holds_every_event_acknowledged_before_it() {
+    let s = TestServer::start(&base_config()).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<Vec<String>>> = Default::default();
+    let senders = load(&s, 4, stop.clone(), acked.clone());
+    while acked.lock().unwrap().len() < 300 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before: Vec<String> = acked.lock().unwrap().clone();
+    let target = tempfile::tempdir().unwrap();
+    let to = target.path().join("data");
+    let (status, v) = s
+        .api_post(&format!("/api/backup?to={}", to.display()))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let during = acked.lock().unwrap().len() - before.len();
+    stop.store(true, Ordering::Relaxed);
+    for t in senders {
+        t.await.unwrap();
+    }
+    // The load went on while the backup ran (it does not pause receiving).
+    eprintln!("acknowledged while the backup ran: {during}");
+    // A second backup into the same place is refused.
+    let (status, _) = s
+        .api_post(&format!("/api/backup?to={}", to.display()))
+        .await;
+    assert_eq!(status, 409);
+    let (status, _) = s.api_post("/api/backup?to=relative/dir").await;
+    assert_eq!(status, 400);
+    s.stop().await;
+
+    let report = check::check(&to.join("db")).unwrap();
+    assert!(report.consistent(), "{:?}", report.problems);
+    let restored = TestServer::start_in(target, &base_config(), None).await;
+    for id in &before {
+        let (status, _) = restored.api(&format!("/api/events/{id}")).await;
+        assert_eq!(
+            status, 200,
+            "acknowledged event {id} is missing from the backup"
+        );
+    }
+    restored.stop().await;
+}
+
+#[tokio::test]
+async fn a_restored_copy_serves_the_same_history() {
+    let s = TestServer::start(&base_config()).await;
+    for i in 0..30 {
+        s.send_event("std", &format!("hist-{i}"), "webhook.test")
+            .await;
+    }
+    s.send_event("std", "hist-3", "webhook.test").await; // duplicate
+    s.post_signed("std", OTHER_SECRET, "bad", "{}").await; // rejected
+    s.wait_for_state("hist-29", "done").await;
+    let target = tempfile::tempdir().unwrap();
+    let (status, v) = s
+        .api_post(&format!(
+            "/api/backup?to={}",
+            target.path().join("data").display()
+        ))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let original = history(&s).await;
+    assert_eq!(original.len(), 32);
+    let restored = TestServer::start_in(target, &base_config(), None).await;
+    assert_eq!(history(&restored).await, original);
+    let (_, e) = restored.api("/api/events/hist-7").await;
+    assert_eq!(e["payload"]["id"], "hist-7");
+    // The restored copy still knows which ids it has seen.
+    let a = restored.send_event("std", "hist-5", "webhook.test").await;
+    assert_eq!(a.verdict(), (200, "duplicate"));
+    restored.stop().await;
+    s.stop().await;
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_hookd");
+
+fn hookd(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(args)
+        .env("HOOKD_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn verify_data_flags_a_broken_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = hookd::clock::system_ms();
+    let victim = {
+        let (store, _pruner) = open(dir.path(), "");
+        let a = deliver(&store, "v-1", now).await;
+        deliver(&store, "v-2", now + 1).await;
+        process_due(&store, now + 1, Next::Done).await;
+        a.seq
+    };
+    let data = dir.path().join("data");
+    let out = hookd(&["verify-data", data.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("events: 2") && text.contains("consistent"),
+        "{text}"
+    );
+
+    // An offline backup of it is consistent too.
+    let copy = dir.path().join("copy");
+    let out = hookd(&[
+        "backup",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--to",
+        copy.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(hookd(&["verify-data", copy.to_str().unwrap()])
+        .status
+        .success());
+
+    // Break it: a payload goes missing, and the queue points at an event that is not there.
+    {
+        let db = sled::open(data.join("db")).unwrap();
+        db.open_tree("payloads")
+            .unwrap()
+            .remove(victim.to_be_bytes())
+            .unwrap();
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&now.to_be_bytes());
+        key[8..].copy_from_slice(&u64::MAX.to_be_bytes());
+        db.open_tree("queue").unwrap().insert(key, &[]).unwrap();
+        db.flush().unwrap();
+    }
+    let out = hookd(&["verify-data", data.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("event {victim} has no payload")),
+        "{text}"
+    );
+    assert!(
+        text.contains("queue entry points at missing event"),
+        "{text}"
+    );
+
+    let out = hookd(&["verify-data", dir.path().join("nothing").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn backup_command_asks_a_running_hookd_and_compact_shrinks_a_stopped_one() {
+    let s = TestServer::start(&base_config()).await;
+    for i in 0..20 {
+        s.send_event("std", &format!("cli-{i}"), "webhook.test")
+            .await;
+    }
+    let config = s.dir.path().join("hookd.toml");
+    // Point the command at this server's admin listener.
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "admin_listen = \"127.0.0.1:0\"",
+        &format!("admin_listen = \"{}\"", s.admin),
+    );
+    std::fs::write(&config, text).unwrap();
+    let to = s.dir.path().join("online-copy");
+    let out = hookd(&[
+        "--config",
+        config.to_str().unwrap(),
+        "backup",
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("online backup"), "{stdout}");
+    assert!(hookd(&["verify-data", to.to_str().unwrap()])
+        .status
+        .success());
+    let dir = s.stop().await;
+
+    let data = dir.path().join("data");
+    let out = hookd(&["compact", "--data-dir", data.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(hookd(&["verify-data", data.to_str().unwrap()])
+        .status
+        .success());
+    let s = TestServer::start_in(dir, &base_config(), None).await;
+    let (status, _) = s.api("/api/events/cli-19").await;
+    assert_eq!(status, 200);
+    s.stop().await;
+}
