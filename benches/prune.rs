@@ -45,7 +45,13 @@ struct Figures {
 }
 
 /// Signed POSTs from `conns` connections until `stop` is set (and at least `min` has passed).
-fn load(addr: SocketAddr, conns: usize, min: Duration, stop: Arc<AtomicBool>, tag: &str) -> Figures {
+fn load(
+    addr: SocketAddr,
+    conns: usize,
+    min: Duration,
+    stop: Arc<AtomicBool>,
+    tag: &str,
+) -> Figures {
     let rt = runtime(1);
     let url = format!("http://{addr}/webhooks/bench");
     let tag = tag.to_owned();
@@ -222,7 +228,10 @@ fn main() {
     let dir = tempfile::tempdir_in(base).expect("tempdir");
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).expect("data dir");
-    println!("filling: {events} old, finished events ({} records) ...", 2 * events);
+    println!(
+        "filling: {events} old, finished events ({} records) ...",
+        2 * events
+    );
     let t = Instant::now();
     fill(&data.join("db"), events);
     println!("  filled in {:.0} s", t.elapsed().as_secs_f64());
@@ -260,9 +269,7 @@ fn main() {
     };
     let pruning = load(addr, conns, Duration::ZERO, done.clone(), "prune");
     let (report, prune_time) = prune_thread.join().expect("prune thread");
-    hookd_rt
-        .block_on(running.store.flush())
-        .expect("flush");
+    hookd_rt.block_on(running.store.flush()).expect("flush");
     let size_pruned = hookd::store::backup::dir_size(&data);
 
     println!("online backup while the same load runs ...");
