@@ -226,7 +226,7 @@ pub mod defaults {
     /// Every hour, on the hour (UTC).
     pub const PRUNE_SCHEDULE: &str = "0 0 * * * *";
     pub const EXPORT_RETENTION_DAYS: u32 = 15;
-    pub const PRUNE_BATCH: usize = 500;
+    pub const PRUNE_BATCH: usize = 200;
 }
 
 /// Where a value came from, for messages: the file (and key) or the variable.
