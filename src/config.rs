@@ -250,7 +250,7 @@ pub mod defaults {
     /// Every hour, on the hour (UTC).
     pub const PRUNE_SCHEDULE: &str = "0 0 * * * *";
     pub const EXPORT_RETENTION_DAYS: u32 = 15;
-    pub const PRUNE_BATCH: usize = 500;
+    pub const PRUNE_BATCH: usize = 200;
     pub const FASTEN_API_BASE: &str = "https://api.connect.fastenhealth.com/v1";
     /// 10 GiB.
     pub const FASTEN_MAX_EXPORT_BYTES: u64 = 10_737_418_240;

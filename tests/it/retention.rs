@@ -99,8 +99,8 @@ async fn older_records_go_younger_stay_and_unfinished_events_are_kept() {
     let dead = deliver(&store, "old-dead", old + 1).await;
     process_due(&store, old + 1, Next::Dead).await;
     let waiting = deliver(&store, "old-queued", old + 2).await;
+    // Processing it would also run the old queued event; it stays queued too.
     let young = deliver(&store, "young", now - DAY).await;
-    process_due(&store, now - DAY, Next::Done).await;
 
     let report = pruner.prune_at(now).unwrap();
     assert_eq!(report.deliveries, 3, "{report:?}");
@@ -123,12 +123,12 @@ async fn older_records_go_younger_stay_and_unfinished_events_are_kept() {
     // Younger records stay whole.
     assert!(store.delivery(young.delivery_id).unwrap().is_some());
     assert!(store.event(young.seq).unwrap().is_some());
-    assert_eq!(store.attempts(young.seq).unwrap().len(), 1);
+    assert!(store.payload(young.seq).unwrap().is_some());
     let stats = store.stats(now).unwrap();
     assert_eq!(stats.deliveries["accepted"], 1);
-    assert_eq!(stats.events["done"], 1);
+    assert_eq!(stats.events["done"], 0);
     assert_eq!(stats.events["dead"], 0);
-    assert_eq!(stats.events["queued"], 1);
+    assert_eq!(stats.events["queued"], 2);
     assert_eq!(pruner.status().last_pruned_records, 5);
     // A second run finds nothing more.
     assert_eq!(pruner.prune_at(now).unwrap().records(), 0);
@@ -475,13 +475,19 @@ async fn backup_command_asks_a_running_hookd_and_compact_shrinks_a_stopped_one()
     );
     std::fs::write(&config, text).unwrap();
     let to = s.dir.path().join("online-copy");
-    let out = hookd(&[
-        "--config",
-        config.to_str().unwrap(),
-        "backup",
-        "--to",
-        to.to_str().unwrap(),
-    ]);
+    // Off the runtime's thread: the server answering the command runs on it.
+    let args = [
+        "--config".to_owned(),
+        config.to_string_lossy().into_owned(),
+        "backup".to_owned(),
+        "--to".to_owned(),
+        to.to_string_lossy().into_owned(),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        hookd(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
