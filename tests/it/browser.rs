@@ -6,6 +6,7 @@
 use super::ui::{get_with_cookie, login, login_failing_sink_config, PASSWORD};
 use super::*;
 use fantoccini::{Client, ClientBuilder, Locator};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,11 +15,15 @@ use std::time::Duration;
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-/// Kills chromedriver (and with it the browser) when the test ends, pass or fail.
+/// Kills chromedriver and the browser it started when the test ends, pass or fail: they
+/// run in their own process group, and the whole group goes (a browser whose driver was
+/// killed alone would live on).
 struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -32,6 +37,7 @@ async fn start_browser(profile: &Path) -> (Driver, Client) {
         .port();
     let child = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
