@@ -368,6 +368,11 @@ fn delivery(admin: &Admin, id: &str) -> Result<Value, ApiError> {
         None => None,
     };
     let mut value = serde_json::to_value(&d).unwrap_or(Value::Null);
+    if let Some(e) = &event {
+        if let Some(files) = super::fasten::export_files(admin, e)? {
+            value["exports"] = files;
+        }
+    }
     value["event"] = serde_json::to_value(event).unwrap_or(Value::Null);
     Ok(value)
 }

@@ -198,3 +198,40 @@ fn export_file(admin: &Admin, task: &str, file: &str) -> ApiResult {
     }
     Ok(response)
 }
+
+/// The stored files of the export an `ehi_export_success` event announced, with their
+/// download paths, for a delivery's detail view; `None` for other events or before the
+/// export is stored.
+pub fn export_files(admin: &Admin, event: &crate::store::Event) -> Result<Option<Value>, ApiError> {
+    if event.event_type != "patient.ehi_export_success" {
+        return Ok(None);
+    }
+    let task = admin
+        .store
+        .payload(event.seq)?
+        .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
+        .and_then(|v| v["data"]["task_id"].as_str().map(str::to_owned));
+    let Some(task) = task else { return Ok(None) };
+    let Some(export) = admin.store.export_by_task(&task)? else {
+        return Ok(None);
+    };
+    let files: Vec<Value> = export
+        .files
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "name": f.name,
+                "resources": f.resources,
+                "bytes": f.bytes,
+                "sha256": f.sha256,
+                "counts": f.counts,
+                "download_url": format!(
+                    "/api/exports/{}/files/{}",
+                    form_urlencoded::byte_serialize(export.task_id.as_bytes()).collect::<String>(),
+                    form_urlencoded::byte_serialize(f.name.as_bytes()).collect::<String>()
+                ),
+            })
+        })
+        .collect();
+    Ok(Some(Value::Array(files)))
+}

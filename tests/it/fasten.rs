@@ -204,6 +204,21 @@ async fn export_success_stores_files_whose_counts_match_stats_and_the_index_answ
     let (status, _) = t.s.api("/api/exports/task-1/files/other").await;
     assert_eq!(status, 404);
 
+    // The delivery's detail lists the stored files with their sha256 and download path.
+    let (_, list) = t.s.api("/api/deliveries?event_id=ex-1").await;
+    let id = list["items"][0]["id"].as_str().unwrap().to_string();
+    let (_, d) = t.s.api(&format!("/api/deliveries/{id}")).await;
+    let listed = d["exports"]
+        .as_array()
+        .expect("exports in the delivery detail");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0]["sha256"], file["sha256"]);
+    assert_eq!(listed[0]["resources"], 40);
+    assert_eq!(
+        listed[0]["download_url"],
+        "/api/exports/task-1/files/fhir-1-40.ndjson"
+    );
+
     // One resource, found through the index.
     let generated = fhir::Export::new(fhir::seed_of("task-1/fhir-2-40.jsonl"), 40);
     for i in [0, 14, 39] {
