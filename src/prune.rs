@@ -31,8 +31,8 @@ const REST_FACTOR: u32 = 4;
 /// never points at a directory that is gone. A directory left behind by a failure is removed
 /// by a later run.
 pub trait ExportIndex: Send + Sync {
-    /// Drops every index entry of the export directory `name` (a direct child of
-    /// `<data_dir>/exports/`). An error keeps the directory for the next run.
+    /// Drops every index entry of the export `name` (`<connection>/<task>`, its directory
+    /// under `<data_dir>/exports/`). An error keeps the directory for the next run.
     fn forget(&self, name: &str) -> Result<(), String>;
 }
 
@@ -223,40 +223,62 @@ impl Pruner {
         stop
     }
 
-    /// Removes export directories (and stray files) last modified before `cutoff`. Returns
-    /// how many went. Failures are logged and left for the next run.
+    /// Removes exports (`exports/<connection>/<task>/`) last modified before `cutoff`, then
+    /// connection directories left empty, and stray files. Returns how many exports went.
+    /// Failures are logged and left for the next run.
     fn prune_exports(&self, cutoff: SystemTime) -> u64 {
         let Ok(entries) = std::fs::read_dir(&self.exports_dir) else {
             return 0; // no exports yet
         };
         let index = self.export_index.read().ok().and_then(|i| i.clone());
+        let old = |path: &std::path::Path| {
+            std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < cutoff)
+        };
         let mut removed = 0;
         for entry in entries.flatten() {
-            let Ok(modified) = entry.metadata().and_then(|m| m.modified()) else {
-                continue;
-            };
-            if modified >= cutoff {
+            let connection = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !connection.is_dir() {
+                // Not an export: only a stray file (say, a temporary one) that aged out.
+                if old(&connection) {
+                    if let Err(e) = std::fs::remove_file(&connection) {
+                        tracing::error!(path = %connection.display(), error = %e, "cannot remove a stray file");
+                    }
+                }
                 continue;
             }
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(index) = &index {
-                if let Err(e) = index.forget(&name) {
-                    tracing::error!(export = %name, error = %e, "cannot drop an export's index entries; kept");
+            let Ok(tasks) = std::fs::read_dir(&connection) else {
+                continue;
+            };
+            for task in tasks.flatten() {
+                let path = task.path();
+                if !old(&path) {
                     continue;
                 }
-            }
-            let path = entry.path();
-            let gone = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            match gone {
-                Ok(()) => removed += 1,
-                Err(e) => {
-                    tracing::error!(path = %path.display(), error = %e, "cannot remove an old export")
+                let export = format!("{name}/{}", task.file_name().to_string_lossy());
+                if let Some(index) = &index {
+                    if let Err(e) = index.forget(&export) {
+                        tracing::error!(%export, error = %e, "cannot drop an export's index entries; kept");
+                        continue;
+                    }
+                }
+                let gone = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                match gone {
+                    Ok(()) => removed += 1,
+                    Err(e) => {
+                        tracing::error!(path = %path.display(), error = %e, "cannot remove an old export")
+                    }
                 }
             }
+            // A connection with no export left: its directory goes too (fails harmlessly
+            // when something is still in it).
+            let _ = std::fs::remove_dir(&connection);
         }
         removed
     }

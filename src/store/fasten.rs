@@ -326,6 +326,53 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Removes one export's index entries (those still pointing into it: a newer export's
+    /// entry for the same resource stays), then its record and task entry, and flushes.
+    /// The files are the caller's (retention removes them after this). Returns the number
+    /// of index entries removed.
+    pub fn remove_export_data(&self, connection: &str, task_id: &str) -> Result<u64> {
+        let resources = self.fasten_tree(RESOURCES)?;
+        let mut removed = 0u64;
+        let mut batch = sled::Batch::default();
+        let mut pending = 0;
+        for item in resources.scan_prefix(prefix(connection)) {
+            let (key, value) = item?;
+            if decode_loc(&value)?.task_id == task_id {
+                batch.remove(key);
+                removed += 1;
+                pending += 1;
+                if pending >= REMOVE_BATCH {
+                    resources.apply_batch(std::mem::take(&mut batch))?;
+                    pending = 0;
+                }
+            }
+        }
+        resources.apply_batch(batch)?;
+        self.fasten_tree(EXPORTS)?
+            .remove(key2(connection, task_id))?;
+        self.fasten_tree(TASKS)?.remove(task_id.as_bytes())?;
+        self.db.flush()?;
+        Ok(removed)
+    }
+}
+
+/// The Fasten export index, as retention sees it: an export directory that ages out takes
+/// its index entries and record with it.
+pub struct ExportIndex(pub std::sync::Arc<Store>);
+
+impl crate::prune::ExportIndex for ExportIndex {
+    fn forget(&self, name: &str) -> std::result::Result<(), String> {
+        let Some((connection, task)) = name.split_once('/') else {
+            return Ok(()); // not an export directory of ours: nothing indexed
+        };
+        self.0
+            .remove_export_data(connection, task)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -435,6 +435,39 @@ async fn revoke_with_delete_removes_the_data() {
 }
 
 #[tokio::test]
+async fn exports_past_their_retention_go_with_their_index_entries() {
+    let t = setup(api::Options::default(), "keep", "").await;
+    let export = EventSpec {
+        task_id: "task-old".into(),
+        ..t.spec("patient.ehi_export_success", "conn-p")
+    };
+    t.send(&export, "pr-1").await;
+    t.s.wait_for_state("pr-1", "done").await;
+    let (_, c) = t.s.api("/api/connections/conn-p").await;
+    let resource = format!("/api/connections/conn-p/resources/Patient/{}", {
+        let generated = fhir::Export::new(fhir::seed_of("task-old/fhir-1-40.jsonl"), 40);
+        generated.resource(0)["id"].as_str().unwrap().to_string()
+    });
+    assert_eq!(c["exports"].as_array().unwrap().len(), 1);
+    assert_eq!(t.s.api(&resource).await.0, 200);
+
+    // Twenty days on (export_retention_days is 15 by default): the export is pruned.
+    let later = hookd::clock::system_ms() + 20 * 24 * 3600 * 1000;
+    let pruner = t.s.running.as_ref().unwrap().pruner.clone();
+    let report = pruner.prune_at(later).unwrap();
+    assert_eq!(report.exports, 1);
+    assert!(!t.s.dir.path().join("data/exports/conn-p").exists());
+    let (_, c) = t.s.api("/api/connections/conn-p").await;
+    assert_eq!(c["exports"].as_array().unwrap().len(), 0);
+    assert_eq!(t.s.api(&resource).await.0, 404);
+    assert_eq!(
+        t.s.api("/api/exports/task-old/files/fhir-1-40").await.0,
+        404
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
 async fn revoke_with_keep_keeps_the_data() {
     let t = setup(api::Options::default(), "keep", "").await;
     let export = EventSpec {

@@ -229,21 +229,29 @@ async fn old_exports_are_pruned_with_their_index_entries() {
     let dir = tempfile::tempdir().unwrap();
     let (_store, pruner) = open(dir.path(), "[retention]\nexport_retention_days = 3");
     let exports = dir.path().join("data/exports");
-    for name in ["task-old", "task-new"] {
+    for name in ["conn-1/task-old", "conn-1/task-new", "conn-2/task-old"] {
         std::fs::create_dir_all(exports.join(name)).unwrap();
-        std::fs::write(exports.join(name).join("export.jsonl"), "{}\n").unwrap();
+        std::fs::write(exports.join(name).join("export.ndjson"), "{}\n").unwrap();
+        age(
+            &exports.join(name),
+            if name.ends_with("old") { 5 } else { 1 },
+        );
     }
-    age(&exports.join("task-old"), 5);
-    age(&exports.join("task-new"), 1);
     let index = Arc::new(Forgetful::default());
     pruner.set_export_index(index.clone());
 
     let report = pruner.prune_at(hookd::clock::system_ms()).unwrap();
-    assert_eq!(report.exports, 1);
-    assert!(!exports.join("task-old").exists());
-    assert!(exports.join("task-new/export.jsonl").exists());
-    assert_eq!(*index.0.lock().unwrap(), ["task-old"]);
-    assert_eq!(pruner.status().last_pruned_exports, 1);
+    assert_eq!(report.exports, 2);
+    assert!(!exports.join("conn-1/task-old").exists());
+    assert!(exports.join("conn-1/task-new/export.ndjson").exists());
+    assert!(
+        !exports.join("conn-2").exists(),
+        "an emptied connection directory goes too"
+    );
+    let mut forgotten = index.0.lock().unwrap().clone();
+    forgotten.sort();
+    assert_eq!(forgotten, ["conn-1/task-old", "conn-2/task-old"]);
+    assert_eq!(pruner.status().last_pruned_exports, 2);
 }
 
 /// Sends events from `senders` tasks until `stop`, remembering each acknowledged id.
