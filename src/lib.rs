@@ -3,8 +3,10 @@
 //!
 //! The modules follow the path of one webhook:
 //! [`receive`] (HTTP) → [`verify`] (Standard Webhooks signature) → [`store`] (sled: delivery
-//! log, dedup, durable queue) → [`process`] (workers, retries, dead letters) → [`admin`]
-//! (the JSON API that shows it all); [`prune`] keeps the data directory within retention. [`server`] wires them together; [`config`] is read once.
+//! log, dedup, durable queue, Fasten export index) → [`process`] (workers, retries, dead
+//! letters; `log`, `forward` and Fasten processors) → [`prune`] (retention; [`backup`] for
+//! copies) → [`admin`] (the API and web UI that show it all; [`telemetry`] for metrics).
+//! [`server`] wires them together; [`config`] is read once; [`simulate`] stands in for Fasten.
 #![warn(clippy::unwrap_used)]
 
 pub mod admin;
