@@ -179,10 +179,7 @@ impl FastenProcessor {
                     *slot = Some(v);
                 }
             }
-            if c.first_seen_ms == 0 {
-                c.first_seen_ms = now;
-            }
-            c.last_seen_ms = c.last_seen_ms.max(now);
+            c.seen(&job.event.endpoint, now);
         };
         let _guard = self.requesting.lock().await;
         let (c, ()) = self
@@ -246,13 +243,7 @@ impl FastenProcessor {
         };
         self.store
             .update_connection(&conn, |c| {
-                if c.endpoint.is_empty() {
-                    c.endpoint = job.event.endpoint.clone();
-                }
-                if c.first_seen_ms == 0 {
-                    c.first_seen_ms = failure.at_ms;
-                }
-                c.last_seen_ms = c.last_seen_ms.max(failure.at_ms);
+                c.seen(&job.event.endpoint, failure.at_ms);
                 if !c.failures.iter().any(|f| f.event_id == failure.event_id) {
                     c.failures.push(failure.clone());
                 }
@@ -269,13 +260,7 @@ impl FastenProcessor {
         let now = clock::system_ms();
         self.store
             .update_connection(&conn, |c| {
-                if c.endpoint.is_empty() {
-                    c.endpoint = job.event.endpoint.clone();
-                }
-                if c.first_seen_ms == 0 {
-                    c.first_seen_ms = now;
-                }
-                c.last_seen_ms = c.last_seen_ms.max(now);
+                c.seen(&job.event.endpoint, now);
                 c.status =
                     Some(str_field(data, "connection_status").unwrap_or_else(|| "revoked".into()));
                 c.revoked_at_ms.get_or_insert(now);
@@ -430,13 +415,7 @@ impl FastenProcessor {
         let now = record.stored_at_ms;
         self.store
             .update_connection(&conn, |c| {
-                if c.endpoint.is_empty() {
-                    c.endpoint = job.event.endpoint.clone();
-                }
-                if c.first_seen_ms == 0 {
-                    c.first_seen_ms = now;
-                }
-                c.last_seen_ms = c.last_seen_ms.max(now);
+                c.seen(&job.event.endpoint, now);
             })
             .map_err(Self::store_err)?;
         self.store

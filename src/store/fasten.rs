@@ -357,6 +357,20 @@ impl Store {
     }
 }
 
+impl Connection {
+    /// Notes an event about this connection at `at_ms` on `endpoint`: the endpoint if none
+    /// was known, the first time it was seen, and the latest.
+    pub fn seen(&mut self, endpoint: &str, at_ms: u64) {
+        if self.endpoint.is_empty() {
+            self.endpoint = endpoint.to_owned();
+        }
+        if self.first_seen_ms == 0 {
+            self.first_seen_ms = at_ms;
+        }
+        self.last_seen_ms = self.last_seen_ms.max(at_ms);
+    }
+}
+
 /// The Fasten export index, as retention sees it: an export directory that ages out takes
 /// its index entries and record with it.
 pub struct ExportIndex(pub std::sync::Arc<Store>);
