@@ -439,7 +439,7 @@ fn stats(admin: &Admin) -> Result<Value, ApiError> {
     let stats = admin.store.stats(clock::now_ms())?;
     let mut value = serde_json::to_value(stats).unwrap_or(Value::Null);
     value["retention"] = serde_json::to_value(admin.pruner.status()).unwrap_or(Value::Null);
-    value["data_dir_bytes"] = json!(crate::store::backup::dir_size(&admin.config.data_dir));
+    value["data_dir_bytes"] = json!(admin.data_dir_bytes());
     Ok(value)
 }
 

@@ -37,6 +37,9 @@ pub struct Admin {
     /// Deliveries per finished hour, by verdict: finished hours never change, so the chart
     /// counts each hour's index keys once.
     chart: Mutex<HashMap<u64, HourCounts>>,
+    /// The data directory's size and when it was measured: walking a directory with many
+    /// exports on every poll of /api/stats would be repeated I/O for a slow-moving figure.
+    dir_size: Mutex<Option<(std::time::Instant, u64)>>,
 }
 
 impl Admin {
@@ -48,6 +51,22 @@ impl Admin {
             store,
             pruner,
             chart: Mutex::new(HashMap::new()),
+            dir_size: Mutex::new(None),
+        }
+    }
+}
+
+impl Admin {
+    /// The data directory's size in bytes, measured at most every 30 s.
+    pub fn data_dir_bytes(&self) -> u64 {
+        let mut cached = self.dir_size.lock().unwrap_or_else(|e| e.into_inner());
+        match *cached {
+            Some((at, bytes)) if at.elapsed() < std::time::Duration::from_secs(30) => bytes,
+            _ => {
+                let bytes = crate::store::backup::dir_size(&self.config.data_dir);
+                *cached = Some((std::time::Instant::now(), bytes));
+                bytes
+            }
         }
     }
 }
