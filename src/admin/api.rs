@@ -161,21 +161,33 @@ fn list_deliveries(admin: &Admin, query: &str) -> Result<Value, ApiError> {
         from_ms: number(&q, "from")?,
         to_ms: number(&q, "to")?,
     };
-    let limit = page_limit(&q)?;
+    scan_pages(&q, |cursor, wanted| {
+        let page = admin.store.list_deliveries(&filter, cursor, wanted)?;
+        let items = page
+            .items
+            .iter()
+            .map(|d| summary(admin, d))
+            .collect::<Result<_, _>>()?;
+        Ok((items, page.next_cursor))
+    })
+}
+
+/// Answers one list page. The store stops after a bounded scan and returns a cursor; keep
+/// asking while the time allows, so a rare match deep in the log is found in one request
+/// rather than after many empty pages. `fetch(cursor, wanted)` gives rows and the next cursor.
+fn scan_pages(
+    q: &HashMap<String, String>,
+    mut fetch: impl FnMut(Option<u64>, usize) -> Result<(Vec<Value>, Option<u64>), ApiError>,
+) -> Result<Value, ApiError> {
+    let limit = page_limit(q)?;
     let deadline = Instant::now() + SCAN_TIME;
-    let mut cursor = number(&q, "cursor")?;
+    let mut cursor = number(q, "cursor")?;
     let mut items = Vec::new();
-    // The store stops after a bounded scan; keep going while the time allows, so a rare
-    // match deep in the log is found in one request rather than after many empty pages.
     loop {
-        let page = admin
-            .store
-            .list_deliveries(&filter, cursor, limit - items.len())?;
-        for d in &page.items {
-            items.push(summary(admin, d)?);
-        }
-        cursor = page.next_cursor;
-        if cursor.is_none() || items.len() == limit || Instant::now() >= deadline {
+        let (rows, next) = fetch(cursor, limit - items.len())?;
+        items.extend(rows);
+        cursor = next;
+        if cursor.is_none() || items.len() >= limit || Instant::now() >= deadline {
             break;
         }
     }
@@ -226,52 +238,36 @@ fn list_deliveries_by_state(admin: &Admin, q: &HashMap<String, String>) -> Resul
     let filter = event_filter(q)?;
     let verdict = verdict_param(q)?;
     let event_id = text(q, "event_id");
-    let limit = page_limit(q)?;
-    let deadline = Instant::now() + SCAN_TIME;
-    let mut cursor = number(q, "cursor")?;
-    let mut items = Vec::new();
-    loop {
-        let page = admin
-            .store
-            .list_events(&filter, cursor, limit - items.len())?;
+    scan_pages(q, |cursor, wanted| {
+        let page = admin.store.list_events(&filter, cursor, wanted)?;
+        let mut rows = Vec::new();
         for e in &page.items {
             if event_id.as_ref().is_some_and(|id| *id != e.event_id) {
                 continue;
             }
             if let Some(d) = admin.store.delivery(e.delivery_id)? {
-                if verdict.is_some_and(|v| v != d.verdict) {
-                    continue;
+                if verdict.is_none_or(|v| v == d.verdict) {
+                    rows.push(summary(admin, &d)?);
                 }
-                items.push(summary(admin, &d)?);
             }
         }
-        cursor = page.next_cursor;
-        if cursor.is_none() || items.len() >= limit || Instant::now() >= deadline {
-            break;
-        }
-    }
-    Ok(json!({ "items": items, "next_cursor": cursor.map(|c| c.to_string()) }))
+        Ok((rows, page.next_cursor))
+    })
 }
 
 /// Events, newest first, filtered by endpoint, type, state and time.
 fn list_events(admin: &Admin, query: &str) -> Result<Value, ApiError> {
     let q = parse_query(query)?;
     let filter = event_filter(&q)?;
-    let limit = page_limit(&q)?;
-    let deadline = Instant::now() + SCAN_TIME;
-    let mut cursor = number(&q, "cursor")?;
-    let mut items = Vec::new();
-    loop {
-        let page = admin
-            .store
-            .list_events(&filter, cursor, limit - items.len())?;
-        items.extend(page.items);
-        cursor = page.next_cursor;
-        if cursor.is_none() || items.len() == limit || Instant::now() >= deadline {
-            break;
-        }
-    }
-    Ok(json!({ "items": items, "next_cursor": cursor.map(|c| c.to_string()) }))
+    scan_pages(&q, |cursor, wanted| {
+        let page = admin.store.list_events(&filter, cursor, wanted)?;
+        let rows = page
+            .items
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
+            .collect();
+        Ok((rows, page.next_cursor))
+    })
 }
 
 /// Re-queues every event that matches the filter (dead ones unless `state=done`).
