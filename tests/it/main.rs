@@ -201,6 +201,48 @@ pub fn event_body(event_id: &str, event_type: &str) -> String {
     .to_string()
 }
 
+/// Accepts `event_id` on the `std` endpoint straight through the store (no HTTP), as
+/// received at `at_ms`, and returns what the store decided.
+pub async fn deliver(
+    store: &hookd::store::Store,
+    event_id: &str,
+    at_ms: u64,
+) -> hookd::store::Accepted {
+    use hookd::store::{DeliveryDraft, NewEvent, ResponseLog, Verdict};
+    let draft = DeliveryDraft {
+        received_at_ms: at_ms,
+        endpoint: "std".into(),
+        remote_addr: None,
+        request_headers: vec![],
+        body: String::new(),
+        body_bytes: 0,
+        body_truncated: false,
+        verdict: Verdict::Accepted,
+        reason: String::new(),
+        response: ResponseLog {
+            status: 200,
+            headers: vec![],
+            body: String::new(),
+        },
+        event_id: Some(event_id.into()),
+        event_type: Some("webhook.test".into()),
+    };
+    let event = NewEvent {
+        event_id: event_id.into(),
+        event_type: "webhook.test".into(),
+        payload: bytes::Bytes::from(event_body(event_id, "webhook.test")),
+    };
+    let respond: hookd::store::Respond = |_| {
+        let log = ResponseLog {
+            status: 200,
+            headers: vec![],
+            body: String::new(),
+        };
+        (String::new(), log)
+    };
+    store.accept(draft, event, respond).await.unwrap()
+}
+
 pub fn now() -> i64 {
     hookd::clock::system_secs()
 }

@@ -5,7 +5,7 @@ use super::*;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use hookd::process::{Job, Pipeline, ProcessError, Processor};
-use hookd::store::{DeliveryDraft, NewEvent, ResponseLog, Store, Verdict};
+use hookd::store::Store;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -164,40 +164,7 @@ impl Processor for Recorder {
 }
 
 async fn accept(store: &Store, event_id: &str) -> u64 {
-    let draft = DeliveryDraft {
-        received_at_ms: hookd::clock::now_ms(),
-        endpoint: "std".into(),
-        remote_addr: None,
-        request_headers: vec![],
-        body: String::new(),
-        body_bytes: 0,
-        body_truncated: false,
-        verdict: Verdict::Accepted,
-        reason: String::new(),
-        response: ResponseLog {
-            status: 200,
-            headers: vec![],
-            body: String::new(),
-        },
-        event_id: Some(event_id.into()),
-        event_type: Some("webhook.test".into()),
-    };
-    let event = NewEvent {
-        event_id: event_id.into(),
-        event_type: "webhook.test".into(),
-        payload: Bytes::from(event_body(event_id, "webhook.test")),
-    };
-    let respond: hookd::store::Respond = |_| {
-        (
-            String::new(),
-            ResponseLog {
-                status: 200,
-                headers: vec![],
-                body: String::new(),
-            },
-        )
-    };
-    store.accept(draft, event, respond).await.unwrap().seq
+    deliver(store, event_id, hookd::clock::now_ms()).await.seq
 }
 
 /// Runs a pipeline over a fresh store with `processing` config until the recorder was

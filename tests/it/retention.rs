@@ -4,61 +4,13 @@
 
 use super::receive::base_config;
 use super::*;
-use bytes::Bytes;
 use hookd::prune::{ExportIndex, Pruner};
-use hookd::store::{
-    check, Accepted, Attempt, AttemptOutcome, DeliveryDraft, NewEvent, Next, ResponseLog, Store,
-    Verdict,
-};
+use hookd::store::{check, Attempt, AttemptOutcome, Next, Store, Verdict};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const DAY: u64 = 24 * 60 * 60 * 1000;
-
-fn draft(event_id: &str, at_ms: u64) -> DeliveryDraft {
-    DeliveryDraft {
-        received_at_ms: at_ms,
-        endpoint: "std".into(),
-        remote_addr: None,
-        request_headers: vec![],
-        body: String::new(),
-        body_bytes: 0,
-        body_truncated: false,
-        verdict: Verdict::Accepted,
-        reason: String::new(),
-        response: ResponseLog {
-            status: 200,
-            headers: vec![],
-            body: String::new(),
-        },
-        event_id: Some(event_id.into()),
-        event_type: Some("webhook.test".into()),
-    }
-}
-
-/// Delivers `event_id` to the store as received at `at_ms`.
-async fn deliver(store: &Store, event_id: &str, at_ms: u64) -> Accepted {
-    let event = NewEvent {
-        event_id: event_id.into(),
-        event_type: "webhook.test".into(),
-        payload: Bytes::from(event_body(event_id, "webhook.test")),
-    };
-    let respond: hookd::store::Respond = |_| {
-        (
-            String::new(),
-            ResponseLog {
-                status: 200,
-                headers: vec![],
-                body: String::new(),
-            },
-        )
-    };
-    store
-        .accept(draft(event_id, at_ms), event, respond)
-        .await
-        .unwrap()
-}
 
 /// Runs every event due by `at_ms` once, ending it with `next`.
 async fn process_due(store: &Store, at_ms: u64, next: Next) -> Vec<u64> {
