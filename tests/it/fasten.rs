@@ -82,6 +82,17 @@ impl Setup {
             .await
     }
 
+    /// Sends an `ehi_export_success` of one 40-resource file for (`conn`, `task`) as event
+    /// `id` and waits until it is processed; returns the event.
+    async fn store_export(&self, conn: &str, task: &str, id: &str) -> Value {
+        let spec = EventSpec {
+            task_id: task.into(),
+            ..self.spec("patient.ehi_export_success", conn)
+        };
+        assert_eq!(self.send(&spec, id).await.verdict(), (200, "accepted"));
+        self.s.wait_for_state(id, "done").await
+    }
+
     fn export_dir(&self, conn: &str, task: &str) -> PathBuf {
         self.s
             .dir
@@ -300,12 +311,7 @@ async fn an_expired_signed_url_is_requested_afresh_and_succeeds() {
         ..api::Options::default()
     };
     let t = setup(options, "keep", "").await;
-    let spec = EventSpec {
-        task_id: "task-e".into(),
-        ..t.spec("patient.ehi_export_success", "conn-e")
-    };
-    t.send(&spec, "exp-1").await;
-    let event = t.s.wait_for_state("exp-1", "done").await;
+    let event = t.store_export("conn-e", "task-e", "exp-1").await;
     assert_eq!(event["attempts"].as_array().unwrap().len(), 1);
     assert!(
         detail(&event, 0).contains("requested a fresh one"),
@@ -401,12 +407,7 @@ async fn max_export_bytes_is_enforced() {
 #[tokio::test]
 async fn revoke_with_delete_removes_the_data() {
     let t = setup(api::Options::default(), "delete", "").await;
-    let export = EventSpec {
-        task_id: "task-r".into(),
-        ..t.spec("patient.ehi_export_success", "conn-r")
-    };
-    t.send(&export, "rv-1").await;
-    t.s.wait_for_state("rv-1", "done").await;
+    t.store_export("conn-r", "task-r", "rv-1").await;
     let patient = fhir::Export::new(fhir::seed_of("task-r/fhir-1-40.jsonl"), 40).resource(0);
     let path = format!(
         "/api/connections/conn-r/resources/Patient/{}",
@@ -437,12 +438,7 @@ async fn revoke_with_delete_removes_the_data() {
 #[tokio::test]
 async fn exports_past_their_retention_go_with_their_index_entries() {
     let t = setup(api::Options::default(), "keep", "").await;
-    let export = EventSpec {
-        task_id: "task-old".into(),
-        ..t.spec("patient.ehi_export_success", "conn-p")
-    };
-    t.send(&export, "pr-1").await;
-    t.s.wait_for_state("pr-1", "done").await;
+    t.store_export("conn-p", "task-old", "pr-1").await;
     let (_, c) = t.s.api("/api/connections/conn-p").await;
     let resource = format!("/api/connections/conn-p/resources/Patient/{}", {
         let generated = fhir::Export::new(fhir::seed_of("task-old/fhir-1-40.jsonl"), 40);
@@ -470,12 +466,7 @@ async fn exports_past_their_retention_go_with_their_index_entries() {
 #[tokio::test]
 async fn revoke_with_keep_keeps_the_data() {
     let t = setup(api::Options::default(), "keep", "").await;
-    let export = EventSpec {
-        task_id: "task-k".into(),
-        ..t.spec("patient.ehi_export_success", "conn-k")
-    };
-    t.send(&export, "kp-1").await;
-    t.s.wait_for_state("kp-1", "done").await;
+    t.store_export("conn-k", "task-k", "kp-1").await;
     t.send(&t.spec("patient.authorization_revoked", "conn-k"), "kp-2")
         .await;
     t.s.wait_for_state("kp-2", "done").await;
@@ -668,12 +659,7 @@ secrets = ["{SECRET}"]
 #[tokio::test]
 async fn an_export_processed_again_by_its_event_is_not_downloaded_twice() {
     let t = setup(api::Options::default(), "keep", "").await;
-    let spec = EventSpec {
-        task_id: "task-i".into(),
-        ..t.spec("patient.ehi_export_success", "conn-i")
-    };
-    t.send(&spec, "idem-1").await;
-    t.s.wait_for_state("idem-1", "done").await;
+    t.store_export("conn-i", "task-i", "idem-1").await;
     // A second run of the same event, as after a crash (here: an operator's replay).
     let (status, _) = t.s.api_post("/api/events/idem-1/replay").await;
     assert_eq!(status, 202);
