@@ -177,6 +177,21 @@ impl TestServer {
         request.send().await.unwrap().status().as_u16()
     }
 
+    /// `/api/stats` once `events.<state>` has reached `n`. The counters follow the records
+    /// by a moment (the writer counts after its transaction commits), so a test that just saw
+    /// an event's new state reads them this way; a wrong count still fails after 2 s.
+    pub async fn stats_with(&self, state: &str, n: u64) -> serde_json::Value {
+        let mut stats = serde_json::Value::Null;
+        for _ in 0..100 {
+            stats = self.api("/api/stats").await.1;
+            if stats["events"][state] == n {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        stats
+    }
+
     /// Waits (bounded) until the event reaches `state`, and returns it.
     pub async fn wait_for_state(&self, event_id: &str, state: &str) -> serde_json::Value {
         for _ in 0..200 {

@@ -107,7 +107,7 @@ async fn event_goes_dead_after_max_attempts_and_replay_revives_it() {
     let event = s.wait_for_state("dead-1", "dead").await;
     assert_eq!(event["attempts"].as_array().unwrap().len(), 2);
     assert!(event["last_error"].as_str().unwrap().contains("HTTP 500"));
-    let (_, stats) = s.api("/api/stats").await;
+    let stats = s.stats_with("dead", 1).await;
     assert_eq!(stats["events"]["dead"], 1);
     // The sink works now: a replay delivers it.
     let (status, _) = s.api_post("/api/events/dead-1/replay").await;

@@ -226,7 +226,7 @@ async fn unselected_event_type_is_filtered_and_not_queued() {
         .await;
     assert_eq!(a.verdict(), (200, "accepted"));
     s.wait_for_state("f2", "done").await;
-    let (_, stats) = s.api("/api/stats").await;
+    let stats = s.stats_with("done", 1).await;
     assert_eq!(stats["deliveries"]["filtered"], 1);
     assert_eq!(
         stats["events"]["done"], 1,
