@@ -265,7 +265,9 @@ async fn a_password_alone_allows_a_public_admin_listener() {
     std::fs::write(&path, &text).unwrap();
     assert!(Config::load(Some(&path), &HashMap::new()).is_ok());
     std::fs::write(&path, "[admin]\npassword_hash = \"hunter2\"\n").unwrap();
-    let err = Config::load(Some(&path), &HashMap::new()).unwrap_err().0;
+    let err = Config::load(Some(&path), &HashMap::new())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("admin.password_hash"), "{err}");
 }
 
@@ -444,6 +446,6 @@ fn the_password_hash_can_come_from_the_environment() {
     let config = Config::load(Some(&path), &env).unwrap();
     assert_eq!(config.admin.password_hash.as_deref(), Some(hash.as_str()));
     let env = HashMap::from([("HOOKD_ADMIN_PASSWORD_HASH".to_string(), "plain".to_string())]);
-    let err = Config::load(Some(&path), &env).unwrap_err().0;
+    let err = Config::load(Some(&path), &env).unwrap_err().to_string();
     assert!(err.contains("HOOKD_ADMIN_PASSWORD_HASH"), "{err}");
 }

@@ -1,0 +1,136 @@
+//! The `[fasten]` section: the Fasten Connect API, its credentials, and the hosts exports
+//! may be downloaded from.
+
+use super::build::read_secret_file;
+use super::defaults;
+use super::error::{ConfigError, Invalid, Origin};
+use super::raw::RawFasten;
+use super::types::{DownloadHost, Fasten, OnRevoke};
+
+/// Builds and checks `[fasten]`.
+pub(super) fn build(raw: RawFasten, origin: &Origin) -> Result<Fasten, ConfigError> {
+    let api_base = raw
+        .api_base
+        .unwrap_or_else(|| defaults::FASTEN_API_BASE.to_string())
+        .trim_end_matches('/')
+        .to_string();
+    let api_host = reqwest::Url::parse(&api_base)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .ok_or_else(|| origin.err("fasten.api_base", Invalid::NotHttpUrl(api_base.clone())))?;
+    // The variable wins over the file, which is then not read.
+    let private_key = match (raw.private_key, &raw.private_key_file) {
+        (Some(key), _) => Some(key),
+        (None, Some(path)) => Some(
+            read_secret_file(origin, "fasten.private_key_file", path)?
+                .trim()
+                .to_owned(),
+        ),
+        (None, None) => None,
+    };
+    let download_hosts = match raw.download_hosts {
+        Some(list) => download_hosts(&list, origin)?,
+        // The API host itself, over https.
+        None => vec![DownloadHost {
+            host: api_host,
+            port: None,
+            allow_http: false,
+        }],
+    };
+    let on_revoke = match raw.on_revoke.as_deref() {
+        None | Some("keep") => OnRevoke::Keep,
+        Some("delete") => OnRevoke::Delete,
+        Some(other) => {
+            return Err(origin.err(
+                "fasten.on_revoke",
+                Invalid::NotOneOf {
+                    value: other.to_owned(),
+                    choices: "keep, delete",
+                },
+            ))
+        }
+    };
+    let max_export_bytes = raw
+        .max_export_bytes
+        .unwrap_or(defaults::FASTEN_MAX_EXPORT_BYTES);
+    if max_export_bytes == 0 {
+        return Err(origin.err("fasten.max_export_bytes", Invalid::Zero));
+    }
+    Ok(Fasten {
+        api_base,
+        public_id: raw.public_id,
+        private_key,
+        request_export_on_connection: raw
+            .request_export_on_connection
+            .unwrap_or(defaults::REQUEST_EXPORT_ON_CONNECTION),
+        download_hosts,
+        max_export_bytes,
+        on_revoke,
+    })
+}
+
+fn download_hosts(list: &[String], origin: &Origin) -> Result<Vec<DownloadHost>, ConfigError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, h)| {
+            parse_download_host(h).ok_or_else(|| {
+                origin.err(
+                    &format!("fasten.download_hosts[{i}]"),
+                    Invalid::NotAHost(h.clone()),
+                )
+            })
+        })
+        .collect()
+}
+
+fn parse_download_host(text: &str) -> Option<DownloadHost> {
+    let (allow_http, rest) = match text.strip_prefix("http://") {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix("https://").unwrap_or(text)),
+    };
+    let rest = rest.trim_end_matches('/');
+    let url = reqwest::Url::parse(&format!("http://{rest}/")).ok()?;
+    let host = url.host_str()?.to_ascii_lowercase();
+    if url.path() != "/" || host.is_empty() {
+        return None;
+    }
+    Some(DownloadHost {
+        host,
+        port: url.port(),
+        allow_http,
+    })
+}
+
+impl Fasten {
+    /// Whether `url` may be downloaded from: https to a listed host, or http to a host
+    /// listed as `http://...`. Returns the reason when not.
+    pub fn check_download_url(&self, url: &reqwest::Url) -> Result<(), String> {
+        let host = url.host_str().unwrap_or("").to_ascii_lowercase();
+        let scheme = url.scheme();
+        if scheme != "https" && scheme != "http" {
+            return Err(format!("{url}: only https URLs are downloaded"));
+        }
+        let listed = self.download_hosts.iter().filter(|h| {
+            h.host == host
+                && h.port
+                    .is_none_or(|p| Some(p) == url.port_or_known_default())
+        });
+        let mut any = false;
+        for h in listed {
+            any = true;
+            if scheme == "https" || h.allow_http {
+                return Ok(());
+            }
+        }
+        if any {
+            Err(format!(
+                "{url}: plain http is refused; list the host as `http://{host}` in fasten.download_hosts to allow it"
+            ))
+        } else {
+            Err(format!(
+                "{url}: host `{host}` is not in fasten.download_hosts"
+            ))
+        }
+    }
+}
