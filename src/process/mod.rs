@@ -249,27 +249,7 @@ impl Pipeline {
         let seq = job.event.seq;
         let number = job.event.attempts + 1;
         let started = clock::now_ms();
-        let processor = self.processors.0.get(&job.event.endpoint);
-        let (name, result) = match processor {
-            Some(p) => {
-                let result = tokio::time::timeout(self.attempt_timeout, p.process(&job))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(ProcessError::Retry(format!(
-                            "timed out after {} s",
-                            self.attempt_timeout.as_secs()
-                        )))
-                    });
-                (p.name(), result)
-            }
-            None => (
-                "none",
-                Err(ProcessError::Retry(format!(
-                    "endpoint {} is not configured any more",
-                    job.event.endpoint
-                ))),
-            ),
-        };
+        let (name, result) = self.run_processor(&job).await;
         let finished = clock::now_ms();
         let (outcome, detail, next) = match result {
             Ok(detail) => (AttemptOutcome::Ok, detail, Next::Done),
@@ -309,6 +289,28 @@ impl Pipeline {
             // The event stays claimed; the next start re-queues it.
             tracing::error!(seq, error = %e, "cannot record an attempt");
         }
+    }
+
+    /// Runs the endpoint's processor within the attempt timeout; returns its name and result.
+    async fn run_processor(&self, job: &Job) -> (&'static str, Result<String, ProcessError>) {
+        let Some(p) = self.processors.0.get(&job.event.endpoint) else {
+            return (
+                "none",
+                Err(ProcessError::Retry(format!(
+                    "endpoint {} is not configured any more",
+                    job.event.endpoint
+                ))),
+            );
+        };
+        let result = tokio::time::timeout(self.attempt_timeout, p.process(job))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ProcessError::Retry(format!(
+                    "timed out after {} s",
+                    self.attempt_timeout.as_secs()
+                )))
+            });
+        (p.name(), result)
     }
 }
 

@@ -127,3 +127,38 @@ impl ApiClient {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::collections::HashMap;
+
+    #[test]
+    fn credentials_go_only_to_the_api_scheme_host_and_port() {
+        let config = Config::load(None, &HashMap::new()).unwrap().fasten;
+        let api = ApiClient::new(Arc::new(config)).unwrap();
+        let is_api = |u: &str| api.is_api_host(&Url::parse(u).unwrap());
+        assert!(is_api(
+            "https://api.connect.fastenhealth.com/v1/bridge/fhir/ehi-export/t/download/f.jsonl"
+        ));
+        assert!(is_api("https://API.connect.fastenhealth.com:443/other"));
+        assert!(!is_api("http://api.connect.fastenhealth.com/v1/x"));
+        assert!(!is_api("https://api.connect.fastenhealth.com:8443/v1/x"));
+        assert!(!is_api("https://storage.example/signed?sig=1"));
+    }
+
+    #[test]
+    fn a_bad_api_base_is_a_setup_error() {
+        let mut config = Config::load(None, &HashMap::new()).unwrap().fasten;
+        config.api_base = "not a url".into();
+        let Err(err) = ApiClient::new(Arc::new(config)) else {
+            panic!("accepted a bad api_base")
+        };
+        assert!(matches!(err, SetupError::ApiBase { .. }), "{err}");
+        assert!(
+            err.to_string().starts_with("fasten.api_base `not a url`: "),
+            "{err}"
+        );
+    }
+}

@@ -67,11 +67,11 @@ pub fn check_url(config: &Fasten, url: &Url) -> Result<(), UrlRefused> {
 }
 
 /// Where one downloaded file goes.
-pub struct Target {
-    pub dir: PathBuf,
-    pub name: String,
-    pub connection: String,
-    pub task: String,
+pub(super) struct Target {
+    pub(super) dir: PathBuf,
+    pub(super) name: String,
+    pub(super) connection: String,
+    pub(super) task: String,
 }
 
 enum Chunk {
