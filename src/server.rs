@@ -135,7 +135,8 @@ pub async fn start(
     }
     let processors = match processors {
         Some(p) => p,
-        None => Processors::from_config(&config, &store).map_err(StartError::Processor)?,
+        None => Processors::from_config(&config, &store)
+            .map_err(|e| StartError::Processor(e.to_string()))?,
     };
 
     let receiver_listener = bind("listen", config.listen).await?;

@@ -2,6 +2,7 @@
 //! resources. Behind the same bearer-token check as the rest of `/api`.
 
 use super::{Admin, ApiError};
+use crate::process::fasten::events::FastenEvent;
 use crate::process::{connection_dir, safe_name};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -209,8 +210,8 @@ pub fn export_files(admin: &Admin, event: &crate::store::Event) -> Result<Option
     let task = admin
         .store
         .payload(event.seq)?
-        .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
-        .and_then(|v| v["data"]["task_id"].as_str().map(str::to_owned));
+        .and_then(|p| FastenEvent::parse(&event.event_type, &p).ok())
+        .and_then(|e| e.task_id().map(str::to_owned));
     let Some(task) = task else { return Ok(None) };
     let Some(export) = admin.store.export_by_task(&task)? else {
         return Ok(None);

@@ -7,7 +7,7 @@
 //! attempt cut short by a crash is re-claimed at start-up, so processors must be idempotent
 //! by event id.
 
-mod fasten;
+pub mod fasten;
 mod forward;
 mod log;
 pub mod retry;
@@ -24,9 +24,10 @@ use crate::store::{Attempt, AttemptOutcome, Event, Next, Store};
 use futures_util::future::BoxFuture;
 use retry::RetryPolicy;
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 /// An event handed to a processor, with its raw body.
@@ -35,13 +36,27 @@ pub struct Job {
     pub payload: bytes::Bytes,
 }
 
-/// How an attempt failed.
-#[derive(Debug)]
+/// How an attempt failed; the text is what the attempt record shows.
+#[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     /// Worth another attempt later (network, 5xx, timeouts).
+    #[error("{0}")]
     Retry(String),
     /// Will never succeed; the event goes straight to `dead`.
+    #[error("{0}")]
     Permanent(String),
+}
+
+/// Why the configured processors could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("fasten.api_base `{url}`: {reason}")]
+    ApiBase { url: String, reason: String },
+    #[error("cannot build HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    /// A `forward` endpoint's processor; the text says why.
+    #[error("{0}")]
+    Forward(String),
 }
 
 /// What runs for an accepted event. Must be idempotent by event id: an attempt may be
@@ -60,7 +75,7 @@ pub struct Processors(HashMap<String, Arc<dyn Processor>>);
 impl Processors {
     /// One processor per configured endpoint. `store` keeps what processors record (Fasten
     /// connections and exports).
-    pub fn from_config(config: &Config, store: &Arc<Store>) -> Result<Processors, String> {
+    pub fn from_config(config: &Config, store: &Arc<Store>) -> Result<Processors, SetupError> {
         let mut map: HashMap<String, Arc<dyn Processor>> = HashMap::new();
         // All Fasten endpoints share one processor, so "request an export once per
         // connection" holds across them.
@@ -84,11 +99,14 @@ impl Processors {
                     url,
                     secret,
                     timeout_secs,
-                } => Arc::new(ForwardProcessor::new(
-                    url.clone(),
-                    secret.clone(),
-                    Duration::from_secs(*timeout_secs),
-                )?),
+                } => Arc::new(
+                    ForwardProcessor::new(
+                        url.clone(),
+                        secret.clone(),
+                        Duration::from_secs(*timeout_secs),
+                    )
+                    .map_err(SetupError::Forward)?,
+                ),
             };
             map.insert(e.name.clone(), p);
         }
@@ -134,30 +152,10 @@ impl Pipeline {
         let mut running = JoinSet::new();
         loop {
             while running.try_join_next().is_some() {}
-            let first = tokio::select! {
-                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                _ = shutdown.clone().wait() => break,
+            let Some(permits) = self.free_workers(&slots, &shutdown).await else {
+                break;
             };
-            let mut permits = vec![first];
-            match &self.rate {
-                // Claim as many as there are free workers, in one write.
-                None => {
-                    while let Ok(p) = slots.clone().try_acquire_owned() {
-                        permits.push(p);
-                    }
-                }
-                // Rate-limited: wait for a token before claiming, so nothing sits claimed
-                // while it waits (and shutdown is never held up by the limiter).
-                Some(rate) => {
-                    if matches!(self.store.next_due(), Ok(Some(due)) if due <= clock::now_ms()) {
-                        tokio::select! {
-                            _ = rate.take() => {}
-                            _ = shutdown.clone().wait() => break,
-                        }
-                    }
-                }
-            }
-            match self.store.claim(clock::now_ms(), permits.len()).await {
+            let flow = match self.store.claim(clock::now_ms(), permits.len()).await {
                 Ok(claimed) if !claimed.is_empty() => {
                     for ((event, payload), permit) in claimed.into_iter().zip(permits) {
                         let me = self.clone();
@@ -166,54 +164,84 @@ impl Pipeline {
                             drop(permit);
                         });
                     }
+                    ControlFlow::Continue(())
                 }
                 Ok(_) => {
                     drop(permits);
-                    // Sleep until the next due event. With nothing queued, attempts still
-                    // running or results on their way to the store will notify when they
-                    // land (a retry is a new due time), so no timer is set then; an idle
-                    // hookd only keeps an hourly safety-net timer. (A timer set while a
-                    // result is in flight would be stale, and under paused time in tests it
-                    // would fire before the result arrives.)
-                    let in_flight =
-                        self.store.finishes_pending() || slots.available_permits() < self.workers;
-                    let until = match self.store.next_due() {
-                        Ok(Some(due)) => Some(clock::instant_at(due)),
-                        _ if in_flight => None,
-                        _ => Some(tokio::time::Instant::now() + Duration::from_secs(3600)),
-                    };
-                    let timer = async {
-                        match until {
-                            Some(at) => tokio::time::sleep_until(at).await,
-                            None => std::future::pending().await,
-                        }
-                    };
-                    tokio::select! {
-                        _ = self.store.work_notify().notified() => {}
-                        _ = timer => {}
-                        _ = shutdown.clone().wait() => break,
-                    }
+                    self.wait_for_work(&slots, &shutdown).await
                 }
                 Err(e) => {
                     drop(permits);
                     tracing::error!(error = %e, "cannot claim from the queue; retrying in 1 s");
                     tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = shutdown.clone().wait() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => ControlFlow::Continue(()),
+                        _ = shutdown.clone().wait() => ControlFlow::Break(()),
+                    }
+                }
+            };
+            if flow.is_break() {
+                break;
+            }
+        }
+        drain(running, grace).await;
+    }
+
+    /// Waits for a free worker, then takes every other free one too; `None` at shutdown.
+    async fn free_workers(
+        &self,
+        slots: &Arc<Semaphore>,
+        shutdown: &Shutdown,
+    ) -> Option<Vec<OwnedSemaphorePermit>> {
+        let first = tokio::select! {
+            p = slots.clone().acquire_owned() => p.ok()?,
+            _ = shutdown.clone().wait() => return None,
+        };
+        let mut permits = vec![first];
+        match &self.rate {
+            // Claim as many as there are free workers, in one write.
+            None => {
+                while let Ok(p) = slots.clone().try_acquire_owned() {
+                    permits.push(p);
+                }
+            }
+            // Rate-limited: wait for a token before claiming, so nothing sits claimed
+            // while it waits (and shutdown is never held up by the limiter).
+            Some(rate) => {
+                if matches!(self.store.next_due(), Ok(Some(due)) if due <= clock::now_ms()) {
+                    tokio::select! {
+                        _ = rate.take() => {}
+                        _ = shutdown.clone().wait() => return None,
                     }
                 }
             }
         }
-        let drained = tokio::time::timeout(grace, async {
-            while running.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(
-                left = running.len(),
-                "attempts still running at the shutdown deadline; they will be re-queued at the next start"
-            );
-            running.abort_all();
+        Some(permits)
+    }
+
+    /// With nothing due, sleeps until the next due event, new work, or shutdown.
+    ///
+    /// With nothing queued, attempts still running or results on their way to the store
+    /// will notify when they land (a retry is a new due time), so no timer is set then; an
+    /// idle hookd only keeps an hourly safety-net timer. (A timer set while a result is in
+    /// flight would be stale, and under paused time in tests it would fire before the
+    /// result arrives.)
+    async fn wait_for_work(&self, slots: &Semaphore, shutdown: &Shutdown) -> ControlFlow<()> {
+        let in_flight = self.store.finishes_pending() || slots.available_permits() < self.workers;
+        let until = match self.store.next_due() {
+            Ok(Some(due)) => Some(clock::instant_at(due)),
+            _ if in_flight => None,
+            _ => Some(tokio::time::Instant::now() + Duration::from_secs(3600)),
+        };
+        let timer = async {
+            match until {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.store.work_notify().notified() => ControlFlow::Continue(()),
+            _ = timer => ControlFlow::Continue(()),
+            _ = shutdown.clone().wait() => ControlFlow::Break(()),
         }
     }
 
@@ -221,27 +249,7 @@ impl Pipeline {
         let seq = job.event.seq;
         let number = job.event.attempts + 1;
         let started = clock::now_ms();
-        let processor = self.processors.0.get(&job.event.endpoint);
-        let (name, result) = match processor {
-            Some(p) => {
-                let result = tokio::time::timeout(self.attempt_timeout, p.process(&job))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(ProcessError::Retry(format!(
-                            "timed out after {} s",
-                            self.attempt_timeout.as_secs()
-                        )))
-                    });
-                (p.name(), result)
-            }
-            None => (
-                "none",
-                Err(ProcessError::Retry(format!(
-                    "endpoint {} is not configured any more",
-                    job.event.endpoint
-                ))),
-            ),
-        };
+        let (name, result) = self.run_processor(&job).await;
         let finished = clock::now_ms();
         let (outcome, detail, next) = match result {
             Ok(detail) => (AttemptOutcome::Ok, detail, Next::Done),
@@ -281,5 +289,42 @@ impl Pipeline {
             // The event stays claimed; the next start re-queues it.
             tracing::error!(seq, error = %e, "cannot record an attempt");
         }
+    }
+
+    /// Runs the endpoint's processor within the attempt timeout; returns its name and result.
+    async fn run_processor(&self, job: &Job) -> (&'static str, Result<String, ProcessError>) {
+        let Some(p) = self.processors.0.get(&job.event.endpoint) else {
+            return (
+                "none",
+                Err(ProcessError::Retry(format!(
+                    "endpoint {} is not configured any more",
+                    job.event.endpoint
+                ))),
+            );
+        };
+        let result = tokio::time::timeout(self.attempt_timeout, p.process(job))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ProcessError::Retry(format!(
+                    "timed out after {} s",
+                    self.attempt_timeout.as_secs()
+                )))
+            });
+        (p.name(), result)
+    }
+}
+
+/// Gives running attempts up to `grace` to finish, then drops the rest.
+async fn drain(mut running: JoinSet<()>, grace: Duration) {
+    let drained = tokio::time::timeout(grace, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            left = running.len(),
+            "attempts still running at the shutdown deadline; they will be re-queued at the next start"
+        );
+        running.abort_all();
     }
 }

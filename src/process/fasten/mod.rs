@@ -1,0 +1,150 @@
+//! The `fasten` processor: what a Fasten Connect integration does after the 200.
+//!
+//! - `patient.ehi_export_success`: download every file of the export (from `download_links[]`
+//!   or the legacy `download_link`), validate it line by line while streaming, store it under
+//!   `<data_dir>/exports/<org_connection_id>/<task_id>/<file>.ndjson` (temporary file, fsync,
+//!   rename) and index each resource by (connection, type, id).
+//! - `patient.connection_success`: record the connection; ask Fasten for an export, once per
+//!   connection.
+//! - `patient.ehi_export_failed`: record the failure. `patient.authorization_revoked`: mark the
+//!   connection revoked and, with `on_revoke = "delete"`, remove its exports.
+//! - Every other type is recorded by the pipeline and needs nothing more.
+//!
+//! Everything is idempotent by event id: an attempt may run again after a crash, and a stored
+//! export with the same event id is not fetched twice.
+//!
+//! `events` reads the payloads, `export` stores an export through `download` (with the
+//! download policy) and `ndjson`, `connections` keeps track of connections, and `api` is the
+//! client of the Fasten API.
+
+mod api;
+mod connections;
+pub mod download;
+pub mod events;
+mod export;
+mod ndjson;
+
+use super::{Job, ProcessError, Processor, SetupError};
+use crate::config::Fasten;
+use crate::store::Store;
+use api::ApiClient;
+use events::FastenEvent;
+use futures_util::future::BoxFuture;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Processes Fasten Connect events.
+pub struct FastenProcessor {
+    store: Arc<Store>,
+    config: Arc<Fasten>,
+    api: ApiClient,
+    exports_dir: PathBuf,
+    /// Serialises "is an export requested yet? request it, note it" per process, so two
+    /// connection events arriving at once cannot both request one.
+    requesting: tokio::sync::Mutex<()>,
+}
+
+/// Where a connection's exports are kept.
+pub fn connection_dir(data_dir: &Path, connection: &str) -> PathBuf {
+    data_dir.join("exports").join(connection)
+}
+
+/// Whether `s` can be used as a file name and a store key: 1-128 of `[A-Za-z0-9._-]`, not
+/// starting with '.'. Ids from events are checked with it, so no event can name a path
+/// outside the exports directory.
+pub fn safe_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with('.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn permanent(msg: impl Into<String>) -> ProcessError {
+    ProcessError::Permanent(msg.into())
+}
+
+fn retry(msg: impl Into<String>) -> ProcessError {
+    ProcessError::Retry(msg.into())
+}
+
+fn store_err(e: crate::store::StoreError) -> ProcessError {
+    retry(format!("cannot write to the store: {e}"))
+}
+
+/// The event's `org_connection_id`, which it must have.
+fn connection_id(id: Option<&str>) -> Result<String, ProcessError> {
+    let id = id.ok_or_else(|| permanent("data.org_connection_id is missing"))?;
+    checked(id, "org_connection_id")
+}
+
+/// `id` if it is a [`safe_name`]; `what` names the field in the error.
+fn checked(id: &str, what: &str) -> Result<String, ProcessError> {
+    if safe_name(id) {
+        Ok(id.to_string())
+    } else {
+        Err(permanent(format!(
+            "data.{what} `{}` is not 1-128 letters, digits, '.', '_' or '-'",
+            id.chars().take(140).collect::<String>()
+        )))
+    }
+}
+
+impl FastenProcessor {
+    /// A processor storing exports under `data_dir/exports`.
+    pub fn new(store: Arc<Store>, config: Fasten, data_dir: &Path) -> Result<Self, SetupError> {
+        let config = Arc::new(config);
+        Ok(FastenProcessor {
+            store,
+            api: ApiClient::new(config.clone())?,
+            config,
+            exports_dir: data_dir.join("exports"),
+            requesting: tokio::sync::Mutex::new(()),
+        })
+    }
+}
+
+impl Processor for FastenProcessor {
+    fn name(&self) -> &'static str {
+        "fasten"
+    }
+
+    fn process<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<String, ProcessError>> {
+        Box::pin(async move {
+            let event = FastenEvent::parse(&job.event.event_type, &job.payload)
+                .map_err(|e| permanent(e.to_string()))?;
+            match event {
+                FastenEvent::ExportSuccess(d) => self.export_success(job, &d).await,
+                FastenEvent::ConnectionSuccess(d) => self.connection_success(job, &d).await,
+                FastenEvent::ExportFailed(d) => self.export_failed(job, &d),
+                FastenEvent::AuthorizationRevoked(d) => self.revoked(job, &d).await,
+                FastenEvent::Informational => Ok("recorded; no action for this type".to_string()),
+                FastenEvent::Unknown(other) => {
+                    Ok(format!("recorded; no Fasten action for type `{other}`"))
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_names_are_refused() {
+        assert!(safe_name("conn_1-a.b"));
+        for bad in [
+            "",
+            "..",
+            ".hidden",
+            "a/b",
+            "a\\b",
+            "a b",
+            "é",
+            &"x".repeat(129),
+        ] {
+            assert!(!safe_name(bad), "{bad}");
+        }
+    }
+}
