@@ -101,36 +101,3 @@ fn parse_download_host(text: &str) -> Option<DownloadHost> {
         allow_http,
     })
 }
-
-impl Fasten {
-    /// Whether `url` may be downloaded from: https to a listed host, or http to a host
-    /// listed as `http://...`. Returns the reason when not.
-    pub fn check_download_url(&self, url: &reqwest::Url) -> Result<(), String> {
-        let host = url.host_str().unwrap_or("").to_ascii_lowercase();
-        let scheme = url.scheme();
-        if scheme != "https" && scheme != "http" {
-            return Err(format!("{url}: only https URLs are downloaded"));
-        }
-        let listed = self.download_hosts.iter().filter(|h| {
-            h.host == host
-                && h.port
-                    .is_none_or(|p| Some(p) == url.port_or_known_default())
-        });
-        let mut any = false;
-        for h in listed {
-            any = true;
-            if scheme == "https" || h.allow_http {
-                return Ok(());
-            }
-        }
-        if any {
-            Err(format!(
-                "{url}: plain http is refused; list the host as `http://{host}` in fasten.download_hosts to allow it"
-            ))
-        } else {
-            Err(format!(
-                "{url}: host `{host}` is not in fasten.download_hosts"
-            ))
-        }
-    }
-}
