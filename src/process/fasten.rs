@@ -165,7 +165,7 @@ impl FastenProcessor {
         data: &serde_json::Value,
     ) -> Result<String, ProcessError> {
         let conn = connection_id(data)?;
-        let now = clock::system_ms();
+        let now = clock::now_ms();
         let fields = |c: &mut crate::store::fasten::Connection| {
             c.endpoint = job.event.endpoint.clone();
             for (slot, key) in [
@@ -239,7 +239,7 @@ impl FastenProcessor {
             event_id: job.event.event_id.clone(),
             task_id: task_id.clone(),
             failure_reason: reason.clone(),
-            at_ms: clock::system_ms(),
+            at_ms: clock::now_ms(),
         };
         self.store
             .update_connection(&conn, |c| {
@@ -257,7 +257,7 @@ impl FastenProcessor {
 
     async fn revoked(&self, job: &Job, data: &serde_json::Value) -> Result<String, ProcessError> {
         let conn = connection_id(data)?;
-        let now = clock::system_ms();
+        let now = clock::now_ms();
         self.store
             .update_connection(&conn, |c| {
                 c.seen(&job.event.endpoint, now);
@@ -406,7 +406,7 @@ impl FastenProcessor {
             org_connection_id: conn.clone(),
             task_id: task.clone(),
             event_id: job.event.event_id.clone(),
-            stored_at_ms: clock::system_ms(),
+            stored_at_ms: clock::now_ms(),
             files,
             total_resources: total,
             counts,
