@@ -246,6 +246,10 @@ fn load(
         .collect()
 }
 
+/// Held by each test that takes an online backup: hookd allows one online backup at a time
+/// per process, and all servers of this test binary share one process.
+static ONLINE_BACKUPS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Every delivery id and event id the admin API lists, newest first.
 async fn history(s: &TestServer) -> Vec<(String, String)> {
     let mut all = Vec::new();
@@ -269,6 +273,7 @@ async fn history(s: &TestServer) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_under_load_holds_every_event_acknowledged_before_it() {
+    let _one_at_a_time = ONLINE_BACKUPS.lock().await;
     let s = TestServer::start(&base_config()).await;
     let stop = Arc::new(AtomicBool::new(false));
     let acked: Arc<Mutex<Vec<String>>> = Default::default();
@@ -305,6 +310,7 @@ async fn backup_under_load_holds_every_event_acknowledged_before_it() {
 
 #[tokio::test]
 async fn a_restored_copy_serves_the_same_history() {
+    let _one_at_a_time = ONLINE_BACKUPS.lock().await;
     let s = TestServer::start(&base_config()).await;
     for i in 0..30 {
         s.send_event("std", &format!("hist-{i}"), "webhook.test")
@@ -408,6 +414,7 @@ async fn verify_data_flags_a_broken_data_directory() {
 
 #[tokio::test]
 async fn backup_command_asks_a_running_hookd_and_compact_shrinks_a_stopped_one() {
+    let _one_at_a_time = ONLINE_BACKUPS.lock().await;
     let s = TestServer::start(&base_config()).await;
     for i in 0..20 {
         s.send_event("std", &format!("cli-{i}"), "webhook.test")
