@@ -105,11 +105,15 @@ async fn secrets_and_bodies_never_reach_the_log() {
     );
     let secret = Secret::parse(SECRET).unwrap();
     let ts = now();
-    for sig in [
-        hookd::verify::sign(&secret, "log-1", ts, body.as_bytes()),
-        "v1,AAAA".to_string(),
+    for (sig, status) in [
+        (
+            hookd::verify::sign(&secret, "log-1", ts, body.as_bytes()),
+            200,
+        ),
+        ("v1,AAAA".to_string(), 401),
     ] {
-        http.post(format!("http://{receiver}/webhooks/std"))
+        let r = http
+            .post(format!("http://{receiver}/webhooks/std"))
             .header("webhook-id", "log-1")
             .header("webhook-timestamp", ts.to_string())
             .header("webhook-signature", sig)
@@ -118,17 +122,22 @@ async fn secrets_and_bodies_never_reach_the_log() {
             .send()
             .await
             .unwrap();
+        assert_eq!(r.status(), status);
     }
-    http.get(format!("http://{admin}/api/events/log-1"))
+    let r = http
+        .get(format!("http://{admin}/api/events/log-1"))
         .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
         .unwrap();
-    http.get(format!("http://{admin}/api/stats"))
+    assert_eq!(r.status(), 200);
+    let r = http
+        .get(format!("http://{admin}/api/stats"))
         .bearer_auth("wrong-token-wrong-token")
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), 401);
     // Wait until the forward attempt failed (and logged its error) once.
     let mut stderr = child.stderr.take().unwrap();
     let log = Arc::new(Mutex::new(String::new()));
