@@ -1,16 +1,19 @@
-//! Wall-clock milliseconds for scheduling, derived from tokio's clock.
+//! hookd's one clock: wall-clock milliseconds derived from tokio's clock.
 //!
-//! Retry times are stored as wall-clock milliseconds (they must survive a restart), but they
-//! are computed from `tokio::time::Instant` so that tests can pause and advance time instead of
-//! sleeping. In production the two agree; tokio's clock is also monotonic, so a wall-clock step
-//! while running does not make retries fire early or late.
+//! Every time hookd records or compares (receive times, retry and first due times, sessions,
+//! login limits, export records) is read with [`now_ms`]: stored as wall-clock milliseconds
+//! (they must survive a restart), but computed from `tokio::time::Instant` so that tests can
+//! pause and advance time instead of sleeping. In production the two agree; tokio's clock is
+//! also monotonic, so a wall-clock step while running does not make retries fire early or
+//! late. Only Standard Webhooks signature timestamps read the real wall clock
+//! ([`system_secs`]): another party checks them against its own clock.
 
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 static ORIGIN: OnceLock<(u64, tokio::time::Instant)> = OnceLock::new();
 
-/// Real wall-clock time in milliseconds since the Unix epoch.
+/// Real wall-clock time in milliseconds since the Unix epoch (for [`system_secs`]).
 pub fn system_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -181,7 +181,7 @@ fn authenticate(admin: &Admin, req: &Request) -> Result<Caller, ApiError> {
             }
         }
     }
-    match admin.auth.session(req.header("cookie"), clock::system_ms()) {
+    match admin.auth.session(req.header("cookie"), clock::now_ms()) {
         SessionState::Live { csrf } => return Ok(Caller::Session { csrf }),
         SessionState::Expired if creds.has_credential() => {
             return Err(ApiError::new(
@@ -322,7 +322,7 @@ fn metrics(admin: &Admin, req: &Request) -> warp::reply::Response {
 /// What the UI needs to know before it shows anything: must it log in, and its CSRF token.
 fn session_info(admin: &Admin, req: &Request) -> warp::reply::Response {
     let creds = &admin.config.admin;
-    let (authenticated, csrf) = match admin.auth.session(req.header("cookie"), clock::system_ms()) {
+    let (authenticated, csrf) = match admin.auth.session(req.header("cookie"), clock::now_ms()) {
         SessionState::Live { csrf } => (true, Some(csrf)),
         _ if !creds.has_credential() => (true, Some(admin.auth.open_csrf().to_owned())),
         _ => (false, None),
@@ -336,9 +336,7 @@ fn session_info(admin: &Admin, req: &Request) -> warp::reply::Response {
 }
 
 fn logout(admin: &Admin, req: &Request) -> warp::reply::Response {
-    if let SessionState::Live { csrf } =
-        admin.auth.session(req.header("cookie"), clock::system_ms())
-    {
+    if let SessionState::Live { csrf } = admin.auth.session(req.header("cookie"), clock::now_ms()) {
         if let Err(e) = check_csrf(admin, &Caller::Session { csrf }, req) {
             return e.into_response();
         }
@@ -370,7 +368,7 @@ async fn login(admin: Arc<Admin>, req: Request, body: bytes::Bytes) -> warp::rep
     let ip = req.remote.map(|a| a.ip());
     match admin
         .auth
-        .login(&admin.config, ip, form.password, clock::system_ms())
+        .login(&admin.config, ip, form.password, clock::now_ms())
         .await
     {
         Ok((id, csrf)) => {

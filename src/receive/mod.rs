@@ -194,7 +194,7 @@ impl Receiver {
             endpoint: name,
             headers,
             remote,
-            received_at_ms: clock::system_ms(),
+            received_at_ms: clock::now_ms(),
             started: Instant::now(),
         };
         let Some(endpoint) = self.config.endpoint(&request.endpoint) else {

@@ -241,7 +241,7 @@ fn api_routes(
                     .expire_left
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
                     .is_ok();
-                let now = crate::clock::system_ms();
+                let now = crate::clock::now_ms();
                 let expires = if expired {
                     now.saturating_sub(1)
                 } else {
@@ -319,7 +319,7 @@ fn file_routes(
                         serde_json::json!({"error": "signature does not match"}),
                     );
                 }
-                if crate::clock::system_ms() > expires {
+                if crate::clock::now_ms() > expires {
                     state.seen.expired_refused.fetch_add(1, Ordering::Relaxed);
                     return json_reply(
                         StatusCode::FORBIDDEN,

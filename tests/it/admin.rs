@@ -34,7 +34,7 @@ async fn loopback_api_without_a_configured_token_is_open() {
 #[tokio::test]
 async fn deliveries_are_listed_newest_first_with_filters_and_a_cursor() {
     let s = TestServer::start(&base_config()).await;
-    let before = hookd::clock::system_ms();
+    let before = hookd::clock::now_ms();
     for i in 0..5 {
         s.send_event("std", &format!("list-{i}"), "webhook.test")
             .await;
@@ -49,12 +49,11 @@ async fn deliveries_are_listed_newest_first_with_filters_and_a_cursor() {
     let mut seen = Vec::new();
     let mut cursor = String::new();
     loop {
-        let (status, page) = s
-            .api(&format!(
+        let page = s
+            .api_ok(&format!(
                 "/api/deliveries?endpoint=std&verdict=accepted&limit=2&cursor={cursor}"
             ))
             .await;
-        assert_eq!(status, 200);
         for item in page["items"].as_array().unwrap() {
             seen.push(item["event_id"].as_str().unwrap().to_string());
             assert!(item["state"].as_str().is_some());
@@ -67,38 +66,36 @@ async fn deliveries_are_listed_newest_first_with_filters_and_a_cursor() {
     assert_eq!(seen, ["list-4", "list-3", "list-2", "list-1", "list-0"]);
 
     let count = |v: &serde_json::Value| v["items"].as_array().unwrap().len();
-    let (_, v) = s.api("/api/deliveries?verdict=filtered").await;
+    let v = s.api_ok("/api/deliveries?verdict=filtered").await;
     assert_eq!(count(&v), 1);
     assert_eq!(v["items"][0]["event_id"], "list-g");
-    let (_, v) = s.api("/api/deliveries?verdict=rejected").await;
+    let v = s.api_ok("/api/deliveries?verdict=rejected").await;
     assert_eq!(count(&v), 1);
     assert_eq!(v["items"][0]["status"], 401);
-    let (_, v) = s
-        .api("/api/deliveries?type=patient.ehi_export_failed")
+    let v = s
+        .api_ok("/api/deliveries?type=patient.ehi_export_failed")
         .await;
     assert_eq!(count(&v), 1);
-    let (_, v) = s
-        .api("/api/deliveries?endpoint=fasten&type=webhook.test")
+    let v = s
+        .api_ok("/api/deliveries?endpoint=fasten&type=webhook.test")
         .await;
     assert_eq!(count(&v), 0);
-    let (_, v) = s.api("/api/deliveries?event_id=list-3").await;
+    let v = s.api_ok("/api/deliveries?event_id=list-3").await;
     assert_eq!(count(&v), 1);
-    let (_, v) = s.api("/api/deliveries").await;
+    let v = s.api_ok("/api/deliveries").await;
     assert_eq!(count(&v), 8);
-    let (_, v) = s.api(&format!("/api/deliveries?from={before}")).await;
+    let v = s.api_ok(&format!("/api/deliveries?from={before}")).await;
     assert_eq!(count(&v), 8);
-    let (_, v) = s.api(&format!("/api/deliveries?to={}", before - 1)).await;
+    let v = s
+        .api_ok(&format!("/api/deliveries?to={}", before - 1))
+        .await;
     assert_eq!(count(&v), 0);
 
-    let (status, v) = s.api("/api/deliveries?verdict=maybe").await;
-    assert_eq!(status, 400);
+    let v = s.api_status("/api/deliveries?verdict=maybe", 400).await;
     assert!(v["reason"].as_str().unwrap().contains("verdict"));
-    let (status, _) = s.api("/api/deliveries?limit=many").await;
-    assert_eq!(status, 400);
-    let (status, _) = s.api("/api/deliveries/12345").await;
-    assert_eq!(status, 404);
-    let (status, _) = s.api("/api/nothing").await;
-    assert_eq!(status, 404);
+    s.api_status("/api/deliveries?limit=many", 400).await;
+    s.api_status("/api/deliveries/12345", 404).await;
+    s.api_status("/api/nothing", 404).await;
     s.stop().await;
 }
 
@@ -108,11 +105,9 @@ async fn events_are_found_by_seq_or_event_id_and_stats_count_them() {
     s.send_event("std", "ev-1", "webhook.test").await;
     let by_id = s.wait_for_state("ev-1", "done").await;
     let seq = by_id["seq"].as_str().unwrap();
-    let (status, by_seq) = s.api(&format!("/api/events/{seq}")).await;
-    assert_eq!(status, 200);
+    let by_seq = s.api_ok(&format!("/api/events/{seq}")).await;
     assert_eq!(by_seq["event_id"], "ev-1");
-    let (status, _) = s.api("/api/events/ev-1?endpoint=fasten").await;
-    assert_eq!(status, 404);
+    s.api_status("/api/events/ev-1?endpoint=fasten", 404).await;
     let stats = s.stats_with("done", 1).await;
     assert_eq!(stats["deliveries"]["accepted"], 1);
     assert_eq!(stats["events"]["done"], 1);
@@ -127,27 +122,21 @@ async fn done_event_can_be_replayed_and_is_processed_again() {
     let s = TestServer::start(&base_config()).await;
     s.send_event("std", "rp-1", "webhook.test").await;
     s.wait_for_state("rp-1", "done").await;
-    let (status, v) = s.api_post("/api/events/rp-1/replay").await;
-    assert_eq!(status, 202, "{v}");
+    let v = s.api_post_status("/api/events/rp-1/replay", 202).await;
     assert_eq!(v["status"], "queued");
-    for _ in 0..200 {
-        let (_, e) = s.api("/api/events/rp-1").await;
-        if e["state"] == "done" && e["attempts"].as_array().unwrap().len() == 2 {
-            assert_eq!(e["replays"], 1);
-            s.stop().await;
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    panic!("replayed event was not processed again");
+    let e = eventually(WAIT, "the replay being processed", || async {
+        let e = s.api_ok("/api/events/rp-1").await;
+        (e["state"] == "done" && e["attempts"].as_array().unwrap().len() == 2).then_some(e)
+    })
+    .await;
+    assert_eq!(e["replays"], 1);
+    s.stop().await;
 }
 
 #[tokio::test]
 async fn replay_of_unknown_event_is_404_and_get_is_405() {
     let s = TestServer::start(&base_config()).await;
-    let (status, _) = s.api_post("/api/events/nope/replay").await;
-    assert_eq!(status, 404);
-    let (status, _) = s.api("/api/events/nope/replay").await;
-    assert_eq!(status, 405);
+    s.api_post_status("/api/events/nope/replay", 404).await;
+    s.api_status("/api/events/nope/replay", 405).await;
     s.stop().await;
 }

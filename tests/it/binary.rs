@@ -309,47 +309,46 @@ async fn sigkill_under_load_loses_no_acknowledged_event_and_processes_each_once(
             }
         }));
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while acked.lock().unwrap().len() < 400 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let acked_now = || acked.lock().unwrap().len();
+    eventually(WAIT, "400 acknowledged events", || async {
+        (acked_now() >= 400).then_some(())
+    })
+    .await;
     p.child.kill().unwrap(); // SIGKILL
     p.child.wait().unwrap();
     for s in senders {
         s.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(
-        acked.len() >= 400,
-        "only {} acknowledged before the kill",
-        acked.len()
-    );
 
     let mut p = spawn(dir.path(), &["--config", &config]);
     let client = Client::new(&p.receiver, &p.admin);
+    let client = &client;
     for id in &acked {
-        let mut state = None;
-        for _ in 0..400 {
-            state = client.state(id).await;
-            if state.as_deref() == Some("done") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        assert_eq!(
-            state.as_deref(),
-            Some("done"),
-            "acknowledged event {id} after restart"
-        );
+        eventually(
+            WAIT,
+            &format!("acknowledged {id} done after restart"),
+            || async move { (client.state(id).await.as_deref() == Some("done")).then_some(()) },
+        )
+        .await;
     }
     {
+        // Each acknowledged event reached the target exactly once, except those whose result
+        // the kill took after the target answered: attempts in flight (one per worker) and
+        // results riding along to the next flush (a batch's worth). Those arrived twice.
         let seen = seen.lock().unwrap();
+        let mut twice = Vec::new();
         for id in &acked {
-            assert!(
-                seen.get(id).copied().unwrap_or(0) >= 1,
-                "{id} was never forwarded"
-            );
+            match seen.get(id).copied().unwrap_or(0) {
+                1 => {}
+                2 => twice.push(id),
+                n => panic!("{id} was forwarded {n} times"),
+            }
         }
+        assert!(
+            twice.len() <= 2 * hookd::config::defaults::WORKERS,
+            "forwarded twice: {twice:?}"
+        );
     }
     // Redelivery of an acknowledged id is still a duplicate after the crash.
     let body = event_body(&acked[0], "webhook.test");
@@ -370,22 +369,13 @@ async fn sigkill_under_load_loses_no_acknowledged_event_and_processes_each_once(
         .unwrap();
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["status"], "duplicate");
-    let mut stats = serde_json::Value::Null;
-    for _ in 0..400 {
-        stats = client
-            .http
-            .get(format!("http://{}/api/stats", client.admin))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if stats["queue_depth"] == 0 && stats["events"]["processing"] == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let stats_url = &format!("http://{}/api/stats", client.admin);
+    let stats = eventually(WAIT, "an empty queue", || async move {
+        let response = client.http.get(stats_url).send().await.unwrap();
+        let stats: serde_json::Value = response.json().await.unwrap();
+        (stats["queue_depth"] == 0 && stats["events"]["processing"] == 0).then_some(stats)
+    })
+    .await;
     // One event per accepted id: nothing was stored twice.
     assert_eq!(stats["deliveries"]["accepted"], stats["events"]["done"]);
     signal(&p.child, "TERM");

@@ -153,17 +153,15 @@ async fn connection_success_requests_one_export_even_when_delivered_twice() {
     assert_eq!(t.stand_in.export_requests_for("conn-1"), 1);
     assert_eq!(t.stand_in.seen.unauthorized.load(Ordering::Relaxed), 0);
 
-    let (status, c) = t.s.api("/api/connections/conn-1").await;
-    assert_eq!(status, 200);
+    let c = t.s.api_ok("/api/connections/conn-1").await;
     assert_eq!(c["status"], "authorized");
     assert_eq!(c["platform_type"], "epic");
     assert_eq!(c["endpoint"], "fasten");
     assert!(c["export_requested_at_ms"].as_u64().is_some());
-    assert!(c["first_seen_ms"].as_u64() <= c["last_seen_ms"].as_u64());
-    let (_, list) = t.s.api("/api/connections").await;
+    assert!(c["first_seen_ms"].as_u64().unwrap() <= c["last_seen_ms"].as_u64().unwrap());
+    let list = t.s.api_ok("/api/connections").await;
     assert_eq!(list["items"][0]["org_connection_id"], "conn-1");
-    let (status, _) = t.s.api("/api/connections/nope").await;
-    assert_eq!(status, 404);
+    t.s.api_status("/api/connections/nope", 404).await;
     t.stop().await;
 }
 
@@ -184,7 +182,7 @@ async fn export_success_stores_files_whose_counts_match_stats_and_the_index_answ
     // Files under their final names only, each complete.
     let dir = t.export_dir("conn-2", "task-1");
     assert_eq!(file_names(&dir), ["fhir-1-40.ndjson", "fhir-2-40.ndjson"]);
-    let (_, c) = t.s.api("/api/connections/conn-2").await;
+    let c = t.s.api_ok("/api/connections/conn-2").await;
     let export = &c["exports"][0];
     assert_eq!(export["task_id"], "task-1");
     assert_eq!(export["total_resources"], 80);
@@ -212,13 +210,12 @@ async fn export_success_stores_files_whose_counts_match_stats_and_the_index_answ
             .unwrap();
     assert_eq!(served.status(), 200);
     assert_eq!(served.bytes().await.unwrap().as_ref(), on_disk.as_slice());
-    let (status, _) = t.s.api("/api/exports/task-1/files/other").await;
-    assert_eq!(status, 404);
+    t.s.api_status("/api/exports/task-1/files/other", 404).await;
 
     // The delivery's detail lists the stored files with their sha256 and download path.
-    let (_, list) = t.s.api("/api/deliveries?event_id=ex-1").await;
+    let list = t.s.api_ok("/api/deliveries?event_id=ex-1").await;
     let id = list["items"][0]["id"].as_str().unwrap().to_string();
-    let (_, d) = t.s.api(&format!("/api/deliveries/{id}")).await;
+    let d = t.s.api_ok(&format!("/api/deliveries/{id}")).await;
     let listed = d["exports"]
         .as_array()
         .expect("exports in the delivery detail");
@@ -239,14 +236,11 @@ async fn export_success_stores_files_whose_counts_match_stats_and_the_index_answ
             expected["resourceType"].as_str().unwrap(),
             expected["id"].as_str().unwrap()
         );
-        let (status, got) = t.s.api(&path).await;
-        assert_eq!(status, 200, "{path}");
+        let got = t.s.api_ok(&path).await;
         assert_eq!(got, expected);
     }
-    let (status, _) =
-        t.s.api("/api/connections/conn-2/resources/Patient/no-such-id")
-            .await;
-    assert_eq!(status, 404);
+    t.s.api_status("/api/connections/conn-2/resources/Patient/no-such-id", 404)
+        .await;
 
     // Credentials went to the API only, never to the signed-URL host.
     let seen = &t.stand_in.seen;
@@ -299,7 +293,7 @@ async fn stats_that_differ_are_a_visible_warning() {
     let text = detail(&event, 0);
     assert!(text.contains("WARNING: counts differ from stats"), "{text}");
     assert!(text.contains("Observation: stats say 999"), "{text}");
-    let (_, c) = t.s.api("/api/connections/conn-m").await;
+    let c = t.s.api_ok("/api/connections/conn-m").await;
     assert_eq!(c["exports"][0]["mismatches"].as_array().unwrap().len(), 1);
     t.stop().await;
 }
@@ -351,7 +345,7 @@ async fn a_truncated_download_is_retried_and_leaves_no_partial_file() {
         file_names(&t.export_dir("conn-t", "task-t")),
         ["fhir-1-400.ndjson"]
     );
-    let (_, c) = t.s.api("/api/connections/conn-t").await;
+    let c = t.s.api_ok("/api/connections/conn-t").await;
     assert_eq!(c["exports"][0]["total_resources"], 400);
     t.stop().await;
 }
@@ -413,7 +407,7 @@ async fn revoke_with_delete_removes_the_data() {
         "/api/connections/conn-r/resources/Patient/{}",
         patient["id"].as_str().unwrap()
     );
-    assert_eq!(t.s.api(&path).await.0, 200);
+    t.s.api_ok(&path).await;
 
     t.send(&t.spec("patient.authorization_revoked", "conn-r"), "rv-2")
         .await;
@@ -423,9 +417,10 @@ async fn revoke_with_delete_removes_the_data() {
         "{event}"
     );
     assert!(!t.s.dir.path().join("data/exports/conn-r").exists());
-    assert_eq!(t.s.api(&path).await.0, 404);
-    assert_eq!(t.s.api("/api/exports/task-r/files/fhir-1-40").await.0, 404);
-    let (_, c) = t.s.api("/api/connections/conn-r").await;
+    t.s.api_status(&path, 404).await;
+    t.s.api_status("/api/exports/task-r/files/fhir-1-40", 404)
+        .await;
+    let c = t.s.api_ok("/api/connections/conn-r").await;
     assert_eq!(c["status"], "revoked");
     assert!(c["revoked_at_ms"].as_u64().is_some());
     assert_eq!(c["exports"].as_array().unwrap().len(), 0);
@@ -439,27 +434,25 @@ async fn revoke_with_delete_removes_the_data() {
 async fn exports_past_their_retention_go_with_their_index_entries() {
     let t = setup(api::Options::default(), "keep", "").await;
     t.store_export("conn-p", "task-old", "pr-1").await;
-    let (_, c) = t.s.api("/api/connections/conn-p").await;
+    let c = t.s.api_ok("/api/connections/conn-p").await;
     let resource = format!("/api/connections/conn-p/resources/Patient/{}", {
         let generated = fhir::Export::new(fhir::seed_of("task-old/fhir-1-40.jsonl"), 40);
         generated.resource(0)["id"].as_str().unwrap().to_string()
     });
     assert_eq!(c["exports"].as_array().unwrap().len(), 1);
-    assert_eq!(t.s.api(&resource).await.0, 200);
+    t.s.api_ok(&resource).await;
 
     // Twenty days on (export_retention_days is 15 by default): the export is pruned.
-    let later = hookd::clock::system_ms() + 20 * 24 * 3600 * 1000;
+    let later = hookd::clock::now_ms() + 20 * 24 * 3600 * 1000;
     let pruner = t.s.running.as_ref().unwrap().pruner.clone();
     let report = pruner.prune_at(later).unwrap();
     assert_eq!(report.exports, 1);
     assert!(!t.s.dir.path().join("data/exports/conn-p").exists());
-    let (_, c) = t.s.api("/api/connections/conn-p").await;
+    let c = t.s.api_ok("/api/connections/conn-p").await;
     assert_eq!(c["exports"].as_array().unwrap().len(), 0);
-    assert_eq!(t.s.api(&resource).await.0, 404);
-    assert_eq!(
-        t.s.api("/api/exports/task-old/files/fhir-1-40").await.0,
-        404
-    );
+    t.s.api_status(&resource, 404).await;
+    t.s.api_status("/api/exports/task-old/files/fhir-1-40", 404)
+        .await;
     t.stop().await;
 }
 
@@ -470,7 +463,7 @@ async fn revoke_with_keep_keeps_the_data() {
     t.send(&t.spec("patient.authorization_revoked", "conn-k"), "kp-2")
         .await;
     t.s.wait_for_state("kp-2", "done").await;
-    let (_, c) = t.s.api("/api/connections/conn-k").await;
+    let c = t.s.api_ok("/api/connections/conn-k").await;
     assert_eq!(c["status"], "revoked");
     assert_eq!(c["exports"].as_array().unwrap().len(), 1);
     assert!(t
@@ -500,10 +493,10 @@ async fn failures_are_recorded_and_other_events_have_no_side_effects() {
         assert!(event["payload"]["data"].is_object());
     }
     t.s.wait_for_state("of-1", "done").await;
-    let (_, list) = t.s.api("/api/connections").await;
+    let list = t.s.api_ok("/api/connections").await;
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{list}");
-    let (_, c) = t.s.api("/api/connections/conn-f").await;
+    let c = t.s.api_ok("/api/connections/conn-f").await;
     assert_eq!(c["failures"][0]["failure_reason"], "token_refresh_failure");
     assert_eq!(c["failures"][0]["event_id"], "of-1");
     assert!(t.stand_in.seen.export_requests.lock().unwrap().is_empty());
@@ -518,30 +511,25 @@ async fn failures_are_recorded_and_other_events_have_no_side_effects() {
     t.stop().await;
 }
 
-/// hookd follows redirects itself, and credentials only go to the API host; reqwest's own
-/// redirect handling (which hookd does not rely on) also drops them on a change of host.
+/// hookd follows the API's redirect to the signed URL by hand: the API host gets the Basic
+/// credentials (it issues no signed URL without them), the signed-URL host (another port,
+/// so another origin) never does.
 #[tokio::test]
-async fn reqwest_drops_authorization_on_a_redirect_to_another_host() {
-    let stand_in = api::start("127.0.0.1:0".parse().unwrap(), api::Options::default())
-        .await
-        .unwrap();
-    let url = simulate::download_url(&stand_in.api_base, "task-a", "fhir-1-3.jsonl");
-    let response = reqwest::Client::new()
-        .get(url)
-        .basic_auth("id", Some("key"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.text().await.unwrap().lines().count(), 3);
-    let seen = &stand_in.seen;
+async fn credentials_go_to_the_api_host_but_not_along_a_redirect_to_another_host() {
+    let t = setup(api::Options::default(), "keep", "").await;
+    t.store_export("conn-a", "task-a", "auth-1").await;
+    let seen = &t.stand_in.seen;
+    assert_eq!(seen.unauthorized.load(Ordering::Relaxed), 0);
+    assert_eq!(seen.signed_urls_issued.load(Ordering::Relaxed), 1);
     assert_eq!(seen.file_requests.load(Ordering::Relaxed), 1);
     assert_eq!(
         seen.file_requests_with_authorization
             .load(Ordering::Relaxed),
-        0
+        0,
+        "Basic credentials followed the redirect to the signed-URL host"
     );
-    stand_in.stop().await;
+    assert_ne!(t.stand_in.api_addr, t.stand_in.files_addr);
+    t.stop().await;
 }
 
 /// The walk-through of docs/fasten.md with the built binary: `hookd simulate --serve-api`
@@ -650,7 +638,7 @@ secrets = ["{SECRET}"]
     ]);
     let event = s.wait_for_state("bin-2", "done").await;
     assert!(detail(&event, 0).contains("counts match stats"), "{event}");
-    let (_, c) = s.api("/api/connections/conn-bin").await;
+    let c = s.api_ok("/api/connections/conn-bin").await;
     assert_eq!(c["exports"][0]["total_resources"], 25);
     assert_eq!(c["status"], "authorized");
     s.stop().await;
@@ -661,16 +649,13 @@ async fn an_export_processed_again_by_its_event_is_not_downloaded_twice() {
     let t = setup(api::Options::default(), "keep", "").await;
     t.store_export("conn-i", "task-i", "idem-1").await;
     // A second run of the same event, as after a crash (here: an operator's replay).
-    let (status, _) = t.s.api_post("/api/events/idem-1/replay").await;
-    assert_eq!(status, 202);
-    let mut event = Value::Null;
-    for _ in 0..200 {
-        event = t.s.wait_for_state("idem-1", "done").await;
-        if event["attempts"].as_array().unwrap().len() == 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    t.s.api_post_status("/api/events/idem-1/replay", 202).await;
+    let event = eventually(WAIT, "the replay being processed", || async {
+        let event = t.s.api_ok("/api/events/idem-1").await;
+        let attempts = event["attempts"].as_array().unwrap().len();
+        (event["state"] == "done" && attempts == 2).then_some(event)
+    })
+    .await;
     assert!(
         detail(&event, 1).contains("already stored by this event"),
         "{event}"

@@ -5,6 +5,7 @@ use super::receive::base_config;
 use super::*;
 use std::io::Read;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[tokio::test]
@@ -69,9 +70,9 @@ async fn answers_carry_a_request_id_that_the_log_keeps() {
         .await
         .unwrap();
     assert_eq!(r.headers()["x-request-id"], "sender-trace-42");
-    let (_, list) = s.api("/api/deliveries?event_id=rid-1").await;
+    let list = s.api_ok("/api/deliveries?event_id=rid-1").await;
     let id = list["items"][0]["id"].as_str().unwrap().to_string();
-    let (_, d) = s.api(&format!("/api/deliveries/{id}")).await;
+    let d = s.api_ok(&format!("/api/deliveries/{id}")).await;
     assert!(d["response"]["headers"].to_string().contains(&generated));
     s.stop().await;
 }
@@ -104,11 +105,15 @@ async fn secrets_and_bodies_never_reach_the_log() {
     );
     let secret = Secret::parse(SECRET).unwrap();
     let ts = now();
-    for sig in [
-        hookd::verify::sign(&secret, "log-1", ts, body.as_bytes()),
-        "v1,AAAA".to_string(),
+    for (sig, status) in [
+        (
+            hookd::verify::sign(&secret, "log-1", ts, body.as_bytes()),
+            200,
+        ),
+        ("v1,AAAA".to_string(), 401),
     ] {
-        http.post(format!("http://{receiver}/webhooks/std"))
+        let r = http
+            .post(format!("http://{receiver}/webhooks/std"))
             .header("webhook-id", "log-1")
             .header("webhook-timestamp", ts.to_string())
             .header("webhook-signature", sig)
@@ -117,23 +122,44 @@ async fn secrets_and_bodies_never_reach_the_log() {
             .send()
             .await
             .unwrap();
+        assert_eq!(r.status(), status);
     }
-    http.get(format!("http://{admin}/api/events/log-1"))
+    let r = http
+        .get(format!("http://{admin}/api/events/log-1"))
         .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
         .unwrap();
-    http.get(format!("http://{admin}/api/stats"))
+    assert_eq!(r.status(), 200);
+    let r = http
+        .get(format!("http://{admin}/api/stats"))
         .bearer_auth("wrong-token-wrong-token")
         .send()
         .await
         .unwrap();
-    // Let the forward attempt fail (and log its error) once.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    signal(&child, "TERM");
-    let mut log = String::new();
+    assert_eq!(r.status(), 401);
+    // Wait until the forward attempt failed (and logged its error) once.
     let mut stderr = child.stderr.take().unwrap();
-    stderr.read_to_string(&mut log).unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = stderr.read(&mut chunk) {
+                log.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+        })
+    };
+    let logged = || log.lock().unwrap().contains("attempt failed");
+    eventually(WAIT, "the forward failure in the log", || async {
+        logged().then_some(())
+    })
+    .await;
+    signal(&child, "TERM");
+    reader.join().unwrap();
+    let log = log.lock().unwrap().clone();
     assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
 
     assert!(

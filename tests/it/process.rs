@@ -63,7 +63,8 @@ secret = "{OTHER_SECRET}"
     )
 }
 
-#[tokio::test]
+// Paused time: the retry a second later comes without a real second's sleep.
+#[tokio::test(start_paused = true)]
 async fn forward_processor_posts_the_original_body_re_signed_and_retries_failures() {
     let (url, sink) = start_sink(1).await;
     let s = TestServer::start(&forward_config(&url, "")).await;
@@ -99,7 +100,7 @@ async fn forward_processor_posts_the_original_body_re_signed_and_retries_failure
     s.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn event_goes_dead_after_max_attempts_and_replay_revives_it() {
     let (url, sink) = start_sink(2).await;
     let s = TestServer::start(&forward_config(&url, "max_attempts = 2")).await;
@@ -110,8 +111,7 @@ async fn event_goes_dead_after_max_attempts_and_replay_revives_it() {
     let stats = s.stats_with("dead", 1).await;
     assert_eq!(stats["events"]["dead"], 1);
     // The sink works now: a replay delivers it.
-    let (status, _) = s.api_post("/api/events/dead-1/replay").await;
-    assert_eq!(status, 202);
+    s.api_post_status("/api/events/dead-1/replay", 202).await;
     let event = s.wait_for_state("dead-1", "done").await;
     assert_eq!(event["attempts"].as_array().unwrap().len(), 3);
     assert_eq!(sink.received.lock().unwrap().len(), 3);
@@ -172,7 +172,7 @@ async fn accept(store: &Store, event_id: &str) -> u64 {
 ///
 /// Waiting is on the recorder's channel, not on timers, so paused time only jumps to the
 /// pipeline's own deadlines. The last result is applied by the store's writer thread in real
-/// time, so `done` is then polled with a real sleep and a 1 ms virtual one.
+/// time, so `done` is then polled with [`eventually`], which gives that thread real time.
 async fn run_pipeline(
     processing: &str,
     recorder: (Arc<Recorder>, tokio::sync::mpsc::UnboundedReceiver<()>),
@@ -203,14 +203,11 @@ async fn run_pipeline(
     for _ in 0..calls {
         called.recv().await.unwrap();
     }
-    for _ in 0..5_000 {
-        if done(&store, &seqs) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    assert!(done(&store, &seqs), "the pipeline did not finish");
+    let (finished, store_ref, seqs_ref) = (&done, &store, &seqs);
+    eventually(WAIT, "the pipeline finishing", || async move {
+        finished(store_ref, seqs_ref).then_some(())
+    })
+    .await;
     trigger.fire();
     task.await.unwrap();
     let calls = recorder.calls.lock().unwrap().clone();

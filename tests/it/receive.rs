@@ -232,8 +232,7 @@ async fn unselected_event_type_is_filtered_and_not_queued() {
         stats["events"]["done"], 1,
         "only the selected event became an event"
     );
-    let (status, _) = s.api("/api/events/f1").await;
-    assert_eq!(status, 404);
+    s.api_status("/api/events/f1", 404).await;
     s.stop().await;
 }
 
@@ -258,7 +257,7 @@ async fn duplicate_delivery_is_acknowledged_but_not_requeued() {
         .send_event("fasten", "dup-1", "patient.ehi_export_success")
         .await;
     assert_eq!(a.verdict(), (200, "accepted"));
-    let (_, stats) = s.api("/api/stats").await;
+    let stats = s.api_ok("/api/stats").await;
     assert_eq!(stats["deliveries"]["duplicate"], 9);
     assert_eq!(stats["deliveries"]["accepted"], 2);
     s.stop().await;
@@ -287,26 +286,62 @@ async fn old_and_new_secret_both_verify_during_rotation() {
     s.stop().await;
 }
 
-/// A processor that never finishes: keeps the backlog full.
-struct Stuck;
-impl Processor for Stuck {
+/// A processor that holds every attempt until [`Gate::open`]: keeps the backlog full, and
+/// shows what happens before processing can finish.
+struct Gate(tokio::sync::Semaphore);
+
+impl Gate {
+    /// Lets every held and later attempt through.
+    fn open(&self) {
+        self.0.close();
+    }
+}
+
+impl Processor for Gate {
     fn name(&self) -> &'static str {
-        "stuck"
+        "gate"
     }
     fn process<'a>(
         &'a self,
         _job: &'a Job,
     ) -> futures_util::future::BoxFuture<'a, Result<String, ProcessError>> {
-        Box::pin(std::future::pending())
+        Box::pin(async move {
+            // No permit is ever added: this waits until the semaphore is closed.
+            let _ = self.0.acquire().await;
+            Ok("let through".into())
+        })
     }
+}
+
+/// hookd with the `std` endpoint's processor replaced by a closed [`Gate`].
+async fn start_gated(extra: &str) -> (TestServer, Arc<Gate>) {
+    let gate = Arc::new(Gate(tokio::sync::Semaphore::new(0)));
+    let mut processors = Processors::default();
+    processors.set("std", gate.clone());
+    let s = TestServer::start_with(&format!("{extra}{}", base_config()), Some(processors)).await;
+    (s, gate)
+}
+
+#[tokio::test]
+async fn the_answer_does_not_wait_for_processing() {
+    let (s, gate) = start_gated("").await;
+    let a = s.send_event("std", "bg-1", "webhook.test").await;
+    // The processor cannot have finished: the gate is still closed.
+    assert_eq!(a.verdict(), (200, "accepted"));
+    let event = s.api_ok("/api/events/bg-1").await;
+    assert!(
+        event["state"] == "queued" || event["state"] == "processing",
+        "{event}"
+    );
+    gate.open();
+    let event = s.wait_for_state("bg-1", "done").await;
+    assert_eq!(event["attempts"][0]["detail"], "let through");
+    s.stop().await;
 }
 
 #[tokio::test]
 async fn queue_above_high_water_answers_503_with_retry_after() {
-    let mut processors = Processors::default();
-    processors.set("std", Arc::new(Stuck));
-    let extra = format!("[receive]\nqueue_high_water = 2\n{}", base_config());
-    let s = TestServer::start_with(&extra, Some(processors)).await;
+    let (s, gate) = start_gated("[receive]\nqueue_high_water = 2\n").await;
     assert_eq!(
         s.send_event("std", "h1", "a").await.verdict(),
         (200, "accepted")
@@ -318,11 +353,10 @@ async fn queue_above_high_water_answers_503_with_retry_after() {
     let a = s.send_event("std", "h3", "a").await;
     assert_eq!(a.verdict(), (503, "rejected"));
     assert_eq!(a.headers["retry-after"], "30");
-    let (_, list) = s.api("/api/deliveries?verdict=rejected").await;
+    let list = s.api_ok("/api/deliveries?verdict=rejected").await;
     assert_eq!(list["items"][0]["status"], 503);
-    if let Some(r) = s.running.as_ref() {
-        r.shutdown();
-    }
+    gate.open();
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -349,19 +383,18 @@ async fn delivery_log_keeps_request_response_and_redacts_credentials() {
     assert_eq!(r.status().as_u16(), 200);
     // Processing runs after the answer: wait for it before reading the delivery's event.
     s.wait_for_state("log-1", "done").await;
-    let (_, list) = s.api("/api/deliveries?event_id=log-1").await;
-    let id = list["items"][0]["id"].as_str().unwrap().to_string();
+    let list = s.api_ok("/api/deliveries?event_id=log-1").await;
+    let path = &format!(
+        "/api/deliveries/{}",
+        list["items"][0]["id"].as_str().unwrap()
+    );
     // The latency is written after the answer went out: give the writer a moment.
-    let mut d = serde_json::Value::Null;
-    for _ in 0..100 {
-        let (status, delivery) = s.api(&format!("/api/deliveries/{id}")).await;
-        assert_eq!(status, 200);
-        d = delivery;
-        if d["latency_us"].is_u64() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let server = &s;
+    let d = eventually(WAIT, "the delivery's latency", || async move {
+        let d = server.api_ok(path).await;
+        d["latency_us"].is_u64().then_some(d)
+    })
+    .await;
     assert_eq!(d["body"], body);
     assert_eq!(d["verdict"], "accepted");
     assert_eq!(d["response"]["status"], 200);
@@ -372,8 +405,6 @@ async fn delivery_log_keeps_request_response_and_redacts_credentials() {
     assert!(headers.contains("x-custom") && headers.contains("kept"));
     assert!(!headers.contains("do-not-keep-me"), "{headers}");
     assert!(headers.contains("<redacted>"));
-    // The event is processed in the background; the answer did not wait for it.
-    s.wait_for_state("log-1", "done").await;
     s.stop().await;
 }
 
@@ -389,14 +420,14 @@ async fn rejected_flood_is_counted_beyond_the_logging_rate_with_capped_bodies() 
         let a = s.post_signed("std", OTHER_SECRET, "m", &body).await;
         assert_eq!(a.status, 401);
     }
-    let (_, stats) = s.api("/api/stats").await;
+    let stats = s.api_ok("/api/stats").await;
     let logged = stats["deliveries"]["rejected"].as_u64().unwrap();
     let unlogged = stats["rejected_unlogged"].as_u64().unwrap();
     assert_eq!(logged + unlogged, 30);
     assert!(logged <= 7, "burst of 5 plus refill, got {logged}");
-    let (_, list) = s.api("/api/deliveries?verdict=rejected&limit=1").await;
+    let list = s.api_ok("/api/deliveries?verdict=rejected&limit=1").await;
     let id = list["items"][0]["id"].as_str().unwrap().to_string();
-    let (_, d) = s.api(&format!("/api/deliveries/{id}")).await;
+    let d = s.api_ok(&format!("/api/deliveries/{id}")).await;
     assert_eq!(d["body"].as_str().unwrap().len(), 16);
     assert_eq!(d["body_truncated"], true);
     assert_eq!(d["body_bytes"], body.len());
