@@ -189,3 +189,41 @@ fn db_dir(dir: &Path) -> PathBuf {
         dir.to_path_buf()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_flag_definitions_agree_with_each_other() {
+        // Catches a `conflicts_with`/`requires` naming a flag that does not exist.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_names_every_variable_the_command_line_reads() {
+        let mut cli = Cli::command();
+        let top = cli.render_long_help().to_string();
+        for var in [
+            "HOOKD_CONFIG",
+            "HOOKD_LOG",
+            "HOOKD_SHOW_SECRET",
+            "HOOKD_FASTEN_PRIVATE_KEY",
+        ] {
+            assert!(top.contains(var), "{var} missing from:\n{top}");
+        }
+        let serve = cli
+            .find_subcommand_mut("serve")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(serve.contains("HOOKD_SHOW_SECRET"), "{serve}");
+    }
+
+    #[test]
+    fn the_callers_mistakes_exit_2_and_failed_work_exits_1() {
+        assert_eq!(Failure::Usage("bad flag".into()).exit_code(), 2);
+        assert_eq!(Failure::Failed("disk full".into()).exit_code(), 1);
+    }
+}
