@@ -4,13 +4,13 @@
 //! The modules follow the path of one webhook:
 //! [`receive`] (HTTP) → [`verify`] (Standard Webhooks signature) → [`store`] (sled: delivery
 //! log, dedup, durable queue, Fasten export index) → [`process`] (workers, retries, dead
-//! letters; `log`, `forward` and Fasten processors) → [`prune`] (retention; [`backup`] for
-//! copies) → [`admin`] (the API and web UI that show it all; [`telemetry`] for metrics).
-//! [`server`] wires them together; [`config`] is read once; [`simulate`] stands in for Fasten.
+//! letters; `log`, `forward` and Fasten processors) → [`prune`] (retention) → [`admin`] (the
+//! API and web UI that show it all; [`telemetry`] for metrics). [`server`] wires them
+//! together; [`config`] is read once; [`cli`] holds the commands (serve, send, backup, ...);
+//! [`simulate`] stands in for Fasten.
 #![warn(clippy::unwrap_used)]
 
 pub mod admin;
-pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -19,7 +19,6 @@ pub mod prune;
 pub mod ratelimit;
 pub mod receive;
 pub mod secret;
-pub mod send;
 pub mod server;
 pub mod shutdown;
 pub mod simulate;

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 /// After each batch the pruner rests this many times as long as the batch took, so it uses
@@ -73,6 +73,20 @@ pub struct Status {
 /// Sleeps [`REST_FACTOR`] times as long as the work begun at `started` took.
 fn rest(started: std::time::Instant) {
     std::thread::sleep((started.elapsed() * REST_FACTOR).max(Duration::from_millis(1)));
+}
+
+/// Why the retention schedule could not start. The scheduler's errors only have `Debug`.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    /// `retention.schedule` is not a cron expression the scheduler takes.
+    #[error("retention.schedule: {0:?}")]
+    Cron(JobSchedulerError),
+    /// The scheduler itself would not start.
+    #[error("cannot start the prune scheduler: {0:?}")]
+    Start(JobSchedulerError),
+    /// The scheduler refused the prune job.
+    #[error("cannot schedule the pruner: {0:?}")]
+    Add(JobSchedulerError),
 }
 
 /// The pruner. Share it as `Arc<Pruner>`.
@@ -285,7 +299,7 @@ impl Pruner {
 
     /// Starts the cron schedule. The job holds the pruner weakly, so a stopped hookd is not
     /// kept open by the scheduler.
-    pub async fn schedule(self: &Arc<Self>) -> Result<JobScheduler, String> {
+    pub async fn schedule(self: &Arc<Self>) -> Result<JobScheduler, ScheduleError> {
         let weak: Weak<Pruner> = Arc::downgrade(self);
         let job = Job::new_async(self.schedule.as_str(), move |_, _| {
             let weak = weak.clone();
@@ -295,18 +309,10 @@ impl Pruner {
                 }
             })
         })
-        .map_err(|e| format!("retention.schedule: {e:?}"))?;
-        let scheduler = JobScheduler::new()
-            .await
-            .map_err(|e| format!("cannot start the prune scheduler: {e:?}"))?;
-        scheduler
-            .add(job)
-            .await
-            .map_err(|e| format!("cannot schedule the pruner: {e:?}"))?;
-        scheduler
-            .start()
-            .await
-            .map_err(|e| format!("cannot start the prune scheduler: {e:?}"))?;
+        .map_err(ScheduleError::Cron)?;
+        let scheduler = JobScheduler::new().await.map_err(ScheduleError::Start)?;
+        scheduler.add(job).await.map_err(ScheduleError::Add)?;
+        scheduler.start().await.map_err(ScheduleError::Start)?;
         Ok(scheduler)
     }
 

@@ -160,7 +160,10 @@ pub async fn start(
     let pruner = Arc::new(Pruner::new(&config, store.clone()));
     // Exports that age out take their index entries and records with them.
     pruner.set_export_index(Arc::new(crate::store::fasten::ExportIndex(store.clone())));
-    let mut prune_schedule = pruner.schedule().await.map_err(StartError::Schedule)?;
+    let mut prune_schedule = pruner
+        .schedule()
+        .await
+        .map_err(|e| StartError::Schedule(e.to_string()))?;
     // The schedule does not run what it missed while hookd was down: catch up now.
     let catch_up = tokio::spawn({
         let pruner = pruner.clone();

@@ -1,0 +1,97 @@
+//! `hookd backup --to DIR`: a consistent copy of the data directory — online through the
+//! running hookd's admin API, or offline from a stopped data directory.
+
+use super::{db_dir, done, Failure, Outcome};
+use crate::config::Config;
+use crate::store::backup;
+use std::path::{Path, PathBuf};
+
+/// Copies `data_dir` (when given: a stopped data directory) or the configured hookd (online
+/// if it answers on its admin listener, offline if it is stopped) into the new directory `to`.
+pub(super) async fn run(config: &Config, data_dir: Option<&Path>, to: &Path) -> Outcome {
+    let to = target(to)?;
+    let text = match data_dir {
+        Some(dir) => offline(dir, &to)?,
+        None => online_or_offline(config, &to).await?,
+    };
+    done(text)
+}
+
+/// An absolute path for `to`, whose parent must exist and which must not.
+fn target(to: &Path) -> Result<PathBuf, Failure> {
+    let abs = if to.is_absolute() {
+        to.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| Failure::Failed(format!("cannot read the current directory: {e}")))?
+            .join(to)
+    };
+    if abs.exists() {
+        return Err(Failure::Usage(format!(
+            "{} already exists; a backup goes into a new directory",
+            abs.display()
+        )));
+    }
+    Ok(abs)
+}
+
+/// Asks the configured hookd's admin API for the backup; copies its data directory directly
+/// when nothing listens there.
+async fn online_or_offline(config: &Config, to: &Path) -> Result<String, Failure> {
+    let mut admin = config.admin_listen;
+    if admin.ip().is_unspecified() {
+        admin.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let url = format!("http://{admin}/api/backup");
+    let mut request = reqwest::Client::new()
+        .post(&url)
+        .query(&[("to", to.to_string_lossy().as_ref())]);
+    if let Some(token) = &config.admin.token {
+        request = request.bearer_auth(token);
+    }
+    match request.send().await {
+        Ok(response) => {
+            let status = response.status();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            if status.is_success() {
+                Ok(format!(
+                    "online backup of the running hookd written to {} ({} events, {} deliveries, {} ms)",
+                    to.display(),
+                    body["summary"]["events"],
+                    body["summary"]["deliveries"],
+                    body["millis"]
+                ))
+            } else {
+                Err(Failure::Failed(format!(
+                    "the running hookd at {url} refused the backup: HTTP {status}: {}",
+                    body["reason"].as_str().unwrap_or("no reason given")
+                )))
+            }
+        }
+        Err(e) if e.is_connect() => {
+            // Nothing listens: hookd is stopped, so its data directory can be read directly
+            // (if it is in use after all, the store's lock refuses and says so).
+            offline(&config.data_dir, to)
+        }
+        Err(e) => Err(Failure::Failed(format!("cannot reach hookd at {url}: {e}"))),
+    }
+}
+
+/// Copies the stopped data directory `data_dir` into `to`.
+fn offline(data_dir: &Path, to: &Path) -> Result<String, Failure> {
+    let src = db_dir(data_dir);
+    let summary = backup::copy_data_dir(data_dir, to, |db| backup::backup_offline(&src, db))
+        .map_err(|e| {
+            Failure::Failed(format!(
+                "cannot back up {} (is hookd still running on it?): {e}",
+                data_dir.display()
+            ))
+        })?;
+    Ok(format!(
+        "backup of the stopped data directory {} written to {} ({} events, {} deliveries)",
+        data_dir.display(),
+        to.display(),
+        summary.events,
+        summary.deliveries
+    ))
+}

@@ -1,0 +1,144 @@
+//! `hookd simulate`: act as Fasten Connect — send one realistic signed event, or serve the
+//! local stand-in for the Fasten API (`--serve-api`) until stopped.
+
+use super::send::{new_event_id, post_signed, read_secret};
+use super::{serve::wait_for_signal, Failure, Outcome};
+use crate::simulate::{self, api, EventSpec};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub(super) struct Args {
+    /// Serve the stand-in API on this address (e.g. 127.0.0.1:9090) until stopped.
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["to", "id"])]
+    serve_api: Option<SocketAddr>,
+    /// The endpoint URL to send an event to, e.g. http://127.0.0.1:8080/webhooks/fasten
+    #[arg(long, required_unless_present = "serve_api")]
+    to: Option<String>,
+    /// The endpoint's signing secret (whsec_...).
+    #[arg(long, conflicts_with = "secret_file")]
+    secret: Option<String>,
+    /// A file holding the signing secret.
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    /// The event type: one of the seven Fasten Connect types.
+    #[arg(long, default_value = "webhook.test", value_parser = clap::builder::PossibleValuesParser::new(simulate::EVENT_TYPES))]
+    event: String,
+    /// test or live.
+    #[arg(long, default_value = "test", value_parser = ["test", "live"])]
+    api_mode: String,
+    /// Send the older single `download_link` instead of `download_links[]`.
+    #[arg(long)]
+    legacy_link: bool,
+    /// Resend an event id (to see deduplication); default: a fresh UUID.
+    #[arg(long)]
+    id: Option<String>,
+    /// The org_connection_id the event is about (default: a fresh UUID).
+    #[arg(long)]
+    connection: Option<String>,
+    /// The task_id of an export event (default: a fresh UUID).
+    #[arg(long)]
+    task: Option<String>,
+    /// The API base the download links point at (the stand-in's, e.g. http://127.0.0.1:9090/v1).
+    #[arg(long, default_value = crate::config::defaults::FASTEN_API_BASE)]
+    api_base: String,
+    /// Resources per export file (the stand-in generates that many).
+    #[arg(long, default_value_t = 50)]
+    resources: u64,
+    /// Files per export.
+    #[arg(long, default_value_t = 1)]
+    files: u32,
+    /// Stand-in: the public id it requires (Basic auth); with --private-key.
+    #[arg(long, requires = "private_key")]
+    public_id: Option<String>,
+    /// Stand-in: the private key it requires.
+    #[arg(
+        long,
+        env = "HOOKD_FASTEN_PRIVATE_KEY",
+        hide_env_values = true,
+        requires = "public_id"
+    )]
+    private_key: Option<String>,
+    /// Stand-in: how long a signed download URL stays valid.
+    #[arg(long, default_value_t = 600)]
+    url_ttl_secs: u64,
+}
+
+/// `hookd simulate`: the stand-in with `--serve-api`, one event otherwise.
+pub(super) async fn run(args: Args) -> Outcome {
+    match args.serve_api {
+        Some(addr) => serve_api(addr, args).await,
+        None => send_event(args).await,
+    }
+}
+
+/// Serves the Fasten API stand-in on `addr` until a stop signal, after printing how to
+/// point hookd at it.
+async fn serve_api(addr: SocketAddr, args: Args) -> Outcome {
+    let options = api::Options {
+        public_id: args.public_id,
+        private_key: args.private_key,
+        url_ttl: std::time::Duration::from_secs(args.url_ttl_secs),
+        default_resources: args.resources,
+        ..api::Options::default()
+    };
+    let open = options.public_id.is_none();
+    let stand_in = api::start(addr, options)
+        .await
+        .map_err(|e| Failure::Failed(format!("cannot listen on {addr}: {e}")))?;
+    println!("Fasten API stand-in running");
+    println!("  api_base:    {}", stand_in.api_base);
+    println!(
+        "  signed URLs: http://{} (valid {} s)",
+        stand_in.files_addr, args.url_ttl_secs
+    );
+    println!(
+        "  credentials: {}",
+        if open {
+            "none required"
+        } else {
+            "HTTP Basic public_id:private_key"
+        }
+    );
+    println!(
+        "  in hookd.toml: [fasten] api_base = \"{}\", download_hosts = [\"http://{}\"]",
+        stand_in.api_base,
+        stand_in.api_addr.ip()
+    );
+    wait_for_signal().await;
+    stand_in.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sends one Fasten-shaped event to `--to` and prints the answer and what it was about.
+async fn send_event(args: Args) -> Outcome {
+    let Some(to) = args.to else {
+        return Err(Failure::Usage("give --to URL (or --serve-api ADDR)".into()));
+    };
+    let secret = read_secret(args.secret, args.secret_file)?;
+    let mut spec = EventSpec {
+        event_type: args.event,
+        api_mode: args.api_mode,
+        api_base: args.api_base,
+        resources: args.resources,
+        files: args.files,
+        legacy_link: args.legacy_link,
+        ..EventSpec::default()
+    };
+    if let Some(c) = args.connection {
+        spec.org_connection_id = c;
+    }
+    if let Some(t) = args.task {
+        spec.task_id = t;
+    }
+    let id = args.id.unwrap_or_else(new_event_id);
+    let body = simulate::event_body(&spec, &id);
+    let answer = post_signed(&to, &secret, &id, &body).await?;
+    let code = answer.report();
+    println!(
+        "event id {id} ({}), org_connection_id {}",
+        spec.event_type, spec.org_connection_id
+    );
+    Ok(code)
+}

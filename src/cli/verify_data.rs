@@ -1,0 +1,36 @@
+//! `hookd verify-data DIR`: check that a stopped data directory's indexes agree.
+
+use super::{db_dir, Failure, Outcome};
+use crate::store::check;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Prints each tree's count and every problem found; exit 0 when consistent, 1 when not,
+/// 2 when the store cannot be opened.
+pub(super) fn run(dir: &Path) -> Outcome {
+    let report = check::check(&db_dir(dir)).map_err(|e| {
+        Failure::Usage(format!(
+            "cannot open {} (is hookd running on it?): {e}",
+            dir.display()
+        ))
+    })?;
+    let mut text = String::new();
+    for (tree, n) in &report.counts {
+        let _ = writeln!(text, "{tree:>13}: {n}");
+    }
+    for p in &report.problems {
+        let _ = writeln!(text, "problem: {p}");
+    }
+    if report.consistent() {
+        text.push_str("consistent\n");
+    } else {
+        let _ = writeln!(text, "{} problems found", report.problem_count);
+    }
+    print!("{text}");
+    Ok(if report.consistent() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
