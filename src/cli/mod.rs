@@ -13,6 +13,7 @@ mod hash_password;
 mod send;
 mod serve;
 mod simulate;
+mod umask;
 mod verify_data;
 
 use crate::config::{Config, ConfigError};
@@ -131,6 +132,7 @@ fn init_logging(json: bool) {
 
 /// Runs the command line; the binary's `main`.
 pub fn main() -> ExitCode {
+    umask::make_private();
     let cli = Cli::parse();
     init_logging(cli.log_json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -381,3 +381,78 @@ async fn sigkill_under_load_loses_no_acknowledged_event_and_processes_each_once(
     signal(&p.child, "TERM");
     wait_exit(&mut p.child, Duration::from_secs(30));
 }
+
+/// Runs the built binary under `umask 022`, as `cargo run` or a container would.
+fn hookd_with_umask_022(args: &[&str]) -> Command {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("umask 022; exec \"$0\" \"$@\"")
+        .arg(BIN)
+        .args(args);
+    command
+}
+
+/// Every directory under `root` (and `root` itself) that is not 0700, every file not 0600.
+fn not_private(root: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut wrong = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        let want = if meta.is_dir() { 0o700 } else { 0o600 };
+        if mode != want {
+            wrong.push(format!("{} is {mode:o}", path.display()));
+        }
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                stack.push(entry.unwrap().path());
+            }
+        }
+    }
+    wrong
+}
+
+#[test]
+fn data_directory_and_backups_are_private_whatever_the_umask() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = hookd_with_umask_022(&[]);
+    command
+        .current_dir(dir.path())
+        .env("HOOKD_LISTEN", "127.0.0.1:0")
+        .env("HOOKD_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("HOOKD_LOG", "warn");
+    let mut p = start(command);
+    let out = hookd()
+        .args([
+            "send",
+            "--to",
+            &format!("http://{}/webhooks/default", p.receiver),
+            "--secret-file",
+            "hookd-data/secrets/default.secret",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("accepted"));
+    signal(&p.child, "TERM");
+    assert!(wait_exit(&mut p.child, Duration::from_secs(20)).success());
+
+    let data = dir.path().join("hookd-data");
+    assert!(data.join("db").exists(), "the store was written");
+    let wrong = not_private(&data);
+    assert!(wrong.is_empty(), "not private: {wrong:?}");
+
+    let out = hookd_with_umask_022(&["backup", "--to", "copy"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wrong = not_private(&dir.path().join("copy"));
+    assert!(wrong.is_empty(), "backup not private: {wrong:?}");
+}
