@@ -4,7 +4,7 @@
 
 use super::{Admin, ApiError};
 use crate::store::backup;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use std::path::PathBuf;
 use warp::Reply;
 
@@ -12,17 +12,7 @@ use warp::Reply;
 static RUNNING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Handles `/api/backup`.
-pub async fn handle(
-    admin: &Admin,
-    method: &Method,
-    query: &str,
-) -> Result<warp::reply::Response, ApiError> {
-    if method != Method::POST {
-        return Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed",
-        ));
-    }
+pub async fn handle(admin: &Admin, query: &str) -> Result<warp::reply::Response, ApiError> {
     let to = form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "to")
         .map(|(_, v)| PathBuf::from(v.into_owned()))
