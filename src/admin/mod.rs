@@ -8,15 +8,15 @@
 //! the session's CSRF token. Without one, only requests naming a loopback host are served
 //! (so a DNS-rebinding page cannot reach it) and cross-site browser writes are refused.
 //!
-//! [`routes`] is the one route table; [`guard`] decides who may pass, [`session`] keeps the
-//! web UI's sessions, [`headers`] sets the hardening and ETag headers, and [`error`] turns
-//! every failure into a JSON answer with its status. The handlers sit in one file per
+//! `routes.rs` is the one route table; `guard.rs` decides who may pass, `session.rs` keeps
+//! the web UI's sessions, `headers.rs` sets the hardening and ETag headers, and `error.rs`
+//! turns every failure into a JSON answer with its status. The handlers sit in one file per
 //! resource: deliveries, events, stats, meta, backup, fasten.
 
 pub mod auth;
 mod backup;
 mod deliveries;
-pub mod error;
+mod error;
 mod events;
 mod fasten;
 mod guard;

@@ -222,3 +222,15 @@ async fn every_successful_get_of_the_api_carries_an_etag_and_answers_304() {
     assert!(r.headers().get("etag").is_none());
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_login_body_over_4_kib_is_413() {
+    let s = TestServer::start(&super::ui::password_config("")).await;
+    let url = format!("http://{}/api/login", s.admin);
+    let big = serde_json::json!({ "password": "x".repeat(5000) });
+    let r = s.http.post(&url).json(&big).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    let r = s.http.post(&url).body("not json").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    s.stop().await;
+}
