@@ -8,9 +8,6 @@ use http::StatusCode;
 use std::path::PathBuf;
 use warp::Reply;
 
-/// One backup at a time: two would only compete for the disk.
-static RUNNING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// Handles `/api/backup`.
 pub async fn handle(admin: &Admin, query: &str) -> Result<warp::reply::Response, ApiError> {
     let to = form_urlencoded::parse(query.as_bytes())
@@ -37,7 +34,7 @@ pub async fn handle(admin: &Admin, query: &str) -> Result<warp::reply::Response,
             ),
         ));
     }
-    let Ok(_one) = RUNNING.try_lock() else {
+    let Ok(_one) = admin.backup_running.try_lock() else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "a backup is already running",

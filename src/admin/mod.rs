@@ -57,6 +57,10 @@ pub struct Admin {
     /// The data directory's size and when it was measured: walking a directory with many
     /// exports on every poll of /api/stats would be repeated I/O for a slow-moving figure.
     dir_size: Mutex<Option<(std::time::Instant, u64)>>,
+    /// Held while `/api/backup` runs: one backup at a time, as two would only compete for
+    /// the disk. Per instance rather than per process, so hookds sharing a process (tests)
+    /// do not refuse each other's backups.
+    backup_running: tokio::sync::Mutex<()>,
 }
 
 impl Admin {
@@ -69,6 +73,7 @@ impl Admin {
             pruner,
             chart: Mutex::new(HashMap::new()),
             dir_size: Mutex::new(None),
+            backup_running: tokio::sync::Mutex::new(()),
         }
     }
 
