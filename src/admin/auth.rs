@@ -1,40 +1,25 @@
-//! Who may use the admin listener: bearer tokens for scripts, password logins with session
-//! cookies for the web UI, CSRF tokens for state-changing requests, and the failed-login
-//! rate limit.
-//!
-//! Sessions live in memory only: a restart logs everyone out, which is the safe direction.
-//! The session id travels in an HttpOnly, SameSite=Strict cookie; each session has its own
-//! CSRF token that the UI reads from `/api/session` and sends back in `X-CSRF-Token`, so a
-//! page on another origin can neither read it nor forge a replay.
+//! Credentials: argon2 password hashes for `admin.password_hash`, constant-time comparison of
+//! secrets, and the random tokens that name sessions and CSRF tokens. Who may do what with
+//! them is decided in [`super::guard`]; sessions live in [`super::session`].
 
-use crate::config::Config;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use rand::RngCore;
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Mutex;
 
-/// Name of the session cookie.
-pub const COOKIE: &str = "hookd_session";
-/// Failed logins allowed per client address per window before it must wait.
-const FAILED_LOGINS_PER_WINDOW: u32 = 5;
-const FAILED_LOGIN_WINDOW_MS: u64 = 60_000;
-/// Password checks running at once: each takes ~19 MiB and tens of ms of CPU (argon2), so a
-/// flood of logins waits here instead of exhausting memory.
-const CONCURRENT_VERIFICATIONS: usize = 2;
-/// Sessions kept at most; the oldest are dropped first, so a flood of logins cannot grow memory.
-const MAX_SESSIONS: usize = 1024;
+/// Why a password could not be hashed.
+#[derive(Debug, thiserror::Error)]
+#[error("argon2: {0}")]
+pub struct HashError(argon2::password_hash::Error);
 
 /// Hashes a password for `admin.password_hash` (argon2id, random salt).
-pub fn hash_password(password: &str) -> Result<String, String> {
+pub fn hash_password(password: &str) -> Result<String, HashError> {
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    let salt = SaltString::encode_b64(&salt).map_err(HashError)?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+        .map_err(HashError)
 }
 
 /// Whether `password` matches the stored argon2 `hash`.
@@ -53,190 +38,10 @@ pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// A random 32-byte token, hex-encoded.
-fn new_token() -> String {
+pub(super) fn new_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-struct Session {
-    csrf: String,
-    expires_at_ms: u64,
-}
-
-/// What a request's session cookie amounts to.
-pub enum SessionState {
-    /// No cookie was sent.
-    None,
-    /// A cookie for no live session (expired, logged out, or from before a restart).
-    Expired,
-    /// A live session, with its CSRF token.
-    Live { csrf: String },
-}
-
-/// The live sessions and the failed-login counters.
-pub struct Auth {
-    sessions: Mutex<HashMap<String, Session>>,
-    failures: Mutex<HashMap<IpAddr, (u64, u32)>>,
-    /// CSRF token for the UI when no credential is configured (loopback only).
-    open_csrf: String,
-    ttl_ms: u64,
-    verifying: tokio::sync::Semaphore,
-}
-
-/// Why a login failed.
-pub enum LoginError {
-    /// Too many failures from this address lately; wait this many seconds.
-    Limited(u64),
-    /// The password did not match.
-    WrongPassword,
-    /// No `admin.password_hash` is configured.
-    NoPassword,
-}
-
-impl Auth {
-    /// Sessions that last `ttl_secs`.
-    pub fn new(ttl_secs: u64) -> Auth {
-        Auth {
-            sessions: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
-            open_csrf: new_token(),
-            ttl_ms: ttl_secs.saturating_mul(1000),
-            verifying: tokio::sync::Semaphore::new(CONCURRENT_VERIFICATIONS),
-        }
-    }
-
-    /// The CSRF token the UI uses when the listener is open (no credential configured).
-    pub fn open_csrf(&self) -> &str {
-        &self.open_csrf
-    }
-
-    /// The state of the session named by `cookie_header` (the whole `Cookie:` value).
-    pub fn session(&self, cookie_header: Option<&str>, now_ms: u64) -> SessionState {
-        let Some(id) = cookie_header.and_then(cookie_value) else {
-            return SessionState::None;
-        };
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        match sessions.get(id) {
-            Some(s) if s.expires_at_ms > now_ms => SessionState::Live {
-                csrf: s.csrf.clone(),
-            },
-            Some(_) => {
-                sessions.remove(id);
-                SessionState::Expired
-            }
-            None => SessionState::Expired,
-        }
-    }
-
-    /// Ends the session named by the cookie, if any.
-    pub fn logout(&self, cookie_header: Option<&str>) {
-        if let Some(id) = cookie_header.and_then(cookie_value) {
-            self.sessions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(id);
-        }
-    }
-
-    /// Checks a password (slow on purpose: argon2) and opens a session: `(session id, csrf)`.
-    pub async fn login(
-        &self,
-        config: &Config,
-        ip: Option<IpAddr>,
-        password: String,
-        now_ms: u64,
-    ) -> Result<(String, String), LoginError> {
-        let Some(hash) = config.admin.password_hash.clone() else {
-            return Err(LoginError::NoPassword);
-        };
-        // Checked once a permit is held, so logins queued behind a burst of failures from the
-        // same address see those failures. The attempt counts as a failure until it succeeds,
-        // so checks running side by side cannot together exceed the limit.
-        let Ok(_permit) = self.verifying.acquire().await else {
-            return Err(LoginError::WrongPassword); // the semaphore is never closed
-        };
-        if let Some(wait) = self.begin_attempt(ip, now_ms) {
-            return Err(LoginError::Limited(wait));
-        }
-        let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-            .await
-            .unwrap_or(false);
-        if !ok {
-            return Err(LoginError::WrongPassword);
-        }
-        self.forgive(ip);
-        let id = new_token();
-        let csrf = new_token();
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions.retain(|_, s| s.expires_at_ms > now_ms);
-        if sessions.len() >= MAX_SESSIONS {
-            if let Some(oldest) = sessions
-                .iter()
-                .min_by_key(|(_, s)| s.expires_at_ms)
-                .map(|(k, _)| k.clone())
-            {
-                sessions.remove(&oldest);
-            }
-        }
-        sessions.insert(
-            id.clone(),
-            Session {
-                csrf: csrf.clone(),
-                expires_at_ms: now_ms.saturating_add(self.ttl_ms),
-            },
-        );
-        Ok((id, csrf))
-    }
-
-    /// Counts an attempt from `ip`, or returns the seconds to wait when it failed too often in
-    /// the current window.
-    fn begin_attempt(&self, ip: Option<IpAddr>, now_ms: u64) -> Option<u64> {
-        let ip = ip?;
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures.retain(|_, (start, _)| start.saturating_add(FAILED_LOGIN_WINDOW_MS) > now_ms);
-        let entry = failures.entry(ip).or_insert((now_ms, 0));
-        if entry.1 >= FAILED_LOGINS_PER_WINDOW {
-            let ends = entry.0 + FAILED_LOGIN_WINDOW_MS;
-            return Some(ends.saturating_sub(now_ms).div_ceil(1000).max(1));
-        }
-        entry.1 += 1;
-        None
-    }
-
-    /// Takes back the failure counted for a check that succeeded.
-    fn forgive(&self, ip: Option<IpAddr>) {
-        let Some(ip) = ip else { return };
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(entry) = failures.get_mut(&ip) {
-            entry.1 = entry.1.saturating_sub(1);
-        }
-    }
-
-    /// The `Set-Cookie` value for a new session.
-    pub fn set_cookie(&self, id: &str, secure: bool) -> String {
-        format!(
-            "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
-            self.ttl_ms / 1000,
-            if secure { "; Secure" } else { "" }
-        )
-    }
-}
-
-/// The `Set-Cookie` value that removes the session cookie.
-pub fn clear_cookie(secure: bool) -> String {
-    format!(
-        "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
-        if secure { "; Secure" } else { "" }
-    )
-}
-
-/// The session id in a `Cookie:` header.
-fn cookie_value(header: &str) -> Option<&str> {
-    header.split(';').find_map(|pair| {
-        let (name, value) = pair.trim().split_once('=')?;
-        (name == COOKIE && !value.is_empty()).then_some(value)
-    })
 }
 
 #[cfg(test)]
@@ -257,12 +62,5 @@ mod tests {
         assert!(verify_password(&hash, "correct horse"));
         assert!(!verify_password(&hash, "wrong horse"));
         assert!(!verify_password("not a hash", "correct horse"));
-    }
-
-    #[test]
-    fn the_session_cookie_is_found_among_others() {
-        assert_eq!(cookie_value("a=1; hookd_session=xyz; b=2"), Some("xyz"));
-        assert_eq!(cookie_value("hookd_session="), None);
-        assert_eq!(cookie_value("other=1"), None);
     }
 }

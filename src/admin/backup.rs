@@ -4,25 +4,12 @@
 
 use super::{Admin, ApiError};
 use crate::store::backup;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use std::path::PathBuf;
 use warp::Reply;
 
-/// One backup at a time: two would only compete for the disk.
-static RUNNING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// Handles `/api/backup`.
-pub async fn handle(
-    admin: &Admin,
-    method: &Method,
-    query: &str,
-) -> Result<warp::reply::Response, ApiError> {
-    if method != Method::POST {
-        return Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed",
-        ));
-    }
+pub async fn handle(admin: &Admin, query: &str) -> Result<warp::reply::Response, ApiError> {
     let to = form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "to")
         .map(|(_, v)| PathBuf::from(v.into_owned()))
@@ -47,7 +34,7 @@ pub async fn handle(
             ),
         ));
     }
-    let Ok(_one) = RUNNING.try_lock() else {
+    let Ok(_one) = admin.backup_running.try_lock() else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "a backup is already running",

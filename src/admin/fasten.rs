@@ -4,7 +4,7 @@
 use super::{Admin, ApiError};
 use crate::process::fasten::events::FastenEvent;
 use crate::process::{connection_dir, safe_name};
-use http::{Method, StatusCode};
+use http::StatusCode;
 use serde_json::{json, Value};
 use std::io::{Read, Seek, SeekFrom};
 use warp::Reply;
@@ -16,49 +16,12 @@ const MAX_RESOURCE_BYTES: u64 = 64 * 1024 * 1024;
 /// Read size when streaming a file.
 const FILE_CHUNK: usize = 256 * 1024;
 
-/// Answers the Fasten paths; `None` for any other path.
-pub fn handle(admin: &Admin, method: &Method, parts: &[&str]) -> Option<ApiResult> {
-    let get = method == Method::GET;
-    let not_allowed = || {
-        Some(Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed",
-        )))
-    };
-    match parts {
-        ["connections"] => {
-            if !get {
-                return not_allowed();
-            }
-            Some(connections(admin))
-        }
-        ["connections", id] => {
-            if !get {
-                return not_allowed();
-            }
-            Some(connection(admin, id))
-        }
-        ["connections", id, "resources", kind, rid] => {
-            if !get {
-                return not_allowed();
-            }
-            Some(resource(admin, id, kind, rid))
-        }
-        ["exports", task, "files", file] => {
-            if !get {
-                return not_allowed();
-            }
-            Some(export_file(admin, task, file))
-        }
-        _ => None,
-    }
-}
-
 fn not_found(what: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("no such {what}"))
 }
 
-fn connections(admin: &Admin) -> ApiResult {
+/// Every connection with counts and its latest export.
+pub(super) fn connections(admin: &Admin) -> Result<Value, ApiError> {
     let mut items = Vec::new();
     for c in admin.store.connections()? {
         let exports = admin.store.exports(&c.org_connection_id)?;
@@ -83,10 +46,11 @@ fn connections(admin: &Admin) -> ApiResult {
             })),
         }));
     }
-    Ok(warp::reply::json(&json!({ "items": items })).into_response())
+    Ok(json!({ "items": items }))
 }
 
-fn connection(admin: &Admin, id: &str) -> ApiResult {
+/// One connection with its exports and the latest export's resource counts.
+pub(super) fn connection(admin: &Admin, id: &str) -> Result<Value, ApiError> {
     let c = admin
         .store
         .connection(id)?
@@ -96,10 +60,11 @@ fn connection(admin: &Admin, id: &str) -> ApiResult {
     let mut value = serde_json::to_value(&c).unwrap_or(Value::Null);
     value["resource_counts"] = latest.map_or(json!({}), |e| json!(e.counts));
     value["exports"] = serde_json::to_value(&exports).unwrap_or(Value::Null);
-    Ok(warp::reply::json(&value).into_response())
+    Ok(value)
 }
 
-fn resource(admin: &Admin, id: &str, kind: &str, rid: &str) -> ApiResult {
+/// One FHIR resource, read from where the index says its export stored it.
+pub(super) fn resource(admin: &Admin, id: &str, kind: &str, rid: &str) -> ApiResult {
     let loc = admin
         .store
         .resource(id, kind, rid)?
@@ -131,11 +96,13 @@ fn resource(admin: &Admin, id: &str, kind: &str, rid: &str) -> ApiResult {
             "cannot read the stored export; see the log",
         )
     })?;
+    let etag = super::headers::etag_of(&bytes);
     let mut response = warp::reply::Response::new(bytes.into());
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/fhir+json"),
     );
+    super::headers::set_etag(&mut response, &etag);
     Ok(response)
 }
 
@@ -158,7 +125,8 @@ impl Iterator for FileChunks {
     }
 }
 
-fn export_file(admin: &Admin, task: &str, file: &str) -> ApiResult {
+/// One stored file of an export, streamed; its sha256 is its ETag.
+pub(super) fn export_file(admin: &Admin, task: &str, file: &str) -> ApiResult {
     let export = admin
         .store
         .export_by_task(task)?
@@ -197,6 +165,7 @@ fn export_file(admin: &Admin, task: &str, file: &str) -> ApiResult {
     {
         headers.insert(http::header::CONTENT_DISPOSITION, v);
     }
+    super::headers::set_etag(&mut response, &format!("\"{}\"", entry.sha256));
     Ok(response)
 }
 

@@ -140,3 +140,86 @@ async fn replay_of_unknown_event_is_404_and_get_is_405() {
     s.api_status("/api/events/nope/replay", 405).await;
     s.stop().await;
 }
+
+#[tokio::test]
+async fn meta_names_the_verdicts_states_and_endpoints() {
+    let s = TestServer::start(&base_config()).await;
+    assert_eq!(s.admin_status("/api/meta", None).await, 401);
+    let (status, meta) = s.api("/api/meta").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        meta,
+        serde_json::json!({
+            "verdicts": ["accepted", "duplicate", "filtered", "rejected"],
+            "states": ["queued", "processing", "done", "retrying", "dead"],
+            "endpoints": [
+                { "name": "std", "profile": "standard", "processor": "log" },
+                { "name": "fasten", "profile": "fasten", "processor": "fasten" },
+            ],
+        })
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn every_successful_get_of_the_api_carries_an_etag_and_answers_304() {
+    let s = TestServer::start(&base_config()).await;
+    s.send_event("std", "tag-1", "webhook.test").await;
+    let event = s.wait_for_state("tag-1", "done").await;
+    let delivery = event["delivery_id"].as_str().unwrap();
+    let paths = [
+        "/api/meta".to_string(),
+        "/api/session".to_string(),
+        "/api/stats".to_string(),
+        "/api/chart?hours=2".to_string(),
+        "/api/deliveries".to_string(),
+        format!("/api/deliveries/{delivery}"),
+        "/api/events".to_string(),
+        "/api/events/tag-1".to_string(),
+        "/api/connections".to_string(),
+    ];
+    for path in paths {
+        let get = |etag: Option<&str>| {
+            let mut r = s
+                .http
+                .get(format!("http://{}{path}", s.admin))
+                .bearer_auth(ADMIN_TOKEN);
+            if let Some(tag) = etag {
+                r = r.header("if-none-match", tag);
+            }
+            r.send()
+        };
+        let r = get(None).await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+        let again = get(Some(&etag)).await.unwrap();
+        assert_eq!(again.status().as_u16(), 304, "{path}");
+        assert_eq!(again.headers()["etag"], etag.as_str(), "{path}");
+        assert!(again.bytes().await.unwrap().is_empty(), "{path}");
+        let other = get(Some("\"something-else\"")).await.unwrap();
+        assert_eq!(other.status().as_u16(), 200, "{path}");
+    }
+    // Errors carry none.
+    let r = s
+        .http
+        .get(format!("http://{}/api/events/nope", s.admin))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert!(r.headers().get("etag").is_none());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_login_body_over_4_kib_is_413() {
+    let s = TestServer::start(&super::ui::password_config("")).await;
+    let url = format!("http://{}/api/login", s.admin);
+    let big = serde_json::json!({ "password": "x".repeat(5000) });
+    let r = s.http.post(&url).json(&big).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    let r = s.http.post(&url).body("not json").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    s.stop().await;
+}

@@ -353,6 +353,11 @@ async fn operator_journey_in_headless_chromium() {
         "the empty connections page",
     )
     .await;
+    std::fs::write(
+        screenshot_dir().join("connections.png"),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
 
     // Log out: the API is closed to the browser again.
     c.find(Locator::Css("#logout"))

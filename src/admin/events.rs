@@ -1,0 +1,119 @@
+//! `/api/events`: events newest first, one event with its attempts and payload (by seq or
+//! by the sender's event id), and replays, one at a time or every matching event in bulk.
+
+use super::query;
+use super::{Admin, ApiError};
+use crate::clock;
+use crate::store::{EventState, ReplayError};
+use http::StatusCode;
+use serde_json::{json, Value};
+use warp::Reply;
+
+/// Most events one "replay all" request re-queues; the answer says whether more match.
+const MAX_BULK_REPLAY: usize = 10_000;
+
+/// Events, newest first, filtered by endpoint, type, state and time.
+pub fn list(admin: &Admin, query: &str) -> Result<Value, ApiError> {
+    let q = query::parse(query);
+    let filter = query::event_filter(&q)?;
+    query::scan_pages(&q, |cursor, wanted| {
+        let page = admin.store.list_events(&filter, cursor, wanted)?;
+        let rows = page
+            .items
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
+            .collect();
+        Ok((rows, page.next_cursor))
+    })
+}
+
+/// Finds an event by its seq, or by the sender's event id (`?endpoint=` narrows it).
+fn resolve(admin: &Admin, id: &str, query: &str) -> Result<u64, ApiError> {
+    if let Ok(seq) = id.parse::<u64>() {
+        if admin.store.event(seq)?.is_some() {
+            return Ok(seq);
+        }
+    }
+    let wanted = query::text(&query::parse(query), "endpoint");
+    for e in &admin.config.endpoints {
+        if wanted.as_ref().is_some_and(|w| *w != e.name) {
+            continue;
+        }
+        if let Some(seq) = admin.store.find_event(&e.name, id)? {
+            return Ok(seq);
+        }
+    }
+    Err(ApiError::not_found("event"))
+}
+
+/// One event with its attempts and its payload (as JSON when it parses, else as text).
+pub fn one(admin: &Admin, id: &str, query: &str) -> Result<Value, ApiError> {
+    let seq = resolve(admin, id, query)?;
+    let event = admin
+        .store
+        .event(seq)?
+        .ok_or_else(|| ApiError::not_found("event"))?;
+    let attempts = admin.store.attempts(seq)?;
+    let payload = admin.store.payload(seq)?.map(|p| {
+        serde_json::from_slice::<Value>(&p)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&p).into_owned()))
+    });
+    let mut value = serde_json::to_value(&event).unwrap_or(Value::Null);
+    value["attempts"] = serde_json::to_value(attempts).unwrap_or(Value::Null);
+    value["payload"] = payload.unwrap_or(Value::Null);
+    Ok(value)
+}
+
+fn accepted(body: Value) -> warp::reply::Response {
+    warp::reply::with_status(warp::reply::json(&body), StatusCode::ACCEPTED).into_response()
+}
+
+/// Queues a done or dead event again: 202.
+pub fn replay(admin: &Admin, id: &str, query: &str) -> Result<warp::reply::Response, ApiError> {
+    let seq = resolve(admin, id, query)?;
+    let event = admin.store.replay(seq, clock::now_ms())?;
+    tracing::info!(seq, "event replayed by an operator");
+    Ok(accepted(json!({ "status": "queued", "event": event })))
+}
+
+/// Re-queues every event that matches the filter (dead ones unless `state=done`).
+pub fn replay_matching(admin: &Admin, query: &str) -> Result<warp::reply::Response, ApiError> {
+    let q = query::parse(query);
+    let mut filter = query::event_filter(&q)?;
+    match filter.state {
+        None => filter.state = Some(EventState::Dead),
+        Some(EventState::Dead | EventState::Done) => {}
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "only dead or done events can be replayed",
+            ))
+        }
+    }
+    let now = clock::now_ms();
+    let mut cursor = None;
+    let mut seqs = Vec::new();
+    let more = loop {
+        let page = admin
+            .store
+            .list_events(&filter, cursor, MAX_BULK_REPLAY - seqs.len())?;
+        seqs.extend(page.items.iter().map(|e| e.seq));
+        match page.next_cursor {
+            Some(c) if seqs.len() < MAX_BULK_REPLAY => cursor = Some(c),
+            Some(_) => break true,
+            None => break false,
+        }
+    };
+    let mut replayed = 0u64;
+    for seq in seqs {
+        match admin.store.replay(seq, now) {
+            Ok(_) => replayed += 1,
+            // It moved on since the scan (another replay, or pruned): nothing to do.
+            Err(ReplayError::NotFound | ReplayError::NotFinished(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    tracing::info!(replayed, "events replayed in bulk by an operator");
+    Ok(accepted(
+        json!({ "status": "queued", "replayed": replayed, "more": more }),
+    ))
+}

@@ -1,0 +1,186 @@
+//! The admin listener's one route table: `/healthz`, `/metrics`, every `/api/...` path with
+//! the one method it answers, and the UI's files for everything else. Authentication and
+//! the CSRF check run here, in front of every API route but the session ones; successful
+//! GET answers get their ETag answered here (a 304 when the client has it).
+
+use super::{backup, deliveries, events, fasten, guard, headers, meta, session, stats, ui};
+use super::{Admin, ApiError, Request};
+use crate::clock;
+use http::{Method, StatusCode};
+use std::sync::Arc;
+use warp::Reply;
+
+/// What a path below `/api/` names.
+enum Route<'a> {
+    Session,
+    Login,
+    Logout,
+    Meta,
+    Stats,
+    Chart,
+    Backup,
+    Deliveries,
+    Delivery(&'a str),
+    Events,
+    Event(&'a str),
+    ReplayEvent(&'a str),
+    ReplayMatching,
+    Connections,
+    Connection(&'a str),
+    Resource {
+        connection: &'a str,
+        kind: &'a str,
+        id: &'a str,
+    },
+    ExportFile {
+        task: &'a str,
+        file: &'a str,
+    },
+}
+
+impl<'a> Route<'a> {
+    /// The route `path` names, and the one method it answers.
+    fn parse(path: &'a str) -> Option<(Method, Route<'a>)> {
+        let parts: Vec<&'a str> = path.trim_matches('/').split('/').collect();
+        let (get, post) = (Method::GET, Method::POST);
+        Some(match parts.as_slice() {
+            ["session"] => (get, Route::Session),
+            ["login"] => (post, Route::Login),
+            ["logout"] => (post, Route::Logout),
+            ["meta"] => (get, Route::Meta),
+            ["stats"] => (get, Route::Stats),
+            ["chart"] => (get, Route::Chart),
+            ["backup"] => (post, Route::Backup),
+            ["deliveries"] => (get, Route::Deliveries),
+            ["deliveries", id] => (get, Route::Delivery(id)),
+            ["events"] => (get, Route::Events),
+            ["events", id] => (get, Route::Event(id)),
+            ["events", id, "replay"] => (post, Route::ReplayEvent(id)),
+            ["replay"] => (post, Route::ReplayMatching),
+            ["connections"] => (get, Route::Connections),
+            ["connections", id] => (get, Route::Connection(id)),
+            ["connections", connection, "resources", kind, id] => (
+                get,
+                Route::Resource {
+                    connection,
+                    kind,
+                    id,
+                },
+            ),
+            ["exports", task, "files", file] => (get, Route::ExportFile { task, file }),
+            _ => return None,
+        })
+    }
+
+    /// The session routes check the caller themselves: they are how a browser gets in.
+    fn before_authentication(&self) -> bool {
+        matches!(self, Route::Session | Route::Login | Route::Logout)
+    }
+}
+
+/// Answers one request to the admin listener.
+pub async fn dispatch(admin: Arc<Admin>, req: Request) -> warp::reply::Response {
+    if req.path == "/healthz" {
+        return warp::reply::json(&serde_json::json!({ "status": "ok" })).into_response();
+    }
+    if !admin.config.admin.has_credential() && !guard::loopback_host(req.header("host")) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "without a configured credential the admin listener only answers to a loopback host name",
+        )
+        .into_response();
+    }
+    let answer = if req.path == "/metrics" {
+        metrics(&admin, &req)
+    } else if let Some(path) = req.path.strip_prefix("/api/") {
+        api(&admin, &req, path).await
+    } else {
+        ui::asset(&req.method, &req.path)
+    };
+    answer.unwrap_or_else(ApiError::into_response)
+}
+
+/// Prometheus text, for the metrics token or whatever opens the API.
+fn metrics(admin: &Admin, req: &Request) -> Result<warp::reply::Response, ApiError> {
+    guard::metrics_access(admin, req)?;
+    let text = crate::telemetry::render(&admin.store, clock::now_ms());
+    Ok(warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4").into_response())
+}
+
+async fn api(admin: &Admin, req: &Request, path: &str) -> Result<warp::reply::Response, ApiError> {
+    let route = Route::parse(path);
+    let open = route
+        .as_ref()
+        .is_some_and(|(method, route)| *method == req.method && route.before_authentication());
+    if !open {
+        let caller = guard::authenticate(admin, req)?;
+        guard::check_csrf(admin, &caller, req)?;
+    }
+    let (method, route) = route.ok_or_else(|| ApiError::not_found("API path"))?;
+    if req.method != method {
+        return Err(ApiError::method_not_allowed());
+    }
+    let response = answer(admin, req, route).await?;
+    Ok(headers::conditional(response, req.header("if-none-match")))
+}
+
+/// Runs the route's handler. JSON documents become 200 answers with an ETag.
+async fn answer(
+    admin: &Admin,
+    req: &Request,
+    route: Route<'_>,
+) -> Result<warp::reply::Response, ApiError> {
+    let q = req.query.as_str();
+    let json = |value: serde_json::Value| headers::json(&value);
+    Ok(match route {
+        Route::Session => json(session::info(admin, req)),
+        Route::Login => session::login(admin, req).await?,
+        Route::Logout => session::logout(admin, req)?,
+        Route::Meta => json(meta::meta(admin)),
+        Route::Stats => json(stats::stats(admin)?),
+        Route::Chart => json(stats::chart(admin, q)?),
+        Route::Backup => backup::handle(admin, q).await?,
+        Route::Deliveries => json(deliveries::list(admin, q)?),
+        Route::Delivery(id) => json(deliveries::one(admin, id)?),
+        Route::Events => json(events::list(admin, q)?),
+        Route::Event(id) => json(events::one(admin, id, q)?),
+        Route::ReplayEvent(id) => events::replay(admin, id, q)?,
+        Route::ReplayMatching => events::replay_matching(admin, q)?,
+        Route::Connections => json(fasten::connections(admin)?),
+        Route::Connection(id) => json(fasten::connection(admin, id)?),
+        Route::Resource {
+            connection,
+            kind,
+            id,
+        } => fasten::resource(admin, connection, kind, id)?,
+        Route::ExportFile { task, file } => fasten::export_file(admin, task, file)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_api_path_names_one_route_and_method() {
+        let method = |path| Route::parse(path).map(|(m, _)| m);
+        assert_eq!(method("deliveries"), Some(Method::GET));
+        assert_eq!(method("/deliveries/"), Some(Method::GET));
+        assert_eq!(method("events/e-1/replay"), Some(Method::POST));
+        assert_eq!(method("exports/t/files/Patient"), Some(Method::GET));
+        assert_eq!(method("backup"), Some(Method::POST));
+        assert_eq!(method("events/a/b"), None);
+        assert_eq!(method("nothing"), None);
+        assert!(matches!(
+            Route::parse("connections/c/resources/Patient/p"),
+            Some((
+                _,
+                Route::Resource {
+                    connection: "c",
+                    kind: "Patient",
+                    id: "p"
+                }
+            ))
+        ));
+    }
+}

@@ -1,0 +1,157 @@
+// One delivery: what was received and answered, its event's processing, and the Fasten
+// export files it brought. While the event is still moving, only the event's parts of the
+// page are refreshed, so scroll position and unfolded bodies stay as they are.
+
+import { badge, el, facts, fmtLatency, fmtTime, safeLink, table, toast } from "./dom.js";
+import { api } from "./api.js";
+
+const FOLD_LINES = 40;
+const FINISHED = ["done", "dead"];
+
+function headersTable(headers) {
+  if (!headers || !headers.length) return el("p", { class: "muted" }, "none");
+  return el("table", { class: "headers" }, el("tbody", {},
+    headers.map(([k, v]) => el("tr", {}, el("td", { class: "mono" }, k), el("td", { class: "mono" }, v)))));
+}
+
+/** The body, pretty-printed when it is JSON, folded when long. */
+function bodyBlock(text, id) {
+  let shown = text || "";
+  try {
+    if (shown.trim()) shown = JSON.stringify(JSON.parse(shown), null, 2);
+  } catch (_) { /* not JSON: show as sent */ }
+  const pre = el("pre", { id }, shown);
+  const lines = shown.split("\n").length;
+  if (lines <= FOLD_LINES && shown.length <= 6000) return pre;
+  pre.classList.add("folded");
+  const toggle = el("button", { type: "button", class: "secondary fold-toggle" }, `Show all ${lines} lines`);
+  toggle.addEventListener("click", () => {
+    const folded = pre.classList.toggle("folded");
+    toggle.textContent = folded ? `Show all ${lines} lines` : "Fold";
+  });
+  return el("div", {}, pre, el("div", { class: "pager" }, toggle));
+}
+
+/** The stored files of a Fasten export (`exports` of the delivery), or why there are none. */
+function fastenExports(d) {
+  if (!d.exports && d.event_type !== "patient.ehi_export_success") return null;
+  const section = el("section", { id: "fasten-exports" }, el("h2", {}, "Fasten export files"));
+  if (!d.exports || !d.exports.length) {
+    section.appendChild(el("p", { class: "placeholder" }, "No export files are stored for this event (yet)."));
+    return section;
+  }
+  section.appendChild(table({}, ["File", "Resources", "Bytes", "sha256", ""],
+    d.exports.map((f) => el("tr", {},
+      el("td", { class: "mono" }, f.name),
+      el("td", { class: "num" }, f.resources),
+      el("td", { class: "num" }, f.bytes),
+      el("td", { class: "mono" }, f.sha256),
+      el("td", {}, safeLink(f.download_url, "download"))))));
+  return section;
+}
+
+function attemptsTable(event) {
+  if (!event) return el("p", { class: "muted" }, "This delivery created no event.");
+  if (!event.attempts.length) return el("p", { class: "muted" }, "No attempts yet.");
+  return table({ id: "attempts" }, ["#", "Processor", "Started", "Took", "Outcome", "Detail / error"],
+    event.attempts.map((a) => el("tr", {},
+      el("td", { class: "num" }, a.number),
+      el("td", {}, a.processor),
+      el("td", { class: "mono" }, fmtTime(a.started_at_ms)),
+      el("td", { class: "num" }, `${a.finished_at_ms - a.started_at_ms} ms`),
+      el("td", {}, el("span", { class: `badge ${a.outcome === "ok" ? "s-done" : "s-dead"}` }, a.outcome)),
+      el("td", { class: "mono" }, a.detail))));
+}
+
+/** Queues a done or dead event again; true when it was. */
+export async function replayOne(seq, button) {
+  if (button) button.disabled = true;
+  try {
+    await api(`/api/events/${encodeURIComponent(seq)}/replay`, { method: "POST" });
+    toast("Replay queued");
+    return true;
+  } catch (e) {
+    toast(e.message);
+    return false;
+  } finally {
+    if (button) button.disabled = false;
+  }
+}
+
+async function loadEvent(seq) {
+  return (await api(`/api/events/${encodeURIComponent(seq)}`)).body;
+}
+
+/** The delivery view; `ctx` shows it and runs its poller. */
+export async function renderDelivery(id, ctx) {
+  const url = `/api/deliveries/${encodeURIComponent(id)}`;
+  let d = (await api(url)).body;
+  let event = null;
+  if (d.event_seq) {
+    try { event = await loadEvent(d.event_seq); } catch (_) { event = null; }
+  }
+  const eventCard = el("div", { class: "card", id: "event-card" });
+  const attempts = el("div", { id: "attempts-section" });
+  const exportsBox = el("div", { id: "exports-section" });
+
+  // Follows the event while it is still moving; stops once it is done or dead.
+  const follow = () => {
+    if (!event || FINISHED.includes(event.state)) return;
+    ctx.live(async () => {
+      const now = await loadEvent(event.seq);
+      if (now.state !== event.state || now.attempts.length !== event.attempts.length) {
+        event = now;
+        d = (await api(url)).body; // the export files arrive with the processing
+        fill();
+      }
+      return !FINISHED.includes(event.state);
+    }, 1500);
+  };
+  const replay = async (e) => {
+    if (!(await replayOne(event.seq, e.target))) return;
+    event = await loadEvent(event.seq);
+    fill();
+    follow();
+  };
+  const fill = () => {
+    const canReplay = event && FINISHED.includes(event.state);
+    eventCard.replaceChildren(
+      event ? facts([
+        ["State", el("span", { id: "event-state" }, badge("s", event.state))],
+        ["Attempts", event.attempts.length],
+        ["Replays", event.replays],
+        ["Next attempt", event.next_attempt_at_ms ? fmtTime(event.next_attempt_at_ms) : null],
+        ["Last error", event.last_error],
+      ]) : el("p", { class: "muted" }, "No event: nothing was queued for this delivery."),
+      canReplay ? el("p", {}, el("button", { id: "replay", type: "button", onclick: replay }, "Replay")) : "");
+    attempts.replaceChildren(attemptsTable(event));
+    exportsBox.replaceChildren(fastenExports(d) || "");
+  };
+  fill();
+
+  ctx.show(
+    el("p", {}, el("a", { href: "#/deliveries" }, "← Deliveries")),
+    el("h1", {}, "Delivery ", el("span", { class: "mono" }, d.id)),
+    el("div", { class: "two" },
+      el("div", { class: "card" }, facts([
+        ["Received", fmtTime(d.received_at_ms)],
+        ["Endpoint", d.endpoint],
+        ["Verdict", badge("v", d.verdict)],
+        ["Reason", d.reason],
+        ["Event id", d.event_id],
+        ["Event type", d.event_type],
+        ["From", d.remote_addr],
+        ["Latency", fmtLatency(d.latency_us)],
+        ["Body size", `${d.body_bytes} bytes${d.body_truncated ? " (stored truncated)" : ""}`],
+      ])),
+      eventCard),
+    el("h2", {}, "Request headers"), el("div", { class: "card" }, headersTable(d.request_headers)),
+    el("h2", {}, "Body"), bodyBlock(d.body, "body"),
+    el("h2", {}, "Response"),
+    el("div", { class: "card" }, facts([["Status", d.response.status]]),
+      el("h2", {}, "Headers"), headersTable(d.response.headers),
+      el("h2", {}, "Body"), bodyBlock(d.response.body, "response-body")),
+    el("h2", {}, "Processing attempts"), attempts,
+    exportsBox);
+  follow();
+}
