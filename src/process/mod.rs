@@ -7,11 +7,13 @@
 //! attempt cut short by a crash is re-claimed at start-up, so processors must be idempotent
 //! by event id.
 
+mod chain;
 pub mod fasten;
 mod forward;
 mod log;
 pub mod retry;
 
+pub use chain::chain;
 pub use fasten::{connection_dir, safe_name, FastenProcessor};
 pub use forward::ForwardProcessor;
 pub use log::LogProcessor;
