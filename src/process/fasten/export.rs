@@ -23,9 +23,18 @@ struct Plan {
 
 /// What planning found.
 enum Planned {
-    /// This event already stored the export; the text says so.
+    /// Nothing to fetch (already stored by this event, or the connection is revoked); the
+    /// text says why.
     Done(String),
     Fetch(Plan),
+}
+
+/// The attempt's account of an export not stored because its connection is revoked.
+fn revoked_text(conn: &str, task: &str, at: u64, what: &str) -> String {
+    format!(
+        "connection revoked: export {task} of connection {conn} {what}. It was revoked at \
+         {at} ms; a newer patient.connection_success authorizes it again"
+    )
 }
 
 impl FastenProcessor {
@@ -40,8 +49,22 @@ impl FastenProcessor {
             Planned::Fetch(plan) => plan,
         };
         let mut notes = Vec::new();
-        let files = self.download_all(&plan, &mut notes).await?;
-        let record = self.record(job, &plan, files, data.stats.as_ref()).await?;
+        let downloaded = self.download_all(&plan, &mut notes).await;
+        // A revocation may have landed during the download (see `commits`): checked again,
+        // under the lock, before anything is recorded. A download that failed because the
+        // revocation removed its directory ends here too, rather than being retried.
+        let _commits = self.commits.lock().await;
+        if let Some(at) = self.revoked_at(&plan.conn)? {
+            let entries = self.discard_export(&plan.conn, &plan.task).await?;
+            let what = format!(
+                "is not stored: the revocation came while it downloaded, and what was \
+                 downloaded is removed with its {entries} index entries"
+            );
+            return Ok(revoked_text(&plan.conn, &plan.task, at, &what));
+        }
+        let record = self
+            .record(job, &plan, downloaded?, data.stats.as_ref())
+            .await?;
         notes.push(check_text(&record, data.stats.is_some()));
         Ok(describe(&record, &notes))
     }
@@ -59,6 +82,15 @@ impl FastenProcessor {
                 .ok_or_else(|| permanent("data.task_id is missing"))?,
             "task_id",
         )?;
+        // Before anything else, a replay of an export stored earlier included.
+        if let Some(at) = self.revoked_at(&conn)? {
+            return Ok(Planned::Done(revoked_text(
+                &conn,
+                &task,
+                at,
+                "is not downloaded",
+            )));
+        }
         let urls = data.urls();
         if urls.is_empty() {
             return Err(permanent(
