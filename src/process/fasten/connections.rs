@@ -200,11 +200,12 @@ impl FastenProcessor {
         ))
     }
 
-    /// Removes what an export of a connection revoked while it downloaded left behind: its
-    /// index entries, its record (if an earlier event of the same task stored one: its files
-    /// were being replaced) and its files. Called under `commits`; returns the entries
-    /// removed.
+    /// Removes what an export of a revoked connection left behind (an attempt that was
+    /// downloading when the revocation came, or one cut short): its index entries, its
+    /// record (if an earlier event of the same task stored one: its files were being
+    /// replaced) and its files. Called under `commits`; returns the entries removed.
     pub(super) async fn discard_export(&self, conn: &str, task: &str) -> Result<u64, ProcessError> {
+        let had_record = self.store.export(conn, task).map_err(store_err)?.is_some();
         // It flushes synchronously: off the runtime's threads.
         let (store, c, t) = (self.store.clone(), conn.to_string(), task.to_string());
         let entries = tokio::task::spawn_blocking(move || store.remove_export_data(&c, &t))
@@ -212,16 +213,20 @@ impl FastenProcessor {
             .map_err(|e| retry(format!("removing export {task} failed: {e}")))?
             .map_err(store_err)?;
         let conn_dir = self.exports_dir.join(conn);
-        remove_dir(&conn_dir.join(task)).await?;
+        let dir = conn_dir.join(task);
+        let had_files = tokio::fs::try_exists(&dir).await.unwrap_or(true);
+        remove_dir(&dir).await?;
         // Only if empty: the connection's other (kept) exports stay.
         let _ = tokio::fs::remove_dir(&conn_dir).await;
-        let removed = Removed {
-            at_ms: clock::now_ms(),
-            exports: vec![task.to_string()],
-            index_entries: entries,
-            ..Removed::default()
-        };
-        self.note_removal(conn, &removed)?;
+        if had_record || had_files || entries > 0 {
+            let removed = Removed {
+                at_ms: clock::now_ms(),
+                exports: vec![task.to_string()],
+                index_entries: entries,
+                ..Removed::default()
+            };
+            self.note_removal(conn, &removed)?;
+        }
         Ok(entries)
     }
 

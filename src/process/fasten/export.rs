@@ -23,9 +23,14 @@ struct Plan {
 
 /// What planning found.
 enum Planned {
-    /// Nothing to fetch (already stored by this event, or the connection is revoked); the
-    /// text says why.
+    /// This event already stored the export; the text says so.
     Done(String),
+    /// The connection was revoked at this time (ms): nothing is fetched.
+    Revoked {
+        conn: String,
+        task: String,
+        at: u64,
+    },
     Fetch(Plan),
 }
 
@@ -46,6 +51,9 @@ impl FastenProcessor {
     ) -> Result<String, ProcessError> {
         let plan = match self.plan(job, data)? {
             Planned::Done(text) => return Ok(text),
+            Planned::Revoked { conn, task, at } => {
+                return self.refuse_revoked(&conn, &task, at).await
+            }
             Planned::Fetch(plan) => plan,
         };
         let mut notes = Vec::new();
@@ -69,6 +77,28 @@ impl FastenProcessor {
         Ok(describe(&record, &notes))
     }
 
+    /// Ends an export of a revoked connection without fetching it. What an earlier attempt
+    /// cut short left behind (index entries, files) goes; an export stored before the
+    /// revocation and kept (`on_revoke = "keep"`) stays.
+    async fn refuse_revoked(
+        &self,
+        conn: &str,
+        task: &str,
+        at: u64,
+    ) -> Result<String, ProcessError> {
+        let _commits = self.commits.lock().await;
+        let mut what = "is not downloaded".to_string();
+        if self.store.export(conn, task).map_err(store_err)?.is_none() {
+            let entries = self.discard_export(conn, task).await?;
+            if entries > 0 {
+                what.push_str(&format!(
+                    "; {entries} index entries an earlier attempt left are removed"
+                ));
+            }
+        }
+        Ok(revoked_text(conn, task, at, &what))
+    }
+
     fn plan(&self, job: &Job, data: &ExportSuccess) -> Result<Planned, ProcessError> {
         let conn = checked(
             data.org_connection_id
@@ -84,12 +114,7 @@ impl FastenProcessor {
         )?;
         // Before anything else, a replay of an export stored earlier included.
         if let Some(at) = self.revoked_at(&conn)? {
-            return Ok(Planned::Done(revoked_text(
-                &conn,
-                &task,
-                at,
-                "is not downloaded",
-            )));
+            return Ok(Planned::Revoked { conn, task, at });
         }
         let urls = data.urls();
         if urls.is_empty() {
