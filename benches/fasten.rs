@@ -112,6 +112,7 @@ fn main() {
             next_attempt_at_ms: None,
             last_error: None,
             replays: 0,
+            attempts_before_replay: 0,
         },
         payload: body.into(),
     };

@@ -7,11 +7,13 @@
 //! attempt cut short by a crash is re-claimed at start-up, so processors must be idempotent
 //! by event id.
 
+mod chain;
 pub mod fasten;
 mod forward;
 mod log;
 pub mod retry;
 
+pub use chain::chain;
 pub use fasten::{connection_dir, safe_name, FastenProcessor};
 pub use forward::ForwardProcessor;
 pub use log::LogProcessor;
@@ -248,6 +250,10 @@ impl Pipeline {
     async fn attempt(&self, job: Job) {
         let seq = job.event.seq;
         let number = job.event.attempts + 1;
+        // A replay starts a fresh round: the schedule and `max_attempts` count from it, so a
+        // replayed dead event is retried like a new one, while `number` keeps increasing so
+        // every attempt of every round stays on record.
+        let in_round = number.saturating_sub(job.event.attempts_before_replay);
         let started = clock::now_ms();
         let (name, result) = self.run_processor(&job).await;
         let finished = clock::now_ms();
@@ -256,7 +262,7 @@ impl Pipeline {
             Err(ProcessError::Retry(e)) => (
                 AttemptOutcome::Error,
                 e,
-                self.policy.after_failure(number, finished),
+                self.policy.after_failure(in_round, finished),
             ),
             Err(ProcessError::Permanent(e)) => (AttemptOutcome::Error, e, Next::Dead),
         };

@@ -612,6 +612,7 @@ impl Store {
                 event.state = EventState::Queued;
                 event.next_attempt_at_ms = Some(now_ms);
                 event.replays += 1;
+                event.attempts_before_replay = event.attempts;
                 match to_json(&event) {
                     Ok(b) => ev.insert(&keys::u64_key(seq), b)?,
                     Err(e) => return abort(e),

@@ -174,6 +174,10 @@ pub struct Event {
     /// How often the event was re-queued by hand.
     #[serde(default)]
     pub replays: u32,
+    /// Attempts made before the latest replay: a replay starts a fresh round of retries,
+    /// counted from here, while attempt numbers keep increasing.
+    #[serde(default)]
+    pub attempts_before_replay: u32,
 }
 
 /// The outcome of one attempt.

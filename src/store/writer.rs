@@ -562,6 +562,7 @@ fn apply(trees: &WriterTrees, batch: &[Prepared]) -> Result<Vec<Outcome>, StoreE
                             next_attempt_at_ms: Some(now),
                             last_error: None,
                             replays: 0,
+                            attempts_before_replay: 0,
                         };
                         let bytes = match to_json(&record) {
                             Ok(b) => b,

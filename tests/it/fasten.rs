@@ -6,6 +6,7 @@ use hookd::simulate::{self, api, fhir, EventSpec};
 use serde_json::Value;
 use sha2::Digest;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 const PUBLIC_ID: &str = "public_test_0123456789";
 const PRIVATE_KEY: &str = "private_test_abcdefghijklmnop";
@@ -101,6 +102,33 @@ impl Setup {
             .join("exports")
             .join(conn)
             .join(task)
+    }
+
+    /// Replays event `id` and waits until it is done with `attempts` attempts; returns it.
+    async fn replay(&self, id: &str, attempts: usize) -> Value {
+        self.s
+            .api_post_status(&format!("/api/events/{id}/replay"), 202)
+            .await;
+        let path = &format!("/api/events/{id}");
+        eventually(WAIT, &format!("the replay of {id}"), || async move {
+            let event = self.s.api_ok(path).await;
+            let n = event["attempts"].as_array().map_or(0, Vec::len);
+            (event["state"] == "done" && n == attempts).then_some(event)
+        })
+        .await
+    }
+
+    /// Sends `event_type` for `conn` as event `id` and waits until it is done.
+    async fn processed(&self, event_type: &str, conn: &str, id: &str) -> Value {
+        assert_eq!(
+            self.send(&self.spec(event_type, conn), id).await.verdict(),
+            (200, "accepted")
+        );
+        self.s.wait_for_state(id, "done").await
+    }
+
+    fn downloads(&self) -> u64 {
+        self.stand_in.seen.file_requests.load(Ordering::Relaxed)
     }
 
     async fn stop(self) {
@@ -649,17 +677,213 @@ async fn an_export_processed_again_by_its_event_is_not_downloaded_twice() {
     let t = setup(api::Options::default(), "keep", "").await;
     t.store_export("conn-i", "task-i", "idem-1").await;
     // A second run of the same event, as after a crash (here: an operator's replay).
-    t.s.api_post_status("/api/events/idem-1/replay", 202).await;
-    let event = eventually(WAIT, "the replay being processed", || async {
-        let event = t.s.api_ok("/api/events/idem-1").await;
-        let attempts = event["attempts"].as_array().unwrap().len();
-        (event["state"] == "done" && attempts == 2).then_some(event)
-    })
-    .await;
+    let event = t.replay("idem-1", 2).await;
     assert!(
         detail(&event, 1).contains("already stored by this event"),
         "{event}"
     );
     assert_eq!(t.stand_in.seen.file_requests.load(Ordering::Relaxed), 1);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_revoked_connection_exports_nothing_until_a_newer_connection_success() {
+    for on_revoke in ["delete", "keep"] {
+        let t = setup(api::Options::default(), on_revoke, "").await;
+        let conn = "conn-rv";
+        t.processed("patient.connection_success", conn, "cs-1")
+            .await;
+        assert_eq!(t.stand_in.export_requests_for(conn), 1);
+        t.processed("patient.authorization_revoked", conn, "rv-1")
+            .await;
+
+        // An export announced after the revocation is not downloaded.
+        let spec = EventSpec {
+            task_id: "task-late".into(),
+            ..t.spec("patient.ehi_export_success", conn)
+        };
+        assert_eq!(t.send(&spec, "ex-1").await.verdict(), (200, "accepted"));
+        let event = t.s.wait_for_state("ex-1", "done").await;
+        let text = detail(&event, 0);
+        assert!(
+            text.starts_with("connection revoked: "),
+            "{on_revoke}: {text}"
+        );
+        assert_eq!(t.downloads(), 0, "{on_revoke}");
+        assert_eq!(
+            t.stand_in.seen.signed_urls_issued.load(Ordering::Relaxed),
+            0
+        );
+        assert!(!t.export_dir(conn, "task-late").exists(), "{on_revoke}");
+        let c = t.s.api_ok(&format!("/api/connections/{conn}")).await;
+        assert_eq!(c["status"], "revoked");
+        assert_eq!(c["exports"].as_array().unwrap().len(), 0, "{c}");
+
+        // A replay of the connection_success from before the revocation changes nothing.
+        let event = t.replay("cs-1", 2).await;
+        assert!(detail(&event, 1).contains("stays revoked"), "{event}");
+        let c = t.s.api_ok(&format!("/api/connections/{conn}")).await;
+        assert_eq!(c["status"], "revoked");
+        assert!(c["revoked_at_ms"].as_u64().is_some());
+        assert_eq!(t.stand_in.export_requests_for(conn), 1);
+
+        // A new one authorizes it again, and asks for an export again.
+        let event = t
+            .processed("patient.connection_success", conn, "cs-2")
+            .await;
+        assert!(detail(&event, 0).contains("re-authorized"), "{event}");
+        assert!(detail(&event, 0).contains("export requested"), "{event}");
+        assert_eq!(t.stand_in.export_requests_for(conn), 2);
+        let c = t.s.api_ok(&format!("/api/connections/{conn}")).await;
+        assert_eq!(c["status"], "authorized");
+        assert!(c["revoked_at_ms"].is_null(), "{c}");
+
+        // Now the export is downloaded.
+        let event = t.replay("ex-1", 2).await;
+        assert!(detail(&event, 1).contains("counts match stats"), "{event}");
+        assert_eq!(t.downloads(), 1);
+        assert_eq!(
+            file_names(&t.export_dir(conn, "task-late")),
+            ["fhir-1-40.ndjson"]
+        );
+        t.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_replayed_export_of_a_revoked_connection_is_not_downloaded_again() {
+    for on_revoke in ["delete", "keep"] {
+        let t = setup(api::Options::default(), on_revoke, "").await;
+        let conn = "conn-rp";
+        t.store_export(conn, "task-1", "ex-1").await;
+        let file = t.export_dir(conn, "task-1").join("fhir-1-40.ndjson");
+        let stored = std::fs::read(&file).unwrap();
+        assert_eq!(t.downloads(), 1);
+        t.processed("patient.authorization_revoked", conn, "rv-1")
+            .await;
+
+        let event = t.replay("ex-1", 2).await;
+        let text = detail(&event, 1);
+        assert!(
+            text.starts_with("connection revoked: "),
+            "{on_revoke}: {text}"
+        );
+        assert_eq!(t.downloads(), 1, "{on_revoke}: downloaded again");
+        let c = t.s.api_ok(&format!("/api/connections/{conn}")).await;
+        assert_eq!(c["status"], "revoked");
+        let exports = c["exports"].as_array().unwrap().len();
+        if on_revoke == "delete" {
+            assert_eq!(exports, 0, "{c}");
+            assert!(!t.s.dir.path().join("data/exports").join(conn).exists());
+        } else {
+            // Kept as it was, not fetched anew.
+            assert_eq!(exports, 1, "{c}");
+            assert_eq!(std::fs::read(&file).unwrap(), stored);
+        }
+        t.stop().await;
+    }
+}
+
+/// A file server for export downloads that answers only when told to, so a revocation can
+/// be processed while an export is downloading.
+async fn stalling_files() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+    Arc<tokio::sync::Notify>,
+) {
+    use warp::Filter;
+    let (arrived, requests) = tokio::sync::mpsc::unbounded_channel();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let go = release.clone();
+    let route = warp::get().then(move || {
+        let (arrived, go) = (arrived.clone(), go.clone());
+        async move {
+            let _ = arrived.send(());
+            go.notified().await;
+            "{\"resourceType\":\"Patient\",\"id\":\"p-stall\"}\n"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    (format!("http://{addr}/v1"), requests, release)
+}
+
+#[tokio::test]
+async fn an_export_downloading_when_its_connection_is_revoked_is_discarded() {
+    for on_revoke in ["delete", "keep"] {
+        let t = setup(api::Options::default(), on_revoke, "").await;
+        let conn = "conn-race";
+        t.store_export(conn, "task-before", "ex-0").await;
+        let (files, mut requests, release) = stalling_files().await;
+        let spec = EventSpec {
+            task_id: "task-during".into(),
+            api_base: files,
+            ..t.spec("patient.ehi_export_success", conn)
+        };
+        assert_eq!(t.send(&spec, "ex-1").await.verdict(), (200, "accepted"));
+        requests.recv().await.unwrap();
+        // The download is under way; the revocation is processed meanwhile.
+        t.processed("patient.authorization_revoked", conn, "rv-1")
+            .await;
+        release.notify_one();
+        let event = t.s.wait_for_state("ex-1", "done").await;
+        let attempts = event["attempts"].as_array().unwrap();
+        assert_eq!(attempts.len(), 1, "{on_revoke}: {event}");
+        let text = detail(&event, 0);
+        assert!(
+            text.starts_with("connection revoked: "),
+            "{on_revoke}: {text}"
+        );
+        assert!(text.contains("while it downloaded"), "{on_revoke}: {text}");
+        assert!(!t.export_dir(conn, "task-during").exists(), "{on_revoke}");
+        t.s.api_status(
+            &format!("/api/connections/{conn}/resources/Patient/p-stall"),
+            404,
+        )
+        .await;
+        t.s.api_status("/api/exports/task-during/files/fhir-1-40", 404)
+            .await;
+        let c = t.s.api_ok(&format!("/api/connections/{conn}")).await;
+        let kept: Vec<&str> = c["exports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["task_id"].as_str().unwrap())
+            .collect();
+        if on_revoke == "delete" {
+            assert!(kept.is_empty(), "{c}");
+            assert!(!t.s.dir.path().join("data/exports").join(conn).exists());
+        } else {
+            assert_eq!(kept, ["task-before"], "{c}");
+            assert!(t.export_dir(conn, "task-before").exists());
+        }
+        t.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_attempt_records_why_a_connection_failed() {
+    let t = setup(api::Options::default(), "keep", "").await;
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let spec = EventSpec {
+        api_base: format!("http://127.0.0.1:{port}/v1"),
+        ..t.spec("patient.ehi_export_success", "conn-refused")
+    };
+    t.send(&spec, "refused-1").await;
+    let event = t.s.wait_for_state("refused-1", "dead").await;
+    let text = detail(&event, 0);
+    assert!(
+        text.starts_with(&format!("GET http://127.0.0.1:{port}/v1/")),
+        "{text}"
+    );
+    assert!(text.to_lowercase().contains("connection refused"), "{text}");
+    // The URL is named once, by hookd, not again by the client's own message.
+    assert_eq!(text.matches("127.0.0.1").count(), 1, "{text}");
     t.stop().await;
 }

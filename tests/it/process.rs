@@ -118,6 +118,44 @@ async fn event_goes_dead_after_max_attempts_and_replay_revives_it() {
     s.stop().await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_replay_gets_a_fresh_round_of_retries_and_attempt_numbers_keep_counting() {
+    // Fails four times: a first round of two, a second round of two, then works.
+    let (url, sink) = start_sink(4).await;
+    let s = TestServer::start(&forward_config(&url, "max_attempts = 2")).await;
+    s.send_event("std", "round-1", "webhook.test").await;
+    s.wait_for_state("round-1", "dead").await;
+
+    // The replay's first attempt fails and is retried on the schedule, not dead at once.
+    s.api_post_status("/api/events/round-1/replay", 202).await;
+    let event = s.wait_for_state("round-1", "retrying").await;
+    let attempts = event["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3, "{event}");
+    let retry_in = event["next_attempt_at_ms"].as_u64().unwrap()
+        - attempts[2]["finished_at_ms"].as_u64().unwrap();
+    assert_eq!(retry_in, 1_000, "the first step of retry_schedule_secs");
+
+    // After max_attempts in this round it is dead again.
+    let event = s.wait_for_state("round-1", "dead").await;
+    let numbers: Vec<u64> = event["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 2, 3, 4]);
+
+    s.api_post_status("/api/events/round-1/replay", 202).await;
+    let event = s.wait_for_state("round-1", "done").await;
+    let attempts = event["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 5, "{event}");
+    assert_eq!(attempts[4]["number"], 5);
+    assert_eq!(attempts[4]["outcome"], "ok");
+    assert_eq!(event["replays"], 2);
+    assert_eq!(sink.received.lock().unwrap().len(), 5);
+    s.stop().await;
+}
+
 /// Records the (tokio-clock) time of each call; fails or sleeps as told.
 struct Recorder {
     calls: Mutex<Vec<u64>>,

@@ -8,7 +8,7 @@
 use super::download::check_url;
 use super::{permanent, retry};
 use crate::config::Fasten;
-use crate::process::{ProcessError, SetupError};
+use crate::process::{chain, ProcessError, SetupError};
 use reqwest::Url;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +29,12 @@ pub struct ApiClient {
 pub async fn snippet(response: reqwest::Response) -> String {
     let text = response.text().await.unwrap_or_default();
     text.chars().take(ERROR_BODY_CHARS).collect()
+}
+
+/// Why a request failed, with every cause (refused, DNS, TLS, timeout). The URL is left out:
+/// the caller's message names it.
+pub fn send_error(e: reqwest::Error) -> String {
+    chain(&e.without_url())
 }
 
 impl ApiClient {
@@ -78,7 +84,7 @@ impl ApiClient {
             .json(&serde_json::json!({ "org_connection_id": conn }))
             .send()
             .await
-            .map_err(|e| retry(format!("POST {url} failed: {e}")))?;
+            .map_err(|e| retry(format!("POST {url} failed: {}", send_error(e))))?;
         let status = response.status();
         let snippet = snippet(response).await;
         if !status.is_success() {
@@ -104,7 +110,7 @@ impl ApiClient {
             let response = request
                 .send()
                 .await
-                .map_err(|e| retry(format!("GET {current} failed: {e}")))?;
+                .map_err(|e| retry(format!("GET {current} failed: {}", send_error(e))))?;
             if !response.status().is_redirection() {
                 return Ok((response, hop > 0));
             }

@@ -1,6 +1,7 @@
 //! Connection tracking: what `connection_success`, `ehi_export_failed` and
 //! `authorization_revoked` record about a patient's connection, the one export request per
-//! connection, and removing a revoked connection's exports when `on_revoke = "delete"`.
+//! authorization, and removing a revoked connection's exports when `on_revoke = "delete"`. A
+//! connection's `revoked_at_ms` is set while it is revoked: its exports are not downloaded.
 
 use super::events::{AuthorizationRevoked, ConnectionSuccess, ExportFailed};
 use super::{checked, connection_id, retry, store_err, FastenProcessor};
@@ -9,8 +10,22 @@ use crate::config::OnRevoke;
 use crate::process::{Job, ProcessError};
 use crate::store::fasten::{Connection, ExportFailure, Removed};
 
+/// What a `connection_success` did to the connection's authorization.
+enum Authorization {
+    /// Authorized (it was not revoked).
+    Authorized,
+    /// It was revoked at this time (ms, when the revocation was received) and is authorized
+    /// again.
+    Renewed(u64),
+    /// It was revoked by an event received after this one (a replay of an old event, or one
+    /// processed late), so it stays revoked.
+    StillRevoked(u64),
+}
+
 impl FastenProcessor {
-    /// Records the connection and, when configured, asks Fasten for its export once.
+    /// Records the connection and, when configured, asks Fasten for its export once per
+    /// authorization. A `connection_success` received after the connection's revocation
+    /// authorizes it again; an older one (a replay) leaves it revoked.
     pub(super) async fn connection_success(
         &self,
         job: &Job,
@@ -18,7 +33,13 @@ impl FastenProcessor {
     ) -> Result<String, ProcessError> {
         let conn = connection_id(data.org_connection_id.as_deref())?;
         let now = clock::now_ms();
+        let received = job.event.received_at_ms;
         let fields = |c: &mut Connection| {
+            c.seen(&job.event.endpoint, now);
+            // Received in the same millisecond counts as older: when in doubt, revoked.
+            if let Some(at) = c.revoked_at_ms.filter(|at| received <= *at) {
+                return Authorization::StillRevoked(at);
+            }
             c.endpoint = job.event.endpoint.clone();
             for (slot, value) in [
                 (&mut c.endpoint_id, &data.endpoint_id),
@@ -31,19 +52,40 @@ impl FastenProcessor {
                     *slot = Some(v.clone());
                 }
             }
-            c.seen(&job.event.endpoint, now);
+            let Some(at) = c.revoked_at_ms.take() else {
+                return Authorization::Authorized;
+            };
+            if data.connection_status.is_none() {
+                c.status = Some("authorized".into());
+            }
+            // A new authorization is a new consent: its export is requested afresh.
+            c.export_requested_at_ms = None;
+            c.export_request_answer = None;
+            Authorization::Renewed(at)
         };
         let _guard = self.requesting.lock().await;
-        let (c, ()) = self
+        let (c, authorization) = self
             .store
             .update_connection(&conn, fields)
             .map_err(store_err)?;
+        let recorded = match authorization {
+            Authorization::StillRevoked(at) => {
+                return Ok(format!(
+                    "connection revoked: connection {conn} was revoked by an event received \
+                     after this one (at {at} ms); it stays revoked and no export is requested"
+                ))
+            }
+            Authorization::Renewed(at) => {
+                format!("connection {conn} re-authorized (it was revoked at {at} ms)")
+            }
+            Authorization::Authorized => format!("connection {conn} recorded"),
+        };
         if !self.config.request_export_on_connection {
-            return Ok(format!("connection {conn} recorded"));
+            return Ok(recorded);
         }
         if let Some(at) = c.export_requested_at_ms {
             return Ok(format!(
-                "connection {conn} recorded; its export was already requested (at {at} ms)"
+                "{recorded}; its export was already requested (at {at} ms)"
             ));
         }
         let answer = self.api.request_export(&conn).await?;
@@ -53,9 +95,16 @@ impl FastenProcessor {
                 c.export_request_answer = Some(answer.clone());
             })
             .map_err(store_err)?;
-        Ok(format!(
-            "connection {conn} recorded; export requested ({answer})"
-        ))
+        Ok(format!("{recorded}; export requested ({answer})"))
+    }
+
+    /// When the connection was revoked (ms, when the revocation was received), if it is.
+    pub(super) fn revoked_at(&self, conn: &str) -> Result<Option<u64>, ProcessError> {
+        Ok(self
+            .store
+            .connection(conn)
+            .map_err(store_err)?
+            .and_then(|c| c.revoked_at_ms))
     }
 
     /// Records a failed export with the connection it names.
@@ -102,6 +151,10 @@ impl FastenProcessor {
     ) -> Result<String, ProcessError> {
         let conn = connection_id(data.org_connection_id.as_deref())?;
         let now = clock::now_ms();
+        let received = job.event.received_at_ms;
+        // Held to the end, so no export of this connection is recorded meanwhile (see
+        // `commits`).
+        let _commits = self.commits.lock().await;
         self.store
             .update_connection(&conn, |c| {
                 c.seen(&job.event.endpoint, now);
@@ -110,7 +163,10 @@ impl FastenProcessor {
                         .clone()
                         .unwrap_or_else(|| "revoked".into()),
                 );
-                c.revoked_at_ms.get_or_insert(now);
+                // A revocation processed after a later re-authorization (a retry, or a
+                // replay) revokes again: when in doubt, no data is fetched. A newer
+                // `connection_success`, or its replay, authorizes it again.
+                c.revoked_at_ms.get_or_insert(received);
             })
             .map_err(store_err)?;
         if self.config.on_revoke == OnRevoke::Keep {
@@ -126,11 +182,7 @@ impl FastenProcessor {
         let dir = self.exports_dir.join(&conn);
         // Files go after the records, so nothing ever points at a missing file; a crash in
         // between leaves files that the next attempt removes.
-        match tokio::fs::remove_dir_all(&dir).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(retry(format!("cannot remove {}: {e}", dir.display()))),
-        }
+        remove_dir(&dir).await?;
         let removed = Removed {
             at_ms: now,
             exports: exports.iter().map(|e| e.task_id.clone()).collect(),
@@ -146,6 +198,36 @@ impl FastenProcessor {
             removed.files,
             removed.bytes,
         ))
+    }
+
+    /// Removes what an export of a revoked connection left behind (an attempt that was
+    /// downloading when the revocation came, or one cut short): its index entries, its
+    /// record (if an earlier event of the same task stored one: its files were being
+    /// replaced) and its files. Called under `commits`; returns the entries removed.
+    pub(super) async fn discard_export(&self, conn: &str, task: &str) -> Result<u64, ProcessError> {
+        let had_record = self.store.export(conn, task).map_err(store_err)?.is_some();
+        // It flushes synchronously: off the runtime's threads.
+        let (store, c, t) = (self.store.clone(), conn.to_string(), task.to_string());
+        let entries = tokio::task::spawn_blocking(move || store.remove_export_data(&c, &t))
+            .await
+            .map_err(|e| retry(format!("removing export {task} failed: {e}")))?
+            .map_err(store_err)?;
+        let conn_dir = self.exports_dir.join(conn);
+        let dir = conn_dir.join(task);
+        let had_files = tokio::fs::try_exists(&dir).await.unwrap_or(true);
+        remove_dir(&dir).await?;
+        // Only if empty: the connection's other (kept) exports stay.
+        let _ = tokio::fs::remove_dir(&conn_dir).await;
+        if had_record || had_files || entries > 0 {
+            let removed = Removed {
+                at_ms: clock::now_ms(),
+                exports: vec![task.to_string()],
+                index_entries: entries,
+                ..Removed::default()
+            };
+            self.note_removal(conn, &removed)?;
+        }
+        Ok(entries)
     }
 
     /// Adds what a revocation removed to the connection's running total.
@@ -166,5 +248,14 @@ impl FastenProcessor {
             })
             .map_err(store_err)?;
         Ok(())
+    }
+}
+
+/// Removes `dir` and everything in it; a missing one is fine.
+async fn remove_dir(dir: &std::path::Path) -> Result<(), ProcessError> {
+    match tokio::fs::remove_dir_all(dir).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(retry(format!("cannot remove {}: {e}", dir.display()))),
     }
 }

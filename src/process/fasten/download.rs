@@ -3,7 +3,7 @@
 //! temporary file, fsyncs it and renames it into place. A final name only ever holds a
 //! complete, valid file.
 
-use super::api::snippet;
+use super::api::{send_error, snippet};
 use super::ndjson::Validator;
 use super::{permanent, retry, FastenProcessor};
 use crate::config::Fasten;
@@ -176,7 +176,8 @@ impl FastenProcessor {
                 }
                 Err(e) => {
                     return Some(retry(format!(
-                        "GET {url}: download broke off after {received} bytes: {e}"
+                        "GET {url}: download broke off after {received} bytes: {}",
+                        send_error(e)
                     )))
                 }
             }

@@ -25,7 +25,21 @@ struct Plan {
 enum Planned {
     /// This event already stored the export; the text says so.
     Done(String),
+    /// The connection was revoked at this time (ms): nothing is fetched.
+    Revoked {
+        conn: String,
+        task: String,
+        at: u64,
+    },
     Fetch(Plan),
+}
+
+/// The attempt's account of an export not stored because its connection is revoked.
+fn revoked_text(conn: &str, task: &str, at: u64, what: &str) -> String {
+    format!(
+        "connection revoked: export {task} of connection {conn} {what}. It was revoked at \
+         {at} ms; a newer patient.connection_success authorizes it again"
+    )
 }
 
 impl FastenProcessor {
@@ -37,13 +51,52 @@ impl FastenProcessor {
     ) -> Result<String, ProcessError> {
         let plan = match self.plan(job, data)? {
             Planned::Done(text) => return Ok(text),
+            Planned::Revoked { conn, task, at } => {
+                return self.refuse_revoked(&conn, &task, at).await
+            }
             Planned::Fetch(plan) => plan,
         };
         let mut notes = Vec::new();
-        let files = self.download_all(&plan, &mut notes).await?;
-        let record = self.record(job, &plan, files, data.stats.as_ref()).await?;
+        let downloaded = self.download_all(&plan, &mut notes).await;
+        // A revocation may have landed during the download (see `commits`): checked again,
+        // under the lock, before anything is recorded. A download that failed because the
+        // revocation removed its directory ends here too, rather than being retried.
+        let _commits = self.commits.lock().await;
+        if let Some(at) = self.revoked_at(&plan.conn)? {
+            let entries = self.discard_export(&plan.conn, &plan.task).await?;
+            let what = format!(
+                "is not stored: the revocation came while it downloaded, and what was \
+                 downloaded is removed with its {entries} index entries"
+            );
+            return Ok(revoked_text(&plan.conn, &plan.task, at, &what));
+        }
+        let record = self
+            .record(job, &plan, downloaded?, data.stats.as_ref())
+            .await?;
         notes.push(check_text(&record, data.stats.is_some()));
         Ok(describe(&record, &notes))
+    }
+
+    /// Ends an export of a revoked connection without fetching it. What an earlier attempt
+    /// cut short left behind (index entries, files) goes; an export stored before the
+    /// revocation and kept (`on_revoke = "keep"`) stays.
+    async fn refuse_revoked(
+        &self,
+        conn: &str,
+        task: &str,
+        at: u64,
+    ) -> Result<String, ProcessError> {
+        let _commits = self.commits.lock().await;
+        let mut what = "is not downloaded".to_string();
+        if self.store.export(conn, task).map_err(store_err)?.is_none() {
+            let entries = self.discard_export(conn, task).await?;
+            if entries > 0 {
+                what.push_str(&format!(
+                    "; {entries} index entries an earlier attempt left are removed"
+                ));
+            }
+        }
+        Ok(revoked_text(conn, task, at, &what))
     }
 
     fn plan(&self, job: &Job, data: &ExportSuccess) -> Result<Planned, ProcessError> {
@@ -59,6 +112,10 @@ impl FastenProcessor {
                 .ok_or_else(|| permanent("data.task_id is missing"))?,
             "task_id",
         )?;
+        // Before anything else, a replay of an export stored earlier included.
+        if let Some(at) = self.revoked_at(&conn)? {
+            return Ok(Planned::Revoked { conn, task, at });
+        }
         let urls = data.urls();
         if urls.is_empty() {
             return Err(permanent(

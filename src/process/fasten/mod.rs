@@ -7,7 +7,9 @@
 //! - `patient.connection_success`: record the connection; ask Fasten for an export, once per
 //!   connection.
 //! - `patient.ehi_export_failed`: record the failure. `patient.authorization_revoked`: mark the
-//!   connection revoked and, with `on_revoke = "delete"`, remove its exports.
+//!   connection revoked and, with `on_revoke = "delete"`, remove its exports. A revoked
+//!   connection's exports are not downloaded (the attempt ends done, "connection revoked")
+//!   until a `patient.connection_success` received after the revocation re-authorizes it.
 //! - Every other type is recorded by the pipeline and needs nothing more.
 //!
 //! Everything is idempotent by event id: an attempt may run again after a crash, and a stored
@@ -42,6 +44,20 @@ pub struct FastenProcessor {
     /// Serialises "is an export requested yet? request it, note it" per process, so two
     /// connection events arriving at once cannot both request one.
     requesting: tokio::sync::Mutex<()>,
+    /// Held by a revocation for all of its work and by an export for its last step (check
+    /// that the connection is not revoked, then record the export).
+    ///
+    /// Workers run events concurrently, so a revocation can land while an export of the same
+    /// connection is downloading. The export checks for a revocation before it fetches
+    /// anything and again, under this lock, before it records what it fetched; a revocation
+    /// marks the connection and removes its data under the same lock. So the two never
+    /// interleave: either the export was recorded first (and the revocation then removes it,
+    /// or keeps it with `on_revoke = "keep"`, like any export stored before it), or the
+    /// revocation came first and the export discards its files and index entries and ends
+    /// done as "connection revoked". The download itself runs outside the lock, so a long
+    /// download never holds up a revocation; one lock for all connections keeps this simple,
+    /// and both critical sections are short store writes (and a revocation's removal).
+    commits: tokio::sync::Mutex<()>,
 }
 
 /// Where a connection's exports are kept.
@@ -100,6 +116,7 @@ impl FastenProcessor {
             config,
             exports_dir: data_dir.join("exports"),
             requesting: tokio::sync::Mutex::new(()),
+            commits: tokio::sync::Mutex::new(()),
         })
     }
 }
