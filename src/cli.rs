@@ -181,6 +181,9 @@ pub fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(ConfigError(e)) => return fail(e, 2),
             };
+            for warning in config.warnings() {
+                tracing::warn!("{warning}");
+            }
             runtime.block_on(serve(config))
         }
         Command::CheckConfig { file } => check_config(&file),
@@ -350,6 +353,9 @@ fn hash_password() -> ExitCode {
 fn check_config(file: &Path) -> ExitCode {
     match Config::load(Some(file), &Config::process_env()) {
         Ok(c) => {
+            for warning in c.warnings() {
+                eprintln!("hookd: warning: {warning}");
+            }
             println!(
                 "{}: valid ({} endpoint{})",
                 file.display(),
@@ -358,7 +364,20 @@ fn check_config(file: &Path) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(ConfigError(e)) => fail(e, 2),
+        Err(e) => {
+            for error in e.errors() {
+                eprintln!("hookd: error: {error}");
+            }
+            let n = e.errors().len();
+            fail(
+                format!(
+                    "{}: {n} error{}",
+                    file.display(),
+                    if n == 1 { "" } else { "s" }
+                ),
+                2,
+            )
+        }
     }
 }
 
