@@ -21,6 +21,8 @@ mod error;
 mod fasten;
 mod plain;
 mod processing;
+#[cfg(test)]
+mod proptests;
 mod raw;
 mod read;
 mod retention;

@@ -89,11 +89,20 @@ pub(super) fn read(path: &Path) -> Result<Read, ConfigError> {
             break;
         };
         let last = key.rsplit(['.', '[']).next().unwrap_or_default().to_owned();
-        read.problems.push(ConfigErrorKind::Shape {
+        let problem = ConfigErrorKind::Shape {
             file: file.clone(),
             message: plain::rephrase(&message, &last),
             key,
-        });
+        };
+        // Setting aside did not get past it: reading again would only say it again.
+        if read
+            .problems
+            .iter()
+            .any(|p| p.to_string() == problem.to_string())
+        {
+            break;
+        }
+        read.problems.push(problem);
         read.touched.push(set_aside);
     }
     Ok(read)

@@ -769,3 +769,33 @@ fn broken_toml_syntax_shows_where() {
         found[0]
     );
 }
+
+#[test]
+fn readme_and_packaged_file_list_every_variable() {
+    // Every variable `env` reads, from its own string literals.
+    let source = repo_file("src/config/env.rs");
+    let vars: BTreeSet<String> = source
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| s.starts_with("HOOKD_"))
+        .map(|s| match s.strip_prefix("HOOKD_SECRETS_") {
+            Some(_) => "HOOKD_SECRETS_<ENDPOINT>".to_owned(),
+            None => s.to_owned(),
+        })
+        .collect();
+    assert!(vars.len() >= 9, "{vars:?}");
+    let packaged = repo_file("packaging/hookd.toml");
+    let header: String = packaged
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .collect();
+    let readme = repo_file("README.md");
+    for var in &vars {
+        assert!(
+            header.contains(var.as_str()),
+            "packaging/hookd.toml's header lacks {var}"
+        );
+        assert!(readme.contains(var.as_str()), "README.md lacks {var}");
+    }
+}
