@@ -46,7 +46,11 @@ pub enum ConfigErrorKind {
         problem: Invalid,
     },
     /// More than one of the above, in the order found.
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    #[error(
+        "{} problems:{}",
+        .0.len(),
+        .0.iter().map(|e| format!("\n  {e}")).collect::<String>()
+    )]
     Several(Vec<ConfigErrorKind>),
 }
 

@@ -79,11 +79,16 @@ pub(super) fn read(path: &Path) -> Result<Read, ConfigError> {
                 _ => break,
             }
         }
+        let reached = key_text(&at);
         let Some((key, set_aside)) = set_aside(&mut table, at, &message) else {
             // Nothing to set aside: report it and stop, rather than guess.
             read.problems.push(ConfigErrorKind::Shape {
                 file: file.clone(),
-                key: "(top level)".to_owned(),
+                key: if reached.is_empty() {
+                    "(top level)".to_owned()
+                } else {
+                    reached
+                },
                 message: plain::rephrase(&message, ""),
             });
             break;

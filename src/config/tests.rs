@@ -676,6 +676,21 @@ fn every_problem_is_reported_not_only_the_first() {
             "{problem}"
         );
     }
+    // As one message (what start-up prints), one problem per line.
+    let err = load_str(
+        "retension_days = 3
+listen = \"x\"",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert_eq!(lines[0], "2 problems:");
+    assert!(
+        lines[1].contains("key `retension_days`") && lines[2].contains("key `listen`"),
+        "{err}"
+    );
 }
 
 #[test]
