@@ -363,6 +363,7 @@ fn check_config(file: &Path) -> ExitCode {
 }
 
 async fn serve(config: Config) -> ExitCode {
+    let signals = crate::shutdown::Signals::install();
     let data_dir = config.data_dir.clone();
     let names: Vec<String> = config.endpoints.iter().map(|e| e.name.clone()).collect();
     let running = match server::start(config, None).await {
@@ -409,7 +410,7 @@ async fn serve(config: Config) -> ExitCode {
         "listening receiver={} admin={}",
         running.receiver_addr, running.admin_addr
     );
-    wait_for_signal().await;
+    signals.recv().await;
     running.shutdown();
     running.wait().await;
     ExitCode::SUCCESS

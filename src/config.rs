@@ -95,6 +95,16 @@ pub struct Receive {
     pub rejected_body_bytes: usize,
     /// Rejected deliveries logged per second (burst = 10×); beyond that they are only counted.
     pub rejected_log_per_sec: f64,
+    /// Receiver connections served at once; beyond it new connections are closed.
+    pub max_connections: usize,
+    /// Seconds to send a request head, and to stay idle between keep-alive requests.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a whole request body may take.
+    pub body_timeout_secs: u64,
+    /// Slowest body a sender may trickle, in bytes per second (after a short start); 0: none.
+    pub body_min_bytes_per_sec: u64,
+    /// Body bytes all requests may hold at once (declared or possible); beyond it, 503.
+    pub body_budget_bytes: usize,
 }
 
 /// The retention pruner and the export clean-up.
@@ -194,6 +204,11 @@ struct RawReceive {
     log_body_bytes: Option<usize>,
     rejected_body_bytes: Option<usize>,
     rejected_log_per_sec: Option<f64>,
+    max_connections: Option<usize>,
+    header_read_timeout_secs: Option<u64>,
+    body_timeout_secs: Option<u64>,
+    body_min_bytes_per_sec: Option<u64>,
+    body_budget_bytes: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -246,6 +261,12 @@ pub mod defaults {
     pub const LOG_BODY_BYTES: usize = 65_536;
     pub const REJECTED_BODY_BYTES: usize = 1024;
     pub const REJECTED_LOG_PER_SEC: f64 = 10.0;
+    pub const MAX_CONNECTIONS: usize = 256;
+    pub const HEADER_READ_TIMEOUT_SECS: u64 = 10;
+    pub const BODY_TIMEOUT_SECS: u64 = 20;
+    pub const BODY_MIN_BYTES_PER_SEC: u64 = 1024;
+    /// 32 MiB.
+    pub const BODY_BUDGET_BYTES: usize = 33_554_432;
     pub const FORWARD_TIMEOUT_SECS: u64 = 30;
     /// Every hour, on the hour (UTC).
     pub const PRUNE_SCHEDULE: &str = "0 0 * * * *";
@@ -444,7 +465,28 @@ fn build(raw: RawConfig, origin: &Origin) -> Result<Config, ConfigError> {
         rejected_log_per_sec: r
             .rejected_log_per_sec
             .unwrap_or(defaults::REJECTED_LOG_PER_SEC),
+        max_connections: r.max_connections.unwrap_or(defaults::MAX_CONNECTIONS),
+        header_read_timeout_secs: r
+            .header_read_timeout_secs
+            .unwrap_or(defaults::HEADER_READ_TIMEOUT_SECS),
+        body_timeout_secs: r.body_timeout_secs.unwrap_or(defaults::BODY_TIMEOUT_SECS),
+        body_min_bytes_per_sec: r
+            .body_min_bytes_per_sec
+            .unwrap_or(defaults::BODY_MIN_BYTES_PER_SEC),
+        body_budget_bytes: r.body_budget_bytes.unwrap_or(defaults::BODY_BUDGET_BYTES),
     };
+    for (key, value) in [
+        ("receive.max_connections", receive.max_connections as u64),
+        (
+            "receive.header_read_timeout_secs",
+            receive.header_read_timeout_secs,
+        ),
+        ("receive.body_timeout_secs", receive.body_timeout_secs),
+    ] {
+        if value == 0 {
+            return Err(origin.err(key, "must be at least 1"));
+        }
+    }
     if !(receive.rejected_log_per_sec >= 0.0 && receive.rejected_log_per_sec.is_finite()) {
         return Err(origin.err(
             "receive.rejected_log_per_sec",
@@ -542,6 +584,15 @@ fn build(raw: RawConfig, origin: &Origin) -> Result<Config, ConfigError> {
         let max_body_bytes = e.max_body_bytes.unwrap_or(defaults::MAX_BODY_BYTES);
         if max_body_bytes == 0 {
             return Err(origin.err(&at("max_body_bytes"), "must be at least 1"));
+        }
+        if max_body_bytes > receive.body_budget_bytes {
+            return Err(origin.err(
+                &at("max_body_bytes"),
+                format!(
+                    "{max_body_bytes} is above receive.body_budget_bytes ({}): no body that size could ever be read",
+                    receive.body_budget_bytes
+                ),
+            ));
         }
         endpoints.push(Endpoint {
             name: e.name,

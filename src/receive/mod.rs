@@ -5,6 +5,7 @@
 //! the store's group commit returned: an acknowledged event is on disk.
 
 mod body;
+pub mod listener;
 
 use crate::clock;
 use crate::config::{Config, Endpoint, Profile};
@@ -18,7 +19,7 @@ use serde::Deserialize;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::Instrument;
 use warp::Filter;
 
@@ -32,6 +33,10 @@ pub struct Receiver {
     config: Arc<Config>,
     store: Arc<Store>,
     rejected_log: TokenBucket,
+    /// Body bytes that requests may hold at once: charged as bytes arrive, and a body whose
+    /// declared length does not fit is refused before a byte of it is read.
+    body_budget: body::Budget,
+    pace: body::Pace,
 }
 
 impl Receiver {
@@ -40,6 +45,11 @@ impl Receiver {
         let rate = config.receive.rejected_log_per_sec;
         Arc::new(Receiver {
             rejected_log: TokenBucket::new(rate, (rate * 10.0).max(1.0)),
+            body_budget: body::Budget::new(config.receive.body_budget_bytes),
+            pace: body::Pace {
+                deadline: Duration::from_secs(config.receive.body_timeout_secs),
+                min_bytes_per_sec: config.receive.body_min_bytes_per_sec,
+            },
             config,
             store,
         })
@@ -54,7 +64,7 @@ pub fn routes(
         .and(warp::post())
         .and(warp::any().map(move || receiver.clone()))
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
+        .and(listener::remote())
         .and(warp::body::stream())
         .then(
             |name: String, receiver: Arc<Receiver>, headers, remote, body| async move {
@@ -215,11 +225,34 @@ impl Receiver {
         if declared.is_some_and(|n| n > endpoint.max_body_bytes as u64) {
             return self.reject(&request, &[], too_large(), None);
         }
-        let body = match body::read_limited(body, endpoint.max_body_bytes).await {
+        let over_budget = || {
+            metrics::counter!("hookd_body_budget_refusals_total").increment(1);
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many request bodies in flight; retry later",
+            )
+        };
+        // Checked above: `declared` is at most the endpoint's maximum.
+        if !self.body_budget.admits(declared.unwrap_or(0) as usize) {
+            return self.reject(&request, &[], over_budget(), None);
+        }
+        let read = body::read_limited(body, endpoint.max_body_bytes, self.pace, &self.body_budget);
+        // `_held` keeps the body's bytes charged to the budget until the answer is sent.
+        let (body, _held) = match read.await {
             Ok(b) => b,
+            Err(body::BodyError::OverBudget) => {
+                return self.reject(&request, &[], over_budget(), None)
+            }
             Err(body::BodyError::TooLarge) => return self.reject(&request, &[], too_large(), None),
             Err(body::BodyError::Read) => {
                 let refusal = refuse(StatusCode::BAD_REQUEST, "the body could not be read");
+                return self.reject(&request, &[], refusal, None);
+            }
+            Err(body::BodyError::TooSlow) => {
+                let refusal = refuse(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the body arrived too slowly or not in time",
+                );
                 return self.reject(&request, &[], refusal, None);
             }
         };

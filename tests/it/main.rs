@@ -6,6 +6,7 @@ mod binary;
 mod browser;
 mod crosscheck;
 mod fasten;
+mod hostile;
 mod ops;
 mod packaging;
 mod process;
