@@ -273,12 +273,15 @@ async fn eleven_hundred_idle_sockets_under_a_1024_fd_limit_leave_healthz_and_rec
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_delivery_gets_through_hostile_senders_within_two_seconds() {
     let dir = tempfile::tempdir().unwrap();
-    let hookd = Hookd::start(dir.path(), "", None);
-    let receiver = hookd.0.receiver.clone();
+    // A small box's descriptor limit: the mix alone would take nearly all of it.
+    let hookd = Hookd::start(dir.path(), "", Some("ulimit -n 1024"));
+    let (receiver, admin) = (hookd.0.receiver.clone(), hookd.0.admin.clone());
     assert_eq!(deliver(&receiver, "warm-up").await, 200);
     let (rss_before, disk_before) = (hookd.rss_mib(), dir_bytes(dir.path()));
-    let idle = hold(&receiver, 300, Vec::new()).await;
-    let slow = hold(&receiver, 100, slow_body(1 << 20, 1024)).await;
+    let idle = hold(&receiver, 600, Vec::new()).await;
+    // Large bodies sent but for their last KiB, and small ones that stall at once.
+    let mut slow = hold(&receiver, 200, slow_body(1 << 20, (1 << 20) - 1024)).await;
+    slow.extend(hold(&receiver, 100, slow_body(1 << 20, 1024)).await);
     let floods = hold(&receiver, 50, header_flood(100)).await;
     let chunked = b"POST /webhooks/std HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n\
                     400\r\n"
@@ -286,6 +289,7 @@ async fn a_signed_delivery_gets_through_hostile_senders_within_two_seconds() {
     let unterminated = hold(&receiver, 50, chunked).await;
     let started = Instant::now();
     assert_eq!(deliver(&receiver, "through-the-mix").await, 200);
+    assert_eq!(healthz(&admin).await, 200);
     let took = started.elapsed();
     let rss_grown = hookd.rss_mib() - rss_before;
     let disk_grown = dir_bytes(dir.path()).saturating_sub(disk_before) as f64 / 1048576.0;
