@@ -128,7 +128,93 @@ impl Processor for ForwardProcessor {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::*;
+    use crate::store::{Event, EventState};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use warp::Filter;
+
+    fn job() -> Job {
+        Job {
+            event: Event {
+                seq: 1,
+                endpoint: "std".into(),
+                event_id: "evt-1".into(),
+                event_type: "webhook.test".into(),
+                received_at_ms: 0,
+                delivery_id: 1,
+                state: EventState::Processing,
+                attempts: 0,
+                next_attempt_at_ms: None,
+                last_error: None,
+                replays: 0,
+            },
+            payload: bytes::Bytes::from_static(b"{\"id\":\"evt-1\"}"),
+        }
+    }
+
+    fn forwarder(url: String) -> ForwardProcessor {
+        let secret = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        ForwardProcessor::new(url, secret, Duration::from_secs(5)).unwrap()
+    }
+
+    /// A local service: `/moved` redirects (307) to `/elsewhere`, which counts its hits.
+    async fn redirecting_service() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        let moved = warp::path("moved").map(move || {
+            warp::http::Response::builder()
+                .status(307)
+                .header("location", "/elsewhere")
+                .body(String::new())
+                .unwrap()
+        });
+        let elsewhere = warp::path("elsewhere").map(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            warp::http::Response::new(String::from("ok"))
+        });
+        tokio::spawn(warp::serve(moved.or(elsewhere)).incoming(listener).run());
+        (addr, hits)
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_a_failed_attempt_and_never_followed() {
+        let (addr, hits) = redirecting_service().await;
+        let forward = forwarder(format!("http://alice:s3cret@{addr}/moved"));
+        let Err(ProcessError::Retry(reason)) = forward.process(&job()).await else {
+            panic!("a redirect must fail the attempt");
+        };
+        assert_eq!(hits.load(Ordering::SeqCst), 0, "the redirect was followed");
+        assert!(reason.contains("HTTP 307"), "{reason}");
+        assert!(reason.contains(&format!("{addr}/elsewhere")), "{reason}");
+        assert!(
+            !reason.contains("s3cret") && !reason.contains("alice"),
+            "{reason}"
+        );
+    }
+
+    #[tokio::test]
+    async fn credentials_stay_out_of_connection_errors() {
+        // A port that was free a moment ago: the connection is refused.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let forward = forwarder(format!("http://alice:s3cret@{addr}/hook"));
+        let Err(ProcessError::Retry(reason)) = forward.process(&job()).await else {
+            panic!("a refused connection must fail the attempt");
+        };
+        assert!(
+            reason.contains(&format!("http://***@{addr}/hook")),
+            "{reason}"
+        );
+        assert!(
+            !reason.contains("s3cret") && !reason.contains("alice"),
+            "{reason}"
+        );
+    }
 
     #[test]
     fn credentials_in_a_url_are_masked() {
