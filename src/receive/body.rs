@@ -206,4 +206,26 @@ mod tests {
         assert_eq!(result.map(|(b, _)| b), Err(BodyError::TooSlow));
         assert_eq!(started.elapsed(), Duration::from_secs(7));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_chunking_is_joined_or_refused_at_the_limit(
+            parts in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64), 0..20),
+            limit in 0usize..700,
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+            let whole: Vec<u8> = parts.concat();
+            let stream = futures_util::stream::iter(
+                parts.into_iter().map(|p| Ok::<_, warp::Error>(Bytes::from(p))).collect::<Vec<_>>(),
+            );
+            let budget = Budget::new(1000);
+            let result = rt.block_on(read_limited(stream, limit, PACE, &budget)).map(|(b, _)| b);
+            if whole.len() <= limit {
+                proptest::prop_assert_eq!(result, Ok(Bytes::from(whole)));
+            } else {
+                proptest::prop_assert_eq!(result, Err(BodyError::TooLarge));
+            }
+            proptest::prop_assert!(budget.admits(1000), "every byte is given back");
+        }
+    }
 }
