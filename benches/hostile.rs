@@ -54,6 +54,8 @@ fn start(dir: &Path) -> Hookd {
             return Hookd { child, receiver };
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("hookd did not start");
 }
 
