@@ -301,3 +301,78 @@ async fn a_signed_delivery_gets_through_hostile_senders_within_two_seconds() {
         "data directory grew by {disk_grown:.0} MiB"
     );
 }
+
+/// Reads until the server closes the connection; how long that took, or `None` if it stayed
+/// open for `within`.
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(within, async {
+        while !matches!(stream.read(&mut buf).await, Ok(0) | Err(_)) {}
+    })
+    .await
+    .ok()
+    .map(|()| started.elapsed())
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_header_read_timeout() {
+    let extra = format!("[receive]\nheader_read_timeout_secs = 1\n{}", endpoints());
+    let s = TestServer::start(&extra).await;
+    let receiver = s.receiver.to_string();
+    let mut idle = TcpStream::connect(&receiver).await.unwrap();
+    let mut dribbling = TcpStream::connect(&receiver).await.unwrap();
+    dribbling
+        .write_all(b"POST /webhooks/std HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    for stream in [&mut idle, &mut dribbling] {
+        let took = closed_within(stream, Duration::from_secs(5)).await;
+        assert!(took.is_some_and(|t| t < Duration::from_secs(3)), "{took:?}");
+    }
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_the_longest_idle_connection_makes_room() {
+    let extra = format!("[receive]\nmax_connections = 2\n{}", endpoints());
+    let s = TestServer::start(&extra).await;
+    let receiver = s.receiver.to_string();
+    let mut oldest = TcpStream::connect(&receiver).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut newer = TcpStream::connect(&receiver).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(deliver(&receiver, "at-the-cap").await, 200);
+    assert!(closed_within(&mut oldest, Duration::from_secs(1))
+        .await
+        .is_some());
+    assert!(closed_within(&mut newer, Duration::from_millis(200))
+        .await
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_fit_the_budget_gets_503_before_it_is_read() {
+    let extra = format!(
+        "[receive]\nbody_budget_bytes = 4096\n[[endpoints]]\nname = \"std\"\n\
+         secrets = [\"{SECRET}\"]\nmax_body_bytes = 4096\n"
+    );
+    let s = TestServer::start(&extra).await;
+    let receiver = s.receiver.to_string();
+    // 4090 of a declared 4096 bytes arrive and are held, charged to the budget.
+    let held = hold(&receiver, 1, slow_body(4096, 4090)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let answer = s
+        .http
+        .post(format!("http://{receiver}/webhooks/std"))
+        .header("content-type", "application/json")
+        .body(event_body("over-budget", "webhook.test"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 503);
+    assert!(answer.headers().contains_key("retry-after"));
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(deliver(&receiver, "within-budget").await, 200);
+}
