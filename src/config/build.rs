@@ -55,6 +55,16 @@ pub(super) fn build(
     let receive = problems.ok(processing::build_receive(raw.receive, origin));
     let endpoints = problems.ok(endpoints::build(raw.endpoints, default_endpoint, origin));
     let fasten = problems.ok(fasten::build(raw.fasten, origin));
+    if let (Some(receive), Some(endpoints)) = (&receive, &endpoints) {
+        for (i, e) in endpoints.iter().enumerate() {
+            if e.max_body_bytes > receive.body_budget_bytes {
+                problems.add(origin.err(
+                    &format!("endpoints[{i}].max_body_bytes"),
+                    Invalid::AboveBudget(receive.body_budget_bytes),
+                ));
+            }
+        }
+    }
     let config = (|| {
         Some(Config {
             source: None,

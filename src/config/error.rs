@@ -193,6 +193,8 @@ pub enum Invalid {
     },
     #[error("`{0}` is also `listen`: the receiver and the admin API each need their own address")]
     SameAddress(std::net::SocketAddr),
+    #[error("is above receive.body_budget_bytes ({0}): no body that size could ever be read")]
+    AboveBudget(usize),
     #[error("processor = \"forward\" needs a [endpoints.forward] table with url and secret")]
     ForwardTableMissing,
     #[error("a forward table is set but processor = \"log\"")]

@@ -78,9 +78,35 @@ pub(super) fn build_receive(r: RawReceive, origin: &Origin) -> Result<Receive, C
         rejected_log_per_sec: r
             .rejected_log_per_sec
             .unwrap_or(defaults::REJECTED_LOG_PER_SEC),
+        max_connections: r.max_connections.unwrap_or(defaults::MAX_CONNECTIONS),
+        header_read_timeout_secs: r
+            .header_read_timeout_secs
+            .unwrap_or(defaults::HEADER_READ_TIMEOUT_SECS),
+        body_timeout_secs: r.body_timeout_secs.unwrap_or(defaults::BODY_TIMEOUT_SECS),
+        body_min_bytes_per_sec: r
+            .body_min_bytes_per_sec
+            .unwrap_or(defaults::BODY_MIN_BYTES_PER_SEC),
+        body_budget_bytes: r.body_budget_bytes.unwrap_or(defaults::BODY_BUDGET_BYTES),
     };
+    let mut problems = Problems::default();
     if !(receive.rejected_log_per_sec >= 0.0 && receive.rejected_log_per_sec.is_finite()) {
-        return Err(origin.err("receive.rejected_log_per_sec", Invalid::Negative));
+        problems.add(origin.err("receive.rejected_log_per_sec", Invalid::Negative));
     }
-    Ok(receive)
+    for (key, value) in [
+        ("receive.max_connections", receive.max_connections as u64),
+        (
+            "receive.header_read_timeout_secs",
+            receive.header_read_timeout_secs,
+        ),
+        ("receive.body_timeout_secs", receive.body_timeout_secs),
+        (
+            "receive.body_budget_bytes",
+            receive.body_budget_bytes as u64,
+        ),
+    ] {
+        if value == 0 {
+            problems.add(origin.err(key, Invalid::Zero));
+        }
+    }
+    problems.finish(Some(receive))
 }

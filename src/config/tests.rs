@@ -814,3 +814,36 @@ fn readme_and_packaged_file_list_every_variable() {
         assert!(readme.contains(var.as_str()), "README.md lacks {var}");
     }
 }
+
+#[test]
+fn receiver_limits_are_read_and_checked() {
+    let c = load_str(
+        "[receive]\nmax_connections = 8\nheader_read_timeout_secs = 3\nbody_timeout_secs = 4\n\
+         body_min_bytes_per_sec = 0\nbody_budget_bytes = 4096\n\
+         [[endpoints]]\nname = \"a\"\nsecrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n\
+         max_body_bytes = 4096\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.receive.max_connections, 8);
+    assert_eq!(c.receive.header_read_timeout_secs, 3);
+    assert_eq!(c.receive.body_timeout_secs, 4);
+    assert_eq!(c.receive.body_min_bytes_per_sec, 0);
+    assert_eq!(c.receive.body_budget_bytes, 4096);
+
+    let err = load_str("[receive]\nmax_connections = 0\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("receive.max_connections"), "{err}");
+    let err = load_str(
+        "[receive]\nbody_budget_bytes = 1000\n\
+         [[endpoints]]\nname = \"a\"\nsecrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("endpoints[0].max_body_bytes") && err.contains("receive.body_budget_bytes"),
+        "{err}"
+    );
+}

@@ -7,6 +7,7 @@ mod browser;
 mod check_config;
 mod crosscheck;
 mod fasten;
+mod hostile;
 mod ops;
 mod packaging;
 mod process;
