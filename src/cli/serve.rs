@@ -5,6 +5,7 @@ use super::{Failure, Outcome};
 use crate::config::Config;
 use crate::server::{self, Running};
 use std::io::IsTerminal;
+use std::path::Path;
 use std::process::ExitCode;
 
 /// Runs hookd on `config` until SIGTERM or Ctrl-C, then shuts it down gracefully.
@@ -20,6 +21,7 @@ pub(super) async fn run(config: Config) -> Outcome {
         env!("CARGO_PKG_VERSION"),
         data_dir.display()
     );
+    println!("  web UI:    http://{}/", running.admin_addr);
     for name in &names {
         println!(
             "  receiving: POST http://{}/webhooks/{name}",
@@ -28,9 +30,16 @@ pub(super) async fn run(config: Config) -> Outcome {
     }
     println!("  admin API: http://{}/api/stats", running.admin_addr);
     show_secret(&running);
+    // The machine-readable line scripts and tests wait for (ports chosen with :0 included),
+    // and the same in the log, with its time and level, for the journal.
     println!(
         "listening receiver={} admin={}",
         running.receiver_addr, running.admin_addr
+    );
+    tracing::info!(
+        receiver = %running.receiver_addr,
+        admin = %running.admin_addr,
+        "listening"
     );
     wait_for_signal().await;
     running.shutdown();
@@ -58,11 +67,33 @@ fn show_secret(running: &Running) {
     }
     if let Some(path) = &running.secret_file {
         println!(
-            "  try it: hookd send --to http://{}/webhooks/default --secret-file {}",
+            "  try it: {} send --to http://{}/webhooks/default --secret-file {}",
+            runnable_name(),
             running.receiver_addr,
             path.display()
         );
     }
+}
+
+/// How to run this very binary from the current directory: `hookd` when that is what PATH
+/// finds, its path otherwise (after `cargo run`, `hookd` is not on PATH and a hint saying
+/// `hookd send` would fail).
+fn runnable_name() -> String {
+    let Ok(me) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return "hookd".into();
+    };
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("hookd"))
+            .find(|candidate| candidate.is_file())
+    });
+    if on_path.and_then(|p| std::fs::canonicalize(p).ok()).as_ref() == Some(&me) {
+        return "hookd".into();
+    }
+    let relative = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| me.strip_prefix(cwd).ok().map(|r| Path::new(".").join(r)));
+    relative.unwrap_or(me).display().to_string()
 }
 
 /// Waits for SIGTERM (systemd's stop) or Ctrl-C.

@@ -265,10 +265,10 @@ impl Pipeline {
                 tracing::info!(seq, event_type = %job.event.event_type, attempt = number, "event processed")
             }
             Next::RetryAt(at) => {
-                tracing::warn!(seq, attempt = number, retry_in_ms = at.saturating_sub(finished), error = %detail, "attempt failed; will retry")
+                tracing::warn!(seq, endpoint = %job.event.endpoint, event_id = %job.event.event_id, attempt = number, retry_in_ms = at.saturating_sub(finished), error = %detail, "attempt failed; will retry")
             }
             Next::Dead => {
-                tracing::error!(seq, attempt = number, error = %detail, "event is dead after its last attempt")
+                tracing::error!(seq, endpoint = %job.event.endpoint, event_id = %job.event.event_id, attempt = number, error = %detail, "event is dead after its last attempt")
             }
         }
         let outcome_label = match next {
