@@ -168,9 +168,11 @@ impl Cli {
                 Some(flag) => {
                     flag.config.get_or_insert(file);
                 }
-                None => return Err(Failure::Usage(format!(
+                None => {
+                    return Err(Failure::Usage(format!(
                     "--config means nothing to `hookd {name}` (serve, backup and compact read it)"
-                ))),
+                )))
+                }
             }
         }
         if self.log_json {

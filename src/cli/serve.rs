@@ -15,6 +15,7 @@ pub(super) async fn run(config: Config) -> Outcome {
     let running = server::start(config, None)
         .await
         .map_err(|e| Failure::Failed(e.to_string()))?;
+    let stopped = stop_signal();
     // Plain stdout, not the log: the one place a secret is shown, once, to whoever started it.
     println!(
         "hookd {} running; data in {}",
@@ -30,18 +31,19 @@ pub(super) async fn run(config: Config) -> Outcome {
     }
     println!("  admin API: http://{}/api/stats", running.admin_addr);
     show_secret(&running);
-    // The machine-readable line scripts and tests wait for (ports chosen with :0 included),
-    // and the same in the log, with its time and level, for the journal.
-    println!(
-        "listening receiver={} admin={}",
-        running.receiver_addr, running.admin_addr
-    );
+    // The log line, with its time and level, for the journal; then the machine-readable line
+    // scripts and tests wait for (ports chosen with :0 included), last, so that whoever sees
+    // it finds hookd ready and the log line written.
     tracing::info!(
         receiver = %running.receiver_addr,
         admin = %running.admin_addr,
         "listening"
     );
-    wait_for_signal().await;
+    println!(
+        "listening receiver={} admin={}",
+        running.receiver_addr, running.admin_addr
+    );
+    stopped.await;
     running.shutdown();
     running.wait().await;
     Ok(ExitCode::SUCCESS)
@@ -96,26 +98,35 @@ fn runnable_name() -> String {
     relative.unwrap_or(me).display().to_string()
 }
 
-/// Waits for SIGTERM (systemd's stop) or Ctrl-C.
-pub(super) async fn wait_for_signal() {
+/// A future that completes at SIGTERM (systemd's stop) or Ctrl-C. The handlers are installed
+/// when this is called, not when it is first awaited, so a stop sent as soon as the
+/// "listening" line appears is not lost (nor fatal).
+pub(super) fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
+    let handlers = {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        match handlers {
+            (Some(mut term), Some(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+                    _ = int.recv() => {}
                 }
             }
-            Err(_) => {
+            _ => {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("stop signal received");
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("stop signal received");
 }

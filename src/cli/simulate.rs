@@ -2,7 +2,7 @@
 //! local stand-in for the Fasten API (`--serve-api`) until stopped.
 
 use super::send::{new_event_id, parse_event_id, post_signed, read_secret};
-use super::{serve::wait_for_signal, Failure, Outcome};
+use super::{serve::stop_signal, Failure, Outcome};
 use crate::simulate::{self, api, EventSpec};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -89,6 +89,7 @@ async fn serve_api(addr: SocketAddr, args: Args) -> Outcome {
         ..api::Options::default()
     };
     let open = options.public_id.is_none();
+    let stopped = stop_signal();
     let stand_in = api::start(addr, options).await.map_err(|e| {
         let port = match args.signed_url_port {
             Some(p) => format!(" and {}:{p} (--signed-url-port)", addr.ip()),
@@ -116,7 +117,7 @@ async fn serve_api(addr: SocketAddr, args: Args) -> Outcome {
         stand_in.api_addr.ip()
     );
     println!("  each request it serves is logged on stderr");
-    wait_for_signal().await;
+    stopped.await;
     stand_in.stop().await;
     Ok(ExitCode::SUCCESS)
 }

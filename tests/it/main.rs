@@ -4,6 +4,7 @@
 mod admin;
 mod binary;
 mod browser;
+mod cli;
 mod crosscheck;
 mod fasten;
 mod ops;
