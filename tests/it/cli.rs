@@ -11,12 +11,16 @@ use std::time::Instant;
 
 /// Collects a child's stderr on a thread, so a test can read it while the child runs.
 fn collect_stderr(child: &mut std::process::Child) -> Arc<Mutex<String>> {
+    collect(child.stderr.take().unwrap())
+}
+
+/// Collects what `from` yields on a thread, as it comes.
+fn collect(mut from: impl Read + Send + 'static) -> Arc<Mutex<String>> {
     let log = Arc::new(Mutex::new(String::new()));
-    let mut stderr = child.stderr.take().unwrap();
     let sink = log.clone();
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
-        while let Ok(n) = stderr.read(&mut buf) {
+        while let Ok(n) = from.read(&mut buf) {
             if n == 0 {
                 break;
             }
@@ -257,20 +261,7 @@ fn hash_password_reads_a_pipe_and_asks_twice_without_echo_at_a_terminal() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let screen = Arc::new(Mutex::new(String::new()));
-    let mut stdout = child.stdout.take().unwrap();
-    let sink = screen.clone();
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 1024];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
+    let screen = collect(child.stdout.take().unwrap());
     let mut stdin = child.stdin.take().unwrap();
     // Type only once the prompt is up: echo happens when the characters arrive.
     wait_for_text(&screen, "Password: ");
@@ -280,7 +271,6 @@ fn hash_password_reads_a_pipe_and_asks_twice_without_echo_at_a_terminal() {
     wait_for_text(&screen, "$argon2id$");
     drop(stdin);
     let _ = wait_exit(&mut child, Duration::from_secs(30));
-    let _ = reader.join();
     let screen = screen.lock().unwrap().clone();
     assert!(
         !screen.contains(password),
@@ -318,20 +308,7 @@ async fn simulate_stand_in_uses_the_signed_url_port_given_and_logs_what_it_serve
         .spawn()
         .unwrap();
     let log = collect_stderr(&mut child);
-    let out = Arc::new(Mutex::new(String::new()));
-    let mut stdout = child.stdout.take().unwrap();
-    let sink = out.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 1024];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
+    let out = collect(child.stdout.take().unwrap());
     let banner = wait_for_text(&out, "credentials:");
     assert!(
         banner.contains(&format!("signed URLs: http://127.0.0.1:{port} ")),
