@@ -6,15 +6,30 @@ use crate::config::Config;
 use crate::store::backup;
 use std::path::{Path, PathBuf};
 
-/// Copies `data_dir` (when given: a stopped data directory) or the configured hookd (online
-/// if it answers on its admin listener, offline if it is stopped) into the new directory `to`.
-pub(super) async fn run(config: &Config, data_dir: Option<&Path>, to: &Path) -> Outcome {
+/// Copies the configured hookd (online if it answers on its admin listener, offline if it
+/// is stopped) into the new directory `to`.
+pub(super) async fn run(config: &Config, to: &Path) -> Outcome {
     let to = target(to)?;
-    let text = match data_dir {
-        Some(dir) => offline(dir, &to)?,
-        None => online_or_offline(config, &to).await?,
-    };
-    done(text)
+    let result = online_or_offline(config, &to).await;
+    done(cleaned_up(result, &to)?)
+}
+
+/// Copies the stopped data directory `data_dir` into the new directory `to`.
+pub(super) fn offline_only(data_dir: &Path, to: &Path) -> Outcome {
+    let to = target(to)?;
+    let result = offline(data_dir, &to);
+    done(cleaned_up(result, &to)?)
+}
+
+/// A failed backup leaves no partial target behind: `to` did not exist before (checked by
+/// [`target`]), and a leftover directory would make the retry fail with "already exists".
+fn cleaned_up(result: Result<String, Failure>, to: &Path) -> Result<String, Failure> {
+    if result.is_err() && to.exists() {
+        if let Err(e) = std::fs::remove_dir_all(to) {
+            tracing::warn!(dir = %to.display(), error = %e, "cannot remove the failed backup's directory");
+        }
+    }
+    result
 }
 
 /// An absolute path for `to`, whose parent must exist and which must not.
@@ -79,7 +94,7 @@ async fn online_or_offline(config: &Config, to: &Path) -> Result<String, Failure
 
 /// Copies the stopped data directory `data_dir` into `to`.
 fn offline(data_dir: &Path, to: &Path) -> Result<String, Failure> {
-    let src = db_dir(data_dir);
+    let src = db_dir(data_dir)?;
     let summary = backup::copy_data_dir(data_dir, to, |db| backup::backup_offline(&src, db))
         .map_err(|e| {
             Failure::Failed(format!(

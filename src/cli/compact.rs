@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// Compacts the store in `data_dir` and prints its size before and after.
 pub(super) fn run(data_dir: &Path) -> Outcome {
-    let db = db_dir(data_dir);
+    let db = db_dir(data_dir)?;
     let (before, after) = backup::compact(&db).map_err(|e| {
         Failure::Failed(format!(
             "cannot compact {} (is hookd still running on it?): {e}",

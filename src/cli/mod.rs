@@ -33,14 +33,32 @@ use std::process::ExitCode;
                   HOOKD_* overrides (see the README)."
 )]
 struct Cli {
-    /// Configuration file (TOML); without one, hookd runs on embedded defaults.
-    #[arg(long, global = true, env = "HOOKD_CONFIG", value_name = "FILE")]
+    /// Configuration file (TOML) of `serve`, `backup` and `compact` (default: HOOKD_CONFIG,
+    /// else embedded defaults).
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Log as JSON lines instead of plain text; HOOKD_LOG sets the filter (default `info`).
-    #[arg(long, global = true)]
+    /// Log as JSON lines instead of plain text (`serve`, `simulate`); HOOKD_LOG sets the
+    /// filter (default `info`).
+    #[arg(long)]
     log_json: bool,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// `--config`, for the commands that read the configuration.
+#[derive(clap::Args, Default)]
+struct ConfigFlag {
+    /// Configuration file (TOML); default: HOOKD_CONFIG, else embedded defaults.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// `--log-json`, for the commands that run and log.
+#[derive(clap::Args, Default)]
+struct LogFlag {
+    /// Log as JSON lines instead of plain text; HOOKD_LOG sets the filter (default `info`).
+    #[arg(long)]
+    log_json: bool,
 }
 
 #[derive(Subcommand)]
@@ -50,7 +68,12 @@ enum Command {
     /// A signing secret generated at the first start is printed only to a terminal, or when
     /// HOOKD_SHOW_SECRET is set (under systemd stdout is the journal); otherwise read it from
     /// the file named.
-    Serve,
+    Serve {
+        #[command(flatten)]
+        config: ConfigFlag,
+        #[command(flatten)]
+        log: LogFlag,
+    },
     /// Validate a configuration file and exit: 0 when valid, 2 with the key at fault when not.
     CheckConfig {
         /// The file to check.
@@ -67,6 +90,8 @@ enum Command {
         /// Back up this stopped data directory instead of the configured hookd.
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigFlag,
     },
     /// Check that a stopped data directory's indexes agree; prints counts. Exit 1 when not.
     VerifyData {
@@ -78,12 +103,90 @@ enum Command {
         /// The data directory (default: the configured one).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigFlag,
     },
-    /// Read a password from standard input and print its argon2 hash for `admin.password_hash`.
+    /// Print the argon2 hash of a password for `admin.password_hash`. At a terminal it asks
+    /// twice without echo; otherwise it reads one line from standard input.
     HashPassword,
-    /// Act as Fasten Connect: send realistic signed events, or serve a local stand-in for
-    /// the Fasten API (--serve-api) that hookd can download exports from.
-    Simulate(simulate::Args),
+    /// Act as Fasten Connect: send realistic signed events (--to), or serve a local stand-in
+    /// for the Fasten API (--serve-api ADDR) that hookd can download exports from.
+    Simulate {
+        #[command(flatten)]
+        args: simulate::Args,
+        #[command(flatten)]
+        log: LogFlag,
+    },
+}
+
+impl Command {
+    /// The command's name as typed.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Serve { .. } => "serve",
+            Command::CheckConfig { .. } => "check-config",
+            Command::Send(_) => "send",
+            Command::Backup { .. } => "backup",
+            Command::VerifyData { .. } => "verify-data",
+            Command::Compact { .. } => "compact",
+            Command::HashPassword => "hash-password",
+            Command::Simulate { .. } => "simulate",
+        }
+    }
+
+    /// Its own `--config`, if it reads the configuration at all.
+    fn config_flag(&mut self) -> Option<&mut ConfigFlag> {
+        match self {
+            Command::Serve { config, .. }
+            | Command::Backup { config, .. }
+            | Command::Compact { config, .. } => Some(config),
+            _ => None,
+        }
+    }
+
+    /// Its own `--log-json`, if it logs.
+    fn log_flag(&mut self) -> Option<&mut LogFlag> {
+        match self {
+            Command::Serve { log, .. } | Command::Simulate { log, .. } => Some(log),
+            _ => None,
+        }
+    }
+}
+
+impl Cli {
+    /// The command to run, with `--config`/`--log-json` given before it moved into it
+    /// (`hookd --config FILE backup ...` reads as `hookd backup --config FILE ...`); an error
+    /// when the command has no use for them, rather than silently ignoring them.
+    fn into_command(self) -> Result<Command, Failure> {
+        let mut command = self.command.unwrap_or(Command::Serve {
+            config: ConfigFlag::default(),
+            log: LogFlag::default(),
+        });
+        let name = command.name();
+        if let Some(file) = self.config {
+            match command.config_flag() {
+                Some(flag) => {
+                    flag.config.get_or_insert(file);
+                }
+                None => {
+                    return Err(Failure::Usage(format!(
+                    "--config means nothing to `hookd {name}` (serve, backup and compact read it)"
+                )))
+                }
+            }
+        }
+        if self.log_json {
+            match command.log_flag() {
+                Some(flag) => flag.log_json = true,
+                None => {
+                    return Err(Failure::Usage(format!(
+                        "--log-json means nothing to `hookd {name}` (serve and simulate log)"
+                    )))
+                }
+            }
+        }
+        Ok(command)
+    }
 }
 
 /// Why a command failed: what to print, and the exit code that tells a script which kind.
@@ -117,9 +220,13 @@ impl Failure {
 /// (a non-2xx answer, an inconsistent store).
 type Outcome = Result<ExitCode, Failure>;
 
+/// The log filter when HOOKD_LOG does not set one: `info`, but the cron scheduler's
+/// per-start chatter only from warnings up.
+const DEFAULT_LOG_FILTER: &str = "info,tokio_cron_scheduler=warn";
+
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -133,8 +240,11 @@ fn init_logging(json: bool) {
 /// Runs the command line; the binary's `main`.
 pub fn main() -> ExitCode {
     umask::make_private();
-    let cli = Cli::parse();
-    init_logging(cli.log_json);
+    let mut command = match Cli::parse().into_command() {
+        Ok(command) => command,
+        Err(failure) => return exit(Err(failure)),
+    };
+    init_logging(command.log_flag().is_some_and(|l| l.log_json));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -146,9 +256,8 @@ pub fn main() -> ExitCode {
             ))))
         }
     };
-    let config = cli.config.as_deref();
-    exit(match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => load(config).and_then(|c| {
+    exit(match command {
+        Command::Serve { config, .. } => load(config).and_then(|c| {
             for warning in c.warnings() {
                 tracing::warn!("{warning}");
             }
@@ -156,21 +265,35 @@ pub fn main() -> ExitCode {
         }),
         Command::CheckConfig { file } => check_config::run(&file),
         Command::Send(args) => runtime.block_on(send::run(args)),
-        Command::Backup { to, data_dir } => {
-            load(config).and_then(|c| runtime.block_on(backup::run(&c, data_dir.as_deref(), &to)))
-        }
+        Command::Backup {
+            to,
+            data_dir,
+            config,
+        } => match data_dir {
+            Some(dir) => backup::offline_only(&dir, &to),
+            None => load(config).and_then(|c| runtime.block_on(backup::run(&c, &to))),
+        },
         Command::VerifyData { dir } => verify_data::run(&dir),
-        Command::Compact { data_dir } => match data_dir {
+        Command::Compact { data_dir, config } => match data_dir {
             Some(dir) => compact::run(&dir),
             None => load(config).and_then(|c| compact::run(&c.data_dir)),
         },
-        Command::Simulate(args) => runtime.block_on(simulate::run(args)),
+        Command::Simulate { args, .. } => runtime.block_on(simulate::run(args)),
         Command::HashPassword => hash_password::run(),
     })
 }
 
-/// The configuration: the file given (or embedded defaults), then the environment.
-fn load(file: Option<&Path>) -> Result<Config, Failure> {
+/// The configuration: the file given (`--config`, else HOOKD_CONFIG, else embedded
+/// defaults), then the environment.
+fn load(flag: ConfigFlag) -> Result<Config, Failure> {
+    let file = flag
+        .config
+        .or_else(|| std::env::var_os("HOOKD_CONFIG").map(PathBuf::from));
+    load_file(file.as_deref())
+}
+
+/// The configuration from `file` (or embedded defaults), then the environment.
+fn load_file(file: Option<&Path>) -> Result<Config, Failure> {
     Ok(Config::load(file, &Config::process_env())?)
 }
 
@@ -188,12 +311,25 @@ fn done(text: impl std::fmt::Display) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The store directory inside a data directory (or the store directory itself).
-fn db_dir(dir: &Path) -> PathBuf {
+/// The store directory inside the existing data directory `dir` (or `dir` itself when it is
+/// the store directory). A missing directory, or one without a store, is the caller's
+/// mistake, said plainly: opening it would create an empty store instead.
+fn db_dir(dir: &Path) -> Result<PathBuf, Failure> {
+    if !dir.is_dir() {
+        return Err(Failure::Usage(format!(
+            "{}: no such directory",
+            dir.display()
+        )));
+    }
     if dir.join("db").join("conf").exists() {
-        dir.join("db")
+        Ok(dir.join("db"))
+    } else if dir.join("conf").exists() {
+        Ok(dir.to_path_buf())
     } else {
-        dir.to_path_buf()
+        Err(Failure::Usage(format!(
+            "{} is not a hookd data directory (it has no store: no db/ inside)",
+            dir.display()
+        )))
     }
 }
 
@@ -226,6 +362,101 @@ mod tests {
             .render_long_help()
             .to_string();
         assert!(serve.contains("HOOKD_SHOW_SECRET"), "{serve}");
+    }
+
+    fn help_of(name: &str) -> String {
+        Cli::command()
+            .find_subcommand_mut(name)
+            .unwrap()
+            .render_long_help()
+            .to_string()
+    }
+
+    #[test]
+    fn subcommands_list_config_and_log_json_only_where_they_mean_something() {
+        for (name, config, log_json) in [
+            ("serve", true, true),
+            ("backup", true, false),
+            ("compact", true, false),
+            ("simulate", false, true),
+            ("send", false, false),
+            ("check-config", false, false),
+            ("verify-data", false, false),
+            ("hash-password", false, false),
+        ] {
+            let help = help_of(name);
+            assert_eq!(help.contains("--config"), config, "{name}:\n{help}");
+            assert_eq!(help.contains("--log-json"), log_json, "{name}:\n{help}");
+        }
+    }
+
+    fn parsed(args: &[&str]) -> Result<Command, Failure> {
+        Cli::try_parse_from(args).unwrap().into_command()
+    }
+
+    #[test]
+    fn config_before_the_command_reaches_the_commands_that_read_it() {
+        let Ok(Command::Backup { config, .. }) =
+            parsed(&["hookd", "--config", "a.toml", "backup", "--to", "x"])
+        else {
+            panic!("not a backup");
+        };
+        assert_eq!(config.config, Some(PathBuf::from("a.toml")));
+        let Ok(Command::Serve { config, log }) =
+            parsed(&["hookd", "--config", "a.toml", "--log-json"])
+        else {
+            panic!("not serve");
+        };
+        assert_eq!(config.config, Some(PathBuf::from("a.toml")));
+        assert!(log.log_json);
+        let Ok(Command::Serve { config, .. }) = parsed(&["hookd", "serve", "--config", "b.toml"])
+        else {
+            panic!("not serve");
+        };
+        assert_eq!(config.config, Some(PathBuf::from("b.toml")));
+    }
+
+    #[test]
+    fn config_or_log_json_given_to_a_command_that_ignores_them_is_refused() {
+        for args in [
+            &[
+                "hookd", "--config", "a.toml", "send", "--to", "u", "--secret", "s",
+            ][..],
+            &["hookd", "--log-json", "check-config", "a.toml"][..],
+            &["hookd", "--config", "a.toml", "hash-password"][..],
+        ] {
+            match parsed(args) {
+                Err(Failure::Usage(text)) => assert!(text.contains("means nothing"), "{text}"),
+                _ => panic!("{args:?} accepted"),
+            }
+        }
+        assert!(Cli::try_parse_from(["hookd", "send", "--config", "a.toml"]).is_err());
+    }
+
+    #[test]
+    fn the_default_log_filter_quiets_the_cron_scheduler_only() {
+        let filter = tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER).to_string();
+        assert!(filter.contains("tokio_cron_scheduler=warn"), "{filter}");
+        assert!(filter.split(',').any(|d| d == "info"), "{filter}");
+    }
+
+    #[test]
+    fn a_missing_data_directory_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        match db_dir(&missing) {
+            Err(Failure::Usage(text)) => assert!(text.ends_with("no such directory"), "{text}"),
+            _ => panic!("accepted"),
+        }
+        match db_dir(dir.path()) {
+            Err(Failure::Usage(text)) => {
+                assert!(text.contains("not a hookd data directory"), "{text}")
+            }
+            _ => panic!("accepted"),
+        }
+        std::fs::create_dir_all(dir.path().join("db")).unwrap();
+        std::fs::write(dir.path().join("db/conf"), "").unwrap();
+        assert_eq!(db_dir(dir.path()).unwrap(), dir.path().join("db"));
     }
 
     #[test]

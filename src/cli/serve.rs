@@ -5,6 +5,7 @@ use super::{Failure, Outcome};
 use crate::config::Config;
 use crate::server::{self, Running};
 use std::io::IsTerminal;
+use std::path::Path;
 use std::process::ExitCode;
 
 /// Runs hookd on `config` until SIGTERM or Ctrl-C, then shuts it down gracefully.
@@ -23,6 +24,7 @@ pub(super) async fn run(config: Config) -> Outcome {
         env!("CARGO_PKG_VERSION"),
         data_dir.display()
     );
+    println!("  web UI:    http://{}/", running.admin_addr);
     for name in &names {
         println!(
             "  receiving: POST http://{}/webhooks/{name}",
@@ -31,6 +33,14 @@ pub(super) async fn run(config: Config) -> Outcome {
     }
     println!("  admin API: http://{}/api/stats", running.admin_addr);
     show_secret(&running);
+    // The log line, with its time and level, for the journal; then the machine-readable line
+    // scripts and tests wait for (ports chosen with :0 included), last, so that whoever sees
+    // it finds hookd ready and the log line written.
+    tracing::info!(
+        receiver = %running.receiver_addr,
+        admin = %running.admin_addr,
+        "listening"
+    );
     println!(
         "listening receiver={} admin={}",
         running.receiver_addr, running.admin_addr
@@ -61,33 +71,31 @@ fn show_secret(running: &Running) {
     }
     if let Some(path) = &running.secret_file {
         println!(
-            "  try it: hookd send --to http://{}/webhooks/default --secret-file {}",
+            "  try it: {} send --to http://{}/webhooks/default --secret-file {}",
+            runnable_name(),
             running.receiver_addr,
             path.display()
         );
     }
 }
 
-/// Waits for SIGTERM (systemd's stop) or Ctrl-C.
-pub(super) async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+/// How to run this very binary from the current directory: `hookd` when that is what PATH
+/// finds, its path otherwise (after `cargo run`, `hookd` is not on PATH and a hint saying
+/// `hookd send` would fail).
+fn runnable_name() -> String {
+    let Ok(me) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return "hookd".into();
+    };
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("hookd"))
+            .find(|candidate| candidate.is_file())
+    });
+    if on_path.and_then(|p| std::fs::canonicalize(p).ok()).as_ref() == Some(&me) {
+        return "hookd".into();
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("stop signal received");
+    let relative = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| me.strip_prefix(cwd).ok().map(|r| Path::new(".").join(r)));
+    relative.unwrap_or(me).display().to_string()
 }

@@ -1,8 +1,8 @@
 //! `hookd simulate`: act as Fasten Connect — send one realistic signed event, or serve the
 //! local stand-in for the Fasten API (`--serve-api`) until stopped.
 
-use super::send::{new_event_id, post_signed, read_secret};
-use super::{serve::wait_for_signal, Failure, Outcome};
+use super::send::{new_event_id, parse_event_id, post_signed, read_secret};
+use super::{Failure, Outcome};
 use crate::simulate::{self, api, EventSpec};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,8 +13,12 @@ pub(super) struct Args {
     /// Serve the stand-in API on this address (e.g. 127.0.0.1:9090) until stopped.
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["to", "id"])]
     serve_api: Option<SocketAddr>,
+    /// Stand-in: the port its signed download URLs point at (same address as --serve-api;
+    /// default: a free one). Fix it when a firewall or download_hosts must name it.
+    #[arg(long, value_name = "PORT", requires = "serve_api")]
+    signed_url_port: Option<u16>,
     /// The endpoint URL to send an event to, e.g. http://127.0.0.1:8080/webhooks/fasten
-    #[arg(long, required_unless_present = "serve_api")]
+    #[arg(long)]
     to: Option<String>,
     /// The endpoint's signing secret (whsec_...).
     #[arg(long, conflicts_with = "secret_file")]
@@ -32,7 +36,7 @@ pub(super) struct Args {
     #[arg(long)]
     legacy_link: bool,
     /// Resend an event id (to see deduplication); default: a fresh UUID.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_event_id)]
     id: Option<String>,
     /// The org_connection_id the event is about (default: a fresh UUID).
     #[arg(long)]
@@ -80,13 +84,19 @@ async fn serve_api(addr: SocketAddr, args: Args) -> Outcome {
         public_id: args.public_id,
         private_key: args.private_key,
         url_ttl: std::time::Duration::from_secs(args.url_ttl_secs),
+        files_port: args.signed_url_port.unwrap_or(0),
         default_resources: args.resources,
         ..api::Options::default()
     };
     let open = options.public_id.is_none();
-    let stand_in = api::start(addr, options)
-        .await
-        .map_err(|e| Failure::Failed(format!("cannot listen on {addr}: {e}")))?;
+    let signals = crate::shutdown::Signals::install();
+    let stand_in = api::start(addr, options).await.map_err(|e| {
+        let port = match args.signed_url_port {
+            Some(p) => format!(" and {}:{p} (--signed-url-port)", addr.ip()),
+            None => String::new(),
+        };
+        Failure::Failed(format!("cannot listen on {addr}{port}: {e}"))
+    })?;
     println!("Fasten API stand-in running");
     println!("  api_base:    {}", stand_in.api_base);
     println!(
@@ -106,7 +116,8 @@ async fn serve_api(addr: SocketAddr, args: Args) -> Outcome {
         stand_in.api_base,
         stand_in.api_addr.ip()
     );
-    wait_for_signal().await;
+    println!("  each request it serves is logged on stderr");
+    signals.recv().await;
     stand_in.stop().await;
     Ok(ExitCode::SUCCESS)
 }
@@ -114,7 +125,12 @@ async fn serve_api(addr: SocketAddr, args: Args) -> Outcome {
 /// Sends one Fasten-shaped event to `--to` and prints the answer and what it was about.
 async fn send_event(args: Args) -> Outcome {
     let Some(to) = args.to else {
-        return Err(Failure::Usage("give --to URL (or --serve-api ADDR)".into()));
+        return Err(Failure::Usage(
+            "hookd simulate either sends one Fasten event (--to URL --secret-file FILE \
+             [--event TYPE]) or serves a stand-in for the Fasten API (--serve-api ADDR); \
+             see `hookd simulate --help`"
+                .into(),
+        ));
     };
     let secret = read_secret(args.secret, args.secret_file)?;
     let mut spec = EventSpec {

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 /// Prints each tree's count and every problem found; exit 0 when consistent, 1 when not,
 /// 2 when the store cannot be opened.
 pub(super) fn run(dir: &Path) -> Outcome {
-    let report = check::check(&db_dir(dir)).map_err(|e| {
+    let report = check::check(&db_dir(dir)?).map_err(|e| {
         Failure::Usage(format!(
             "cannot open {} (is hookd running on it?): {e}",
             dir.display()

@@ -268,13 +268,13 @@ impl Pipeline {
         };
         match next {
             Next::Done => {
-                tracing::info!(seq, event_type = %job.event.event_type, attempt = number, "event processed")
+                tracing::info!(seq, endpoint = %job.event.endpoint, event_id = %job.event.event_id, event_type = %job.event.event_type, attempt = number, "event processed")
             }
             Next::RetryAt(at) => {
-                tracing::warn!(seq, attempt = number, retry_in_ms = at.saturating_sub(finished), error = %detail, "attempt failed; will retry")
+                tracing::warn!(seq, endpoint = %job.event.endpoint, event_id = %job.event.event_id, attempt = number, retry_in_ms = at.saturating_sub(finished), error = %detail, "attempt failed; will retry")
             }
             Next::Dead => {
-                tracing::error!(seq, attempt = number, error = %detail, "event is dead after its last attempt")
+                tracing::error!(seq, endpoint = %job.event.endpoint, event_id = %job.event.event_id, attempt = number, error = %detail, "event is dead after its last attempt")
             }
         }
         let outcome_label = match next {

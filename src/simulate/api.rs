@@ -35,6 +35,8 @@ pub struct Options {
     pub private_key: Option<String>,
     /// How long a signed URL is valid.
     pub url_ttl: Duration,
+    /// The port of the signed-URL listener (same address as the API); 0 picks a free one.
+    pub files_port: u16,
     /// Resources per file when the file name does not say.
     pub default_resources: u64,
     /// This many signed URLs are handed out already expired.
@@ -49,6 +51,7 @@ impl Default for Options {
             public_id: None,
             private_key: None,
             url_ttl: Duration::from_secs(600),
+            files_port: 0,
             default_resources: 50,
             expire_first: 0,
             truncate_first: 0,
@@ -111,10 +114,12 @@ impl StandIn {
     }
 }
 
-/// Starts the stand-in: the API on `addr`, signed URLs on another port of the same address.
+/// Starts the stand-in: the API on `addr`, signed URLs on another port of the same address
+/// (`options.files_port`). Every request is logged (method, path, status; never a query
+/// string, which carries the URL's signature, nor the credentials).
 pub async fn start(addr: SocketAddr, options: Options) -> std::io::Result<StandIn> {
     let api_listener = TcpListener::bind(addr).await?;
-    let files_listener = TcpListener::bind(SocketAddr::new(addr.ip(), 0)).await?;
+    let files_listener = TcpListener::bind(SocketAddr::new(addr.ip(), options.files_port)).await?;
     let api_addr = api_listener.local_addr()?;
     let files_addr = files_listener.local_addr()?;
     let seen = Arc::new(Seen::default());
@@ -127,8 +132,8 @@ pub async fn start(addr: SocketAddr, options: Options) -> std::io::Result<StandI
         seen: seen.clone(),
     });
     let (trigger, shutdown) = shutdown::channel();
-    let api = api_routes(state.clone());
-    let files = file_routes(state);
+    let api = api_routes(state.clone()).with(warp::log::custom(|info| log_request("api", &info)));
+    let files = file_routes(state).with(warp::log::custom(|info| log_request("signed URL", &info)));
     let tasks = vec![
         tokio::spawn(
             warp::serve(api)
@@ -151,6 +156,18 @@ pub async fn start(addr: SocketAddr, options: Options) -> std::io::Result<StandI
         trigger,
         tasks,
     })
+}
+
+/// One line per request served, so a user trying the flow sees what hookd asked for.
+fn log_request(listener: &'static str, info: &warp::log::Info<'_>) {
+    tracing::info!(
+        listener,
+        method = %info.method(),
+        path = info.path(),
+        status = info.status().as_u16(),
+        ms = info.elapsed().as_millis() as u64,
+        "stand-in request"
+    );
 }
 
 fn json_reply(status: StatusCode, value: serde_json::Value) -> warp::reply::Response {

@@ -5,6 +5,7 @@ mod admin;
 mod binary;
 mod browser;
 mod check_config;
+mod cli;
 mod crosscheck;
 mod fasten;
 mod hostile;

@@ -199,7 +199,12 @@ fn log_json_flag_writes_json_lines() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    // check-config reports on stderr in plain words; the JSON logger is used by `serve`.
+    // check-config logs nothing: the flag is refused there rather than silently ignored.
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--log-json means nothing"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut command = hookd();
     command
         .arg("--log-json")
