@@ -84,85 +84,95 @@ async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartE
         .map_err(|source| StartError::Bind { key, addr, source })
 }
 
-/// Starts hookd. `processors` overrides the configured processors (tests, embedders).
-pub async fn start(
-    mut config: Config,
-    processors: Option<Processors>,
-) -> Result<Running, StartError> {
+/// The default endpoint's secret in embedded-defaults mode: (`new_secret`, `secret_file`).
+type DefaultSecret = (Option<(PathBuf, Secret)>, Option<PathBuf>);
+
+/// Creates the data directory and, in embedded-defaults mode, loads or creates the default
+/// endpoint's secret and hands it to that endpoint.
+fn prepare_data_dir(config: &mut Config) -> Result<DefaultSecret, StartError> {
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
         path: data_dir.clone(),
         source,
     })?;
-    let mut new_secret = None;
-    let mut secret_file = None;
-    if config.default_endpoint {
-        let path = data_dir.join("secrets").join("default.secret");
-        let (secret, created) = secret::load_or_create(&path)
-            .map_err(|e| StartError::Secret(format!("{}: {e}", path.display())))?;
-        if let Some(endpoint) = config.endpoints.first_mut() {
-            if endpoint.secrets.is_empty() {
-                endpoint.secrets.push(secret.clone());
-            }
-        }
-        if created {
-            new_secret = Some((path.clone(), secret));
-        }
-        secret_file = Some(path);
+    if !config.default_endpoint {
+        return Ok((None, None));
     }
-    let db_path = data_dir.join("db");
-    crate::store::backup::recover_compaction(&db_path).map_err(|source| StartError::Store {
+    let path = data_dir.join("secrets").join("default.secret");
+    let (secret, created) = secret::load_or_create(&path)
+        .map_err(|e| StartError::Secret(format!("{}: {e}", path.display())))?;
+    if let Some(endpoint) = config.endpoints.first_mut() {
+        if endpoint.secrets.is_empty() {
+            endpoint.secrets.push(secret.clone());
+        }
+    }
+    let new_secret = created.then(|| (path.clone(), secret));
+    Ok((new_secret, Some(path)))
+}
+
+/// Opens the store (finishing an interrupted compaction first) and re-queues the attempts the
+/// last stop cut short: processing is at-least-once.
+fn open_store(config: &Config) -> Result<Arc<Store>, StartError> {
+    let db_path = config.data_dir.join("db");
+    let failed = |source| StartError::Store {
         path: db_path.clone(),
         source,
-    })?;
-    let store =
-        Arc::new(
-            Store::open(&db_path, config.cache_mb).map_err(|source| StartError::Store {
-                path: db_path.clone(),
-                source,
-            })?,
-        );
+    };
+    crate::store::backup::recover_compaction(&db_path).map_err(failed)?;
+    let store = Arc::new(Store::open(&db_path, config.cache_mb).map_err(failed)?);
     match store.requeue_inflight(clock::now_ms()) {
         Ok(0) => {}
         Ok(n) => tracing::warn!(
             events = n,
             "re-queued events whose attempt was cut short by the last stop"
         ),
-        Err(source) => {
-            return Err(StartError::Store {
-                path: db_path,
-                source,
-            })
-        }
+        Err(source) => return Err(failed(source)),
     }
+    Ok(store)
+}
+
+/// Binds `addr` and tells the address it got (port 0 picks one).
+async fn bind_named(
+    key: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), StartError> {
+    let listener = bind(key, addr).await?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { key, addr, source })?;
+    Ok((listener, local))
+}
+
+/// The parts that run until shutdown, and what stopping them in order needs.
+struct Tasks {
+    receiver: JoinHandle<()>,
+    admin: JoinHandle<()>,
+    pipeline: JoinHandle<()>,
+    catch_up: JoinHandle<()>,
+    prune_schedule: tokio_cron_scheduler::JobScheduler,
+    grace: Duration,
+}
+
+/// Starts hookd. `processors` overrides the configured processors (tests, embedders).
+pub async fn start(
+    mut config: Config,
+    processors: Option<Processors>,
+) -> Result<Running, StartError> {
+    let (new_secret, secret_file) = prepare_data_dir(&mut config)?;
+    let store = open_store(&config)?;
     let processors = match processors {
         Some(p) => p,
         None => Processors::from_config(&config, &store)
             .map_err(|e| StartError::Processor(e.to_string()))?,
     };
-
-    let receiver_listener = bind("listen", config.listen).await?;
-    let admin_listener = bind("admin_listen", config.admin_listen).await?;
-    let receiver_addr = receiver_listener
-        .local_addr()
-        .map_err(|source| StartError::Bind {
-            key: "listen",
-            addr: config.listen,
-            source,
-        })?;
-    let admin_addr = admin_listener
-        .local_addr()
-        .map_err(|source| StartError::Bind {
-            key: "admin_listen",
-            addr: config.admin_listen,
-            source,
-        })?;
+    let (receiver_listener, receiver_addr) = bind_named("listen", config.listen).await?;
+    let (admin_listener, admin_addr) = bind_named("admin_listen", config.admin_listen).await?;
 
     let grace = Duration::from_secs(config.processing.shutdown_grace_secs);
     let pruner = Arc::new(Pruner::new(&config, store.clone()));
     // Exports that age out take their index entries and records with them.
     pruner.set_export_index(Arc::new(crate::store::fasten::ExportIndex(store.clone())));
-    let mut prune_schedule = pruner
+    let prune_schedule = pruner
         .schedule()
         .await
         .map_err(|e| StartError::Schedule(e.to_string()))?;
@@ -206,45 +216,20 @@ pub async fn start(
     // Both listeners are bound and serving: tell systemd (Type=notify) and feed its watchdog.
     crate::telemetry::notify_ready(shutdown.clone());
 
-    let store_at_end = store.clone();
-    let pruner_at_end = pruner.clone();
-    let done = tokio::spawn(async move {
-        shutdown.wait().await;
-        crate::telemetry::notify_stopping();
-        tracing::info!("shutting down: finishing in-flight requests");
-        // A running prune stops after its current batch; nothing it did is half-done.
-        if let Err(e) = prune_schedule.shutdown().await {
-            tracing::error!(error = ?e, "the prune scheduler did not stop cleanly");
-        }
-        pruner_at_end.stop().await;
-        let _ = catch_up.await;
-        // The admin listener (local, trusted) keeps warp's own server; its graceful stop has
-        // no deadline, so it gets the same grace as the receiver and is then cut.
-        let admin_abort = admin_task.abort_handle();
-        let admin_done = async {
-            match tokio::time::timeout(grace, admin_task).await {
-                Ok(result) => result.is_ok(),
-                Err(_) => {
-                    tracing::warn!("cutting admin connections still open after the shutdown grace");
-                    admin_abort.abort();
-                    true
-                }
-            }
-        };
-        let (r, a) = tokio::join!(receiver_task, admin_done);
-        if r.is_err() || !a {
-            tracing::error!("a listener task failed during shutdown");
-        }
-        tracing::info!("listeners closed; waiting for running attempts");
-        if pipeline_task.await.is_err() {
-            tracing::error!("the pipeline task failed during shutdown");
-        }
-        match store_at_end.flush().await {
-            Ok(()) => tracing::info!("store flushed; stopped"),
-            Err(e) => tracing::error!(error = %e, "final flush failed"),
-        }
-    });
-
+    let tasks = Tasks {
+        receiver: receiver_task,
+        admin: admin_task,
+        pipeline: pipeline_task,
+        catch_up,
+        prune_schedule,
+        grace,
+    };
+    let done = tokio::spawn(stop_in_order(
+        shutdown,
+        tasks,
+        store.clone(),
+        pruner.clone(),
+    ));
     Ok(Running {
         receiver_addr,
         admin_addr,
@@ -255,4 +240,49 @@ pub async fn start(
         trigger,
         done,
     })
+}
+
+/// At the shutdown signal: the pruner stops after its batch, the listeners finish (or, after
+/// the grace, cut) their requests, running attempts get the grace, and only then is the
+/// store flushed.
+async fn stop_in_order(
+    shutdown: shutdown::Shutdown,
+    mut tasks: Tasks,
+    store: Arc<Store>,
+    pruner: Arc<Pruner>,
+) {
+    shutdown.wait().await;
+    crate::telemetry::notify_stopping();
+    tracing::info!("shutting down: finishing in-flight requests");
+    // A running prune stops after its current batch; nothing it did is half-done.
+    if let Err(e) = tasks.prune_schedule.shutdown().await {
+        tracing::error!(error = ?e, "the prune scheduler did not stop cleanly");
+    }
+    pruner.stop().await;
+    let _ = tasks.catch_up.await;
+    // The admin listener (local, trusted) keeps warp's own server; its graceful stop has no
+    // deadline, so it gets the same grace as the receiver and is then cut.
+    let admin_abort = tasks.admin.abort_handle();
+    let admin_done = async {
+        match tokio::time::timeout(tasks.grace, tasks.admin).await {
+            Ok(result) => result.is_ok(),
+            Err(_) => {
+                tracing::warn!("cutting admin connections still open after the shutdown grace");
+                admin_abort.abort();
+                true
+            }
+        }
+    };
+    let (r, a) = tokio::join!(tasks.receiver, admin_done);
+    if r.is_err() || !a {
+        tracing::error!("a listener task failed during shutdown");
+    }
+    tracing::info!("listeners closed; waiting for running attempts");
+    if tasks.pipeline.await.is_err() {
+        tracing::error!("the pipeline task failed during shutdown");
+    }
+    match store.flush().await {
+        Ok(()) => tracing::info!("store flushed; stopped"),
+        Err(e) => tracing::error!(error = %e, "final flush failed"),
+    }
 }
