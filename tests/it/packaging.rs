@@ -1,4 +1,5 @@
-//! packaging/install.sh: installs into a root, keeps an edited config, and can run again.
+//! packaging/install.sh: installs into a root, keeps an edited config, can run again, and
+//! leaves this machine's own hookd alone.
 
 use std::path::Path;
 use std::process::Command;
@@ -22,6 +23,32 @@ fn install(root: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// What install.sh would change if it wrote to this machine instead of its `--root`: the
+/// service user and group, and each file it installs (size and modification time).
+fn host_hookd() -> Vec<String> {
+    let mut state = Vec::new();
+    for accounts in ["/etc/passwd", "/etc/group"] {
+        let text = std::fs::read_to_string(accounts).unwrap_or_default();
+        state.extend(
+            text.lines()
+                .filter(|l| l.starts_with("hookd:"))
+                .map(|l| format!("{accounts}: {l}")),
+        );
+    }
+    for file in [
+        "/usr/bin/hookd",
+        "/etc/systemd/system/hookd.service",
+        "/usr/lib/sysusers.d/hookd.conf",
+        "/etc/hookd/hookd.toml",
+    ] {
+        state.push(match std::fs::metadata(file) {
+            Ok(meta) => format!("{file}: {} bytes, {:?}", meta.len(), meta.modified().ok()),
+            Err(_) => format!("{file}: absent"),
+        });
+    }
+    state
+}
+
 #[test]
 fn install_script_is_idempotent_and_keeps_the_operators_config() {
     // install.sh creates the user with systemd-sysusers when given --root.
@@ -38,6 +65,7 @@ fn install_script_is_idempotent_and_keeps_the_operators_config() {
     {
         panic!("systemd-sysusers is needed (Debian package `systemd`)");
     }
+    let host_before = host_hookd();
     let root = tempfile::tempdir().unwrap();
     let first = install(root.path());
     assert!(first.contains("installed"), "{first}");
@@ -78,4 +106,9 @@ fn install_script_is_idempotent_and_keeps_the_operators_config() {
         .filter(|l| l.starts_with("hookd:"))
         .count();
     assert_eq!(entries, 1, "user created once");
+    assert_eq!(
+        host_hookd(),
+        host_before,
+        "install --root touched this machine"
+    );
 }
