@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 /// if it answers on its admin listener, offline if it is stopped) into the new directory `to`.
 pub(super) async fn run(config: &Config, data_dir: Option<&Path>, to: &Path) -> Outcome {
     let to = target(to)?;
+    let source = data_dir.unwrap_or(&config.data_dir);
+    crate::admin::outside_data_dir(source, &to)
+        .map_err(|reason| Failure::Usage(format!("refusing to back up: {reason}")))?;
     let text = match data_dir {
         Some(dir) => offline(dir, &to)?,
         None => online_or_offline(config, &to).await?,
@@ -43,9 +46,24 @@ async fn online_or_offline(config: &Config, to: &Path) -> Result<String, Failure
         admin.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     let url = format!("http://{admin}/api/backup");
-    let mut request = reqwest::Client::new()
+    let client = reqwest::Client::new();
+    // The running hookd writes only into admin.backup_dir, by name.
+    let name = match api_name(config, to) {
+        Ok(name) => name,
+        Err(why) => {
+            return match client.get(format!("http://{admin}/healthz")).send().await {
+                Err(e) if e.is_connect() => offline(&config.data_dir, to),
+                _ => Err(Failure::Usage(format!(
+                    "hookd is running (at {admin}) and writes online backups only into \
+                     admin.backup_dir: {why}; or stop hookd for an offline backup"
+                ))),
+            };
+        }
+    };
+    let mut request = client
         .post(&url)
-        .query(&[("to", to.to_string_lossy().as_ref())]);
+        .query(&[("to", name.as_str())])
+        .json(&serde_json::json!({}));
     if let Some(token) = &config.admin.token {
         request = request.bearer_auth(token);
     }
@@ -74,6 +92,23 @@ async fn online_or_offline(config: &Config, to: &Path) -> Result<String, Failure
             offline(&config.data_dir, to)
         }
         Err(e) => Err(Failure::Failed(format!("cannot reach hookd at {url}: {e}"))),
+    }
+}
+
+/// The name the admin API takes for `to`: its last component, when `to` lies directly in the
+/// configured `admin.backup_dir`; otherwise what to do instead.
+fn api_name(config: &Config, to: &Path) -> Result<String, String> {
+    let Some(dir) = &config.admin.backup_dir else {
+        return Err(
+            "admin.backup_dir is not set (set it, restart hookd, and pass --to BACKUP_DIR/NAME)"
+                .into(),
+        );
+    };
+    let wanted = std::fs::canonicalize(dir).ok();
+    let parent = to.parent().and_then(|p| std::fs::canonicalize(p).ok());
+    match (to.file_name(), wanted == parent && wanted.is_some()) {
+        (Some(name), true) => Ok(name.to_string_lossy().into_owned()),
+        _ => Err(format!("pass --to {}/NAME", dir.display())),
     }
 }
 
