@@ -218,6 +218,42 @@ mod tests {
         assert!(!loopback_host(None));
     }
 
+    fn request(headers: &[(&'static str, &'static str)]) -> Request {
+        let mut map = http::HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(*k, http::HeaderValue::from_static(v));
+        }
+        Request {
+            method: http::Method::POST,
+            path: "/api/replay".into(),
+            query: String::new(),
+            headers: map,
+            remote: None,
+            body: None,
+        }
+    }
+
+    #[test]
+    fn an_origin_is_the_same_when_it_names_the_host_or_the_proxy_host() {
+        let direct = request(&[("host", "127.0.0.1:8081")]);
+        assert!(same_origin("http://127.0.0.1:8081", &direct));
+        assert!(!same_origin("http://127.0.0.1:8082", &direct));
+        assert!(!same_origin("http://evil.example", &direct));
+        assert!(!same_origin("null", &direct));
+        let proxied = request(&[
+            ("host", "127.0.0.1:8081"),
+            ("x-forwarded-host", "hookd.example.org"),
+        ]);
+        assert!(same_origin("https://hookd.example.org", &proxied));
+        assert!(same_origin("https://HOOKD.example.org:443", &proxied));
+        assert!(!same_origin(
+            "https://hookd.example.org.evil.example",
+            &proxied
+        ));
+        let default_port = request(&[("host", "hookd.example.org:80")]);
+        assert!(same_origin("http://hookd.example.org", &default_port));
+    }
+
     #[test]
     fn json_content_types() {
         assert!(is_json(Some("application/json")));
