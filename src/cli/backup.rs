@@ -55,7 +55,7 @@ async fn online_or_offline(config: &Config, to: &Path) -> Result<String, Failure
                 Err(e) if e.is_connect() => offline(&config.data_dir, to),
                 _ => Err(Failure::Usage(format!(
                     "hookd is running (at {admin}) and writes online backups only into \
-                     admin.backup_dir: {why}; or stop hookd for an offline backup"
+                     admin.backup_dir: {why}; or stop it for an offline backup"
                 ))),
             };
         }
@@ -99,10 +99,7 @@ async fn online_or_offline(config: &Config, to: &Path) -> Result<String, Failure
 /// configured `admin.backup_dir`; otherwise what to do instead.
 fn api_name(config: &Config, to: &Path) -> Result<String, String> {
     let Some(dir) = &config.admin.backup_dir else {
-        return Err(
-            "admin.backup_dir is not set (set it, restart hookd, and pass --to BACKUP_DIR/NAME)"
-                .into(),
-        );
+        return Err("it is not set (set it, restart hookd, and pass --to BACKUP_DIR/NAME)".into());
     };
     let wanted = std::fs::canonicalize(dir).ok();
     let parent = to.parent().and_then(|p| std::fs::canonicalize(p).ok());
