@@ -3,6 +3,8 @@
 //! Shutdown order matters for "nothing acknowledged is lost": the listeners stop accepting
 //! and let in-flight requests finish (each waits for its flush before answering), the
 //! pipeline gives running attempts a grace period, and only then is the store flushed.
+//! Requests still in flight when the listeners' grace runs out are cut: they were never
+//! answered, so their senders retry, and a stalled sender cannot hold up the stop.
 
 use crate::admin::{self, Admin};
 use crate::clock;
@@ -175,12 +177,17 @@ pub async fn start(
     let (trigger, shutdown) = shutdown::channel();
 
     let receiver = receive::routes(Receiver::new(config.clone(), store.clone()));
-    let receiver_task = tokio::spawn(
-        warp::serve(receiver)
-            .incoming(receiver_listener)
-            .graceful(shutdown.clone().wait())
-            .run(),
-    );
+    let limits = receive::listener::Limits {
+        max_connections: config.receive.max_connections,
+        header_read_timeout: Duration::from_secs(config.receive.header_read_timeout_secs),
+        shutdown_grace: grace,
+    };
+    let receiver_task = tokio::spawn(receive::listener::serve(
+        receiver_listener,
+        receiver,
+        limits,
+        shutdown.clone(),
+    ));
     let admin_routes = admin::routes(Arc::new(Admin::new(
         config.clone(),
         store.clone(),
@@ -211,8 +218,21 @@ pub async fn start(
         }
         pruner_at_end.stop().await;
         let _ = catch_up.await;
-        let (r, a) = tokio::join!(receiver_task, admin_task);
-        if r.is_err() || a.is_err() {
+        // The admin listener (local, trusted) keeps warp's own server; its graceful stop has
+        // no deadline, so it gets the same grace as the receiver and is then cut.
+        let admin_abort = admin_task.abort_handle();
+        let admin_done = async {
+            match tokio::time::timeout(grace, admin_task).await {
+                Ok(result) => result.is_ok(),
+                Err(_) => {
+                    tracing::warn!("cutting admin connections still open after the shutdown grace");
+                    admin_abort.abort();
+                    true
+                }
+            }
+        };
+        let (r, a) = tokio::join!(receiver_task, admin_done);
+        if r.is_err() || !a {
             tracing::error!("a listener task failed during shutdown");
         }
         tracing::info!("listeners closed; waiting for running attempts");

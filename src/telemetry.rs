@@ -26,9 +26,52 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                 Ok(b) => b,
                 Err(_) => PrometheusBuilder::new(),
             };
-            builder.install_recorder().ok()
+            let handle = builder.install_recorder().ok()?;
+            describe();
+            Some(handle)
         })
         .as_ref()
+}
+
+/// Says what each metric means and its unit: the `# HELP` lines of `/metrics`, for whoever
+/// writes alert rules against them. Every metric hookd records is described here.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "hookd_deliveries_total",
+        "Webhook deliveries received, by endpoint and verdict (accepted, duplicate, filtered, rejected)"
+    );
+    describe_histogram!(
+        "hookd_ack_latency_seconds",
+        Unit::Seconds,
+        "Time from a delivery's arrival to its response (after the durable write when accepted), by verdict"
+    );
+    describe_counter!(
+        "hookd_attempts_total",
+        "Processing attempts finished, by outcome (ok, retry, dead)"
+    );
+    describe_gauge!(
+        "hookd_queue_depth",
+        "Events waiting to be processed (queued and retrying)"
+    );
+    describe_gauge!(
+        "hookd_oldest_queued_age_seconds",
+        Unit::Seconds,
+        "How long the longest-waiting due event has waited (0 when none is due)"
+    );
+    describe_gauge!(
+        "hookd_store_bytes",
+        Unit::Bytes,
+        "Size of the store on disk"
+    );
+    describe_gauge!(
+        "hookd_rejected_unlogged",
+        "Rejected deliveries beyond the logging rate: counted, not stored"
+    );
+    describe_gauge!(
+        "hookd_events",
+        "Stored events, by state (queued, processing, retrying, done, dead)"
+    );
 }
 
 /// Runs the exporter's upkeep (histogram maintenance) every few seconds, as its docs ask.
@@ -87,4 +130,103 @@ pub fn notify_ready(shutdown: crate::shutdown::Shutdown) {
 /// Tells systemd that hookd is stopping (so it waits for the graceful flush).
 pub fn notify_stopping() {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::secret::Secret;
+    use std::collections::{BTreeSet, HashMap};
+    use std::time::{Duration, Instant};
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const TOKEN: &str = "metrics-test-token-0123456789";
+
+    /// A real scrape, after a delivery and its processing, shows every metric hookd records,
+    /// and each has a `# HELP` line.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_scraped_metric_has_a_help_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hookd.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+                 [admin]\ntoken = \"{TOKEN}\"\n\
+                 [[endpoints]]\nname = \"a\"\nsecrets = [\"{SECRET}\"]\n",
+                dir.path().join("data")
+            ),
+        )
+        .unwrap();
+        let config = Config::load(Some(&path), &HashMap::new()).unwrap();
+        let running = crate::server::start(config, None).await.unwrap();
+        let secret = Secret::parse(SECRET).unwrap();
+        let body = r#"{"id":"evt-metrics","type":"webhook.test","data":{}}"#;
+        let ts = crate::clock::system_secs();
+        let status = reqwest::Client::new()
+            .post(format!("http://{}/webhooks/a", running.receiver_addr))
+            .header("webhook-id", "evt-metrics")
+            .header("webhook-timestamp", ts.to_string())
+            .header(
+                "webhook-signature",
+                crate::verify::sign(&secret, "evt-metrics", ts, body.as_bytes()),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+        let url = format!("http://{}/metrics", running.admin_addr);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let text = loop {
+            let text = reqwest::Client::new()
+                .get(&url)
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if text.contains("hookd_attempts_total{") || Instant::now() > deadline {
+                break text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        running.shutdown();
+        running.wait().await;
+
+        let helped: BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# HELP "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        let scraped: BTreeSet<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("hookd_"))
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .map(|name| {
+                // A histogram's samples are `<name>_bucket`, `_sum` and `_count`.
+                ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s).filter(|n| helped.contains(n)))
+                    .unwrap_or(name)
+            })
+            .collect();
+        for name in [
+            "hookd_deliveries_total",
+            "hookd_ack_latency_seconds",
+            "hookd_attempts_total",
+            "hookd_queue_depth",
+            "hookd_oldest_queued_age_seconds",
+            "hookd_store_bytes",
+            "hookd_rejected_unlogged",
+            "hookd_events",
+        ] {
+            assert!(scraped.contains(name), "{name} not scraped:\n{text}");
+        }
+        let missing: Vec<_> = scraped.difference(&helped).collect();
+        assert!(missing.is_empty(), "no # HELP for {missing:?}:\n{text}");
+    }
 }

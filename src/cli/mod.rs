@@ -148,7 +148,12 @@ pub fn main() -> ExitCode {
     };
     let config = cli.config.as_deref();
     exit(match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => load(config).and_then(|c| runtime.block_on(serve::run(c))),
+        Command::Serve => load(config).and_then(|c| {
+            for warning in c.warnings() {
+                tracing::warn!("{warning}");
+            }
+            runtime.block_on(serve::run(c))
+        }),
         Command::CheckConfig { file } => check_config::run(&file),
         Command::Send(args) => runtime.block_on(send::run(args)),
         Command::Backup { to, data_dir } => {

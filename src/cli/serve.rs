@@ -9,6 +9,9 @@ use std::process::ExitCode;
 
 /// Runs hookd on `config` until SIGTERM or Ctrl-C, then shuts it down gracefully.
 pub(super) async fn run(config: Config) -> Outcome {
+    // Before the listeners bind: a stop signal in the first milliseconds of serving must
+    // drain like any other, not kill hookd with the default disposition.
+    let signals = crate::shutdown::Signals::install();
     let data_dir = config.data_dir.clone();
     let names: Vec<String> = config.endpoints.iter().map(|e| e.name.clone()).collect();
     let running = server::start(config, None)
@@ -32,7 +35,7 @@ pub(super) async fn run(config: Config) -> Outcome {
         "listening receiver={} admin={}",
         running.receiver_addr, running.admin_addr
     );
-    wait_for_signal().await;
+    signals.recv().await;
     running.shutdown();
     running.wait().await;
     Ok(ExitCode::SUCCESS)

@@ -3,7 +3,7 @@
 //! them together with the top-level keys.
 
 use super::defaults;
-use super::error::{ConfigError, Invalid, Origin};
+use super::error::{ConfigError, Invalid, Origin, Problems};
 use super::raw::RawConfig;
 use super::types::Config;
 use super::{admin, endpoints, fasten, processing, retention};
@@ -11,47 +11,80 @@ use crate::secret::Secret;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-/// Validates `raw`; `default_endpoint` says its only endpoint was made up by hookd.
+/// Validates `raw`, every section of it even after a problem, so that all are reported;
+/// `default_endpoint` says its only endpoint was made up by hookd.
 pub(super) fn build(
     raw: RawConfig,
     default_endpoint: bool,
     origin: &Origin,
 ) -> Result<Config, ConfigError> {
-    let listen = parse_addr(origin, "listen", raw.listen.as_deref(), defaults::LISTEN)?;
-    let admin_listen = parse_addr(
+    let mut problems = Problems::default();
+    let listen = problems.ok(parse_addr(
+        origin,
+        "listen",
+        raw.listen.as_deref(),
+        defaults::LISTEN,
+    ));
+    let admin_listen = problems.ok(parse_addr(
         origin,
         "admin_listen",
         raw.admin_listen.as_deref(),
         defaults::ADMIN_LISTEN,
-    )?;
+    ));
+    // Port 0 lets the system choose, so two of those never collide.
+    if let (Some(listen), Some(admin_listen)) = (listen, admin_listen) {
+        if listen == admin_listen && listen.port() != 0 {
+            problems.add(origin.err("admin_listen", Invalid::SameAddress(admin_listen)));
+        }
+    }
     let retention_days = raw.retention_days.unwrap_or(defaults::RETENTION_DAYS);
     if retention_days == 0 {
-        return Err(origin.err("retention_days", Invalid::Zero));
+        problems.add(origin.err("retention_days", Invalid::Zero));
     }
-    let admin = admin::build(raw.admin, origin)?;
-    if !admin_listen.ip().is_loopback() && !admin.has_credential() {
-        return Err(origin.err(
-            "admin_listen",
-            Invalid::PublicWithoutCredential(admin_listen),
-        ));
+    let admin = problems.ok(admin::build(raw.admin, origin));
+    if let (Some(admin_listen), Some(admin)) = (admin_listen, &admin) {
+        if !admin_listen.ip().is_loopback() && !admin.has_credential() {
+            problems.add(origin.err(
+                "admin_listen",
+                Invalid::PublicWithoutCredential(admin_listen),
+            ));
+        }
     }
-    Ok(Config {
-        source: None,
-        data_dir: raw
-            .data_dir
-            .unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR)),
-        listen,
-        admin_listen,
-        retention_days,
-        cache_mb: raw.cache_mb.unwrap_or(defaults::CACHE_MB),
-        retention: retention::build(raw.retention, origin)?,
-        admin,
-        processing: processing::build_processing(raw.processing, origin)?,
-        receive: processing::build_receive(raw.receive, origin)?,
-        endpoints: endpoints::build(raw.endpoints, default_endpoint, origin)?,
-        default_endpoint,
-        fasten: fasten::build(raw.fasten, origin)?,
-    })
+    let retention = problems.ok(retention::build(raw.retention, origin));
+    let processing = problems.ok(processing::build_processing(raw.processing, origin));
+    let receive = problems.ok(processing::build_receive(raw.receive, origin));
+    let endpoints = problems.ok(endpoints::build(raw.endpoints, default_endpoint, origin));
+    let fasten = problems.ok(fasten::build(raw.fasten, origin));
+    if let (Some(receive), Some(endpoints)) = (&receive, &endpoints) {
+        for (i, e) in endpoints.iter().enumerate() {
+            if e.max_body_bytes > receive.body_budget_bytes {
+                problems.add(origin.err(
+                    &format!("endpoints[{i}].max_body_bytes"),
+                    Invalid::AboveBudget(receive.body_budget_bytes),
+                ));
+            }
+        }
+    }
+    let config = (|| {
+        Some(Config {
+            source: None,
+            data_dir: raw
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR)),
+            listen: listen?,
+            admin_listen: admin_listen?,
+            retention_days,
+            cache_mb: raw.cache_mb.unwrap_or(defaults::CACHE_MB),
+            retention: retention?,
+            admin: admin?,
+            processing: processing?,
+            receive: receive?,
+            endpoints: endpoints?,
+            default_endpoint,
+            fasten: fasten?,
+        })
+    })();
+    problems.finish(config)
 }
 
 fn parse_addr(
@@ -82,14 +115,19 @@ pub(super) fn read_secret_file(
     })
 }
 
-/// Parses a list of `whsec_` secrets; an error names the item (`key[i]`).
+/// Parses a list of `whsec_` secrets; an error names the item (`key[i]`), every bad one.
 pub(super) fn parse_secrets(
     origin: &Origin,
     key: &str,
     list: &[String],
 ) -> Result<Vec<Secret>, ConfigError> {
-    list.iter()
+    let mut problems = Problems::default();
+    let secrets = list
+        .iter()
         .enumerate()
-        .map(|(i, s)| Secret::parse(s).map_err(|e| origin.err(&format!("{key}[{i}]"), e)))
-        .collect()
+        .filter_map(|(i, s)| {
+            problems.ok(Secret::parse(s).map_err(|e| origin.err(&format!("{key}[{i}]"), e)))
+        })
+        .collect();
+    problems.finish(Some(secrets))
 }

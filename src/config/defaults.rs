@@ -28,6 +28,14 @@ pub const QUEUE_HIGH_WATER: u64 = 1_000_000;
 pub const LOG_BODY_BYTES: usize = 65_536;
 pub const REJECTED_BODY_BYTES: usize = 1024;
 pub const REJECTED_LOG_PER_SEC: f64 = 10.0;
+/// Connections a small box serves at once: far above what a webhook sender opens, far below
+/// the unit's LimitNOFILE.
+pub const MAX_CONNECTIONS: usize = 256;
+pub const HEADER_READ_TIMEOUT_SECS: u64 = 10;
+pub const BODY_TIMEOUT_SECS: u64 = 20;
+pub const BODY_MIN_BYTES_PER_SEC: u64 = 1024;
+/// 32 MiB of request bodies held at once, whatever the number of senders.
+pub const BODY_BUDGET_BYTES: usize = 33_554_432;
 pub const FORWARD_TIMEOUT_SECS: u64 = 30;
 /// Every hour, on the hour (UTC).
 pub const PRUNE_SCHEDULE: &str = "0 0 * * * *";

@@ -3,10 +3,12 @@
 use super::build::{parse_secrets, read_secret_file};
 use super::defaults;
 use super::env::secrets_var;
-use super::error::{ConfigError, Invalid, Origin};
+use super::error::{ConfigError, Invalid, Origin, Problems};
+use super::plain::did_you_mean;
 use super::raw::{RawEndpoint, RawForward};
 use super::types::{Endpoint, ProcessorConfig, Profile};
 use crate::secret::Secret;
+use crate::simulate::EVENT_TYPES;
 use std::collections::BTreeSet;
 
 /// Builds and checks every endpoint. The made-up `default` endpoint (`default_endpoint`)
@@ -16,28 +18,32 @@ pub(super) fn build(
     default_endpoint: bool,
     origin: &Origin,
 ) -> Result<Vec<Endpoint>, ConfigError> {
+    let mut problems = Problems::default();
     let mut endpoints: Vec<Endpoint> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
     for (i, e) in raw.into_iter().enumerate() {
         let at = |field: &str| format!("endpoints[{i}].{field}");
         if !valid_name(&e.name) {
-            return Err(origin.err(&at("name"), Invalid::EndpointName(e.name)));
+            problems.add(origin.err(&at("name"), Invalid::EndpointName(e.name.clone())));
+        } else if names.contains(&e.name) {
+            problems.add(origin.err(&at("name"), Invalid::DuplicateEndpoint(e.name.clone())));
         }
-        if endpoints.iter().any(|x| x.name == e.name) {
-            return Err(origin.err(&at("name"), Invalid::DuplicateEndpoint(e.name)));
-        }
-        let endpoint = build_one(e, &at, origin)?;
+        names.push(e.name.clone());
+        let Some(endpoint) = problems.ok(build_one(e, &at, origin)) else {
+            continue;
+        };
         if endpoint.secrets.is_empty() && !default_endpoint {
-            return Err(origin.err(
+            problems.add(origin.err(
                 &at("secrets"),
                 Invalid::NoSecret {
                     var: secrets_var(&endpoint.name),
-                    endpoint: endpoint.name,
+                    endpoint: endpoint.name.clone(),
                 },
             ));
         }
         endpoints.push(endpoint);
     }
-    Ok(endpoints)
+    problems.finish(Some(endpoints))
 }
 
 /// One endpoint; `at` turns a field into its key (`endpoints[i].field`).
@@ -46,32 +52,51 @@ fn build_one(
     at: &dyn Fn(&str) -> String,
     origin: &Origin,
 ) -> Result<Endpoint, ConfigError> {
+    let mut problems = Problems::default();
     let mut secrets = match &e.secrets {
-        Some(list) => parse_secrets(origin, &at("secrets"), list)?,
+        Some(list) => problems
+            .ok(parse_secrets(origin, &at("secrets"), list))
+            .unwrap_or_default(),
         None => Vec::new(),
     };
     if let Some(path) = &e.secrets_file {
-        let text = read_secret_file(origin, &at("secrets_file"), path)?;
-        let lines: Vec<String> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(str::to_owned)
-            .collect();
-        secrets.extend(parse_secrets(origin, &at("secrets_file"), &lines)?);
+        if let Some(text) = problems.ok(read_secret_file(origin, &at("secrets_file"), path)) {
+            let lines: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned)
+                .collect();
+            secrets.extend(
+                problems
+                    .ok(parse_secrets(origin, &at("secrets_file"), &lines))
+                    .unwrap_or_default(),
+            );
+        }
     }
-    let events = e
-        .events
-        .map(|list| list.into_iter().collect::<BTreeSet<_>>());
+    let processor = problems.ok(processor(
+        e.profile,
+        e.processor.as_deref(),
+        e.forward,
+        at,
+        origin,
+    ));
+    let events = e.events.map(|list| {
+        let fasten =
+            e.profile == Profile::Fasten || processor.as_ref() == Some(&ProcessorConfig::Fasten);
+        if fasten {
+            check_fasten_events(&list, at, origin, &mut problems);
+        }
+        list.into_iter().collect::<BTreeSet<_>>()
+    });
     if matches!(&events, Some(set) if set.is_empty()) {
-        return Err(origin.err(&at("events"), Invalid::NoEvents));
+        problems.add(origin.err(&at("events"), Invalid::NoEvents));
     }
-    let processor = processor(e.profile, e.processor.as_deref(), e.forward, at, origin)?;
     let max_body_bytes = e.max_body_bytes.unwrap_or(defaults::MAX_BODY_BYTES);
     if max_body_bytes == 0 {
-        return Err(origin.err(&at("max_body_bytes"), Invalid::Zero));
+        problems.add(origin.err(&at("max_body_bytes"), Invalid::Zero));
     }
-    Ok(Endpoint {
+    let endpoint = processor.map(|processor| Endpoint {
         name: e.name,
         profile: e.profile,
         secrets,
@@ -79,7 +104,29 @@ fn build_one(
         tolerance_secs: e.tolerance_secs.unwrap_or(defaults::TOLERANCE_SECS),
         max_body_bytes,
         processor,
-    })
+    });
+    problems.finish(endpoint)
+}
+
+/// A Fasten endpoint only ever receives the seven Fasten types, so any other name in its
+/// `events` is a typo, and one that silently drops every event of the intended type.
+fn check_fasten_events(
+    list: &[String],
+    at: &dyn Fn(&str) -> String,
+    origin: &Origin,
+    problems: &mut Problems,
+) {
+    for (i, event) in list.iter().enumerate() {
+        if !EVENT_TYPES.contains(&event.as_str()) {
+            problems.add(origin.err(
+                &format!("{}[{i}]", at("events")),
+                Invalid::UnknownEvent {
+                    value: event.clone(),
+                    suggestion: did_you_mean(event, EVENT_TYPES),
+                },
+            ));
+        }
+    }
 }
 
 /// The processor: named, implied by a forward table, or by the profile.
@@ -112,25 +159,31 @@ fn build_forward(
     at: &dyn Fn(&str) -> String,
     origin: &Origin,
 ) -> Result<ProcessorConfig, ConfigError> {
+    let mut problems = Problems::default();
     let secret_text = match (f.secret, f.secret_file) {
-        (Some(s), None) => s,
-        (None, Some(path)) => read_secret_file(origin, &at("forward.secret_file"), &path)?,
+        (Some(s), None) => Some(s),
+        (None, Some(path)) => {
+            problems.ok(read_secret_file(origin, &at("forward.secret_file"), &path))
+        }
         _ => {
-            return Err(origin.err(
+            problems.add(origin.err(
                 &at("forward.secret"),
                 Invalid::Exclusive("exactly one of forward.secret or forward.secret_file"),
-            ))
+            ));
+            None
         }
     };
-    let secret = Secret::parse(&secret_text).map_err(|e| origin.err(&at("forward.secret"), e))?;
+    let secret = secret_text.and_then(|text| {
+        problems.ok(Secret::parse(&text).map_err(|e| origin.err(&at("forward.secret"), e)))
+    });
     if !(f.url.starts_with("http://") || f.url.starts_with("https://")) {
-        return Err(origin.err(&at("forward.url"), Invalid::NotHttpUrl(f.url)));
+        problems.add(origin.err(&at("forward.url"), Invalid::NotHttpUrl(f.url.clone())));
     }
-    Ok(ProcessorConfig::Forward {
+    problems.finish(secret.map(|secret| ProcessorConfig::Forward {
         url: f.url,
         secret,
         timeout_secs: f.timeout_secs.unwrap_or(defaults::FORWARD_TIMEOUT_SECS),
-    })
+    }))
 }
 
 fn valid_name(name: &str) -> bool {

@@ -5,7 +5,7 @@
 //! `HOOKD_SHOW_SECRET`) are not configuration and are ignored here, like any unknown
 //! `HOOKD_` variable.
 
-use super::error::{ConfigError, ConfigErrorKind, Invalid, Origin};
+use super::error::{ConfigError, ConfigErrorKind, Invalid, Origin, Problems};
 use super::raw::RawConfig;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -19,18 +19,22 @@ pub fn secrets_var(endpoint: &str) -> String {
     )
 }
 
-/// Sets the keys `env` names in `raw`, recording in `origin` which variable set which key.
+/// Sets the keys `env` names in `raw`, recording in `origin` which variable set which key;
+/// a variable that cannot be read is noted in `problems` and sets nothing.
 pub(super) fn apply(
     raw: &mut RawConfig,
     env: &HashMap<String, String>,
     origin: &mut Origin,
-) -> Result<(), ConfigError> {
-    for (var, value) in env {
-        if let Some(key) = apply_one(raw, var, value)? {
+    problems: &mut Problems,
+) {
+    // In a fixed order, so the problems are reported the same way every time.
+    let mut vars: Vec<_> = env.iter().collect();
+    vars.sort();
+    for (var, value) in vars {
+        if let Some(Some(key)) = problems.ok(apply_one(raw, var, value)) {
             origin.set_by(key, var);
         }
     }
-    Ok(())
 }
 
 /// Applies one variable; returns the key it set, or `None` for a variable that is not

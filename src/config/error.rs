@@ -5,7 +5,8 @@ use crate::secret::SecretError;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// A configuration error, already phrased for the user by its `Display`.
+/// Everything wrong with a configuration, already phrased for the user by its `Display`
+/// (one problem per line).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(pub Box<ConfigErrorKind>);
@@ -19,9 +20,16 @@ pub enum ConfigErrorKind {
         file: String,
         source: std::io::Error,
     },
-    /// The file is not TOML, or has a key hookd does not know, or a value of the wrong type.
+    /// The file is not TOML.
     #[error("{file}: {message}")]
     Parse { file: String, message: String },
+    /// A key hookd does not know, or a value of the wrong type, in plain words (see `plain`).
+    #[error("{file}: key `{key}`: {message}")]
+    Shape {
+        file: String,
+        key: String,
+        message: String,
+    },
     /// An environment variable's text could not be read as the value it sets.
     #[error("environment variable {var}: {problem}")]
     Variable { var: String, problem: Invalid },
@@ -37,6 +45,13 @@ pub enum ConfigErrorKind {
         var: Option<String>,
         problem: Invalid,
     },
+    /// More than one of the above, in the order found.
+    #[error(
+        "{} problems:{}",
+        .0.len(),
+        .0.iter().map(|e| format!("\n  {e}")).collect::<String>()
+    )]
+    Several(Vec<ConfigErrorKind>),
 }
 
 impl From<ConfigErrorKind> for ConfigError {
@@ -54,6 +69,64 @@ impl ConfigError {
             }
             _ => None,
         }
+    }
+
+    /// Each problem on its own.
+    pub fn errors(&self) -> &[ConfigErrorKind] {
+        match &*self.0 {
+            ConfigErrorKind::Several(all) => all,
+            one => std::slice::from_ref(one),
+        }
+    }
+}
+
+/// Every problem found so far: building goes on past a bad value, so that one run of
+/// `check-config` reports them all rather than one per edit.
+#[derive(Default)]
+pub(super) struct Problems(Vec<ConfigErrorKind>);
+
+impl Problems {
+    /// Notes `error` (each of its problems).
+    pub(super) fn add(&mut self, error: ConfigError) {
+        match *error.0 {
+            ConfigErrorKind::Several(all) => self.0.extend(all),
+            one => self.0.push(one),
+        }
+    }
+
+    /// The value, or `None` with its error noted.
+    pub(super) fn ok<T>(&mut self, result: Result<T, ConfigError>) -> Option<T> {
+        result.map_err(|e| self.add(e)).ok()
+    }
+
+    /// Notes every problem `other` found.
+    pub(super) fn append(&mut self, mut other: Problems) {
+        self.0.append(&mut other.0);
+    }
+
+    /// `value` when nothing was found, otherwise every problem. (A part that was refused,
+    /// leaving `value` `None`, always noted why; were it not to, the result is still an
+    /// error.)
+    pub(super) fn finish<T>(self, value: Option<T>) -> Result<T, ConfigError> {
+        match (self.into_error(), value) {
+            (None, Some(value)) => Ok(value),
+            (Some(e), _) => Err(e),
+            (None, None) => Err(ConfigErrorKind::Several(Vec::new()).into()),
+        }
+    }
+
+    /// The problems as one error, if there are any.
+    pub(super) fn into_error(mut self) -> Option<ConfigError> {
+        match self.0.len() {
+            0 => None,
+            1 => self.0.pop().map(ConfigError::from),
+            _ => Some(ConfigErrorKind::Several(self.0).into()),
+        }
+    }
+
+    /// Keeps only the problems `keep` accepts.
+    pub(super) fn retain(&mut self, keep: impl Fn(&ConfigErrorKind) -> bool) {
+        self.0.retain(keep);
     }
 }
 
@@ -109,6 +182,19 @@ pub enum Invalid {
     DuplicateEndpoint(String),
     #[error("an empty list would drop every event; leave it out to accept all types")]
     NoEvents,
+    #[error(
+        "`{value}` is not a Fasten event type{}; the types are: {}",
+        suggestion.map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default(),
+        crate::simulate::EVENT_TYPES.join(", ")
+    )]
+    UnknownEvent {
+        value: String,
+        suggestion: Option<&'static str>,
+    },
+    #[error("`{0}` is also `listen`: the receiver and the admin API each need their own address")]
+    SameAddress(std::net::SocketAddr),
+    #[error("is above receive.body_budget_bytes ({0}): no body that size could ever be read")]
+    AboveBudget(usize),
     #[error("processor = \"forward\" needs a [endpoints.forward] table with url and secret")]
     ForwardTableMissing,
     #[error("a forward table is set but processor = \"log\"")]

@@ -19,12 +19,17 @@ mod endpoints;
 mod env;
 mod error;
 mod fasten;
+mod plain;
 mod processing;
+#[cfg(test)]
+mod proptests;
 mod raw;
+mod read;
 mod retention;
 #[cfg(test)]
 mod tests;
 mod types;
+mod warnings;
 
 pub use env::secrets_var;
 pub use error::{ConfigError, ConfigErrorKind, Invalid, ScheduleError};
@@ -33,18 +38,33 @@ pub use types::{
     Receive, Retention,
 };
 
-use error::Origin;
+use error::{ConfigErrorKind as Kind, Origin, Problems};
 use raw::{RawConfig, RawEndpoint};
 use std::collections::HashMap;
 use std::path::Path;
 
 impl Config {
     /// Loads `file` (if given) and applies `env` over it. `env` is passed in so tests do not
-    /// depend on the process environment.
+    /// depend on the process environment. The error holds every problem found, not only the
+    /// first.
     pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
-        let (mut raw, file_name) = match file {
-            Some(path) => (read(path)?, path.display().to_string()),
-            None => (RawConfig::default(), "(embedded defaults)".to_string()),
+        let mut problems = Problems::default();
+        let (raw, read, file_name) = match file {
+            Some(path) => {
+                let mut read = read::read(path)?;
+                for problem in std::mem::take(&mut read.problems) {
+                    problems.add(problem.into());
+                }
+                (read.raw.take(), Some(read), path.display().to_string())
+            }
+            None => (
+                Some(RawConfig::default()),
+                None,
+                "(embedded defaults)".to_string(),
+            ),
+        };
+        let Some(mut raw) = raw else {
+            return problems.finish(None);
         };
         // Made up before the environment is applied, so HOOKD_SECRETS_DEFAULT can reach it.
         let default_endpoint = raw.endpoints.is_empty();
@@ -52,10 +72,18 @@ impl Config {
             raw.endpoints.push(RawEndpoint::named("default"));
         }
         let mut origin = Origin::new(file_name);
-        env::apply(&mut raw, env, &mut origin)?;
-        let mut config = build::build(raw, default_endpoint, &origin)?;
-        config.source = file.map(Path::to_path_buf);
-        Ok(config)
+        env::apply(&mut raw, env, &mut origin, &mut problems);
+        let mut found = Problems::default();
+        let config = found.ok(build::build(raw, default_endpoint, &origin));
+        if let Some(read) = &read {
+            // A key the file got wrong was left out: what validation says of it follows.
+            found.retain(|e| !matches!(e, Kind::Value { key, .. } if read.touches(key)));
+        }
+        problems.append(found);
+        problems.finish(config.map(|mut c| {
+            c.source = file.map(Path::to_path_buf);
+            c
+        }))
     }
 
     /// The process environment's `HOOKD_*` variables.
@@ -64,19 +92,4 @@ impl Config {
             .filter(|(k, _)| k.starts_with("HOOKD_"))
             .collect()
     }
-}
-
-fn read(path: &Path) -> Result<RawConfig, ConfigError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigErrorKind::Read {
-        file: file.clone(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|e| {
-        ConfigErrorKind::Parse {
-            file,
-            message: e.to_string().trim_end().replace('\n', "\n  "),
-        }
-        .into()
-    })
 }

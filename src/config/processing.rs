@@ -2,7 +2,7 @@
 //! and the receiver's limits.
 
 use super::defaults;
-use super::error::{ConfigError, Invalid, Origin};
+use super::error::{ConfigError, Invalid, Origin, Problems};
 use super::raw::{RawProcessing, RawReceive};
 use super::types::{Processing, Receive};
 
@@ -26,25 +26,45 @@ pub(super) fn build_processing(
             .shutdown_grace_secs
             .unwrap_or(defaults::SHUTDOWN_GRACE_SECS),
     };
-    let problem = if !(1..=1024).contains(&processing.workers) {
-        Some(("processing.workers", Invalid::OutOfRange(1, 1024)))
-    } else if matches!(processing.max_rate_per_sec, Some(r) if !(r > 0.0 && r.is_finite())) {
-        Some(("processing.max_rate_per_sec", Invalid::NotPositive))
-    } else if processing.max_attempts == 0 {
-        Some(("processing.max_attempts", Invalid::Zero))
-    } else if processing.retry_schedule_secs.is_empty() {
-        Some(("processing.retry_schedule_secs", Invalid::NoDelay))
-    } else if !(0.0..=1.0).contains(&processing.retry_jitter) {
-        Some(("processing.retry_jitter", Invalid::NotAFraction))
-    } else if processing.attempt_timeout_secs == 0 {
-        Some(("processing.attempt_timeout_secs", Invalid::Zero))
-    } else {
-        None
-    };
-    match problem {
-        Some((key, problem)) => Err(origin.err(key, problem)),
-        None => Ok(processing),
+    let mut problems = Problems::default();
+    let checks = [
+        (
+            "processing.workers",
+            !(1..=1024).contains(&processing.workers),
+            Invalid::OutOfRange(1, 1024),
+        ),
+        (
+            "processing.max_rate_per_sec",
+            matches!(processing.max_rate_per_sec, Some(r) if !(r > 0.0 && r.is_finite())),
+            Invalid::NotPositive,
+        ),
+        (
+            "processing.max_attempts",
+            processing.max_attempts == 0,
+            Invalid::Zero,
+        ),
+        (
+            "processing.retry_schedule_secs",
+            processing.retry_schedule_secs.is_empty(),
+            Invalid::NoDelay,
+        ),
+        (
+            "processing.retry_jitter",
+            !(0.0..=1.0).contains(&processing.retry_jitter),
+            Invalid::NotAFraction,
+        ),
+        (
+            "processing.attempt_timeout_secs",
+            processing.attempt_timeout_secs == 0,
+            Invalid::Zero,
+        ),
+    ];
+    for (key, refused, problem) in checks {
+        if refused {
+            problems.add(origin.err(key, problem));
+        }
     }
+    problems.finish(Some(processing))
 }
 
 /// Builds and checks `[receive]`.
@@ -58,9 +78,35 @@ pub(super) fn build_receive(r: RawReceive, origin: &Origin) -> Result<Receive, C
         rejected_log_per_sec: r
             .rejected_log_per_sec
             .unwrap_or(defaults::REJECTED_LOG_PER_SEC),
+        max_connections: r.max_connections.unwrap_or(defaults::MAX_CONNECTIONS),
+        header_read_timeout_secs: r
+            .header_read_timeout_secs
+            .unwrap_or(defaults::HEADER_READ_TIMEOUT_SECS),
+        body_timeout_secs: r.body_timeout_secs.unwrap_or(defaults::BODY_TIMEOUT_SECS),
+        body_min_bytes_per_sec: r
+            .body_min_bytes_per_sec
+            .unwrap_or(defaults::BODY_MIN_BYTES_PER_SEC),
+        body_budget_bytes: r.body_budget_bytes.unwrap_or(defaults::BODY_BUDGET_BYTES),
     };
+    let mut problems = Problems::default();
     if !(receive.rejected_log_per_sec >= 0.0 && receive.rejected_log_per_sec.is_finite()) {
-        return Err(origin.err("receive.rejected_log_per_sec", Invalid::Negative));
+        problems.add(origin.err("receive.rejected_log_per_sec", Invalid::Negative));
     }
-    Ok(receive)
+    for (key, value) in [
+        ("receive.max_connections", receive.max_connections as u64),
+        (
+            "receive.header_read_timeout_secs",
+            receive.header_read_timeout_secs,
+        ),
+        ("receive.body_timeout_secs", receive.body_timeout_secs),
+        (
+            "receive.body_budget_bytes",
+            receive.body_budget_bytes as u64,
+        ),
+    ] {
+        if value == 0 {
+            problems.add(origin.err(key, Invalid::Zero));
+        }
+    }
+    problems.finish(Some(receive))
 }

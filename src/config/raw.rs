@@ -68,6 +68,11 @@ pub(super) struct RawReceive {
     pub(super) log_body_bytes: Option<usize>,
     pub(super) rejected_body_bytes: Option<usize>,
     pub(super) rejected_log_per_sec: Option<f64>,
+    pub(super) max_connections: Option<usize>,
+    pub(super) header_read_timeout_secs: Option<u64>,
+    pub(super) body_timeout_secs: Option<u64>,
+    pub(super) body_min_bytes_per_sec: Option<u64>,
+    pub(super) body_budget_bytes: Option<usize>,
 }
 
 #[derive(Deserialize)]

@@ -1,31 +1,32 @@
 //! The `[retention]` section: when the pruner runs and how much it removes at a time.
 
 use super::defaults;
-use super::error::{ConfigError, Invalid, Origin, ScheduleError};
+use super::error::{ConfigError, Invalid, Origin, Problems, ScheduleError};
 use super::raw::RawRetention;
 use super::types::Retention;
 
 /// Builds and checks `[retention]`.
 pub(super) fn build(raw: RawRetention, origin: &Origin) -> Result<Retention, ConfigError> {
+    let mut problems = Problems::default();
     let schedule = raw
         .schedule
         .unwrap_or_else(|| defaults::PRUNE_SCHEDULE.to_owned());
-    check_schedule(&schedule).map_err(|e| origin.err("retention.schedule", e))?;
+    problems.ok(check_schedule(&schedule).map_err(|e| origin.err("retention.schedule", e)));
     let export_retention_days = raw
         .export_retention_days
         .unwrap_or(defaults::EXPORT_RETENTION_DAYS);
     if export_retention_days == 0 {
-        return Err(origin.err("retention.export_retention_days", Invalid::Zero));
+        problems.add(origin.err("retention.export_retention_days", Invalid::Zero));
     }
     let batch_size = raw.batch_size.unwrap_or(defaults::PRUNE_BATCH);
     if !(1..=100_000).contains(&batch_size) {
-        return Err(origin.err("retention.batch_size", Invalid::OutOfRange(1, 100_000)));
+        problems.add(origin.err("retention.batch_size", Invalid::OutOfRange(1, 100_000)));
     }
-    Ok(Retention {
+    problems.finish(Some(Retention {
         schedule,
         export_retention_days,
         batch_size,
-    })
+    }))
 }
 
 /// A schedule must be a cron expression the scheduler accepts: 6 fields, seconds first.

@@ -115,6 +115,16 @@ pub struct Receive {
     pub rejected_body_bytes: usize,
     /// Rejected deliveries logged per second (burst = 10×); beyond that they are only counted.
     pub rejected_log_per_sec: f64,
+    /// Receiver connections served at once; beyond it the longest-idle one is closed.
+    pub max_connections: usize,
+    /// Seconds to send a request head, and to stay idle between keep-alive requests.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a whole request body may take.
+    pub body_timeout_secs: u64,
+    /// Slowest body a sender may trickle, in bytes per second (after a short start); 0: none.
+    pub body_min_bytes_per_sec: u64,
+    /// Body bytes all requests may hold at once; beyond it, 503 + Retry-After.
+    pub body_budget_bytes: usize,
 }
 
 /// The retention pruner and the export clean-up.

@@ -4,8 +4,10 @@
 mod admin;
 mod binary;
 mod browser;
+mod check_config;
 mod crosscheck;
 mod fasten;
+mod hostile;
 mod ops;
 mod packaging;
 mod process;

@@ -1,0 +1,41 @@
+//! Warnings: settings that are valid, so hookd starts, but that will not do all the operator
+//! likely wants. `check-config` prints them and `serve` logs them at start-up.
+
+use super::types::{Config, ProcessorConfig};
+
+impl Config {
+    /// What is valid but likely not what was meant, each naming the file and the key.
+    pub fn warnings(&self) -> Vec<String> {
+        let file = self.source.as_ref().map_or_else(
+            || "(embedded defaults)".to_owned(),
+            |p| p.display().to_string(),
+        );
+        let mut warnings = Vec::new();
+        let fasten: Vec<&str> = self
+            .endpoints
+            .iter()
+            .filter(|e| e.processor == ProcessorConfig::Fasten)
+            .map(|e| e.name.as_str())
+            .collect();
+        let missing = match (&self.fasten.public_id, &self.fasten.private_key) {
+            (None, _) => Some("fasten.public_id"),
+            (_, None) => Some("fasten.private_key_file"),
+            _ => None,
+        };
+        // A warning, not an error: the endpoint still verifies, stores and records every
+        // event, so nothing Fasten sends is lost; only the API calls (requesting and
+        // downloading exports) fail, each attempt saying why, and can be replayed once the
+        // credentials are set. Refusing to start would instead make Fasten's deliveries fail.
+        if let (Some(key), false) = (missing, fasten.is_empty()) {
+            warnings.push(format!(
+                "{file}: key `{key}`: the fasten processor of endpoint{} `{}` has no Fasten API \
+                 credentials (set fasten.public_id, and fasten.private_key_file or \
+                 HOOKD_FASTEN_PRIVATE_KEY): events are received and stored, but exports cannot \
+                 be requested or downloaded until then (replay those events afterwards)",
+                if fasten.len() == 1 { "" } else { "s" },
+                fasten.join("`, `"),
+            ));
+        }
+        warnings
+    }
+}

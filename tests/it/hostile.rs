@@ -1,0 +1,378 @@
+//! Hostile senders and awkward stops, against the built binary: slow and stalled bodies, idle
+//! and header-flooding connections, a stop signal at start-up or with a stalled sender.
+
+use super::binary::{hookd, signal, start, Proc};
+use super::*;
+use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// A hookd child that is killed if a test fails before stopping it.
+struct Hookd(Proc);
+
+impl Drop for Hookd {
+    fn drop(&mut self) {
+        let _ = self.0.child.kill();
+        let _ = self.0.child.wait();
+    }
+}
+
+impl Hookd {
+    /// Starts the binary on `extra` config (endpoints added) in `dir`, optionally through
+    /// `sh -c` with `shell_prefix` run first (e.g. `ulimit -n 1024`).
+    fn start(dir: &Path, extra: &str, shell_prefix: Option<&str>) -> Hookd {
+        let path = dir.join("hookd.toml");
+        std::fs::write(
+            &path,
+            config_text(dir, &format!("{extra}\n{}", endpoints())),
+        )
+        .unwrap();
+        let bin = hookd().get_program().to_owned();
+        let mut command = match shell_prefix {
+            Some(prefix) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("{prefix} && exec \"$0\" \"$@\""))
+                    .arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        command
+            .args(["--config", path.to_str().unwrap(), "serve"])
+            .env("HOOKD_LOG", "warn");
+        Hookd(start(command))
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.child.id()
+    }
+
+    /// Resident memory of the child, in MiB.
+    fn rss_mib(&self) -> f64 {
+        rss_mib(self.pid())
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit.
+    fn stop(&mut self, within: Duration) -> ExitStatus {
+        signal(&self.0.child, "TERM");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.0.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hookd was still running {within:?} after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024.0
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// A signed delivery to `std`; its status, or 0 when the connection failed.
+async fn deliver(receiver: &str, id: &str) -> u16 {
+    let body = event_body(id, "webhook.test");
+    let secret = Secret::parse(SECRET).unwrap();
+    let ts = now();
+    let sent = reqwest::Client::new()
+        .post(format!("http://{receiver}/webhooks/std"))
+        .header("webhook-id", id)
+        .header("webhook-timestamp", ts.to_string())
+        .header(
+            "webhook-signature",
+            hookd::verify::sign(&secret, id, ts, body.as_bytes()),
+        )
+        .body(body)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    sent.map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+async fn healthz(admin: &str) -> u16 {
+    let sent = reqwest::Client::new()
+        .get(format!("http://{admin}/healthz"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
+    sent.map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+/// Opens `n` connections that write `first` and then hold still. Connections the server
+/// refuses are simply missing from the result.
+async fn hold(addr: &str, n: usize, first: Vec<u8>) -> Vec<TcpStream> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (addr, first) = (addr.to_string(), first.clone());
+        tasks.spawn(async move {
+            let connect = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr));
+            let mut stream = connect.await.ok()?.ok()?;
+            if !first.is_empty() {
+                stream.write_all(&first).await.ok()?;
+            }
+            Some(stream)
+        });
+    }
+    let mut held = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        held.extend(done.unwrap());
+    }
+    held
+}
+
+/// A request head declaring a `declared`-byte body, followed by `sent` bytes of it.
+fn slow_body(declared: usize, sent: usize) -> Vec<u8> {
+    let mut bytes = format!(
+        "POST /webhooks/std HTTP/1.1\r\nhost: hookd\r\ncontent-type: application/json\r\n\
+         content-length: {declared}\r\n\r\n"
+    )
+    .into_bytes();
+    bytes.resize(bytes.len() + sent, b'x');
+    bytes
+}
+
+/// A request head that never ends: `headers` filler headers of ~1 KB each.
+fn header_flood(headers: usize) -> Vec<u8> {
+    let mut bytes = b"POST /webhooks/std HTTP/1.1\r\nhost: hookd\r\n".to_vec();
+    for i in 0..headers {
+        bytes.extend_from_slice(format!("x-filler-{i}: {}\r\n", "a".repeat(1000)).as_bytes());
+    }
+    bytes
+}
+
+#[tokio::test]
+async fn sigterm_right_as_the_listeners_start_still_drains_and_exits_zero() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let path = dir.path().join("hookd.toml");
+        let config = format!(
+            "data_dir = {:?}\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:0\"\n{}",
+            dir.path().join("data"),
+            endpoints()
+        );
+        std::fs::write(&path, config).unwrap();
+        let mut child = hookd()
+            .args(["--config", path.to_str().unwrap(), "serve"])
+            .env("HOOKD_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // The moment the receiver accepts a connection, stop it.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "hookd never listened");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        signal(&child, "TERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("hookd did not stop");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(status.code(), Some(0), "stopped by the signal, not drained");
+    }
+}
+
+#[tokio::test]
+async fn senders_stalled_mid_body_and_mid_headers_do_not_hold_up_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    // Only the shutdown grace (1 s) can end these requests.
+    let extra =
+        "[processing]\nshutdown_grace_secs = 1\n[receive]\nheader_read_timeout_secs = 120\n\
+                 body_timeout_secs = 120\nbody_min_bytes_per_sec = 0\n";
+    let mut hookd = Hookd::start(dir.path(), extra, None);
+    let receiver = hookd.0.receiver.clone();
+    let mid_body = hold(&receiver, 3, slow_body(2000, 10)).await;
+    let mid_headers = hold(
+        &receiver,
+        3,
+        b"POST /webhooks/std HTTP/1.1\r\nhost: h".to_vec(),
+    )
+    .await;
+    assert_eq!((mid_body.len(), mid_headers.len()), (3, 3));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let status = hookd.stop(Duration::from_secs(8));
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_large_slow_bodies_keep_memory_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let hookd = Hookd::start(dir.path(), "", None);
+    let receiver = hookd.0.receiver.clone();
+    assert_eq!(deliver(&receiver, "warm-up").await, 200);
+    let before = hookd.rss_mib();
+    // 400 bodies declaring 1 MiB, each sent but for its last KiB.
+    let held = hold(&receiver, 400, slow_body(1 << 20, (1 << 20) - 1024)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let grown = hookd.rss_mib() - before;
+    drop(held);
+    assert!(grown < 100.0, "RSS grew by {grown:.0} MiB");
+    assert_eq!(deliver(&receiver, "after").await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eleven_hundred_idle_sockets_under_a_1024_fd_limit_leave_healthz_and_receiving_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let hookd = Hookd::start(dir.path(), "", Some("ulimit -n 1024"));
+    let (receiver, admin) = (hookd.0.receiver.clone(), hookd.0.admin.clone());
+    let idle = hold(&receiver, 1100, Vec::new()).await;
+    assert!(idle.len() > 1000, "only {} connected", idle.len());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    assert_eq!(healthz(&admin).await, 200);
+    assert_eq!(deliver(&receiver, "past-the-idle").await, 200);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    drop(idle);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_delivery_gets_through_hostile_senders_within_two_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    // A small box's descriptor limit: the mix alone would take nearly all of it.
+    let hookd = Hookd::start(dir.path(), "", Some("ulimit -n 1024"));
+    let (receiver, admin) = (hookd.0.receiver.clone(), hookd.0.admin.clone());
+    assert_eq!(deliver(&receiver, "warm-up").await, 200);
+    let (rss_before, disk_before) = (hookd.rss_mib(), dir_bytes(dir.path()));
+    let idle = hold(&receiver, 600, Vec::new()).await;
+    // Large bodies sent but for their last KiB, and small ones that stall at once.
+    let mut slow = hold(&receiver, 200, slow_body(1 << 20, (1 << 20) - 1024)).await;
+    slow.extend(hold(&receiver, 100, slow_body(1 << 20, 1024)).await);
+    let floods = hold(&receiver, 50, header_flood(100)).await;
+    let chunked = b"POST /webhooks/std HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n\
+                    400\r\n"
+        .to_vec();
+    let unterminated = hold(&receiver, 50, chunked).await;
+    let started = Instant::now();
+    assert_eq!(deliver(&receiver, "through-the-mix").await, 200);
+    assert_eq!(healthz(&admin).await, 200);
+    let took = started.elapsed();
+    let rss_grown = hookd.rss_mib() - rss_before;
+    let disk_grown = dir_bytes(dir.path()).saturating_sub(disk_before) as f64 / 1048576.0;
+    drop((idle, slow, floods, unterminated));
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(rss_grown < 150.0, "RSS grew by {rss_grown:.0} MiB");
+    assert!(
+        disk_grown < 64.0,
+        "data directory grew by {disk_grown:.0} MiB"
+    );
+}
+
+/// Reads until the server closes the connection; how long that took, or `None` if it stayed
+/// open for `within`.
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(within, async {
+        while !matches!(stream.read(&mut buf).await, Ok(0) | Err(_)) {}
+    })
+    .await
+    .ok()
+    .map(|()| started.elapsed())
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_header_read_timeout() {
+    let extra = format!("[receive]\nheader_read_timeout_secs = 1\n{}", endpoints());
+    let s = TestServer::start(&extra).await;
+    let receiver = s.receiver.to_string();
+    let mut idle = TcpStream::connect(&receiver).await.unwrap();
+    let mut dribbling = TcpStream::connect(&receiver).await.unwrap();
+    dribbling
+        .write_all(b"POST /webhooks/std HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    for stream in [&mut idle, &mut dribbling] {
+        let took = closed_within(stream, Duration::from_secs(5)).await;
+        assert!(took.is_some_and(|t| t < Duration::from_secs(3)), "{took:?}");
+    }
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_the_longest_idle_connection_makes_room() {
+    let extra = format!("[receive]\nmax_connections = 2\n{}", endpoints());
+    let s = TestServer::start(&extra).await;
+    let receiver = s.receiver.to_string();
+    let mut oldest = TcpStream::connect(&receiver).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut newer = TcpStream::connect(&receiver).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(deliver(&receiver, "at-the-cap").await, 200);
+    assert!(closed_within(&mut oldest, Duration::from_secs(1))
+        .await
+        .is_some());
+    assert!(closed_within(&mut newer, Duration::from_millis(200))
+        .await
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_fit_the_budget_gets_503_before_it_is_read() {
+    let extra = format!(
+        "[receive]\nbody_budget_bytes = 4096\n[[endpoints]]\nname = \"std\"\n\
+         secrets = [\"{SECRET}\"]\nmax_body_bytes = 4096\n"
+    );
+    let s = TestServer::start(&extra).await;
+    let receiver = s.receiver.to_string();
+    // 4090 of a declared 4096 bytes arrive and are held, charged to the budget.
+    let held = hold(&receiver, 1, slow_body(4096, 4090)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let answer = s
+        .http
+        .post(format!("http://{receiver}/webhooks/std"))
+        .header("content-type", "application/json")
+        .body(event_body("over-budget", "webhook.test"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 503);
+    assert!(answer.headers().contains_key("retry-after"));
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(deliver(&receiver, "within-budget").await, 200);
+}
