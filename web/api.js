@@ -1,11 +1,14 @@
-// The admin API as the page uses it: JSON requests carrying the CSRF token, paging through
-// list cursors, polling that never overlaps itself, and the server's vocabulary.
+// The admin API as the page uses it: JSON requests carrying the CSRF token, state-changing
+// requests sent as JSON (the server refuses anything else) with a confirmation asked when the
+// server wants one, paging through list cursors, polling that never overlaps itself, and the
+// server's vocabulary.
 
-/** A failed API call: the HTTP status and the server's reason. */
+/** A failed API call: the HTTP status, the server's reason, and its whole answer. */
 export class ApiError extends Error {
-  constructor(status, reason) {
+  constructor(status, reason, body) {
     super(reason);
     this.status = status;
+    this.body = body || {};
   }
 }
 
@@ -33,8 +36,32 @@ export async function api(path, options = {}) {
     unauthorized(reason);
     throw new ApiError(401, reason || "not logged in");
   }
-  if (!response.ok) throw new ApiError(response.status, reason || `HTTP ${response.status}`);
+  if (!response.ok) throw new ApiError(response.status, reason || `HTTP ${response.status}`, body);
   return { body, etag: response.headers.get("etag") };
+}
+
+/** A POST with a JSON body (`{}` when none is given); see `api`. */
+export function post(path, body = {}) {
+  return api(path, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+}
+
+/**
+ * A POST that the server may refuse until it is confirmed (a replay that would re-send an
+ * event to production): the user is asked, with the server's reason, and the request is
+ * repeated with `confirm=true`. Returns null when the user said no.
+ */
+export async function postConfirmed(path) {
+  try {
+    return await post(path);
+  } catch (e) {
+    if (!(e instanceof ApiError && e.status === 409 && e.body.needs_confirm)) throw e;
+    if (!confirm(`${e.message}\n\nReplay anyway?`)) return null;
+    return post(`${path}${path.includes("?") ? "&" : "?"}confirm=true`);
+  }
 }
 
 /**

@@ -3,7 +3,7 @@
 // page are refreshed, so scroll position and unfolded bodies stay as they are.
 
 import { badge, el, facts, fmtLatency, fmtTime, safeLink, table, toast } from "./dom.js";
-import { api } from "./api.js";
+import { api, postConfirmed } from "./api.js";
 
 const FOLD_LINES = 40;
 const FINISHED = ["done", "dead"];
@@ -63,11 +63,11 @@ function attemptsTable(event) {
       el("td", { class: "mono" }, a.detail))));
 }
 
-/** Queues a done or dead event again; true when it was. */
+/** Queues a done or dead event again (asking first when it would re-send it); true when it was. */
 export async function replayOne(seq, button) {
   if (button) button.disabled = true;
   try {
-    await api(`/api/events/${encodeURIComponent(seq)}/replay`, { method: "POST" });
+    if (!(await postConfirmed(`/api/events/${encodeURIComponent(seq)}/replay`))) return false;
     toast("Replay queued");
     return true;
   } catch (e) {

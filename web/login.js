@@ -1,16 +1,23 @@
 // Logging in and out of the web UI.
 
 import { el, show } from "./dom.js";
-import { api, session } from "./api.js";
+import { post, session } from "./api.js";
 
 function hideHeader() {
   document.getElementById("top").hidden = true;
 }
 
-/** The login form; `onLoggedIn` runs once the password was accepted. */
-export function renderLogin(reason, onLoggedIn) {
+/**
+ * The login form; `onLoggedIn` runs once the password was accepted. `reason` says why the
+ * form is shown: an error (a wrong password, an expired session) or, with `{ notice: true }`,
+ * plain news such as a logout.
+ */
+export function renderLogin(reason, onLoggedIn, { notice = false } = {}) {
   hideHeader();
-  const message = el("div", { id: "login-error", class: "error", hidden: !reason }, reason || "");
+  const note = el("p", { id: "login-notice", class: "notice", hidden: !(reason && notice) },
+    notice ? reason : "");
+  const message = el("div", { id: "login-error", class: "error", hidden: !reason || notice },
+    notice ? "" : reason || "");
   const password = el("input", {
     id: "password", type: "password", name: "password",
     autocomplete: "current-password", required: true, autofocus: true,
@@ -18,6 +25,7 @@ export function renderLogin(reason, onLoggedIn) {
   const submit = async (event) => {
     event.preventDefault();
     message.hidden = true;
+    note.hidden = true;
     try {
       const r = await fetch("/api/login", {
         method: "POST",
@@ -40,7 +48,7 @@ export function renderLogin(reason, onLoggedIn) {
     el("label", { for: "password" }, "Password"),
     password,
     el("button", { id: "login-button", type: "submit" }, "Log in"));
-  show(el("div", { class: "login card" }, el("h1", {}, "hookd"), message, form));
+  show(el("div", { class: "login card" }, el("h1", {}, "hookd"), note, message, form));
   password.focus();
 }
 
@@ -56,8 +64,8 @@ export function renderNoPassword() {
 /** Ends the session, then shows the login form. */
 export async function logout(onLoggedIn) {
   try {
-    await api("/api/logout", { method: "POST" });
+    await post("/api/logout");
   } catch (_) { /* the session is gone either way */ }
   session.csrf = null;
-  renderLogin("Logged out.", onLoggedIn);
+  renderLogin("Logged out.", onLoggedIn, { notice: true });
 }

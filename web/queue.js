@@ -2,7 +2,7 @@
 // each replayable alone or all matching at once.
 
 import { badge, el, fmtAge, fmtTime, svg, table, toast } from "./dom.js";
-import { api, getMeta, pageThrough } from "./api.js";
+import { api, getMeta, pageThrough, postConfirmed } from "./api.js";
 import { filterForm } from "./filters.js";
 import { replayOne } from "./delivery.js";
 
@@ -78,7 +78,8 @@ export async function renderQueue(params, ctx) {
     if (!confirm("Replay every dead event that matches the filter?")) return;
     e.target.disabled = true;
     try {
-      const r = await api(`/api/replay?${q}`, { method: "POST" });
+      const r = await postConfirmed(`/api/replay?${q}`);
+      if (!r) return;
       toast(`${r.body.replayed} events queued again${r.body.more ? " (more remain: run again)" : ""}`);
       ctx.reload();
     } catch (err) {

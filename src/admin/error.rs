@@ -14,6 +14,9 @@ pub struct ApiError {
     pub reason: String,
     /// Seconds the client should wait before trying again (sent as `Retry-After`).
     pub retry_after_secs: Option<u64>,
+    /// The request is refused only until it is repeated with `confirm=true` (answered as
+    /// `"needs_confirm": true`, so the UI knows to ask).
+    pub needs_confirm: bool,
 }
 
 impl ApiError {
@@ -23,6 +26,15 @@ impl ApiError {
             status,
             reason: reason.into(),
             retry_after_secs: None,
+            needs_confirm: false,
+        }
+    }
+
+    /// 409: done only when repeated with `confirm=true`, for the `reason` given.
+    pub fn needs_confirm(reason: impl Into<String>) -> ApiError {
+        ApiError {
+            needs_confirm: true,
+            ..ApiError::new(StatusCode::CONFLICT, reason)
         }
     }
 
@@ -43,7 +55,10 @@ impl ApiError {
 
     /// The JSON answer.
     pub fn into_response(self) -> warp::reply::Response {
-        let body = serde_json::json!({ "status": "error", "reason": self.reason });
+        let mut body = serde_json::json!({ "status": "error", "reason": self.reason });
+        if self.needs_confirm {
+            body["needs_confirm"] = true.into();
+        }
         let mut response =
             warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
         if let Some(wait) = self.retry_after_secs {

@@ -1,10 +1,15 @@
 //! `/api/events`: events newest first, one event with its attempts and payload (by seq or
 //! by the sender's event id), and replays, one at a time or every matching event in bulk.
+//!
+//! Replaying a `done` event of a `forward` endpoint POSTs it to production again, so it
+//! needs `confirm=true`; without it the answer is a 409 that says so. Dead events, and
+//! endpoints that only record or download, replay without asking.
 
 use super::query;
 use super::{Admin, ApiError};
 use crate::clock;
-use crate::store::{EventState, ReplayError};
+use crate::config::ProcessorConfig;
+use crate::store::{Event, EventState, ReplayError};
 use http::StatusCode;
 use serde_json::{json, Value};
 use warp::Reply;
@@ -71,6 +76,15 @@ fn accepted(body: Value) -> warp::reply::Response {
 /// Queues a done or dead event again: 202.
 pub fn replay(admin: &Admin, id: &str, query: &str) -> Result<warp::reply::Response, ApiError> {
     let seq = resolve(admin, id, query)?;
+    if !confirmed(&query::parse(query)) {
+        if let Some(done) = admin.store.event(seq)?.filter(|e| delivered(admin, e)) {
+            return Err(ApiError::needs_confirm(format!(
+                "event {} was already forwarded by endpoint `{}`: replaying it POSTs it to \
+                 the forward URL again; repeat with confirm=true to do so",
+                done.event_id, done.endpoint
+            )));
+        }
+    }
     let event = admin.store.replay(seq, clock::now_ms())?;
     tracing::info!(seq, "event replayed by an operator");
     Ok(accepted(json!({ "status": "queued", "event": event })))
@@ -92,10 +106,17 @@ pub fn replay_matching(admin: &Admin, query: &str) -> Result<warp::reply::Respon
     let now = clock::now_ms();
     let mut cursor = None;
     let mut seqs = Vec::new();
+    let mut forwarded = std::collections::BTreeSet::new();
     let more = loop {
         let page = admin
             .store
             .list_events(&filter, cursor, MAX_BULK_REPLAY - seqs.len())?;
+        forwarded.extend(
+            page.items
+                .iter()
+                .filter(|e| delivered(admin, e))
+                .map(|e| e.endpoint.clone()),
+        );
         seqs.extend(page.items.iter().map(|e| e.seq));
         match page.next_cursor {
             Some(c) if seqs.len() < MAX_BULK_REPLAY => cursor = Some(c),
@@ -103,6 +124,14 @@ pub fn replay_matching(admin: &Admin, query: &str) -> Result<warp::reply::Respon
             None => break false,
         }
     };
+    if !forwarded.is_empty() && !confirmed(&q) {
+        let names: Vec<String> = forwarded.iter().map(|n| format!("`{n}`")).collect();
+        return Err(ApiError::needs_confirm(format!(
+            "matching events were already forwarded by {}: replaying them POSTs them to the \
+             forward URL again; repeat with confirm=true to do so",
+            names.join(", ")
+        )));
+    }
     let mut replayed = 0u64;
     for seq in seqs {
         match admin.store.replay(seq, now) {
@@ -116,4 +145,17 @@ pub fn replay_matching(admin: &Admin, query: &str) -> Result<warp::reply::Respon
     Ok(accepted(
         json!({ "status": "queued", "replayed": replayed, "more": more }),
     ))
+}
+
+/// Whether the request says `confirm=true`.
+fn confirmed(q: &query::Query) -> bool {
+    query::text(q, "confirm").is_some_and(|v| v == "true")
+}
+
+/// Whether replaying `event` would POST it to a forward URL that already took it.
+fn delivered(admin: &Admin, event: &Event) -> bool {
+    event.state == EventState::Done
+        && admin.config.endpoints.iter().any(|e| {
+            e.name == event.endpoint && matches!(e.processor, ProcessorConfig::Forward { .. })
+        })
 }

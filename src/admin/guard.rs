@@ -1,6 +1,7 @@
 //! Who may use the admin listener: the bearer token, a live session, or nobody in particular
-//! on an open loopback listener; the CSRF check on state-changing requests; the loopback
-//! host check that keeps DNS-rebinding pages out; and the metrics scraper's token.
+//! on an open loopback listener; the same-origin JSON and CSRF checks on state-changing
+//! requests; the loopback host check that keeps DNS-rebinding pages out; and the metrics
+//! scraper's token.
 
 use super::auth::same_secret;
 use super::session::SessionState;
@@ -78,6 +79,85 @@ pub fn authenticate(admin: &Admin, req: &Request) -> Result<Caller, ApiError> {
     Ok(Caller::Open)
 }
 
+/// Refuses a state-changing request (login and logout included, where `caller` is `None`)
+/// that a page on another site could have made: it must be JSON and come from this origin.
+///
+/// A page can make a browser send a cross-site `text/plain` or form POST without asking,
+/// cookies attached; `application/json` needs a CORS preflight, which hookd never grants.
+/// The origin comes from `Sec-Fetch-Site` (set by the browser, no page can forge it) or
+/// else `Origin`, which every current browser sends on a POST.
+///
+/// A request with the bearer token is exempt: a browser attaches no token by itself, and a
+/// page cannot add an `Authorization` header without a preflight, so such a request is a
+/// script's, and scripts send no `Origin`. A cookie never stands in for one: a request that
+/// names no origin is refused when it carries a session. On an open loopback listener (no
+/// credential) a request naming no origin is a script on this machine and passes, as it
+/// could do anything anyway; it still has to be JSON, which no page can send it unasked.
+pub fn check_browser_write(caller: Option<&Caller>, req: &Request) -> Result<(), ApiError> {
+    if !req.changes_state() || matches!(caller, Some(Caller::Token)) {
+        return Ok(());
+    }
+    let origin = match req.header("sec-fetch-site") {
+        Some(site) => Some(site.eq_ignore_ascii_case("same-origin")),
+        None => req.header("origin").map(|o| same_origin(o, req)),
+    };
+    let refused = match origin {
+        Some(same) => !same,
+        None => !matches!(caller, Some(Caller::Open)),
+    };
+    if refused {
+        tracing::warn!(path = %req.path, "cross-site or origin-less admin write refused");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            if origin.is_none() {
+                "a state-changing request must name its origin (Origin or Sec-Fetch-Site); scripts use the bearer token"
+            } else {
+                "cross-site request refused: state-changing requests come from the hookd UI's own origin"
+            },
+        ));
+    }
+    if !is_json(req.header("content-type")) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send state-changing requests as JSON (Content-Type: application/json)",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a `Content-Type` is `application/json` (parameters such as charset allowed).
+fn is_json(content_type: Option<&str>) -> bool {
+    content_type
+        .and_then(|t| t.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Whether `origin` (`scheme://host[:port]`) names the host the request was sent to: its
+/// `Host`, or the `X-Forwarded-Host` of a proxy in front (a page cannot set either on a
+/// cross-site request without a preflight).
+fn same_origin(origin: &str, req: &Request) -> bool {
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false; // "null", from a sandboxed frame or a file
+    };
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "http" => ":80",
+        "https" => ":443",
+        _ => return false,
+    };
+    let bare = |a: &str| {
+        let a = a.trim().to_ascii_lowercase();
+        a.strip_suffix(default_port).map(str::to_owned).unwrap_or(a)
+    };
+    let origin = bare(authority);
+    let forwarded = req
+        .header("x-forwarded-host")
+        .and_then(|h| h.split(',').next());
+    [req.header("host"), forwarded]
+        .into_iter()
+        .flatten()
+        .any(|host| bare(host) == origin)
+}
+
 /// Refuses a state-changing request that could have been forged by another site.
 pub fn check_csrf(admin: &Admin, caller: &Caller, req: &Request) -> Result<(), ApiError> {
     if !req.changes_state() {
@@ -136,5 +216,51 @@ mod tests {
         assert!(!loopback_host(Some("evil.example:8081")));
         assert!(!loopback_host(Some("10.0.0.1:8081")));
         assert!(!loopback_host(None));
+    }
+
+    fn request(headers: &[(&'static str, &'static str)]) -> Request {
+        let mut map = http::HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(*k, http::HeaderValue::from_static(v));
+        }
+        Request {
+            method: http::Method::POST,
+            path: "/api/replay".into(),
+            query: String::new(),
+            headers: map,
+            remote: None,
+            body: None,
+        }
+    }
+
+    #[test]
+    fn an_origin_is_the_same_when_it_names_the_host_or_the_proxy_host() {
+        let direct = request(&[("host", "127.0.0.1:8081")]);
+        assert!(same_origin("http://127.0.0.1:8081", &direct));
+        assert!(!same_origin("http://127.0.0.1:8082", &direct));
+        assert!(!same_origin("http://evil.example", &direct));
+        assert!(!same_origin("null", &direct));
+        let proxied = request(&[
+            ("host", "127.0.0.1:8081"),
+            ("x-forwarded-host", "hookd.example.org"),
+        ]);
+        assert!(same_origin("https://hookd.example.org", &proxied));
+        assert!(same_origin("https://HOOKD.example.org:443", &proxied));
+        assert!(!same_origin(
+            "https://hookd.example.org.evil.example",
+            &proxied
+        ));
+        let default_port = request(&[("host", "hookd.example.org:80")]);
+        assert!(same_origin("http://hookd.example.org", &default_port));
+    }
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json(Some("application/json")));
+        assert!(is_json(Some("Application/JSON; charset=utf-8")));
+        assert!(!is_json(Some("text/plain")));
+        assert!(!is_json(Some("application/x-www-form-urlencoded")));
+        assert!(!is_json(Some("application/json-seq")));
+        assert!(!is_json(None));
     }
 }

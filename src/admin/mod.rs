@@ -6,7 +6,9 @@
 //! `admin.password_hash`. With a credential configured every `/api` request needs a bearer
 //! token or a live session cookie, and every state-changing request made with a cookie needs
 //! the session's CSRF token. Without one, only requests naming a loopback host are served
-//! (so a DNS-rebinding page cannot reach it) and cross-site browser writes are refused.
+//! (so a DNS-rebinding page cannot reach it). Either way every state-changing request but a
+//! bearer token's (login included) must be JSON from the UI's own origin (`guard.rs` says
+//! why), so no page on another site can log in, log out, replay or back up in its name.
 //!
 //! `routes.rs` is the one route table; `guard.rs` decides who may pass, `session.rs` keeps
 //! the web UI's sessions, `headers.rs` sets the hardening and ETag headers, and `error.rs`
@@ -28,6 +30,7 @@ mod session;
 mod stats;
 mod ui;
 
+pub use backup::outside_data_dir;
 pub use error::ApiError;
 
 use crate::config::Config;

@@ -1,6 +1,7 @@
 //! The admin listener's one route table: `/healthz`, `/metrics`, every `/api/...` path with
 //! the one method it answers, and the UI's files for everything else. Authentication and
-//! the CSRF check run here, in front of every API route but the session ones; successful
+//! the CSRF check run here, in front of every API route but the session ones, and the
+//! same-origin JSON check in front of every state-changing one; successful
 //! GET answers get their ETag answered here (a 304 when the client has it).
 
 use super::{backup, deliveries, events, fasten, guard, headers, meta, session, stats, ui};
@@ -112,9 +113,16 @@ async fn api(admin: &Admin, req: &Request, path: &str) -> Result<warp::reply::Re
     let open = route
         .as_ref()
         .is_some_and(|(method, route)| *method == req.method && route.before_authentication());
-    if !open {
-        let caller = guard::authenticate(admin, req)?;
-        guard::check_csrf(admin, &caller, req)?;
+    let caller = if open {
+        None
+    } else {
+        Some(guard::authenticate(admin, req)?)
+    };
+    // Before the handler, so a forged login is refused without counting against the
+    // operator's failed-login limit.
+    guard::check_browser_write(caller.as_ref(), req)?;
+    if let Some(caller) = &caller {
+        guard::check_csrf(admin, caller, req)?;
     }
     let (method, route) = route.ok_or_else(|| ApiError::not_found("API path"))?;
     if req.method != method {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 /// is stopped) into the new directory `to`.
 pub(super) async fn run(config: &Config, to: &Path) -> Outcome {
     let to = target(to)?;
+    refuse_inside(&config.data_dir, &to)?;
     let result = online_or_offline(config, &to).await;
     done(cleaned_up(result, &to)?)
 }
@@ -17,8 +18,16 @@ pub(super) async fn run(config: &Config, to: &Path) -> Outcome {
 /// Copies the stopped data directory `data_dir` into the new directory `to`.
 pub(super) fn offline_only(data_dir: &Path, to: &Path) -> Outcome {
     let to = target(to)?;
+    refuse_inside(data_dir, &to)?;
     let result = offline(data_dir, &to);
     done(cleaned_up(result, &to)?)
+}
+
+/// A backup inside the data directory would copy itself into itself until the path is too
+/// long: refused whatever the spelling (symlinks, `..`).
+fn refuse_inside(data_dir: &Path, to: &Path) -> Result<(), Failure> {
+    crate::admin::outside_data_dir(data_dir, to)
+        .map_err(|reason| Failure::Usage(format!("refusing to back up: {reason}")))
 }
 
 /// A failed backup leaves no partial target behind: `to` did not exist before (checked by
@@ -58,9 +67,24 @@ async fn online_or_offline(config: &Config, to: &Path) -> Result<String, Failure
         admin.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     let url = format!("http://{admin}/api/backup");
-    let mut request = reqwest::Client::new()
+    let client = reqwest::Client::new();
+    // The running hookd writes only into admin.backup_dir, by name.
+    let name = match api_name(config, to) {
+        Ok(name) => name,
+        Err(why) => {
+            return match client.get(format!("http://{admin}/healthz")).send().await {
+                Err(e) if e.is_connect() => offline(&config.data_dir, to),
+                _ => Err(Failure::Usage(format!(
+                    "hookd is running (at {admin}) and writes online backups only into \
+                     admin.backup_dir: {why}; or stop it for an offline backup"
+                ))),
+            };
+        }
+    };
+    let mut request = client
         .post(&url)
-        .query(&[("to", to.to_string_lossy().as_ref())]);
+        .query(&[("to", name.as_str())])
+        .json(&serde_json::json!({}));
     if let Some(token) = &config.admin.token {
         request = request.bearer_auth(token);
     }
@@ -89,6 +113,20 @@ async fn online_or_offline(config: &Config, to: &Path) -> Result<String, Failure
             offline(&config.data_dir, to)
         }
         Err(e) => Err(Failure::Failed(format!("cannot reach hookd at {url}: {e}"))),
+    }
+}
+
+/// The name the admin API takes for `to`: its last component, when `to` lies directly in the
+/// configured `admin.backup_dir`; otherwise what to do instead.
+fn api_name(config: &Config, to: &Path) -> Result<String, String> {
+    let Some(dir) = &config.admin.backup_dir else {
+        return Err("it is not set (set it, restart hookd, and pass --to BACKUP_DIR/NAME)".into());
+    };
+    let wanted = std::fs::canonicalize(dir).ok();
+    let parent = to.parent().and_then(|p| std::fs::canonicalize(p).ok());
+    match (to.file_name(), wanted == parent && wanted.is_some()) {
+        (Some(name), true) => Ok(name.to_string_lossy().into_owned()),
+        _ => Err(format!("pass --to {}/NAME", dir.display())),
     }
 }
 

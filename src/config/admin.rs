@@ -1,4 +1,5 @@
-//! The `[admin]` section: the admin listener's tokens, UI password hash and session length.
+//! The `[admin]` section: the admin listener's tokens, UI password hash, session length and
+//! the directory API backups go into.
 
 use super::build::read_secret_file;
 use super::defaults;
@@ -42,6 +43,7 @@ pub(super) fn build(raw: RawAdmin, origin: &Origin) -> Result<Admin, ConfigError
         metrics_token: raw.metrics_token,
         password_hash,
         session_ttl_secs,
+        backup_dir: raw.backup_dir,
     }))
 }
 

@@ -46,6 +46,7 @@ pub(super) struct RawAdmin {
     pub(super) metrics_token: Option<String>,
     pub(super) password_hash: Option<String>,
     pub(super) session_ttl_secs: Option<u64>,
+    pub(super) backup_dir: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]

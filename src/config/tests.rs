@@ -459,6 +459,7 @@ fn packaged_file_shows_the_real_defaults() {
         "token_file",
         "metrics_token",
         "password_hash",
+        "backup_dir",
         "public_id",
         "private_key_file",
         "max_rate_per_sec",

@@ -60,6 +60,8 @@ pub struct Admin {
     pub password_hash: Option<String>,
     /// How long a web UI session lasts after login, in seconds.
     pub session_ttl_secs: u64,
+    /// The directory `POST /api/backup` writes into; `None` refuses API backups.
+    pub backup_dir: Option<PathBuf>,
 }
 
 impl fmt::Debug for Admin {
@@ -69,6 +71,7 @@ impl fmt::Debug for Admin {
             .field("metrics_token", &redacted(&self.metrics_token))
             .field("password_hash", &redacted(&self.password_hash))
             .field("session_ttl_secs", &self.session_ttl_secs)
+            .field("backup_dir", &self.backup_dir)
             .finish()
     }
 }

@@ -1,4 +1,6 @@
-//! The admin API: authentication, listing with filters and cursor, events, replay, stats.
+//! The admin API: authentication, listing with filters and cursor, events, replay (and its
+//! confirmation), stats, backups into `admin.backup_dir`, and the same-origin JSON rule for
+//! state-changing requests.
 
 use super::receive::base_config;
 use super::*;
@@ -216,10 +218,366 @@ async fn every_successful_get_of_the_api_carries_an_etag_and_answers_304() {
 async fn a_login_body_over_4_kib_is_413() {
     let s = TestServer::start(&super::ui::password_config("")).await;
     let url = format!("http://{}/api/login", s.admin);
+    let origin = format!("http://{}", s.admin);
     let big = serde_json::json!({ "password": "x".repeat(5000) });
-    let r = s.http.post(&url).json(&big).send().await.unwrap();
+    let post = || s.http.post(&url).header("origin", &origin);
+    let r = post().json(&big).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 413);
-    let r = s.http.post(&url).body("not json").send().await.unwrap();
+    let r = post()
+        .header("content-type", "application/json")
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     s.stop().await;
+}
+
+/// `PASSWORD` login (no token) with the usual endpoints.
+fn password_only() -> String {
+    super::ui::password_config("")
+}
+
+#[tokio::test]
+async fn a_cross_site_login_is_refused_and_does_not_count_against_the_limit() {
+    let s = TestServer::start(&password_only()).await;
+    let url = format!("http://{}/api/login", s.admin);
+    let same = format!("http://{}", s.admin);
+    // What a page elsewhere can make the operator's browser send without asking: a text/plain
+    // POST naming its own origin. Many of them: more than the failed-login limit.
+    for i in 0..8 {
+        let r = s
+            .http
+            .post(&url)
+            .header("origin", "https://evil.example")
+            .header("content-type", "text/plain")
+            .body(format!("{{\"password\":\"guess-{i}\"}}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(
+            body["reason"].as_str().unwrap().contains("cross-site"),
+            "{body}"
+        );
+    }
+    // The browser's own word wins over an Origin that happens to match.
+    let r = s
+        .http
+        .post(&url)
+        .header("origin", &same)
+        .header("sec-fetch-site", "cross-site")
+        .json(&serde_json::json!({ "password": "guess" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    // No origin at all, or same-origin but not JSON: refused too.
+    let r = s
+        .http
+        .post(&url)
+        .json(&serde_json::json!({ "password": "guess" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let r = s
+        .http
+        .post(&url)
+        .header("sec-fetch-site", "same-origin")
+        .header("content-type", "text/plain")
+        .body(format!("{{\"password\":\"{}\"}}", super::ui::PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415);
+    // The operator's own login still works at once: none of the above was counted.
+    let r = s
+        .http
+        .post(&url)
+        .header("origin", &same)
+        .json(&serde_json::json!({ "password": super::ui::PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = s
+        .http
+        .post(&url)
+        .header("sec-fetch-site", "same-origin")
+        .json(&serde_json::json!({ "password": super::ui::PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_cookie_request_must_be_same_origin_json_but_a_token_request_need_not() {
+    let s = TestServer::start(&password_only()).await;
+    s.send_event("std", "so-1", "webhook.test").await;
+    let l = super::ui::login(&s).await;
+    eventually(WAIT, "so-1 done", || async {
+        let (_, e) = super::ui::get_with_cookie(&s, "/api/events/so-1", &l.cookie).await;
+        (e["state"] == "done").then_some(())
+    })
+    .await;
+    let replay = format!("http://{}/api/events/so-1/replay", s.admin);
+    let post = |origin: Option<&str>, site: Option<&str>, json: bool| {
+        let mut r = s
+            .http
+            .post(&replay)
+            .header("cookie", &l.cookie)
+            .header("x-csrf-token", &l.csrf);
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        if let Some(site) = site {
+            r = r.header("sec-fetch-site", site);
+        }
+        r = if json {
+            r.json(&serde_json::json!({}))
+        } else {
+            r.header("content-type", "text/plain").body("{}")
+        };
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    let same = format!("http://{}", s.admin);
+    // A valid session and CSRF token are not enough without the origin.
+    assert_eq!(post(None, None, true).await, 403);
+    assert_eq!(post(Some("http://evil.example"), None, true).await, 403);
+    assert_eq!(post(Some("null"), None, true).await, 403);
+    assert_eq!(post(None, Some("same-site"), true).await, 403);
+    assert_eq!(post(Some(&same), None, false).await, 415);
+    // Logout is guarded the same way.
+    let r = s
+        .http
+        .post(format!("http://{}/api/logout", s.admin))
+        .header("cookie", &l.cookie)
+        .header("x-csrf-token", &l.csrf)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    assert_eq!(
+        super::ui::get_with_cookie(&s, "/api/stats", &l.cookie)
+            .await
+            .0,
+        200
+    );
+    // From the UI's own origin it goes through.
+    assert_eq!(post(Some(&same), None, true).await, 202);
+    eventually(WAIT, "so-1 done again", || async {
+        let (_, e) = super::ui::get_with_cookie(&s, "/api/events/so-1", &l.cookie).await;
+        (e["state"] == "done" && e["replays"] == 1).then_some(())
+    })
+    .await;
+    assert_eq!(post(None, Some("same-origin"), true).await, 202);
+    s.stop().await;
+
+    // A script with the bearer token names no origin and need not send JSON.
+    let s = TestServer::start(&base_config()).await;
+    s.send_event("std", "tok-1", "webhook.test").await;
+    s.wait_for_state("tok-1", "done").await;
+    let r = s
+        .http
+        .post(format!("http://{}/api/events/tok-1/replay", s.admin))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    s.stop().await;
+}
+
+/// A forward target that accepts everything and counts what it got.
+async fn counting_sink() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use warp::Filter;
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    let route = warp::post().map(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        "ok"
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    (format!("http://{addr}/hook"), hits)
+}
+
+#[tokio::test]
+async fn replaying_a_forwarded_event_needs_confirmation() {
+    use std::sync::atomic::Ordering;
+    let (url, hits) = counting_sink().await;
+    let s = TestServer::start(&format!(
+        "[admin]\ntoken = \"{ADMIN_TOKEN}\"\n\
+         [[endpoints]]\nname = \"fwd\"\nsecrets = [\"{SECRET}\"]\n\
+         [endpoints.forward]\nurl = \"{url}\"\nsecret = \"{OTHER_SECRET}\"\n\
+         [[endpoints]]\nname = \"std\"\nsecrets = [\"{SECRET}\"]\n"
+    ))
+    .await;
+    s.send_event("fwd", "prod-1", "invoice.paid").await;
+    s.send_event("std", "log-1", "invoice.paid").await;
+    s.wait_for_state("prod-1", "done").await;
+    s.wait_for_state("log-1", "done").await;
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+    let refused = s.api_post_status("/api/events/prod-1/replay", 409).await;
+    assert_eq!(refused["needs_confirm"], true);
+    let reason = refused["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("confirm=true") && reason.contains("fwd"),
+        "{reason}"
+    );
+    let refused = s.api_post_status("/api/replay?state=done", 409).await;
+    assert_eq!(refused["needs_confirm"], true);
+    assert_eq!(s.api_ok("/api/events/prod-1").await["replays"], 0);
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "nothing was re-sent");
+
+    // An endpoint that only records replays without asking, alone or in bulk.
+    s.api_post_status("/api/events/log-1/replay", 202).await;
+    let r = s
+        .api_post_status("/api/replay?state=done&endpoint=std", 202)
+        .await;
+    assert!(r["replayed"].as_u64().unwrap() <= 1, "{r}");
+
+    s.api_post_status("/api/events/prod-1/replay?confirm=true", 202)
+        .await;
+    eventually(WAIT, "the confirmed replay re-sent", || async {
+        (hits.load(Ordering::SeqCst) == 2).then_some(())
+    })
+    .await;
+    let e = s.wait_for_state("prod-1", "done").await;
+    assert_eq!(e["replays"], 1);
+    let r = s
+        .api_post_status("/api/replay?state=done&endpoint=fwd&confirm=true", 202)
+        .await;
+    assert_eq!(r["replayed"], 1);
+    eventually(WAIT, "the confirmed bulk replay re-sent", || async {
+        (hits.load(Ordering::SeqCst) == 3).then_some(())
+    })
+    .await;
+    s.stop().await;
+}
+
+/// The usual token config with API backups going into `dir`.
+pub fn backup_config(dir: &Path) -> String {
+    format!(
+        "[admin]\ntoken = \"{ADMIN_TOKEN}\"\nbackup_dir = {dir:?}\n{}",
+        endpoints()
+    )
+}
+
+#[tokio::test]
+async fn api_backups_are_refused_without_a_backup_dir() {
+    let s = TestServer::start(&base_config()).await;
+    let elsewhere = tempfile::tempdir().unwrap();
+    let to = elsewhere.path().join("copy");
+    let v = s
+        .api_post_status(&format!("/api/backup?to={}", to.display()), 403)
+        .await;
+    assert!(
+        v["reason"].as_str().unwrap().contains("admin.backup_dir"),
+        "{v}"
+    );
+    assert!(!to.exists());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn api_backups_go_only_into_a_new_directory_under_the_backup_dir() {
+    let backups = tempfile::tempdir().unwrap();
+    let s = TestServer::start(&backup_config(backups.path())).await;
+    s.send_event("std", "bk-1", "webhook.test").await;
+    let data_dir = s.dir.path().join("data");
+    let elsewhere = tempfile::tempdir().unwrap();
+    // Paths are not names: not inside the data directory, not anywhere else either, and
+    // the answer is the same whether the path exists or not.
+    let missing = elsewhere.path().join("nothing/here");
+    let inside = data_dir.join("backup");
+    let mut reasons = Vec::new();
+    for to in [
+        inside.display().to_string(),
+        elsewhere.path().display().to_string(),
+        missing.display().to_string(),
+        "../escape".into(),
+        "..".into(),
+        "a/b".into(),
+        String::new(),
+    ] {
+        let q: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("to", &to)
+            .finish();
+        let v = s.api_post_status(&format!("/api/backup?{q}"), 400).await;
+        reasons.push(v["reason"].as_str().unwrap().to_owned());
+    }
+    assert!(reasons.windows(2).all(|w| w[0] == w[1]), "{reasons:?}");
+    assert!(!inside.exists() && !missing.exists());
+    assert!(!backups.path().parent().unwrap().join("escape").exists());
+
+    let v = s.api_post_status("/api/backup?to=nightly-1", 200).await;
+    let landed = backups.path().join("nightly-1");
+    assert_eq!(
+        Path::new(v["to"].as_str().unwrap()),
+        landed.canonicalize().unwrap()
+    );
+    assert!(landed.join("db").is_dir());
+    let report = hookd::store::check::check(&landed.join("db")).unwrap();
+    assert!(report.consistent(), "{:?}", report.problems);
+    let v = s.api_post_status("/api/backup?to=nightly-1", 409).await;
+    assert!(
+        v["reason"].as_str().unwrap().contains("already exists"),
+        "{v}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_backup_dir_inside_the_data_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Named through a symlink, so only resolving it shows where it is.
+    std::fs::create_dir_all(data.join("backups")).unwrap();
+    std::os::unix::fs::symlink(data.join("backups"), dir.path().join("backups-link")).unwrap();
+    let s = TestServer::start_in(dir, &backup_config(&data.join("../backups-link")), None).await;
+    let v = s.api_post_status("/api/backup?to=copy", 409).await;
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("inside the data directory"),
+        "{v}"
+    );
+    assert!(!data.join("backups/copy").exists());
+    s.stop().await;
+}
+
+#[test]
+fn the_backup_command_refuses_a_destination_inside_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("db")).unwrap();
+    std::os::unix::fs::symlink(&data, dir.path().join("link")).unwrap();
+    for to in [
+        data.join("backup"),
+        data.join("db/deeper/copy"),
+        dir.path().join("link/backup"),
+        dir.path().join("other/../data/backup"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookd"))
+            .args(["backup", "--data-dir"])
+            .arg(&data)
+            .arg("--to")
+            .arg(&to)
+            .env("HOOKD_LOG", "warn")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {stderr}", to.display());
+        assert!(stderr.contains("inside the data directory"), "{stderr}");
+        assert!(!data.join("backup").exists() && !data.join("db/deeper").exists());
+    }
 }

@@ -444,8 +444,10 @@ fn data_directory_and_backups_are_private_whatever_the_umask() {
     let wrong = not_private(&data);
     assert!(wrong.is_empty(), "not private: {wrong:?}");
 
+    // Nothing listens on port 1, so the backup is the offline copy whatever else runs here.
     let out = hookd_with_umask_022(&["backup", "--to", "copy"])
         .current_dir(dir.path())
+        .env("HOOKD_ADMIN_LISTEN", "127.0.0.1:1")
         .output()
         .unwrap();
     assert!(

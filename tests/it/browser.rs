@@ -1,7 +1,9 @@
 //! The web UI in a real browser: headless Chromium driven through chromedriver (Debian's
-//! `chromium` and `chromium-driver`, installed by `scripts/test`). One journey: log in, watch
-//! a delivery arrive without a reload, open it, filter by verdict, replay a dead event, and
-//! check that markup in a payload stays text. Screenshots go to `target/ui/`.
+//! `chromium` and `chromium-driver`, installed by `scripts/test`). One journey: log in (the
+//! app's navigation hidden until then), watch a delivery arrive without a reload, open it,
+//! filter by verdict, replay a dead event, replay a forwarded one only once the confirmation
+//! is accepted, log out (told so, not as an error), and check that markup in a payload stays
+//! text. Screenshots go to `target/ui/`.
 
 use super::ui::{get_with_cookie, login, login_failing_sink_config, PASSWORD};
 use super::*;
@@ -67,6 +69,10 @@ async fn start_browser(profile: &Path) -> (Driver, Client) {
     .await;
     (driver, client)
 }
+
+/// Whether any of the app's navigation is on screen.
+const NAV_VISIBLE: &str = "return [...document.querySelectorAll('#top, #top nav a, #logout')]
+    .some(e => e.offsetParent !== null || getComputedStyle(e).display !== 'none' && e.getClientRects().length > 0);";
 
 /// Waits (bounded) until `script` (a JS expression) is true in the page.
 async fn wait_until(c: &Client, script: &str, what: &str) {
@@ -136,15 +142,19 @@ async fn operator_journey_in_headless_chromium() {
     let (_driver, c) = start_browser(profile.path()).await;
     let base = format!("http://{}", s.admin);
 
-    // Log in.
+    // Log in; nothing of the app shows before that.
     c.goto(&format!("{base}/")).await.unwrap();
-    c.wait()
+    let password = c
+        .wait()
         .for_element(Locator::Css("#password"))
         .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
         .unwrap();
+    assert_eq!(
+        js(&c, NAV_VISIBLE).await,
+        false,
+        "navigation on the login page"
+    );
+    password.send_keys(PASSWORD).await.unwrap();
     c.find(Locator::Css("#login-button"))
         .await
         .unwrap()
@@ -163,6 +173,7 @@ async fn operator_journey_in_headless_chromium() {
         "an empty list",
     )
     .await;
+    assert_eq!(js(&c, NAV_VISIBLE).await, true, "navigation once logged in");
 
     // A signed POST appears without a reload (the marker survives only without one).
     js(&c, "window.__noReload = 'still here'; return null;").await;
@@ -345,6 +356,47 @@ async fn operator_journey_in_headless_chromium() {
     )
     .unwrap();
 
+    // live-1 is done now, and its endpoint forwards: a replay re-sends it to production, so
+    // the UI asks first. Declined, nothing happens; accepted, it is replayed.
+    let (_, event) = get_with_cookie(&s, "/api/events/live-1", &api.cookie).await;
+    assert_eq!(event["replays"], 1);
+    let delivery = event["delivery_id"].as_str().unwrap();
+    c.goto(&format!("{base}/#/delivery/{delivery}"))
+        .await
+        .unwrap();
+    for accept in [false, true] {
+        c.wait()
+            .for_element(Locator::Css("#replay"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let text = eventually(WAIT, "the replay confirmation", || async {
+            c.get_alert_text().await.ok()
+        })
+        .await;
+        assert!(text.contains("forward"), "{text}");
+        if accept {
+            c.accept_alert().await.unwrap();
+        } else {
+            c.dismiss_alert().await.unwrap();
+            wait_until(
+                &c,
+                "!document.querySelector('#replay').disabled",
+                "the Replay button back",
+            )
+            .await;
+            let (_, e) = get_with_cookie(&s, "/api/events/live-1", &api.cookie).await;
+            assert_eq!(e["replays"], 1, "declined: not replayed");
+        }
+    }
+    eventually(WAIT, "the confirmed replay done", || async {
+        let (_, e) = get_with_cookie(&s, "/api/events/live-1", &api.cookie).await;
+        (e["replays"] == 2 && e["state"] == "done").then_some(())
+    })
+    .await;
+
     // No Fasten connection has been recorded on this instance: the page says so.
     c.goto(&format!("{base}/#/connections")).await.unwrap();
     wait_until(
@@ -367,6 +419,32 @@ async fn operator_journey_in_headless_chromium() {
         .await
         .unwrap();
     wait_until(&c, "document.querySelector('#password')", "the login form").await;
+    assert_eq!(js(&c, NAV_VISIBLE).await, false, "navigation after logout");
+    // "Logged out." is news, not an error.
+    let said = js(
+        &c,
+        "return [...document.querySelectorAll('#main *')]
+            .filter(e => e.offsetParent !== null && e.textContent.trim() === 'Logged out.')
+            .map(e => e.className);",
+    )
+    .await;
+    let classes = said.as_array().unwrap();
+    assert_eq!(classes.len(), 1, "one visible 'Logged out.': {said}");
+    assert!(!classes[0].as_str().unwrap().contains("error"), "{said}");
+    assert_eq!(
+        js(
+            &c,
+            "return document.querySelector('#login-error').offsetParent === null;"
+        )
+        .await,
+        true,
+        "no error shown"
+    );
+    std::fs::write(
+        screenshot_dir().join("logged-out.png"),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
     assert_eq!(
         js(&c, "return document.cookie.includes('hookd_session');").await,
         false,

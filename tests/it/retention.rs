@@ -2,6 +2,7 @@
 //! catch-up, export clean-up with its index hook, backups taken under load, restores, and a
 //! deliberately broken data directory.
 
+use super::admin::backup_config;
 use super::receive::base_config;
 use super::*;
 use hookd::prune::{ExportIndex, Pruner};
@@ -274,7 +275,8 @@ async fn history(s: &TestServer) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_under_load_holds_every_event_acknowledged_before_it() {
     let _one_at_a_time = ONLINE_BACKUPS.lock().await;
-    let s = TestServer::start(&base_config()).await;
+    let target = tempfile::tempdir().unwrap();
+    let s = TestServer::start(&backup_config(target.path())).await;
     let stop = Arc::new(AtomicBool::new(false));
     let acked: Arc<Mutex<Vec<String>>> = Default::default();
     let senders = load(&s, 4, stop.clone(), acked.clone());
@@ -284,9 +286,8 @@ async fn backup_under_load_holds_every_event_acknowledged_before_it() {
     })
     .await;
     let before: Vec<String> = acked.lock().unwrap().clone();
-    let target = tempfile::tempdir().unwrap();
-    let backup = format!("/api/backup?to={}", target.path().join("data").display());
-    s.api_post_status(&backup, 200).await;
+    let backup = "/api/backup?to=data";
+    s.api_post_status(backup, 200).await;
     let during = acked_now() - before.len();
     stop.store(true, Ordering::Relaxed);
     for t in senders {
@@ -295,7 +296,7 @@ async fn backup_under_load_holds_every_event_acknowledged_before_it() {
     // The load went on while the backup ran: it does not pause receiving.
     assert!(during > 0, "no event was acknowledged while the backup ran");
     // A second backup into the same place is refused.
-    s.api_post_status(&backup, 409).await;
+    s.api_post_status(backup, 409).await;
     s.api_post_status("/api/backup?to=relative/dir", 400).await;
     s.stop().await;
 
@@ -311,7 +312,8 @@ async fn backup_under_load_holds_every_event_acknowledged_before_it() {
 #[tokio::test]
 async fn a_restored_copy_serves_the_same_history() {
     let _one_at_a_time = ONLINE_BACKUPS.lock().await;
-    let s = TestServer::start(&base_config()).await;
+    let target = tempfile::tempdir().unwrap();
+    let s = TestServer::start(&backup_config(target.path())).await;
     for i in 0..30 {
         s.send_event("std", &format!("hist-{i}"), "webhook.test")
             .await;
@@ -319,9 +321,7 @@ async fn a_restored_copy_serves_the_same_history() {
     s.send_event("std", "hist-3", "webhook.test").await; // duplicate
     s.post_signed("std", OTHER_SECRET, "bad", "{}").await; // rejected
     s.wait_for_state("hist-29", "done").await;
-    let target = tempfile::tempdir().unwrap();
-    let backup = format!("/api/backup?to={}", target.path().join("data").display());
-    s.api_post_status(&backup, 200).await;
+    s.api_post_status("/api/backup?to=data", 200).await;
     let original = history(&s).await;
     assert_eq!(original.len(), 32);
     let restored = TestServer::start_in(target, &base_config(), None).await;
@@ -415,7 +415,8 @@ async fn verify_data_flags_a_broken_data_directory() {
 #[tokio::test]
 async fn backup_command_asks_a_running_hookd_and_compact_shrinks_a_stopped_one() {
     let _one_at_a_time = ONLINE_BACKUPS.lock().await;
-    let s = TestServer::start(&base_config()).await;
+    let backups = tempfile::tempdir().unwrap();
+    let s = TestServer::start(&backup_config(backups.path())).await;
     for i in 0..20 {
         s.send_event("std", &format!("cli-{i}"), "webhook.test")
             .await;
@@ -427,7 +428,7 @@ async fn backup_command_asks_a_running_hookd_and_compact_shrinks_a_stopped_one()
         &format!("admin_listen = \"{}\"", s.admin),
     );
     std::fs::write(&config, text).unwrap();
-    let to = s.dir.path().join("online-copy");
+    let to = backups.path().join("online-copy");
     // Off the runtime's thread: the server answering the command runs on it.
     let args = [
         "--config".to_owned(),
