@@ -106,18 +106,21 @@ fn plain_name(name: &str) -> bool {
 /// with the reason. Both are resolved first: symlinks, `..` and relative paths cannot hide
 /// that one is below the other. `dest` need not exist yet; the part of it that does is
 /// resolved on disk, the rest by its names.
-pub fn outside_data_dir(data_dir: &Path, dest: &Path) -> Result<(), String> {
+pub fn outside_data_dir(data_dir: &Path, dest: &Path) -> Result<(), InsideDataDir> {
     let data = resolve(data_dir);
     let dest = resolve(dest);
     if dest.starts_with(&data) {
-        return Err(format!(
-            "{} is inside the data directory {}: a backup there would copy itself; \
-             choose a directory outside it",
-            dest.display(),
-            data.display()
-        ));
+        return Err(InsideDataDir { dest, data });
     }
     Ok(())
+}
+
+/// A backup destination inside the data directory (both paths resolved).
+#[derive(Debug, thiserror::Error)]
+#[error("{} is inside the data directory {}: a backup there would copy itself; choose a directory outside it", dest.display(), data.display())]
+pub struct InsideDataDir {
+    dest: PathBuf,
+    data: PathBuf,
 }
 
 /// `path` made absolute, with its longest existing prefix canonicalized and the rest
@@ -175,7 +178,7 @@ mod tests {
             data.join("new/../../data/x"),
         ] {
             let err = outside_data_dir(&data, &inside).unwrap_err();
-            assert!(err.contains("inside the data directory"), "{err}");
+            assert!(err.to_string().contains("inside the data directory"), "{err}");
         }
         for outside in [
             tmp.path().join("backups/one"),

@@ -26,13 +26,16 @@ pub struct ForwardProcessor {
 
 impl ForwardProcessor {
     /// A forwarder with its own HTTP client.
-    pub fn new(url: String, secret: Secret, timeout: Duration) -> Result<ForwardProcessor, String> {
+    pub fn new(
+        url: String,
+        secret: Secret,
+        timeout: Duration,
+    ) -> Result<ForwardProcessor, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .user_agent(concat!("hookd/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+            .build()?;
         Ok(ForwardProcessor {
             client,
             shown: redact_url(&url),

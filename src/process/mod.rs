@@ -56,9 +56,9 @@ pub enum SetupError {
     ApiBase { url: String, reason: String },
     #[error("cannot build HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),
-    /// A `forward` endpoint's processor; the text says why.
-    #[error("{0}")]
-    Forward(String),
+    /// A `forward` endpoint's HTTP client.
+    #[error("cannot build the forward processor's HTTP client: {0}")]
+    Forward(#[source] reqwest::Error),
 }
 
 /// What runs for an accepted event. Must be idempotent by event id: an attempt may be
