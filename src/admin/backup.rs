@@ -178,7 +178,10 @@ mod tests {
             data.join("new/../../data/x"),
         ] {
             let err = outside_data_dir(&data, &inside).unwrap_err();
-            assert!(err.to_string().contains("inside the data directory"), "{err}");
+            assert!(
+                err.to_string().contains("inside the data directory"),
+                "{err}"
+            );
         }
         for outside in [
             tmp.path().join("backups/one"),

@@ -218,69 +218,14 @@ fn api_routes(
         .and(with_state.clone())
         .and(warp::header::optional::<String>("authorization"))
         .and(warp::body::bytes())
-        .map(|state: Arc<State>, auth: Option<String>, body: Bytes| {
-            if !authorized(&state, auth.as_deref()) {
-                return unauthorized();
-            }
-            let conn = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["org_connection_id"].as_str().map(str::to_owned));
-            let Some(conn) = conn else {
-                return json_reply(
-                    StatusCode::BAD_REQUEST,
-                    serde_json::json!({"success": false, "error": "org_connection_id is required"}),
-                );
-            };
-            if let Ok(mut v) = state.seen.export_requests.lock() {
-                v.push(conn.clone());
-            }
-            json_reply(
-                StatusCode::OK,
-                serde_json::json!({"success": true, "data": {
-                    "org_connection_id": conn,
-                    "task_id": uuid::Uuid::new_v4().to_string(),
-                    "status": "pending"
-                }}),
-            )
-        });
+        .map(request_export);
     let download = warp::get()
         .and(warp::path!(
             "v1" / "bridge" / "fhir" / "ehi-export" / String / "download" / String
         ))
         .and(with_state)
         .and(warp::header::optional::<String>("authorization"))
-        .map(
-            |task: String, file: String, state: Arc<State>, auth: Option<String>| {
-                if !authorized(&state, auth.as_deref()) {
-                    return unauthorized();
-                }
-                let expired = state
-                    .expire_left
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-                    .is_ok();
-                let now = crate::clock::now_ms();
-                let expires = if expired {
-                    now.saturating_sub(1)
-                } else {
-                    now + state.options.url_ttl.as_millis() as u64
-                };
-                let sig = signature(&state, &task, &file, expires);
-                state
-                    .seen
-                    .signed_urls_issued
-                    .fetch_add(1, Ordering::Relaxed);
-                let location = format!(
-                    "{}/signed/{task}/{file}?expires={expires}&sig={sig}",
-                    state.files_base
-                );
-                warp::http::Response::builder()
-                    .status(StatusCode::FOUND)
-                    .header("location", location)
-                    .body(warp::hyper::body::Bytes::new())
-                    .map(Reply::into_response)
-                    .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
-            },
-        );
+        .map(redirect_to_signed_url);
     request
         .or(download)
         .unify()
@@ -291,6 +236,71 @@ fn api_routes(
             )
         }))
         .unify()
+}
+
+/// `POST /v1/bridge/fhir/ehi-export`: records the request and answers a pending task.
+fn request_export(state: Arc<State>, auth: Option<String>, body: Bytes) -> warp::reply::Response {
+    if !authorized(&state, auth.as_deref()) {
+        return unauthorized();
+    }
+    let conn = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["org_connection_id"].as_str().map(str::to_owned));
+    let Some(conn) = conn else {
+        return json_reply(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"success": false, "error": "org_connection_id is required"}),
+        );
+    };
+    if let Ok(mut v) = state.seen.export_requests.lock() {
+        v.push(conn.clone());
+    }
+    json_reply(
+        StatusCode::OK,
+        serde_json::json!({"success": true, "data": {
+            "org_connection_id": conn,
+            "task_id": uuid::Uuid::new_v4().to_string(),
+            "status": "pending"
+        }}),
+    )
+}
+
+/// `GET .../ehi-export/{task}/download/{file}`: a redirect to a signed, expiring file URL
+/// (already expired for the first `expire_first` requests, to exercise hookd's re-request).
+fn redirect_to_signed_url(
+    task: String,
+    file: String,
+    state: Arc<State>,
+    auth: Option<String>,
+) -> warp::reply::Response {
+    if !authorized(&state, auth.as_deref()) {
+        return unauthorized();
+    }
+    let expired = state
+        .expire_left
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok();
+    let now = crate::clock::now_ms();
+    let expires = if expired {
+        now.saturating_sub(1)
+    } else {
+        now + state.options.url_ttl.as_millis() as u64
+    };
+    let sig = signature(&state, &task, &file, expires);
+    state
+        .seen
+        .signed_urls_issued
+        .fetch_add(1, Ordering::Relaxed);
+    let location = format!(
+        "{}/signed/{task}/{file}?expires={expires}&sig={sig}",
+        state.files_base
+    );
+    warp::http::Response::builder()
+        .status(StatusCode::FOUND)
+        .header("location", location)
+        .body(warp::hyper::body::Bytes::new())
+        .map(Reply::into_response)
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 fn query_value(query: &str, key: &str) -> Option<String> {
