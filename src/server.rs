@@ -157,8 +157,6 @@ pub async fn start(
 
     let grace = Duration::from_secs(config.processing.shutdown_grace_secs);
     let pruner = Arc::new(Pruner::new(&config, store.clone()));
-    // Exports that age out take their index entries and records with them.
-    pruner.set_export_index(Arc::new(crate::store::fasten::ExportIndex(store.clone())));
     let mut prune_schedule = pruner.schedule().await.map_err(StartError::Schedule)?;
     // The schedule does not run what it missed while hookd was down: catch up now.
     let catch_up = tokio::spawn({
