@@ -123,12 +123,8 @@ fn offline(data_dir: &Path, to: &Path) -> Result<String, Failure> {
 
 /// `hookd verify-data DIR`: the counts and problems, and whether it is consistent.
 pub fn verify(dir: &Path) -> Result<(String, bool), Failure> {
-    let report = check::check(&db_dir(dir)).map_err(|e| {
-        fail(format!(
-            "cannot open {} (is hookd running on it?): {e}",
-            dir.display()
-        ))
-    })?;
+    let report = check::check(&db_dir(dir))
+        .map_err(|e| fail(format!("cannot check {}: {e}", dir.display())))?;
     let mut text = String::new();
     for (tree, n) in &report.counts {
         text.push_str(&format!("{tree:>13}: {n}\n"));

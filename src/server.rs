@@ -191,7 +191,7 @@ pub async fn start(
     crate::telemetry::handle();
     crate::telemetry::spawn_upkeep(shutdown.clone());
     // Both listeners are bound and serving: tell systemd (Type=notify) and feed its watchdog.
-    crate::telemetry::notify_ready(shutdown.clone());
+    crate::telemetry::notify_ready(shutdown.clone(), store.clone());
 
     let store_at_end = store.clone();
     let pruner_at_end = pruner.clone();

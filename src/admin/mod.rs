@@ -246,7 +246,17 @@ fn check_csrf(admin: &Admin, caller: &Caller, req: &Request) -> Result<(), ApiEr
 
 async fn dispatch(admin: Arc<Admin>, req: Request) -> warp::reply::Response {
     if req.path == "/healthz" {
-        return warp::reply::json(&serde_json::json!({ "status": "ok" })).into_response();
+        // Unhealthy while the store cannot take writes: what systemd and load balancers act on.
+        return match admin.store.health() {
+            Ok(()) => warp::reply::json(&serde_json::json!({ "status": "ok" })).into_response(),
+            Err(reason) => warp::reply::with_status(
+                warp::reply::json(
+                    &serde_json::json!({ "status": "unavailable", "reason": reason }),
+                ),
+                StatusCode::SERVICE_UNAVAILABLE,
+            )
+            .into_response(),
+        };
     }
     if !admin.config.admin.has_credential() && !loopback_host(req.header("host")) {
         return error(

@@ -6,10 +6,10 @@
 //! however large it has grown. A filter walks the most selective index that applies; the
 //! deliveries the indexer has not reached yet (the last second or so) are filtered directly.
 
-use super::codec::{self, BodyRec, DeliveryRec, StatusRec};
+use super::codec::{self, BodyRec, DeliveryRec, EventRec, StatusRec};
 use super::keys::{self, IndexKind};
 use super::model::{Attempt, Delivery, Event, EventState, Verdict};
-use super::{writer, Db, Result, Store};
+use super::{writer, Db, Result, Store, StoreError};
 use std::sync::atomic::Ordering;
 
 /// Filters for [`Store::list_deliveries`]; all that are set must match.
@@ -110,7 +110,13 @@ const SCAN_BUDGET: usize = 5_000;
 
 impl Store {
     fn delivery_rec(&self, id: u64) -> Result<Option<DeliveryRec>> {
-        match self.shared.log.get(keys::id_key(keys::DELIVERY, id)).db()? {
+        match self
+            .shared
+            .h()?
+            .log
+            .get(keys::id_key(keys::DELIVERY, id))
+            .db()?
+        {
             Some(bytes) => Ok(Some(codec::decode(&format!("delivery {id}"), &bytes)?)),
             None => Ok(None),
         }
@@ -138,6 +144,7 @@ impl Store {
             Some(us) => Some(us),
             None => self
                 .shared
+                .h()?
                 .log
                 .get(keys::index_key(IndexKind::Verdict, d.verdict.as_str(), id))
                 .db()?
@@ -185,7 +192,7 @@ impl Store {
         if lo >= hi || limit == 0 {
             return Ok(page);
         }
-        let log = &self.shared.log;
+        let log = &self.shared.h()?.log;
         let indexed_below = self
             .shared
             .watermark
@@ -236,17 +243,37 @@ impl Store {
 
     /// One event by its seq.
     pub fn event(&self, seq: u64) -> Result<Option<Event>> {
-        let tx = writer::Tx::new(&self.shared.log);
-        let Some((rec, _)) = writer::event_of(&tx, seq)? else {
-            return Ok(None);
+        let h = self.shared.h()?;
+        match h.log.get(keys::id_key(keys::EVENT, seq)).db()? {
+            Some(bytes) => self.event_from(seq, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// An event from its stored record and status. An unreadable record still shows, with
+    /// what its status says (a claim sent it to `dead`, with the reason).
+    fn event_from(&self, seq: u64, bytes: &[u8]) -> Result<Event> {
+        let h = self.shared.h()?;
+        let tx = writer::Tx::new(&h.log);
+        let rec = match codec::decode_event(&format!("event {seq}"), bytes) {
+            Ok((rec, _)) => rec,
+            Err(e) => EventRec {
+                endpoint: String::new(),
+                event_id: format!("(unreadable event {seq})"),
+                event_type: String::new(),
+                received_at_ms: keys::id_time_ms(seq),
+                delivery_id: 0,
+            }
+            .with_status_or(e, writer::status_of(&tx, seq, 0))?,
         };
         let status = writer::status_of(&tx, seq, rec.received_at_ms)?;
-        Ok(Some(writer::to_event(seq, rec, status)))
+        Ok(writer::to_event(seq, rec, status))
     }
 
     /// The stored body of an event.
     pub fn payload(&self, seq: u64) -> Result<Option<bytes::Bytes>> {
-        let tx = writer::Tx::new(&self.shared.log);
+        let h = self.shared.h()?;
+        let tx = writer::Tx::new(&h.log);
         Ok(writer::event_of(&tx, seq)?.map(|(_, payload)| payload))
     }
 
@@ -255,6 +282,7 @@ impl Store {
         let mut prefix = vec![keys::ATTEMPT];
         prefix.extend_from_slice(&keys::u64_bytes(seq));
         self.shared
+            .h()?
             .log
             .scan_prefix(prefix)
             .values()
@@ -266,6 +294,7 @@ impl Store {
     pub fn find_event(&self, endpoint: &str, event_id: &str) -> Result<Option<u64>> {
         Ok(self
             .shared
+            .h()?
             .log
             .get(keys::dedup_key(endpoint, event_id))
             .db()?
@@ -291,6 +320,7 @@ impl Store {
         }
         let range = self
             .shared
+            .h()?
             .log
             .range(keys::id_range(keys::EVENT, lo, hi))
             .rev();
@@ -301,12 +331,7 @@ impl Store {
                 page.next_cursor = Some(seq.saturating_add(1));
                 return Ok(page);
             }
-            let (rec, _) = codec::decode_event(&format!("event {seq}"), &value)?;
-            let status = match self.shared.log.get(keys::id_key(keys::STATUS, seq)).db()? {
-                Some(b) => codec::decode(&format!("status of event {seq}"), &b)?,
-                None => StatusRec::fresh(rec.received_at_ms),
-            };
-            let event = writer::to_event(seq, rec, status);
+            let event = self.event_from(seq, &value)?;
             if filter.matches(&event) {
                 page.items.push(event);
                 if page.items.len() == limit {
@@ -340,7 +365,7 @@ impl Store {
             .watermark
             .load(Ordering::Relaxed)
             .saturating_add(1);
-        let log = &self.shared.log;
+        let log = &self.shared.h()?.log;
         for (vi, v) in Verdict::ALL.iter().enumerate() {
             let start = keys::index_key(IndexKind::Verdict, v.as_str(), lo);
             let end = keys::index_key(IndexKind::Verdict, v.as_str(), hi.min(indexed_below));
@@ -364,6 +389,17 @@ impl Store {
             }
         }
         Ok(out)
+    }
+}
+
+impl EventRec {
+    /// This placeholder for an unreadable event record when its status is readable (it was
+    /// sent to `dead`); otherwise the decoding error.
+    fn with_status_or(self, e: StoreError, status: Result<StatusRec>) -> Result<EventRec> {
+        match status {
+            Ok(s) if s.state == EventState::Dead => Ok(self),
+            _ => Err(e),
+        }
     }
 }
 

@@ -100,7 +100,7 @@ pub fn check(db_dir: &Path) -> Result<Report> {
             found,
             known: open::FORMAT,
         }),
-        _ => {
+        _ if super::migrate::is_format1(&db) => {
             let mut r = Report::default();
             r.problem(format!(
                 "{} is in data format 1 (hookd 0.1.0); hookd {} migrates it when it starts on it",
@@ -109,6 +109,13 @@ pub fn check(db_dir: &Path) -> Result<Report> {
             ));
             Ok(r)
         }
+        _ => Err(StoreError::Damaged {
+            path: db_dir.to_path_buf(),
+            detail: format!(
+                "{} holds no records and no data format: the file was truncated or replaced",
+                db_dir.join("db").display()
+            ),
+        }),
     };
     drop(db);
     report

@@ -67,7 +67,7 @@ impl Counts {
 
 /// Rebuilds the counters from the records.
 pub(super) fn recount(shared: &Shared) -> Result<()> {
-    let log = &shared.log;
+    let log = &shared.h()?.log;
     let watermark = shared.watermark.load(Ordering::Relaxed);
     let mut verdicts = [0u64; 4];
     for v in Verdict::ALL {
@@ -110,6 +110,7 @@ pub(super) fn recount(shared: &Shared) -> Result<()> {
             .store(states[s.index()], Ordering::Relaxed);
     }
     let unlogged = shared
+        .h()?
         .meta
         .get(keys::REJECTED_UNLOGGED)
         .db()?
@@ -145,7 +146,7 @@ impl Store {
                 + counts.state_count(EventState::Retrying),
             oldest_queued_age_secs,
             rejected_unlogged: counts.rejected_unlogged.load(Ordering::Relaxed),
-            store_bytes: self.shared.db.size_on_disk().db()?,
+            store_bytes: self.shared.h()?.db.size_on_disk().db()?,
         })
     }
 }

@@ -195,7 +195,7 @@ const REMOVE_BATCH: usize = 1_000;
 
 impl Store {
     fn fasten_tree(&self, name: &str) -> Result<sled::Tree> {
-        self.shared.db.open_tree(name).db()
+        self.shared.h()?.db.open_tree(name).db()
     }
 
     /// One connection.
@@ -268,7 +268,7 @@ impl Store {
                 record.org_connection_id.as_bytes(),
             )
             .db()?;
-        self.shared.db.flush_async().await.db()?;
+        self.shared.h()?.db.flush_async().await.db()?;
         Ok(())
     }
 
@@ -350,7 +350,7 @@ impl Store {
             }
         }
         resources.apply_batch(batch).db()?;
-        self.shared.db.flush_async().await.db()?;
+        self.shared.h()?.db.flush_async().await.db()?;
         Ok((exports, removed))
     }
 }
@@ -382,7 +382,7 @@ impl Store {
             .remove(key2(connection, task_id))
             .db()?;
         self.fasten_tree(TASKS)?.remove(task_id.as_bytes()).db()?;
-        self.shared.db.flush().db()?;
+        self.shared.h()?.db.flush().db()?;
         Ok(removed)
     }
 }

@@ -53,7 +53,7 @@ fn index_batch(shared: &Shared, upto: u64, max: usize) -> Result<usize> {
     let mut last = None;
     let mut n = 0;
     let mut latencies = Vec::new();
-    for item in shared.log.range(range).take(max) {
+    for item in shared.h()?.log.range(range).take(max) {
         let (key, bytes) = item.db()?;
         let Some(id) = keys::key_id(&key) else {
             continue;
@@ -87,7 +87,7 @@ fn index_batch(shared: &Shared, upto: u64, max: usize) -> Result<usize> {
         pending.retain(|id, _| *id > watermark);
     }
     batch.insert(keys::WATERMARK, &keys::u64_bytes(watermark));
-    shared.log.apply_batch(batch).db()?;
+    shared.h()?.log.apply_batch(batch).db()?;
     shared.watermark.store(watermark, Ordering::Relaxed);
     Ok(n)
 }

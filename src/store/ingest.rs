@@ -53,6 +53,7 @@ impl Store {
         let id = self.shared.ids.next(draft.received_at_ms);
         let rec = writer::delivery_record(&draft, BodyRec::Inline(draft.body.clone()));
         self.shared
+            .h()?
             .log
             .insert(keys::id_key(keys::DELIVERY, id), codec::encode(&rec)?)
             .db()?;
@@ -79,6 +80,7 @@ impl Store {
             + 1;
         // Last writer wins; the count is advisory and only grows.
         self.shared
+            .h()?
             .meta
             .insert(keys::REJECTED_UNLOGGED, &keys::u64_bytes(n))
             .db()?;

@@ -121,11 +121,31 @@ fn from_io(e: std::io::Error) -> StoreError {
     }
 }
 
-/// What the writer, the indexer and the read side share.
-struct Shared {
+/// The open database. Replaced as a whole when the store is reopened after a write failure:
+/// sled refuses every write after an I/O error (a full disk) until it is opened again.
+struct Handles {
     db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
+}
+
+impl Handles {
+    fn new(db: sled::Db) -> Result<Handles> {
+        Ok(Handles {
+            log: db.open_tree(keys::LOG_TREE).db()?,
+            meta: db.open_tree(keys::META_TREE).db()?,
+            db,
+        })
+    }
+}
+
+/// What the writer, the indexer and the read side share.
+struct Shared {
+    dir: PathBuf,
+    cache_mb: u64,
+    handles: std::sync::RwLock<Option<Arc<Handles>>>,
+    /// Set by a failed write: the next batch reopens the database first.
+    needs_reopen: AtomicBool,
     ids: keys::IdGen,
     counts: Counts,
     work: Notify,
@@ -148,6 +168,48 @@ struct Shared {
 }
 
 impl Shared {
+    /// The open database; an error while it is being reopened (or could not be).
+    fn h(&self) -> Result<Arc<Handles>> {
+        self.handles
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                StoreError::Io("the store is being reopened after a write failure".into())
+            })
+    }
+
+    /// Closes and reopens the database (see [`Handles`]), then recounts: the batch that
+    /// failed may or may not have reached the disk (nobody was answered for it).
+    fn reopen(&self) -> Result<()> {
+        let mut slot = self.handles.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = slot.take() {
+            // Readers finish with their copies within moments; sled keeps its lock until
+            // the last one is gone.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            let mut old = old;
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(h) => {
+                        drop(h);
+                        break;
+                    }
+                    Err(still) if std::time::Instant::now() < deadline => {
+                        old = still;
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        let db = open::open_guarded(&self.dir, self.cache_mb)?;
+        *slot = Some(Arc::new(Handles::new(db)?));
+        drop(slot);
+        counts::recount(self)?;
+        tracing::warn!("the store was reopened after a write failure");
+        Ok(())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         // A panic while holding it left no half-applied batch (batches are atomic).
         self.mutate.lock().unwrap_or_else(|p| p.into_inner())
@@ -171,26 +233,26 @@ impl Store {
     /// place first. `cache_mb` bounds sled's page cache. A damaged store is refused within
     /// seconds, never by a panic or a hang.
     pub fn open(dir: &Path, cache_mb: u64) -> Result<Store> {
-        let db = open::open(dir, cache_mb)?;
-        let log = db.open_tree(keys::LOG_TREE).db()?;
-        let meta = db.open_tree(keys::META_TREE).db()?;
+        let h = Handles::new(open::open(dir, cache_mb)?)?;
         // Ids continue after the largest one stored, whatever the clock says now.
         let floor = [keys::DELIVERY, keys::EVENT]
             .iter()
-            .filter_map(|k| log.range(keys::kind_range(*k)).next_back())
+            .filter_map(|k| h.log.range(keys::kind_range(*k)).next_back())
             .filter_map(|r| r.ok())
             .filter_map(|(k, _)| keys::key_id(&k))
             .max()
             .unwrap_or(0);
-        let watermark = log
+        let watermark = h
+            .log
             .get(keys::WATERMARK)
             .db()?
             .and_then(|v| keys::read_u64(&v))
             .unwrap_or(0);
         let shared = Arc::new(Shared {
-            db,
-            log,
-            meta,
+            dir: dir.to_path_buf(),
+            cache_mb,
+            handles: std::sync::RwLock::new(Some(Arc::new(h))),
+            needs_reopen: AtomicBool::new(false),
             ids: keys::IdGen::new(floor),
             counts: Counts::default(),
             work: Notify::new(),

@@ -23,7 +23,12 @@ pub(super) fn open(dir: &Path, cache_mb: u64) -> Result<sled::Db> {
     migrate::recover(dir)?;
     let db = open_guarded(dir, cache_mb)?;
     match stored_format(&db)? {
-        Some(FORMAT) => Ok(db),
+        Some(FORMAT) => {
+            if !dir.join(FORMAT_FILE).exists() {
+                write_format_file(dir)?; // a copy made by backup or compaction
+            }
+            Ok(db)
+        }
         Some(found) if found > FORMAT => Err(StoreError::NewerFormat {
             path: dir.to_path_buf(),
             found,
@@ -38,18 +43,44 @@ pub(super) fn open(dir: &Path, cache_mb: u64) -> Result<sled::Db> {
             migrate::migrate(dir, cache_mb)?;
             let db = open_guarded(dir, cache_mb)?;
             match stored_format(&db)? {
-                Some(FORMAT) => Ok(db),
+                Some(FORMAT) => {
+                    write_format_file(dir)?;
+                    Ok(db)
+                }
                 _ => Err(StoreError::Damaged {
                     path: dir.to_path_buf(),
                     detail: "the migrated store carries no format".into(),
                 }),
             }
         }
+        None if dir.join(FORMAT_FILE).exists() => Err(StoreError::Damaged {
+            path: dir.to_path_buf(),
+            detail: format!(
+                "{} holds no records although {} says it was written in format {FORMAT}:                  the file was truncated or replaced",
+                dir.join("db").display(),
+                dir.join(FORMAT_FILE).display()
+            ),
+        }),
         None => {
             stamp(&db)?;
+            write_format_file(dir)?;
             Ok(db)
         }
     }
+}
+
+/// The file beside sled's that names the data format, so that a store whose records are
+/// gone is told apart from a new one.
+pub(super) const FORMAT_FILE: &str = "hookd-format";
+
+/// Writes [`FORMAT_FILE`] durably.
+pub(super) fn write_format_file(dir: &Path) -> Result<()> {
+    use std::io::Write;
+    let path = dir.join(FORMAT_FILE);
+    let mut file = std::fs::File::create(&path).map_err(from_io)?;
+    file.write_all(format!("{FORMAT}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(from_io)
 }
 
 /// The format recorded in a store, if any.

@@ -46,6 +46,7 @@ impl Store {
         let mut batch = sled::Batch::default();
         let mut verdicts = Vec::new();
         for item in shared
+            .h()?
             .log
             .range(keys::id_range(keys::DELIVERY, 0, end))
             .take(max)
@@ -66,7 +67,7 @@ impl Store {
         if n == 0 {
             return Ok(0);
         }
-        shared.log.apply_batch(batch).db()?;
+        shared.h()?.log.apply_batch(batch).db()?;
         for v in verdicts {
             shared.counts.verdict(v).fetch_sub(1, Ordering::Relaxed);
         }
@@ -85,6 +86,7 @@ impl Store {
         let mut next = None;
         let mut scanned = 0;
         for item in shared
+            .h()?
             .log
             .range(keys::id_range(keys::EVENT, from, first_kept))
         {
@@ -109,7 +111,8 @@ impl Store {
             return Ok(EventBatch { removed: 0, next });
         }
         let guard = shared.lock();
-        let mut tx = Tx::new(&shared.log);
+        let h = shared.h()?;
+        let mut tx = Tx::new(&h.log);
         let mut removed = Vec::new();
         for (seq, rec) in candidates {
             let state = match writer::status_of(&tx, seq, rec.received_at_ms) {
@@ -123,7 +126,7 @@ impl Store {
             tx.remove(&keys::id_key(keys::STATUS, seq));
             let mut prefix = vec![keys::ATTEMPT];
             prefix.extend_from_slice(&keys::u64_bytes(seq));
-            for a in shared.log.scan_prefix(prefix).keys() {
+            for a in shared.h()?.log.scan_prefix(prefix).keys() {
                 tx.remove(&a.db()?);
             }
             let dedup = keys::dedup_key(&rec.endpoint, &rec.event_id);
@@ -149,6 +152,7 @@ impl Store {
         let prefix = keys::index_prefix(IndexKind::EventId, event_id);
         Ok(self
             .shared
+            .h()?
             .log
             .range(start..)
             .keys()
@@ -168,6 +172,7 @@ impl Store {
         let mut ids = HashSet::new();
         for item in self
             .shared
+            .h()?
             .log
             .range(keys::id_range(keys::DELIVERY, from, u64::MAX))
         {

@@ -31,6 +31,7 @@ impl Store {
     pub fn next_due(&self) -> Result<Option<u64>> {
         Ok(self
             .shared
+            .h()?
             .log
             .range(keys::kind_range(keys::QUEUE))
             .next()
@@ -73,9 +74,11 @@ impl Store {
     pub fn requeue_inflight(&self, now_ms: u64) -> Result<usize> {
         let shared = &self.shared;
         let _guard = shared.lock();
-        let mut tx = Tx::new(&shared.log);
+        let h = shared.h()?;
+        let mut tx = Tx::new(&h.log);
         let mut n = 0;
         let inflight: Vec<_> = shared
+            .h()?
             .log
             .range(keys::kind_range(keys::INFLIGHT))
             .keys()
@@ -120,7 +123,7 @@ impl Store {
         }
         if !tx.is_empty() {
             tx.commit()?;
-            shared.db.flush().db()?;
+            shared.h()?.db.flush().db()?;
         }
         if n > 0 {
             shared.work.notify_one();
@@ -132,11 +135,12 @@ impl Store {
     pub fn replay(&self, seq: u64, now_ms: u64) -> Result<Event, ReplayError> {
         let shared = &self.shared;
         let guard = shared.lock();
-        let mut tx = Tx::new(&shared.log);
+        let h = shared.h()?;
+        let mut tx = Tx::new(&h.log);
         let (event, before) = writer::replay(&mut tx, seq, now_ms)??;
         tx.commit()?;
         drop(guard);
-        shared.db.flush().db()?;
+        shared.h()?.db.flush().db()?;
         shared.counts.moved(before, EventState::Queued);
         shared.work.notify_one();
         Ok(event)

@@ -41,7 +41,7 @@ impl Store {
     /// Copies the running store into a fresh store at `dest` (which must not exist yet).
     /// Blocking: run it on a blocking thread.
     pub fn backup_to(&self, dest: &Path) -> Result<CopySummary> {
-        copy_db(&self.shared.db, dest)
+        copy_db(&self.shared.h()?.db, dest)
     }
 }
 

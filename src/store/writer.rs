@@ -323,7 +323,23 @@ fn run_batch(shared: &Shared, batch: Vec<Write>) {
     }
     let durable = batch.iter().any(|w| !matches!(w, Write::Finish { .. }));
     let guard = shared.lock();
-    let mut tx = Tx::new(&shared.log);
+    let opened = if shared.needs_reopen.load(Ordering::Relaxed) {
+        shared.reopen().and_then(|()| {
+            shared.needs_reopen.store(false, Ordering::Relaxed);
+            shared.h()
+        })
+    } else {
+        shared.h()
+    };
+    let h = match opened {
+        Ok(h) => h,
+        Err(e) => {
+            drop(guard);
+            failed_batch(shared, batch, e);
+            return;
+        }
+    };
+    let mut tx = Tx::new(&h.log);
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut failed = None;
     for write in &batch {
@@ -339,25 +355,38 @@ fn run_batch(shared: &Shared, batch: Vec<Write>) {
         Some(e) => Err(e),
         None => tx.commit().and_then(|()| {
             if durable {
-                shared.db.flush().db()?;
+                shared.h()?.db.flush().db()?;
             }
             Ok(())
         }),
     };
+    drop(h);
     drop(guard);
-    let mut error_slot = shared.write_error.lock().unwrap_or_else(|p| p.into_inner());
     if let Err(e) = applied {
-        tracing::error!(error = %e, "write batch failed; its requests get 503");
-        *error_slot = Some(e.to_string());
-        drop(error_slot);
-        fail_all(shared, batch, Arc::new(e));
+        failed_batch(shared, batch, e);
         return;
     }
-    if error_slot.take().is_some() {
+    let recovered = shared
+        .write_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .is_some();
+    if recovered {
         tracing::info!("the store takes writes again");
     }
-    drop(error_slot);
     reply_all(shared, batch, outcomes);
+}
+
+/// Answers every write of a batch that was not applied with `e`, and keeps the reason for
+/// the health check. After an I/O failure the next batch reopens the database first.
+fn failed_batch(shared: &Shared, batch: Vec<Write>, e: StoreError) {
+    tracing::error!(error = %e, "write batch failed; its requests get 503");
+    if matches!(e, StoreError::Io(_) | StoreError::DiskFull(_)) {
+        shared.needs_reopen.store(true, Ordering::Relaxed);
+    }
+    *shared.write_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+    fail_all(shared, batch, Arc::new(e));
 }
 
 fn fail_all(shared: &Shared, batch: Vec<Write>, e: Arc<StoreError>) {

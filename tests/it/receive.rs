@@ -288,7 +288,7 @@ async fn old_and_new_secret_both_verify_during_rotation() {
 }
 
 /// A processor that never finishes: keeps the backlog full.
-struct Stuck;
+pub struct Stuck;
 impl Processor for Stuck {
     fn name(&self) -> &'static str {
         "stuck"
