@@ -5,18 +5,18 @@
 //! receiving (receiving is not paused at all). Keys copied at different moments can disagree
 //! about events that changed during the copy, so the copy is then repaired from its primary
 //! records: dedup keys, queue and inflight entries are rebuilt from the event and status
-//! records; statuses and attempts without their event are dropped; the indexes are dropped
-//! and rebuilt by the indexer when the copy is first opened. Every event acknowledged before
+//! records; statuses and attempts without their event are dropped; every delivery gets its
+//! index entries and entries without a delivery go. Every event acknowledged before
 //! the copy began has its event record in the source for the whole copy (only retention
 //! removes them, and only finished events past the window), so it is in the copy, queued if
 //! it had not finished.
 //!
 //! A fresh copy holds no garbage, which is also how compaction gives disk space back.
 
-use super::codec::{self, StatusRec};
+use super::codec::{self, DeliveryRec, StatusRec};
 use super::keys;
 use super::model::EventState;
-use super::{check, from_io, open, Db, Result, Store, StoreError};
+use super::{check, from_io, indexer, open, Db, Result, Store, StoreError};
 use std::path::{Path, PathBuf};
 
 /// Entries written per batch while copying.
@@ -118,6 +118,41 @@ fn remove_kind(log: &sled::Tree, kind: u8) -> Result<()> {
     log.apply_batch(batch).db()
 }
 
+/// Gives every delivery its index entries (keeping the latency an entry carries), drops
+/// entries of deliveries not in the copy, and sets the watermark past them all.
+fn reindex(log: &sled::Tree) -> Result<()> {
+    let mut batch = sled::Batch::default();
+    let mut n = 0;
+    let mut watermark = 0;
+    for item in log.range(keys::kind_range(keys::DELIVERY)) {
+        let (key, bytes) = item.db()?;
+        let id = keys::key_id(&key).unwrap_or(0);
+        watermark = watermark.max(id);
+        let Ok(d) = codec::decode::<DeliveryRec>("delivery", &bytes) else {
+            continue;
+        };
+        for entry in indexer::entries(id, &d) {
+            if !log.contains_key(&entry).db()? {
+                batch.insert(entry, &[]);
+                n += 1;
+            }
+        }
+        if n >= COPY_BATCH {
+            log.apply_batch(std::mem::take(&mut batch)).db()?;
+            n = 0;
+        }
+    }
+    for key in log.range(keys::kind_range(keys::INDEX)).keys() {
+        let key = key.db()?;
+        let id = keys::index_key_id(&key).unwrap_or(0);
+        if !log.contains_key(keys::id_key(keys::DELIVERY, id)).db()? {
+            batch.remove(key);
+        }
+    }
+    batch.insert(keys::WATERMARK, &keys::u64_bytes(watermark));
+    log.apply_batch(batch).db()
+}
+
 /// Makes a copied store's records agree again (see the module comment).
 fn repair(db: &sled::Db) -> Result<CopySummary> {
     let log = db.open_tree(keys::LOG_TREE).db()?;
@@ -125,10 +160,10 @@ fn repair(db: &sled::Db) -> Result<CopySummary> {
         deliveries: log.range(keys::kind_range(keys::DELIVERY)).count() as u64,
         ..CopySummary::default()
     };
-    for kind in [keys::INDEX, keys::DEDUP, keys::QUEUE, keys::INFLIGHT] {
+    for kind in [keys::DEDUP, keys::QUEUE, keys::INFLIGHT] {
         remove_kind(&log, kind)?;
     }
-    log.remove(keys::WATERMARK).db()?;
+    reindex(&log)?;
     let mut batch = sled::Batch::default();
     for item in log.range(keys::kind_range(keys::EVENT)) {
         let (key, bytes) = item.db()?;
