@@ -2,8 +2,8 @@
 //! behind the ack path, so an acknowledgement costs four keys instead of eight.
 //!
 //! A thread wakes a few times a second and indexes the deliveries stored since the watermark,
-//! up to the last id handed out a second earlier (every delivery with a smaller id is in the
-//! log by then: ids are taken right before their batch is applied). Index entries and the
+//! up to the last id handed out a second earlier and below any write batch still in progress
+//! (so every delivery with a smaller id is in the log by then). Index entries and the
 //! new watermark go in one atomic batch and are not flushed: after a crash the indexer starts
 //! again from the watermark that reached the disk, and rewriting an entry is harmless. The
 //! verdict entry carries the answer's latency, so latency costs no write of its own. Readers
@@ -129,6 +129,9 @@ impl Indexer {
                     let Some(target) = target else { continue };
                     // Keep the newest old sample for the next tick.
                     samples.push_front((now - LAG, target));
+                    // A batch still being written (a slow fsync) holds ids below the target.
+                    let floor = shared.batch_floor.load(Ordering::SeqCst);
+                    let target = target.min(floor.saturating_sub(1));
                     if let Err(e) = index_batch(&shared, target, BATCH) {
                         tracing::warn!(error = %e, "indexing failed; retrying");
                     }

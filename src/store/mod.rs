@@ -159,6 +159,9 @@ struct Shared {
     /// batches, retention's batches), so each such batch is serializable without sled's
     /// transactions.
     mutate: Mutex<()>,
+    /// The smallest id a write batch in progress may hold (`u64::MAX` between batches): the
+    /// indexer stays below it, so it never passes a delivery not yet in the log.
+    batch_floor: AtomicU64,
     /// Held while index entries are written (see `indexer`).
     indexing: Mutex<()>,
     /// Whether the writer thread is running.
@@ -261,6 +264,7 @@ impl Store {
             watermark: AtomicU64::new(watermark),
             mutate: Mutex::new(()),
             indexing: Mutex::new(()),
+            batch_floor: AtomicU64::new(u64::MAX),
             writer_alive: AtomicBool::new(true),
             write_error: Mutex::new(None),
         });

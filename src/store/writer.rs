@@ -339,6 +339,9 @@ fn run_batch(shared: &Shared, batch: Vec<Write>) {
         }
     };
     let mut tx = Tx::new(&h.log);
+    shared
+        .batch_floor
+        .store(shared.ids.last().saturating_add(1), Ordering::SeqCst);
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut failed = None;
     for write in &batch {
@@ -365,6 +368,7 @@ fn run_batch(shared: &Shared, batch: Vec<Write>) {
             Ok(())
         }),
     };
+    shared.batch_floor.store(u64::MAX, Ordering::SeqCst);
     drop(h);
     drop(guard);
     if let Err(e) = applied {
