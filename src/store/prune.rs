@@ -17,6 +17,9 @@ use super::{indexer, Db, Result, Store};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
+/// Events removed under one hold of the store's mutation lock.
+const LOCKED_CHUNK: usize = 64;
+
 /// What one event batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EventBatch {
@@ -110,40 +113,44 @@ impl Store {
         if candidates.is_empty() {
             return Ok(EventBatch { removed: 0, next });
         }
-        let guard = shared.lock();
-        let h = shared.h()?;
-        let mut tx = Tx::new(&h.log);
-        let mut removed = Vec::new();
-        for (seq, rec) in candidates {
-            let state = match writer::status_of(&tx, seq, rec.received_at_ms) {
-                Ok(StatusRec { state, .. }) => state,
-                Err(_) => continue,
-            };
-            if !finished(state) {
-                continue;
+        // The mutation lock is taken per small chunk, so a write batch (an ack) waits
+        // behind at most one chunk of removals, however large the prune's batch.
+        let mut removed = 0;
+        for chunk in candidates.chunks(LOCKED_CHUNK) {
+            let guard = shared.lock();
+            let h = shared.h()?;
+            let mut tx = Tx::new(&h.log);
+            let mut states = Vec::new();
+            for (seq, rec) in chunk {
+                let seq = *seq;
+                let state = match writer::status_of(&tx, seq, rec.received_at_ms) {
+                    Ok(StatusRec { state, .. }) => state,
+                    Err(_) => continue,
+                };
+                if !finished(state) {
+                    continue;
+                }
+                tx.remove(&keys::id_key(keys::EVENT, seq));
+                tx.remove(&keys::id_key(keys::STATUS, seq));
+                let mut prefix = vec![keys::ATTEMPT];
+                prefix.extend_from_slice(&keys::u64_bytes(seq));
+                for a in h.log.scan_prefix(prefix).keys() {
+                    tx.remove(&a.db()?);
+                }
+                let dedup = keys::dedup_key(&rec.endpoint, &rec.event_id);
+                if tx.get(&dedup)?.and_then(|v| keys::read_u64(&v)) == Some(seq) {
+                    tx.remove(&dedup);
+                }
+                states.push(state);
             }
-            tx.remove(&keys::id_key(keys::EVENT, seq));
-            tx.remove(&keys::id_key(keys::STATUS, seq));
-            let mut prefix = vec![keys::ATTEMPT];
-            prefix.extend_from_slice(&keys::u64_bytes(seq));
-            for a in shared.h()?.log.scan_prefix(prefix).keys() {
-                tx.remove(&a.db()?);
+            tx.commit()?;
+            drop(guard);
+            for s in &states {
+                shared.counts.removed(*s);
             }
-            let dedup = keys::dedup_key(&rec.endpoint, &rec.event_id);
-            if tx.get(&dedup)?.and_then(|v| keys::read_u64(&v)) == Some(seq) {
-                tx.remove(&dedup);
-            }
-            removed.push(state);
+            removed += states.len();
         }
-        tx.commit()?;
-        drop(guard);
-        for s in &removed {
-            shared.counts.removed(*s);
-        }
-        Ok(EventBatch {
-            removed: removed.len(),
-            next,
-        })
+        Ok(EventBatch { removed, next })
     }
 
     /// Whether an indexed delivery with this event id was received at or after id `since`.
