@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 const LAG: Duration = Duration::from_secs(1);
 /// How often it wakes.
 const TICK: Duration = Duration::from_millis(200);
-/// Deliveries indexed per batch.
-const BATCH: usize = 2_000;
+/// Deliveries indexed per batch. Small: sled's `apply_batch` holds a lock every writer
+/// waits for, so a batch of thousands (tens of thousands of keys) stalled acks for ~50 ms.
+const BATCH: usize = 100;
 
 /// The index entries of a delivery: by endpoint, verdict, type and event id.
 pub(super) fn entries(id: u64, d: &DeliveryRec) -> Vec<Vec<u8>> {
@@ -132,8 +133,15 @@ impl Indexer {
                     // A batch still being written (a slow fsync) holds ids below the target.
                     let floor = shared.batch_floor.load(Ordering::SeqCst);
                     let target = target.min(floor.saturating_sub(1));
-                    if let Err(e) = index_batch(&shared, target, BATCH) {
-                        tracing::warn!(error = %e, "indexing failed; retrying");
+                    loop {
+                        match index_batch(&shared, target, BATCH) {
+                            Ok(n) if n == BATCH && !stopping.load(Ordering::Relaxed) => {}
+                            Ok(_) => break,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "indexing failed; retrying");
+                                break;
+                            }
+                        }
                     }
                 }
             })?;
