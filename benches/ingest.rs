@@ -189,9 +189,26 @@ fn main() {
         "hookd / bare throughput: {:.0}%",
         100.0 * hookd.rps() / bare.rps()
     );
+    let accepted = stats
+        .deliveries
+        .get("accepted")
+        .copied()
+        .unwrap_or(0)
+        .max(1);
     println!(
-        "hookd stored {} accepted deliveries; data dir {:.1} MB",
-        stats.deliveries.get("accepted").copied().unwrap_or(0),
-        stats.store_bytes as f64 / 1e6
+        "hookd stored {accepted} accepted deliveries; data dir {:.1} MB ({:.0} bytes per delivery)",
+        stats.store_bytes as f64 / 1e6,
+        stats.store_bytes as f64 / accepted as f64
     );
+    // Live bytes: what a garbage-free copy of the store takes (sled's files under a sliding
+    // retention window level off at about twice that).
+    let db = dir.path().join("data").join("db");
+    match hookd::store::snapshot::compact(&db) {
+        Ok((_, after)) => println!(
+            "live (compacted) {:.1} MB: {:.0} bytes per delivery",
+            after as f64 / 1e6,
+            after as f64 / accepted as f64
+        ),
+        Err(e) => println!("compaction failed: {e}"),
+    }
 }

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::store::{Store, StoreError};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
@@ -24,16 +24,13 @@ const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 /// ack p99 elevenfold (benches/README.md).
 const REST_FACTOR: u32 = 4;
 
-/// Index entries kept for stored exports, dropped when their directory is pruned.
-///
-/// The export store registers its index here ([`Pruner::set_export_index`]); the pruner calls
-/// [`ExportIndex::forget`] for an export *before* it removes the directory, so an index entry
-/// never points at a directory that is gone. A directory left behind by a failure is removed
-/// by a later run.
-pub trait ExportIndex: Send + Sync {
-    /// Drops every index entry of the export `name` (`<connection>/<task>`, its directory
-    /// under `<data_dir>/exports/`). An error keeps the directory for the next run.
-    fn forget(&self, name: &str) -> Result<(), String>;
+/// Why a prune stopped short (the next run tries again).
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the prune task failed: {0}")]
+    Task(String),
 }
 
 /// What one prune removed.
@@ -97,7 +94,6 @@ pub struct Pruner {
     export_retention_days: u32,
     schedule: String,
     batch: usize,
-    export_index: RwLock<Option<Arc<dyn ExportIndex>>>,
     /// One prune at a time; held for the whole run.
     running: tokio::sync::Mutex<()>,
     busy: AtomicBool,
@@ -119,7 +115,6 @@ impl Pruner {
             export_retention_days: config.retention.export_retention_days,
             schedule: config.retention.schedule.clone(),
             batch: config.retention.batch_size,
-            export_index: RwLock::new(None),
             running: tokio::sync::Mutex::new(()),
             busy: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -128,13 +123,6 @@ impl Pruner {
             last_records: AtomicU64::new(0),
             last_exports: AtomicU64::new(0),
             total_records: AtomicU64::new(0),
-        }
-    }
-
-    /// Registers the index whose entries go with pruned export directories.
-    pub fn set_export_index(&self, index: Arc<dyn ExportIndex>) {
-        if let Ok(mut slot) = self.export_index.write() {
-            *slot = Some(index);
         }
     }
 
@@ -156,13 +144,13 @@ impl Pruner {
 
     /// Runs one prune as of now, off the async threads. A prune already running makes this
     /// one return at once (the running one covers it).
-    pub async fn run_now(self: &Arc<Self>) -> Option<Result<PruneReport, StoreError>> {
+    pub async fn run_now(self: &Arc<Self>) -> Option<Result<PruneReport, PruneError>> {
         let guard = self.running.try_lock().ok()?;
         let me = self.clone();
         let now_ms = clock::now_ms();
         let result = tokio::task::spawn_blocking(move || me.prune_at(now_ms))
             .await
-            .unwrap_or_else(|e| Err(StoreError::Corrupt(format!("the prune task failed: {e}"))));
+            .unwrap_or_else(|e| Err(PruneError::Task(e.to_string())));
         drop(guard);
         match &result {
             Ok(r) if r.records() + r.exports > 0 => tracing::info!(
@@ -178,7 +166,7 @@ impl Pruner {
     }
 
     /// Removes everything past retention as of `now_ms` (ms since the epoch). Blocking.
-    pub fn prune_at(&self, now_ms: u64) -> Result<PruneReport, StoreError> {
+    pub fn prune_at(&self, now_ms: u64) -> Result<PruneReport, PruneError> {
         self.busy.store(true, Ordering::Relaxed);
         let started = std::time::Instant::now();
         let result = self.prune_inner(now_ms);
@@ -194,7 +182,7 @@ impl Pruner {
         result
     }
 
-    fn prune_inner(&self, now_ms: u64) -> Result<PruneReport, StoreError> {
+    fn prune_inner(&self, now_ms: u64) -> Result<PruneReport, PruneError> {
         let cutoff = now_ms.saturating_sub(u64::from(self.retention_days) * DAY_MS);
         let mut report = PruneReport::default();
         loop {
@@ -244,7 +232,6 @@ impl Pruner {
         let Ok(entries) = std::fs::read_dir(&self.exports_dir) else {
             return 0; // no exports yet
         };
-        let index = self.export_index.read().ok().and_then(|i| i.clone());
         let old = |path: &std::path::Path| {
             std::fs::metadata(path)
                 .and_then(|m| m.modified())
@@ -271,12 +258,12 @@ impl Pruner {
                 if !old(&path) {
                     continue;
                 }
-                let export = format!("{name}/{}", task.file_name().to_string_lossy());
-                if let Some(index) = &index {
-                    if let Err(e) = index.forget(&export) {
-                        tracing::error!(%export, error = %e, "cannot drop an export's index entries; kept");
-                        continue;
-                    }
+                // The index entries and record go first, so none points at a directory
+                // that is gone; a directory left behind by a failure goes on a later run.
+                let task_name = task.file_name().to_string_lossy().into_owned();
+                if let Err(e) = self.store.remove_export_data(&name, &task_name) {
+                    tracing::error!(export = %format!("{name}/{task_name}"), error = %e, "cannot drop an export's index entries; kept");
+                    continue;
                 }
                 let gone = if path.is_dir() {
                     std::fs::remove_dir_all(&path)

@@ -170,8 +170,6 @@ pub async fn start(
 
     let grace = Duration::from_secs(config.processing.shutdown_grace_secs);
     let pruner = Arc::new(Pruner::new(&config, store.clone()));
-    // Exports that age out take their index entries and records with them.
-    pruner.set_export_index(Arc::new(crate::store::fasten::ExportIndex(store.clone())));
     let prune_schedule = pruner
         .schedule()
         .await
@@ -214,7 +212,7 @@ pub async fn start(
     crate::telemetry::handle();
     crate::telemetry::spawn_upkeep(shutdown.clone());
     // Both listeners are bound and serving: tell systemd (Type=notify) and feed its watchdog.
-    crate::telemetry::notify_ready(shutdown.clone());
+    crate::telemetry::notify_ready(shutdown.clone(), store.clone());
 
     let tasks = Tasks {
         receiver: receiver_task,

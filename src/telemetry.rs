@@ -103,9 +103,10 @@ pub fn render(store: &Store, now_ms: u64) -> String {
     handle().map(|h| h.render()).unwrap_or_default()
 }
 
-/// Tells systemd (Type=notify) that hookd is ready, and keeps its watchdog fed. Does
-/// nothing when not started by systemd.
-pub fn notify_ready(shutdown: crate::shutdown::Shutdown) {
+/// Tells systemd (Type=notify) that hookd is ready, and keeps its watchdog fed while the
+/// store can take writes: a hookd whose writer died is restarted by systemd. Does nothing
+/// when not started by systemd.
+pub fn notify_ready(shutdown: crate::shutdown::Shutdown, store: std::sync::Arc<Store>) {
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
         tracing::debug!(error = %e, "no systemd notification socket");
     }
@@ -117,9 +118,12 @@ pub fn notify_ready(shutdown: crate::shutdown::Shutdown) {
             let mut tick = tokio::time::interval(every);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => {
-                        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-                    }
+                    _ = tick.tick() => match store.health() {
+                        Ok(()) => {
+                            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                        }
+                        Err(reason) => tracing::error!(%reason, "not feeding the watchdog"),
+                    },
                     _ = shutdown.clone().wait() => break,
                 }
             }

@@ -82,7 +82,11 @@ impl<'a> Route<'a> {
 /// Answers one request to the admin listener.
 pub async fn dispatch(admin: Arc<Admin>, req: Request) -> warp::reply::Response {
     if req.path == "/healthz" {
-        return warp::reply::json(&serde_json::json!({ "status": "ok" })).into_response();
+        // Unhealthy while the store cannot take writes: what systemd and load balancers act on.
+        return match admin.store.health() {
+            Ok(()) => warp::reply::json(&serde_json::json!({ "status": "ok" })).into_response(),
+            Err(reason) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
+        };
     }
     if !admin.config.admin.has_credential() && !guard::loopback_host(req.header("host")) {
         return ApiError::new(

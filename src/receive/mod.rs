@@ -412,7 +412,11 @@ impl Receiver {
                 .record_durable(draft)
                 .await
                 .map(|id| (id, answer, Verdict::Filtered))
-        } else if self.store.backlog() >= self.config.receive.queue_high_water {
+        } else if self.store.backlog() >= self.config.receive.queue_high_water
+            // A redelivery of a stored event adds nothing to the queue: it is answered
+            // `duplicate` whatever the backlog.
+            && !matches!(self.store.find_event(&request.endpoint, &event_id), Ok(Some(_)))
+        {
             let refusal = refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "queue is above its high-water mark; retry later",

@@ -1,12 +1,66 @@
-//! Read-side queries for the web UI: events by processing state, bulk replay, and
-//! deliveries counted per hour and verdict.
+//! Read-side queries for the web UI and the admin API: one delivery, event or payload;
+//! deliveries and events by filter; deliveries counted per hour and verdict.
 //!
-//! Kept apart from the ingest path: everything here walks sled's ordered trees newest first
-//! and stops after a bounded number of records, handing back a cursor to continue from, so
-//! no request scans the whole log however large it has grown.
+//! Everything here walks sled's ordered keys newest first and stops after a bounded number
+//! of records, handing back a cursor to continue from, so no request scans the whole log
+//! however large it has grown. A filter walks the most selective index that applies; the
+//! deliveries the indexer has not reached yet (the last second or so) are filtered directly.
 
+use super::codec::{self, BodyRec, DeliveryRec, EventRec, StatusRec};
 use super::keys::{self, IndexKind};
-use super::{from_json, Event, EventState, Result, Store, Verdict};
+use super::model::{Attempt, Delivery, Event, EventState, Verdict};
+use super::{writer, Db, Result, Store, StoreError};
+use std::sync::atomic::Ordering;
+
+/// Filters for [`Store::list_deliveries`]; all that are set must match.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub endpoint: Option<String>,
+    pub verdict: Option<Verdict>,
+    pub event_type: Option<String>,
+    pub event_id: Option<String>,
+    /// Inclusive lower bound on the receive time.
+    pub from_ms: Option<u64>,
+    /// Inclusive upper bound on the receive time.
+    pub to_ms: Option<u64>,
+}
+
+impl DeliveryFilter {
+    fn matches(&self, d: &DeliveryRec) -> bool {
+        self.endpoint.as_ref().is_none_or(|e| *e == d.endpoint)
+            && self.verdict.is_none_or(|v| v == d.verdict)
+            && self
+                .event_type
+                .as_ref()
+                .is_none_or(|t| Some(t) == d.event_type.as_ref())
+            && self
+                .event_id
+                .as_ref()
+                .is_none_or(|i| Some(i) == d.event_id.as_ref())
+    }
+
+    /// The most selective index that applies.
+    fn index(&self) -> Option<(IndexKind, &str)> {
+        [
+            self.event_id.as_deref().map(|v| (IndexKind::EventId, v)),
+            self.event_type
+                .as_deref()
+                .map(|v| (IndexKind::EventType, v)),
+            self.endpoint.as_deref().map(|v| (IndexKind::Endpoint, v)),
+            self.verdict.map(|v| (IndexKind::Verdict, v.as_str())),
+        ]
+        .into_iter()
+        .flatten()
+        .next()
+    }
+}
+
+/// One page of deliveries, newest first; `next_cursor` continues below the last one seen.
+#[derive(Debug)]
+pub struct DeliveryPage {
+    pub items: Vec<Delivery>,
+    pub next_cursor: Option<u64>,
+}
 
 /// Filters for [`Store::list_events`]; all that are set must match.
 #[derive(Debug, Clone, Default)]
@@ -26,19 +80,18 @@ impl EventFilter {
             && self.event_type.as_ref().is_none_or(|t| *t == e.event_type)
             && self.state.is_none_or(|s| s == e.state)
     }
+}
 
-    /// The seq range `[lo, hi)` the time bounds allow, narrowed by a cursor.
-    fn range(&self, before: Option<u64>) -> (u64, u64) {
-        let lo = self.from_ms.map(keys::first_id_at).unwrap_or(0);
-        let mut hi = self
-            .to_ms
-            .map(|t| keys::first_id_at(t.saturating_add(1)))
-            .unwrap_or(u64::MAX);
-        if let Some(b) = before {
-            hi = hi.min(b);
-        }
-        (lo, hi)
+/// The id range `[lo, hi)` that time bounds allow, narrowed by a cursor.
+fn id_bounds(from_ms: Option<u64>, to_ms: Option<u64>, before: Option<u64>) -> (u64, u64) {
+    let lo = from_ms.map(keys::first_id_at).unwrap_or(0);
+    let mut hi = to_ms
+        .map(|t| keys::first_id_at(t.saturating_add(1)))
+        .unwrap_or(u64::MAX);
+    if let Some(b) = before {
+        hi = hi.min(b);
     }
+    (lo, hi)
 }
 
 /// One page of events, newest first; `next_cursor` continues below the last one examined.
@@ -51,10 +104,203 @@ pub struct EventPage {
 /// Deliveries received in one hour, by verdict (in [`Verdict::ALL`] order).
 pub type HourCounts = [u64; 4];
 
-/// Most events one page request examines before it returns a cursor.
-const EVENT_SCAN_BUDGET: usize = 5_000;
+/// Most records one list request examines before it returns a cursor to continue from,
+/// so that a filter matching almost nothing cannot make one request scan the whole log.
+const SCAN_BUDGET: usize = 5_000;
 
 impl Store {
+    fn delivery_rec(&self, id: u64) -> Result<Option<DeliveryRec>> {
+        match self
+            .shared
+            .h()?
+            .log
+            .get(keys::id_key(keys::DELIVERY, id))
+            .db()?
+        {
+            Some(bytes) => Ok(Some(codec::decode(&format!("delivery {id}"), &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The API's view of a stored delivery: its body and latency filled in.
+    fn to_delivery(&self, id: u64, d: DeliveryRec) -> Result<Delivery> {
+        let body = match &d.body {
+            BodyRec::Inline(text) => text.clone(),
+            BodyRec::Payload(len) => match d.event_seq.map(|seq| self.payload(seq)).transpose()? {
+                Some(Some(p)) => {
+                    String::from_utf8_lossy(&p[..(*len as usize).min(p.len())]).into_owned()
+                }
+                _ => String::new(),
+            },
+        };
+        let pending = self
+            .shared
+            .latencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .copied();
+        let latency_us = match pending {
+            Some(us) => Some(us),
+            None => self
+                .shared
+                .h()?
+                .log
+                .get(keys::index_key(IndexKind::Verdict, d.verdict.as_str(), id))
+                .db()?
+                .and_then(|v| keys::read_u64(&v)),
+        };
+        Ok(Delivery {
+            id,
+            received_at_ms: d.received_at_ms,
+            endpoint: d.endpoint,
+            remote_addr: d.remote_addr,
+            request_headers: d.request_headers,
+            body,
+            body_bytes: d.body_bytes as usize,
+            body_truncated: d.body_truncated,
+            verdict: d.verdict,
+            reason: d.reason,
+            response: d.response,
+            event_id: d.event_id,
+            event_type: d.event_type,
+            event_seq: d.event_seq,
+            latency_us,
+        })
+    }
+
+    /// One delivery by id.
+    pub fn delivery(&self, id: u64) -> Result<Option<Delivery>> {
+        match self.delivery_rec(id)? {
+            Some(d) => Ok(Some(self.to_delivery(id, d)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Deliveries matching `filter`, newest first, with ids below `before` (the cursor).
+    pub fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<DeliveryPage> {
+        let (lo, hi) = id_bounds(filter.from_ms, filter.to_ms, before);
+        let mut page = DeliveryPage {
+            items: Vec::new(),
+            next_cursor: None,
+        };
+        if lo >= hi || limit == 0 {
+            return Ok(page);
+        }
+        let log = &self.shared.h()?.log;
+        let indexed_below = self
+            .shared
+            .watermark
+            .load(Ordering::Relaxed)
+            .saturating_add(1);
+        // Ids to look at, newest first: the unindexed tail (or everything, without a
+        // filter that has an index), then the index.
+        let (direct_lo, index_part) = match filter.index() {
+            Some((kind, value)) if lo < indexed_below => (
+                indexed_below.max(lo),
+                Some((
+                    keys::index_key(kind, value, lo),
+                    keys::index_key(kind, value, hi.min(indexed_below)),
+                )),
+            ),
+            Some(_) => (lo, None),
+            None => (lo, None),
+        };
+        let direct = log
+            .range(keys::id_range(keys::DELIVERY, direct_lo, hi.max(direct_lo)))
+            .keys()
+            .rev();
+        let ids = direct.map(|k| k.map(|k| keys::key_id(&k).unwrap_or(0)));
+        let indexed = index_part.into_iter().flat_map(|(start, end)| {
+            log.range(start..end)
+                .keys()
+                .rev()
+                .map(|k| k.map(|k| keys::index_key_id(&k).unwrap_or(0)))
+        });
+        for (scanned, id) in ids.chain(indexed).enumerate() {
+            let id = id.db()?;
+            if scanned >= SCAN_BUDGET {
+                page.next_cursor = Some(id.saturating_add(1));
+                return Ok(page);
+            }
+            if let Some(d) = self.delivery_rec(id)? {
+                if filter.matches(&d) {
+                    page.items.push(self.to_delivery(id, d)?);
+                    if page.items.len() == limit {
+                        page.next_cursor = Some(id);
+                        return Ok(page);
+                    }
+                }
+            }
+        }
+        Ok(page)
+    }
+
+    /// One event by its seq.
+    pub fn event(&self, seq: u64) -> Result<Option<Event>> {
+        let h = self.shared.h()?;
+        match h.log.get(keys::id_key(keys::EVENT, seq)).db()? {
+            Some(bytes) => self.event_from(seq, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// An event from its stored record and status. An unreadable record still shows, with
+    /// what its status says (a claim sent it to `dead`, with the reason).
+    fn event_from(&self, seq: u64, bytes: &[u8]) -> Result<Event> {
+        let h = self.shared.h()?;
+        let tx = writer::Tx::new(&h.log);
+        let rec = match codec::decode_event(&format!("event {seq}"), bytes) {
+            Ok((rec, _)) => rec,
+            Err(e) => EventRec {
+                endpoint: String::new(),
+                event_id: format!("(unreadable event {seq})"),
+                event_type: String::new(),
+                received_at_ms: keys::id_time_ms(seq),
+                delivery_id: 0,
+            }
+            .with_status_or(e, writer::status_of(&tx, seq, 0))?,
+        };
+        let status = writer::status_of(&tx, seq, rec.received_at_ms)?;
+        Ok(writer::to_event(seq, rec, status))
+    }
+
+    /// The stored body of an event.
+    pub fn payload(&self, seq: u64) -> Result<Option<bytes::Bytes>> {
+        let h = self.shared.h()?;
+        let tx = writer::Tx::new(&h.log);
+        Ok(writer::event_of(&tx, seq)?.map(|(_, payload)| payload))
+    }
+
+    /// Every attempt of an event, in order.
+    pub fn attempts(&self, seq: u64) -> Result<Vec<Attempt>> {
+        let mut prefix = vec![keys::ATTEMPT];
+        prefix.extend_from_slice(&keys::u64_bytes(seq));
+        self.shared
+            .h()?
+            .log
+            .scan_prefix(prefix)
+            .values()
+            .map(|v| codec::decode_attempt(&format!("attempt of event {seq}"), &v.db()?))
+            .collect()
+    }
+
+    /// The seq of the event accepted on `endpoint` with this event id.
+    pub fn find_event(&self, endpoint: &str, event_id: &str) -> Result<Option<u64>> {
+        Ok(self
+            .shared
+            .h()?
+            .log
+            .get(keys::dedup_key(endpoint, event_id))
+            .db()?
+            .and_then(|v| keys::read_u64(&v)))
+    }
+
     /// Events matching `filter`, newest first, with seqs below `before` (the cursor).
     /// Examines at most a bounded number of events; a short page with a cursor means
     /// "continue from there".
@@ -64,74 +310,96 @@ impl Store {
         before: Option<u64>,
         limit: usize,
     ) -> Result<EventPage> {
-        let (lo, hi) = filter.range(before);
-        let mut items = Vec::new();
+        let (lo, hi) = id_bounds(filter.from_ms, filter.to_ms, before);
+        let mut page = EventPage {
+            items: Vec::new(),
+            next_cursor: None,
+        };
         if lo >= hi || limit == 0 {
-            return Ok(EventPage {
-                items,
-                next_cursor: None,
-            });
+            return Ok(page);
         }
         let range = self
-            .events
-            .range(keys::u64_key(lo)..keys::u64_key(hi))
+            .shared
+            .h()?
+            .log
+            .range(keys::id_range(keys::EVENT, lo, hi))
             .rev();
         for (scanned, entry) in range.enumerate() {
-            let (key, value) = entry?;
-            let seq = keys::read_u64(&key).unwrap_or(0);
-            if scanned >= EVENT_SCAN_BUDGET {
-                return Ok(EventPage {
-                    items,
-                    next_cursor: Some(seq.saturating_add(1)),
-                });
+            let (key, value) = entry.db()?;
+            let seq = keys::key_id(&key).unwrap_or(0);
+            if scanned >= SCAN_BUDGET {
+                page.next_cursor = Some(seq.saturating_add(1));
+                return Ok(page);
             }
-            let event: Event = from_json("events", &value)?;
+            let event = self.event_from(seq, &value)?;
             if filter.matches(&event) {
-                items.push(event);
-                if items.len() == limit {
-                    return Ok(EventPage {
-                        items,
-                        next_cursor: Some(seq),
-                    });
+                page.items.push(event);
+                if page.items.len() == limit {
+                    page.next_cursor = Some(seq);
+                    return Ok(page);
                 }
             }
         }
-        Ok(EventPage {
-            items,
-            next_cursor: None,
-        })
+        Ok(page)
     }
 
     /// Deliveries per hour and verdict for the hours starting at `from_hour` up to and
-    /// including `to_hour` (hours since the epoch). Counts index keys only; no record is read.
+    /// including `to_hour` (hours since the epoch). Counts index keys, and reads only the
+    /// deliveries the indexer has not reached yet.
     pub fn hourly_counts(&self, from_hour: u64, to_hour: u64) -> Result<Vec<HourCounts>> {
         let hours = to_hour.saturating_sub(from_hour) as usize + 1;
         let mut out = vec![[0u64; 4]; hours];
+        let mut count = |id: u64, vi: usize| {
+            let hour = keys::id_time_ms(id) / 3_600_000;
+            if let Some(slot) = hour
+                .checked_sub(from_hour)
+                .and_then(|h| out.get_mut(h as usize))
+            {
+                slot[vi] += 1;
+            }
+        };
+        let lo = keys::first_id_at(from_hour * 3_600_000);
+        let hi = keys::first_id_at((to_hour + 1) * 3_600_000);
+        let indexed_below = self
+            .shared
+            .watermark
+            .load(Ordering::Relaxed)
+            .saturating_add(1);
+        let log = &self.shared.h()?.log;
         for (vi, v) in Verdict::ALL.iter().enumerate() {
-            let start = keys::index_key(
-                IndexKind::Verdict,
-                v.as_str(),
-                keys::first_id_at(from_hour * 3_600_000),
-            );
-            let end = keys::index_key(
-                IndexKind::Verdict,
-                v.as_str(),
-                keys::first_id_at((to_hour + 1) * 3_600_000),
-            );
-            for key in self.delivery_idx.range(start..end).keys() {
-                let Some(id) = keys::index_key_id(&key?) else {
-                    continue;
-                };
-                let hour = keys::id_time_ms(id) / 3_600_000;
-                if let Some(slot) = hour
-                    .checked_sub(from_hour)
-                    .and_then(|h| out.get_mut(h as usize))
-                {
-                    slot[vi] += 1;
+            let start = keys::index_key(IndexKind::Verdict, v.as_str(), lo);
+            let end = keys::index_key(IndexKind::Verdict, v.as_str(), hi.min(indexed_below));
+            if start >= end {
+                continue;
+            }
+            for key in log.range(start..end).keys() {
+                if let Some(id) = keys::index_key_id(&key.db()?) {
+                    count(id, vi);
+                }
+            }
+        }
+        let tail_lo = lo.max(indexed_below);
+        if tail_lo < hi {
+            for item in log.range(keys::id_range(keys::DELIVERY, tail_lo, hi)) {
+                let (key, bytes) = item.db()?;
+                let id = keys::key_id(&key).unwrap_or(0);
+                if let Ok(d) = codec::decode::<DeliveryRec>("delivery", &bytes) {
+                    count(id, d.verdict.index());
                 }
             }
         }
         Ok(out)
+    }
+}
+
+impl EventRec {
+    /// This placeholder for an unreadable event record when its status is readable (it was
+    /// sent to `dead`); otherwise the decoding error.
+    fn with_status_or(self, e: StoreError, status: Result<StatusRec>) -> Result<EventRec> {
+        match status {
+            Ok(s) if s.state == EventState::Dead => Ok(self),
+            _ => Err(e),
+        }
     }
 }
 

@@ -1,11 +1,18 @@
-//! Consistency check of a stopped data directory (`hookd verify-data`): every index and
-//! queue entry points at a record that exists, and every record has the entries it needs.
+//! Consistency check of a data directory's store (`hookd verify-data`): every index, queue
+//! and dedup entry points at a record that exists, and every record can be read and has the
+//! entries it needs.
+//!
+//! The check never modifies what it checks: sled writes to a store when it opens it (it
+//! recovers its log and may write a snapshot), so the files are copied to a temporary
+//! directory and the copy is opened, under the same guard as any open: a damaged store gives
+//! an error within seconds, never a panic or a hang.
 
+use super::codec::{self, BodyRec, DeliveryRec, StatusRec};
 use super::keys;
-use super::model::{Delivery, Event, EventState};
-use super::{writer, Result};
-use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
+use super::model::EventState;
+use super::{indexer, open, Db, Result, StoreError};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
 /// Most problems listed one by one; the rest are only counted.
 const LISTED: usize = 50;
@@ -13,7 +20,7 @@ const LISTED: usize = 50;
 /// What [`check`] found.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// Entries per tree.
+    /// Records per kind.
     pub counts: BTreeMap<String, u64>,
     /// The first problems found, one line each.
     pub problems: Vec<String>,
@@ -35,150 +42,220 @@ impl Report {
     }
 }
 
-/// Opens the store in `db_dir` without starting anything and checks its indexes agree.
-/// Fails if the store is in use (sled holds a lock) or does not exist.
+/// A copy of a store's files, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn copy_files(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_files(&entry.path(), &to.join(entry.file_name()))?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks the store in `db_dir` on a copy of its files in the system's temporary directory.
+/// Fails if there is no store there or it cannot be opened (damaged).
 pub fn check(db_dir: &Path) -> Result<Report> {
     if !db_dir.join("conf").exists() {
-        return Err(super::StoreError::Corrupt(format!(
-            "{} holds no hookd store",
-            db_dir.display()
-        )));
+        return Err(StoreError::NotAStore(db_dir.to_path_buf()));
     }
-    let db = sled::Config::new().path(db_dir).open()?;
-    check_db(&db)
+    let scratch = Scratch(std::env::temp_dir().join(format!(
+        "hookd-verify-{}-{}",
+        std::process::id(),
+        crate::clock::now_ms()
+    )));
+    copy_files(db_dir, &scratch.0).map_err(|e| {
+        StoreError::Io(format!(
+            "cannot copy {} to {} to check it: {e}",
+            db_dir.display(),
+            scratch.0.display()
+        ))
+    })?;
+    let db = open::open_guarded(&scratch.0, 64).map_err(|e| match e {
+        StoreError::Damaged { detail, .. } => StoreError::Damaged {
+            path: db_dir.to_path_buf(),
+            detail: detail.replace(
+                &scratch.0.display().to_string(),
+                &db_dir.display().to_string(),
+            ),
+        },
+        other => other,
+    })?;
+    let report = match open::stored_format(&db)? {
+        Some(open::FORMAT) => check_db(&db),
+        Some(found) if found > open::FORMAT => Err(StoreError::NewerFormat {
+            path: db_dir.to_path_buf(),
+            found,
+            known: open::FORMAT,
+        }),
+        _ if super::migrate::is_format1(&db) => {
+            let mut r = Report::default();
+            r.problem(format!(
+                "{} is in data format 1 (hookd 0.1.0); hookd {} migrates it when it starts on it",
+                db_dir.display(),
+                env!("CARGO_PKG_VERSION")
+            ));
+            Ok(r)
+        }
+        _ => Err(StoreError::Damaged {
+            path: db_dir.to_path_buf(),
+            detail: format!(
+                "{} holds no records and no data format: the file was truncated or replaced",
+                db_dir.join("db").display()
+            ),
+        }),
+    };
+    drop(db);
+    report
 }
 
 pub(super) fn check_db(db: &sled::Db) -> Result<Report> {
-    let tree = |name: &str| db.open_tree(name);
-    let (deliveries, idx, latency) = (tree("deliveries")?, tree("delivery_idx")?, tree("latency")?);
-    let (events, payloads, dedup) = (tree("events")?, tree("payloads")?, tree("dedup")?);
-    let (queue, inflight, attempts) = (tree("queue")?, tree("inflight")?, tree("attempts")?);
+    let log = db.open_tree(keys::LOG_TREE).db()?;
     let mut r = Report::default();
-    for (name, t) in [
-        ("deliveries", &deliveries),
-        ("delivery_idx", &idx),
-        ("latency", &latency),
-        ("events", &events),
-        ("payloads", &payloads),
-        ("dedup", &dedup),
-        ("queue", &queue),
-        ("inflight", &inflight),
-        ("attempts", &attempts),
-    ] {
-        r.counts.insert(name.to_owned(), t.len() as u64);
+    let watermark = log
+        .get(keys::WATERMARK)
+        .db()?
+        .and_then(|v| keys::read_u64(&v))
+        .unwrap_or(0);
+    let kinds = [
+        ("deliveries", keys::DELIVERY),
+        ("events", keys::EVENT),
+        ("statuses", keys::STATUS),
+        ("dedup", keys::DEDUP),
+        ("queue", keys::QUEUE),
+        ("inflight", keys::INFLIGHT),
+        ("attempts", keys::ATTEMPT),
+        ("index", keys::INDEX),
+    ];
+    for (name, kind) in kinds {
+        r.counts.insert(
+            name.into(),
+            log.range(keys::kind_range(kind)).count() as u64,
+        );
     }
 
+    // Events first: deliveries point into them.
+    let mut events: HashMap<u64, (String, String)> = HashMap::new();
+    for item in log.range(keys::kind_range(keys::EVENT)) {
+        let (key, bytes) = item.db()?;
+        let seq = keys::key_id(&key).unwrap_or(0);
+        match codec::decode_event(&format!("event {seq}"), &bytes) {
+            Ok((rec, _)) => {
+                events.insert(seq, (rec.endpoint, rec.event_id));
+            }
+            Err(e) => r.problem(e.to_string()),
+        }
+    }
     let mut delivery_ids = HashSet::new();
-    for item in deliveries.iter() {
-        let (key, bytes) = item?;
-        let id = keys::read_u64(&key).unwrap_or(0);
+    for item in log.range(keys::kind_range(keys::DELIVERY)) {
+        let (key, bytes) = item.db()?;
+        let id = keys::key_id(&key).unwrap_or(0);
         delivery_ids.insert(id);
-        match serde_json::from_slice::<Delivery>(&bytes) {
+        match codec::decode::<DeliveryRec>(&format!("delivery {id}"), &bytes) {
             Ok(d) => {
-                for entry in writer::index_entries(&d) {
-                    if !idx.contains_key(&entry)? {
-                        r.problem(format!("delivery {id} is missing an index key"));
+                if id <= watermark {
+                    for entry in indexer::entries(id, &d) {
+                        if !log.contains_key(&entry).db()? {
+                            r.problem(format!("delivery {id} is missing an index entry"));
+                        }
+                    }
+                }
+                if let (BodyRec::Payload(_), Some(seq)) = (&d.body, d.event_seq) {
+                    if !events.contains_key(&seq) {
+                        r.problem(format!(
+                            "delivery {id}: the event holding its body ({seq}) is gone"
+                        ));
                     }
                 }
             }
-            Err(e) => r.problem(format!("delivery {id} is unreadable: {e}")),
+            Err(e) => r.problem(e.to_string()),
         }
     }
-    for key in idx.iter().keys() {
-        let key = key?;
-        match keys::index_key_id(&key) {
+    for key in log.range(keys::kind_range(keys::INDEX)).keys() {
+        match keys::index_key_id(&key.db()?) {
             Some(id) if delivery_ids.contains(&id) => {}
-            Some(id) => r.problem(format!(
-                "delivery index key points at missing delivery {id}"
-            )),
-            None => r.problem("malformed delivery index key".into()),
-        }
-    }
-    for key in latency.iter().keys() {
-        let id = keys::read_u64(&key?).unwrap_or(0);
-        if !delivery_ids.contains(&id) {
-            r.problem(format!("latency entry for missing delivery {id}"));
+            Some(id) => r.problem(format!("index entry points at missing delivery {id}")),
+            None => r.problem("malformed index entry".into()),
         }
     }
 
-    let queued: HashSet<u64> = queue
-        .iter()
-        .keys()
-        .map(|k| k.map(|k| keys::parse_queue_key(&k).map_or(0, |(_, seq)| seq)))
-        .collect::<sled::Result<_>>()?;
-    let running: HashSet<u64> = inflight
-        .iter()
-        .keys()
-        .map(|k| k.map(|k| keys::read_u64(&k).unwrap_or(0)))
-        .collect::<sled::Result<_>>()?;
-    let mut states = BTreeMap::new();
-    for item in events.iter() {
-        let (key, bytes) = item?;
-        let seq = keys::read_u64(&key).unwrap_or(0);
-        let e: Event = match serde_json::from_slice(&bytes) {
-            Ok(e) => e,
-            Err(e) => {
-                r.problem(format!("event {seq} is unreadable: {e}"));
-                continue;
+    let mut states: HashMap<u64, EventState> = HashMap::new();
+    for item in log.range(keys::kind_range(keys::STATUS)) {
+        let (key, bytes) = item.db()?;
+        let seq = keys::key_id(&key).unwrap_or(0);
+        if !events.contains_key(&seq) {
+            r.problem(format!("status of missing event {seq}"));
+        }
+        match codec::decode::<StatusRec>(&format!("status of event {seq}"), &bytes) {
+            Ok(s) => {
+                states.insert(seq, s.state);
             }
-        };
-        states.insert(seq, e.state);
-        if !payloads.contains_key(key)? {
-            r.problem(format!("event {seq} has no payload"));
+            Err(e) => r.problem(e.to_string()),
         }
-        let dedup_seq = dedup
-            .get(keys::dedup_key(&e.endpoint, &e.event_id))?
-            .and_then(|v| keys::read_u64(&v));
-        if dedup_seq != Some(seq) {
-            r.problem(format!("event {seq} has no dedup key pointing at it"));
-        }
-        let waiting = matches!(e.state, EventState::Queued | EventState::Retrying);
-        if waiting && !queued.contains(&seq) {
+    }
+    let state = |seq: u64| states.get(&seq).copied().unwrap_or(EventState::Queued);
+    let mut queued = HashSet::new();
+    for key in log.range(keys::kind_range(keys::QUEUE)).keys() {
+        let seq = keys::parse_queue_key(&key.db()?).map_or(0, |(_, seq)| seq);
+        queued.insert(seq);
+        if !events.contains_key(&seq) {
+            r.problem(format!("queue entry points at missing event {seq}"));
+        } else if !matches!(state(seq), EventState::Queued | EventState::Retrying) {
             r.problem(format!(
-                "{} event {seq} has no queue entry",
-                e.state.as_str()
+                "queue entry for event {seq}, which is {}",
+                state(seq).as_str()
             ));
         }
-        if e.state == EventState::Processing && !running.contains(&seq) {
-            r.problem(format!("processing event {seq} has no inflight entry"));
-        }
     }
-    for seq in &queued {
-        match states.get(seq) {
-            Some(EventState::Queued | EventState::Retrying) => {}
-            Some(s) => r.problem(format!(
-                "queue entry for event {seq}, which is {}",
-                s.as_str()
-            )),
-            None => r.problem(format!("queue entry points at missing event {seq}")),
-        }
-    }
-    for seq in &running {
-        match states.get(seq) {
-            Some(EventState::Processing) => {}
-            Some(s) => r.problem(format!(
+    let mut running = HashSet::new();
+    for key in log.range(keys::kind_range(keys::INFLIGHT)).keys() {
+        let seq = keys::key_id(&key.db()?).unwrap_or(0);
+        running.insert(seq);
+        if state(seq) != EventState::Processing {
+            r.problem(format!(
                 "inflight entry for event {seq}, which is {}",
-                s.as_str()
-            )),
-            None => r.problem(format!("inflight entry points at missing event {seq}")),
+                state(seq).as_str()
+            ));
         }
     }
-    for item in dedup.iter() {
-        let (_, v) = item?;
+    let mut deduped = HashSet::new();
+    for item in log.range(keys::kind_range(keys::DEDUP)) {
+        let (_, v) = item.db()?;
         let seq = keys::read_u64(&v).unwrap_or(0);
-        if !states.contains_key(&seq) {
+        deduped.insert(seq);
+        if !events.contains_key(&seq) {
             r.problem(format!("dedup key points at missing event {seq}"));
         }
     }
-    for key in payloads.iter().keys() {
-        let seq = keys::read_u64(&key?).unwrap_or(0);
-        if !states.contains_key(&seq) {
-            r.problem(format!("payload of missing event {seq}"));
+    for (seq, _) in events.iter() {
+        if !deduped.contains(seq) {
+            r.problem(format!("event {seq} has no dedup key pointing at it"));
+        }
+        match state(*seq) {
+            s @ (EventState::Queued | EventState::Retrying) if !queued.contains(seq) => {
+                r.problem(format!("{} event {seq} has no queue entry", s.as_str()))
+            }
+            EventState::Processing if !running.contains(seq) => {
+                r.problem(format!("processing event {seq} has no inflight entry"))
+            }
+            _ => {}
         }
     }
-    for key in attempts.iter().keys() {
-        let seq = keys::read_u64(&key?).unwrap_or(0);
-        if !states.contains_key(&seq) {
+    for key in log.range(keys::kind_range(keys::ATTEMPT)).keys() {
+        let seq = keys::key_id(&key.db()?).unwrap_or(0);
+        if !events.contains_key(&seq) {
             r.problem(format!("attempt log of missing event {seq}"));
         }
     }

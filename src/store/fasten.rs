@@ -12,7 +12,7 @@
 //!
 //! Ids used in keys are checked by the Fasten processor to hold no NUL byte.
 
-use super::{from_json, to_json, Result, Store, StoreError};
+use super::{Db, Result, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -98,6 +98,17 @@ pub struct ResourceLoc {
     pub len: u64,
 }
 
+fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Encode(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(tree: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Unreadable {
+        record: format!("{tree} entry"),
+        detail: e.to_string(),
+    })
+}
+
 const CONNECTIONS: &str = "fasten_connections";
 const EXPORTS: &str = "fasten_exports";
 const TASKS: &str = "fasten_tasks";
@@ -135,11 +146,17 @@ fn encode_loc(loc: &ResourceLoc) -> Vec<u8> {
 }
 
 fn decode_loc(v: &[u8]) -> Result<ResourceLoc> {
-    let bad = || StoreError::Corrupt(format!("{RESOURCES}: short entry"));
+    let bad = || StoreError::Unreadable {
+        record: format!("{RESOURCES} entry"),
+        detail: "short".into(),
+    };
     let offset = super::keys::read_u64(v).ok_or_else(bad)?;
     let len = super::keys::read_u64(v.get(8..).ok_or_else(bad)?).ok_or_else(bad)?;
-    let rest = std::str::from_utf8(v.get(16..).ok_or_else(bad)?)
-        .map_err(|_| StoreError::Corrupt(format!("{RESOURCES}: not UTF-8")))?;
+    let rest =
+        std::str::from_utf8(v.get(16..).ok_or_else(bad)?).map_err(|_| StoreError::Unreadable {
+            record: format!("{RESOURCES} entry"),
+            detail: "not UTF-8".into(),
+        })?;
     let (task_id, file) = rest.split_once('\0').ok_or_else(bad)?;
     Ok(ResourceLoc {
         task_id: task_id.to_string(),
@@ -163,10 +180,12 @@ pub struct ResourceIndexer {
 impl ResourceIndexer {
     /// Adds (or replaces) the entry of one resource.
     pub fn add(&mut self, resource_type: &str, id: &str, loc: &ResourceLoc) -> Result<()> {
-        self.tree.insert(
-            resource_key(&self.connection, resource_type, id),
-            encode_loc(loc),
-        )?;
+        self.tree
+            .insert(
+                resource_key(&self.connection, resource_type, id),
+                encode_loc(loc),
+            )
+            .db()?;
         Ok(())
     }
 }
@@ -176,12 +195,12 @@ const REMOVE_BATCH: usize = 1_000;
 
 impl Store {
     fn fasten_tree(&self, name: &str) -> Result<sled::Tree> {
-        Ok(self.db.open_tree(name)?)
+        self.shared.h()?.db.open_tree(name).db()
     }
 
     /// One connection.
     pub fn connection(&self, id: &str) -> Result<Option<Connection>> {
-        match self.fasten_tree(CONNECTIONS)?.get(id.as_bytes())? {
+        match self.fasten_tree(CONNECTIONS)?.get(id.as_bytes()).db()? {
             Some(v) => Ok(Some(from_json(CONNECTIONS, &v)?)),
             None => Ok(None),
         }
@@ -192,7 +211,7 @@ impl Store {
         self.fasten_tree(CONNECTIONS)?
             .iter()
             .values()
-            .map(|v| from_json(CONNECTIONS, &v?))
+            .map(|v| from_json(CONNECTIONS, &v.db()?))
             .collect()
     }
 
@@ -206,7 +225,7 @@ impl Store {
     ) -> Result<(Connection, T)> {
         let tree = self.fasten_tree(CONNECTIONS)?;
         loop {
-            let old = tree.get(id.as_bytes())?;
+            let old = tree.get(id.as_bytes()).db()?;
             let mut c: Connection = match &old {
                 Some(v) => from_json(CONNECTIONS, v)?,
                 None => Connection {
@@ -217,7 +236,8 @@ impl Store {
             let out = change(&mut c);
             let new = to_json(&c)?;
             if tree
-                .compare_and_swap(id.as_bytes(), old, Some(new))?
+                .compare_and_swap(id.as_bytes(), old, Some(new))
+                .db()?
                 .is_ok()
             {
                 return Ok((c, out));
@@ -236,21 +256,29 @@ impl Store {
     /// Records a completely stored export (and its task's connection), then flushes, so the
     /// record is on disk before the attempt is reported done.
     pub async fn put_export(&self, record: &ExportRecord) -> Result<()> {
-        self.fasten_tree(EXPORTS)?.insert(
-            key2(&record.org_connection_id, &record.task_id),
-            to_json(record)?,
-        )?;
-        self.fasten_tree(TASKS)?.insert(
-            record.task_id.as_bytes(),
-            record.org_connection_id.as_bytes(),
-        )?;
-        self.db.flush_async().await?;
+        self.fasten_tree(EXPORTS)?
+            .insert(
+                key2(&record.org_connection_id, &record.task_id),
+                to_json(record)?,
+            )
+            .db()?;
+        self.fasten_tree(TASKS)?
+            .insert(
+                record.task_id.as_bytes(),
+                record.org_connection_id.as_bytes(),
+            )
+            .db()?;
+        self.shared.h()?.db.flush_async().await.db()?;
         Ok(())
     }
 
     /// One stored export.
     pub fn export(&self, connection: &str, task_id: &str) -> Result<Option<ExportRecord>> {
-        match self.fasten_tree(EXPORTS)?.get(key2(connection, task_id))? {
+        match self
+            .fasten_tree(EXPORTS)?
+            .get(key2(connection, task_id))
+            .db()?
+        {
             Some(v) => Ok(Some(from_json(EXPORTS, &v)?)),
             None => Ok(None),
         }
@@ -258,7 +286,7 @@ impl Store {
 
     /// A stored export found by its task id alone.
     pub fn export_by_task(&self, task_id: &str) -> Result<Option<ExportRecord>> {
-        let Some(conn) = self.fasten_tree(TASKS)?.get(task_id.as_bytes())? else {
+        let Some(conn) = self.fasten_tree(TASKS)?.get(task_id.as_bytes()).db()? else {
             return Ok(None);
         };
         let conn = String::from_utf8_lossy(&conn).into_owned();
@@ -270,7 +298,7 @@ impl Store {
         self.fasten_tree(EXPORTS)?
             .scan_prefix(prefix(connection))
             .values()
-            .map(|v| from_json(EXPORTS, &v?))
+            .map(|v| from_json(EXPORTS, &v.db()?))
             .collect()
     }
 
@@ -281,9 +309,10 @@ impl Store {
         resource_type: &str,
         id: &str,
     ) -> Result<Option<ResourceLoc>> {
-        let Some(v) =
-            self.fasten_tree(RESOURCES)?
-                .get(resource_key(connection, resource_type, id))?
+        let Some(v) = self
+            .fasten_tree(RESOURCES)?
+            .get(resource_key(connection, resource_type, id))
+            .db()?
         else {
             return Ok(None);
         };
@@ -304,24 +333,24 @@ impl Store {
         let tasks = self.fasten_tree(TASKS)?;
         let export_tree = self.fasten_tree(EXPORTS)?;
         for e in &exports {
-            tasks.remove(e.task_id.as_bytes())?;
-            export_tree.remove(key2(connection, &e.task_id))?;
+            tasks.remove(e.task_id.as_bytes()).db()?;
+            export_tree.remove(key2(connection, &e.task_id)).db()?;
         }
         let resources = self.fasten_tree(RESOURCES)?;
         let mut removed = 0u64;
         let mut batch = sled::Batch::default();
         let mut pending = 0;
         for key in resources.scan_prefix(prefix(connection)).keys() {
-            batch.remove(key?);
+            batch.remove(key.db()?);
             removed += 1;
             pending += 1;
             if pending >= REMOVE_BATCH {
-                resources.apply_batch(std::mem::take(&mut batch))?;
+                resources.apply_batch(std::mem::take(&mut batch)).db()?;
                 pending = 0;
             }
         }
-        resources.apply_batch(batch)?;
-        self.db.flush_async().await?;
+        resources.apply_batch(batch).db()?;
+        self.shared.h()?.db.flush_async().await.db()?;
         Ok((exports, removed))
     }
 }
@@ -337,22 +366,23 @@ impl Store {
         let mut batch = sled::Batch::default();
         let mut pending = 0;
         for item in resources.scan_prefix(prefix(connection)) {
-            let (key, value) = item?;
+            let (key, value) = item.db()?;
             if decode_loc(&value)?.task_id == task_id {
                 batch.remove(key);
                 removed += 1;
                 pending += 1;
                 if pending >= REMOVE_BATCH {
-                    resources.apply_batch(std::mem::take(&mut batch))?;
+                    resources.apply_batch(std::mem::take(&mut batch)).db()?;
                     pending = 0;
                 }
             }
         }
-        resources.apply_batch(batch)?;
+        resources.apply_batch(batch).db()?;
         self.fasten_tree(EXPORTS)?
-            .remove(key2(connection, task_id))?;
-        self.fasten_tree(TASKS)?.remove(task_id.as_bytes())?;
-        self.db.flush()?;
+            .remove(key2(connection, task_id))
+            .db()?;
+        self.fasten_tree(TASKS)?.remove(task_id.as_bytes()).db()?;
+        self.shared.h()?.db.flush().db()?;
         Ok(removed)
     }
 }
@@ -368,22 +398,6 @@ impl Connection {
             self.first_seen_ms = at_ms;
         }
         self.last_seen_ms = self.last_seen_ms.max(at_ms);
-    }
-}
-
-/// The Fasten export index, as retention sees it: an export directory that ages out takes
-/// its index entries and record with it.
-pub struct ExportIndex(pub std::sync::Arc<Store>);
-
-impl crate::prune::ExportIndex for ExportIndex {
-    fn forget(&self, name: &str) -> std::result::Result<(), String> {
-        let Some((connection, task)) = name.split_once('/') else {
-            return Ok(()); // not an export directory of ours: nothing indexed
-        };
-        self.0
-            .remove_export_data(connection, task)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
     }
 }
 

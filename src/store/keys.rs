@@ -1,8 +1,40 @@
-//! Key encodings and id generation. Only the store module sees these bytes.
+//! Key encodings and id generation of format 2. Only the store module sees these bytes.
 //!
-//! Every integer in a key is big-endian so that sled's byte order is numeric order.
+//! Everything the ack path writes lives in one tree (`log`), so one accepted delivery is one
+//! atomic `apply_batch` on one tree. Each kind of record has its own first byte, and every
+//! integer in a key is big-endian so that sled's byte order is numeric order.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The tree holding every record of format 2, each kind under its own first byte.
+pub const LOG_TREE: &str = "log";
+/// Small facts about the store: its format, counters that only grow.
+pub const META_TREE: &str = "meta";
+
+/// `meta` key of the data format (u64, big-endian).
+pub const FORMAT_KEY: &[u8] = b"format";
+/// `meta` key of the count of rejections beyond the logging rate.
+pub const REJECTED_UNLOGGED: &[u8] = b"rejected_unlogged";
+
+/// delivery id → delivery record.
+pub const DELIVERY: u8 = b'd';
+/// event seq → event record (identity and payload; never changes).
+pub const EVENT: u8 = b'e';
+/// event seq → processing status; absent while the event was never claimed.
+pub const STATUS: u8 = b's';
+/// (endpoint, event id) → event seq.
+pub const DEDUP: u8 = b'k';
+/// (due ms, seq) → (): the durable queue.
+pub const QUEUE: u8 = b'q';
+/// seq → () while a worker runs the event.
+pub const INFLIGHT: u8 = b'i';
+/// (seq, number) → attempt.
+pub const ATTEMPT: u8 = b'a';
+/// (kind, value, delivery id) → (or, for the verdict entry, the answer's latency in µs):
+/// the secondary indexes, written behind the ack path by the indexer.
+pub const INDEX: u8 = b'x';
+/// The delivery id up to which the indexes are complete.
+pub const WATERMARK: &[u8] = b"w";
 
 /// Bits of an id below the millisecond timestamp.
 const SEQ_BITS: u32 = 22;
@@ -37,6 +69,11 @@ impl IdGen {
             }
         }
     }
+
+    /// The largest id handed out so far.
+    pub fn last(&self) -> u64 {
+        self.last.load(Ordering::Relaxed)
+    }
 }
 
 /// The creation time of an id, in ms.
@@ -49,12 +86,24 @@ pub fn first_id_at(ms: u64) -> u64 {
     ms.saturating_mul(1 << SEQ_BITS)
 }
 
-pub fn u64_key(n: u64) -> [u8; 8] {
+pub fn u64_bytes(n: u64) -> [u8; 8] {
     n.to_be_bytes()
 }
 
 pub fn read_u64(bytes: &[u8]) -> Option<u64> {
     bytes.get(..8)?.try_into().ok().map(u64::from_be_bytes)
+}
+
+/// `[kind][id]`: a delivery, event, status or inflight key.
+pub fn id_key(kind: u8, id: u64) -> [u8; 9] {
+    let mut key = [kind; 9];
+    key[1..].copy_from_slice(&id.to_be_bytes());
+    key
+}
+
+/// The id of an `id_key` (or of any key that starts with kind and id).
+pub fn key_id(key: &[u8]) -> Option<u64> {
+    read_u64(key.get(1..)?)
 }
 
 /// Delivery index kinds.
@@ -66,11 +115,12 @@ pub enum IndexKind {
     EventId = b'i' as isize,
 }
 
-/// `[kind][len u16][value]`: every delivery key with this value lies under this prefix, in
-/// id order. The length prefix keeps values that contain any byte apart.
+/// `[x][kind][len u16][value]`: every delivery key with this value lies under this prefix,
+/// in id order. The length prefix keeps values that contain any byte apart.
 pub fn index_prefix(kind: IndexKind, value: &str) -> Vec<u8> {
     let value = &value.as_bytes()[..value.len().min(u16::MAX as usize)];
-    let mut key = Vec::with_capacity(3 + value.len() + 8);
+    let mut key = Vec::with_capacity(4 + value.len() + 8);
+    key.push(INDEX);
     key.push(kind as u8);
     key.extend_from_slice(&(value.len() as u16).to_be_bytes());
     key.extend_from_slice(value);
@@ -92,32 +142,44 @@ pub fn index_key_id(key: &[u8]) -> Option<u64> {
 
 /// Dedup key: endpoint and event id, length-prefixed.
 pub fn dedup_key(endpoint: &str, event_id: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(4 + endpoint.len() + event_id.len());
+    let endpoint = &endpoint.as_bytes()[..endpoint.len().min(u16::MAX as usize)];
+    let mut key = Vec::with_capacity(3 + endpoint.len() + event_id.len());
+    key.push(DEDUP);
     key.extend_from_slice(&(endpoint.len() as u16).to_be_bytes());
-    key.extend_from_slice(endpoint.as_bytes());
+    key.extend_from_slice(endpoint);
     key.extend_from_slice(event_id.as_bytes());
     key
 }
 
 /// Queue key: due time, then event seq, so the first key is the next event to run.
-pub fn queue_key(due_ms: u64, seq: u64) -> [u8; 16] {
-    let mut key = [0u8; 16];
-    key[..8].copy_from_slice(&due_ms.to_be_bytes());
-    key[8..].copy_from_slice(&seq.to_be_bytes());
+pub fn queue_key(due_ms: u64, seq: u64) -> [u8; 17] {
+    let mut key = [QUEUE; 17];
+    key[1..9].copy_from_slice(&due_ms.to_be_bytes());
+    key[9..].copy_from_slice(&seq.to_be_bytes());
     key
 }
 
 /// (due_ms, seq) of a queue key.
 pub fn parse_queue_key(key: &[u8]) -> Option<(u64, u64)> {
-    Some((read_u64(key)?, read_u64(key.get(8..)?)?))
+    Some((read_u64(key.get(1..)?)?, read_u64(key.get(9..)?)?))
 }
 
 /// Attempt key: event seq, then attempt number.
-pub fn attempt_key(seq: u64, number: u32) -> [u8; 12] {
-    let mut key = [0u8; 12];
-    key[..8].copy_from_slice(&seq.to_be_bytes());
-    key[8..].copy_from_slice(&number.to_be_bytes());
+pub fn attempt_key(seq: u64, number: u32) -> [u8; 13] {
+    let mut key = [ATTEMPT; 13];
+    key[1..9].copy_from_slice(&seq.to_be_bytes());
+    key[9..].copy_from_slice(&number.to_be_bytes());
     key
+}
+
+/// The keys of one kind, `[kind]` up to the next kind.
+pub fn kind_range(kind: u8) -> std::ops::Range<[u8; 1]> {
+    [kind]..[kind + 1]
+}
+
+/// The keys of one kind with ids in `[lo, hi)`.
+pub fn id_range(kind: u8, lo: u64, hi: u64) -> std::ops::Range<[u8; 9]> {
+    id_key(kind, lo)..id_key(kind, hi)
 }
 
 #[cfg(test)]
@@ -131,6 +193,7 @@ mod tests {
         let b = ids.next(1_700_000_000_000);
         let c = ids.next(1_699_999_999_000); // clock stepped back
         assert!(a < b && b < c);
+        assert_eq!(ids.last(), c);
         assert_eq!(id_time_ms(a), 1_700_000_000_000);
         assert!(first_id_at(1_700_000_000_000) <= a);
         assert!(first_id_at(1_700_000_000_001) > b);
@@ -151,5 +214,13 @@ mod tests {
         assert!(queue_key(1, 9) < queue_key(2, 1));
         assert!(queue_key(2, 1) < queue_key(2, 3));
         assert_eq!(parse_queue_key(&queue_key(5, 6)), Some((5, 6)));
+    }
+
+    #[test]
+    fn kinds_stay_apart() {
+        let d = id_key(DELIVERY, u64::MAX);
+        let range = kind_range(DELIVERY);
+        assert!(range.start[..] <= d[..] && d[..] < range.end[..]);
+        assert_eq!(key_id(&id_key(EVENT, 7)), Some(7));
     }
 }

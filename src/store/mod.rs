@@ -1,656 +1,334 @@
 //! Storage: the only module that touches sled.
 //!
-//! Trees (all keys big-endian, see [`keys`]):
-//! - `deliveries`: delivery id → [`Delivery`]; `delivery_idx`: (kind, value, id) → () so lists
-//!   can be filtered by endpoint, verdict, type or event id without a scan; `latency`: id → µs
-//!   (written after the answer, when it is known).
-//! - `events`: seq → [`Event`]; `payloads`: seq → raw body; `dedup`: (endpoint, event id) → seq.
-//! - `queue`: (due ms, seq) → (): the durable queue, ordered by when an event is due, so
-//!   first attempts and retries share one mechanism; `inflight`: seq → () while a worker runs it.
-//! - `attempts`: (seq, n) → [`Attempt`]; `meta`: counters.
-//! - `fasten_*`: Fasten Connect connections, exports and the resource index (see [`fasten`]).
+//! Format 2 (see [`keys`]): every record lives in one tree, `log`, under a first byte per kind —
+//! deliveries, events (identity and payload, written once), event status (written from the
+//! first claim on), dedup keys, the queue, inflight markers, attempts, and the secondary
+//! indexes. An accepted delivery is four keys (delivery, event, dedup, queue) in one atomic
+//! `apply_batch`, made durable by the writer's group commit before anyone is answered. The
+//! indexes the UI filters by are written behind that, by the indexer, from a durable
+//! watermark; the answer's latency rides along in the verdict index entry, so it costs no
+//! write of its own. `meta` records the data format and a counter.
 //!
-//! Accepting an event is one transaction over the delivery, dedup, event, payload and queue
-//! trees, so a crash never leaves an event without its queue entry or a dedup key without its
-//! event. Durability comes from [`Store::commit`] (group commit), which callers await before
-//! they acknowledge.
+//! Files: `writer` (group commit), `ingest` (receiving), `queue` (claiming and results),
+//! `browse` (reads for the UI), `counts` (counters and stats), `indexer`, `prune`
+//! (retention), `check` (`verify-data`), `snapshot` (backup and compaction), `open` (guarded
+//! opening, the format check) and `migrate` (format 1 to 2).
 
-pub mod backup;
 mod browse;
 pub mod check;
+mod codec;
+mod counts;
 pub mod fasten;
-pub mod keys;
+mod indexer;
+mod ingest;
+mod keys;
+mod migrate;
 pub mod model;
+mod open;
 mod prune;
+mod queue;
+pub mod snapshot;
 mod writer;
 
-pub use browse::{EventFilter, EventPage, HourCounts};
+/// The old name of [`snapshot`].
+pub use snapshot as backup;
+
+pub use browse::{DeliveryFilter, DeliveryPage, EventFilter, EventPage, HourCounts};
+pub use counts::Stats;
+pub use ingest::{Accepted, DeliveryDraft, NewEvent};
 pub use model::{Attempt, AttemptOutcome, Delivery, Event, EventState, ResponseLog, Verdict};
+pub use open::FORMAT;
 pub use prune::EventBatch;
-
-use keys::IndexKind;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::{Transactional, Tree};
-use std::path::Path;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
-use tokio::sync::Notify;
+pub use queue::{Next, ReplayError};
 pub use writer::Respond;
-use writer::{Shared, Writer, WriterTrees};
 
-/// A storage failure. Receivers answer 503 on any of these; nothing is acknowledged.
+use counts::Counts;
+use indexer::Indexer;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+use writer::Writer;
+
+/// What went wrong in the store. Receivers answer 503 on any of these; nothing is
+/// acknowledged.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("storage error: {0}")]
-    Sled(#[from] sled::Error),
+    #[error("the disk holding the store is full ({0})")]
+    DiskFull(String),
+    #[error("reading or writing the store failed: {0}")]
+    Io(String),
+    #[error(
+        "the store in {path} is damaged ({detail}); restore a backup into it, or move it aside \
+         and start with an empty store; `hookd verify-data` lists what it finds"
+    )]
+    Damaged { path: PathBuf, detail: String },
+    #[error(
+        "the store in {0} is in use by another process (is another hookd using this data_dir?)"
+    )]
+    Locked(PathBuf),
+    #[error(
+        "the store in {path} has data format {found}, written by a newer hookd; this hookd reads \
+         format {known}: run the newer hookd, or restore a backup made by this version"
+    )]
+    NewerFormat {
+        path: PathBuf,
+        found: u64,
+        known: u64,
+    },
+    #[error("{0} holds no hookd store")]
+    NotAStore(PathBuf),
+    #[error("{0} already exists; a copy goes into a new directory")]
+    Exists(PathBuf),
+    #[error("record {record} is unreadable ({detail})")]
+    Unreadable { record: String, detail: String },
+    #[error("a record cannot be encoded ({0})")]
+    Encode(String),
+    #[error("the store's writer has stopped")]
+    WriterStopped,
     #[error("{0}")]
     Shared(Arc<StoreError>),
-    #[error("stored record is unreadable ({0})")]
-    Corrupt(String),
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// A delivery as the receiver saw it, before the store gives it an id.
-#[derive(Debug, Clone)]
-pub struct DeliveryDraft {
-    pub received_at_ms: u64,
-    pub endpoint: String,
-    pub remote_addr: Option<String>,
-    pub request_headers: Vec<(String, String)>,
-    pub body: String,
-    pub body_bytes: usize,
-    pub body_truncated: bool,
-    pub verdict: Verdict,
-    pub reason: String,
-    pub response: ResponseLog,
-    pub event_id: Option<String>,
-    pub event_type: Option<String>,
+/// Converts sled's errors; sled's types stay inside this module.
+trait Db<T> {
+    fn db(self) -> Result<T>;
 }
 
-/// A verified, selected event to accept (or to recognise as a duplicate).
-#[derive(Debug, Clone)]
-pub struct NewEvent {
-    pub event_id: String,
-    pub event_type: String,
-    pub payload: bytes::Bytes,
-}
-
-/// What [`Store::accept`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Accepted {
-    pub verdict: Verdict,
-    pub delivery_id: u64,
-    pub seq: u64,
-}
-
-/// Filters for [`Store::list_deliveries`]; all that are set must match.
-#[derive(Debug, Clone, Default)]
-pub struct DeliveryFilter {
-    pub endpoint: Option<String>,
-    pub verdict: Option<Verdict>,
-    pub event_type: Option<String>,
-    pub event_id: Option<String>,
-    /// Inclusive lower bound on the receive time.
-    pub from_ms: Option<u64>,
-    /// Inclusive upper bound on the receive time.
-    pub to_ms: Option<u64>,
-}
-
-impl DeliveryFilter {
-    fn matches(&self, d: &Delivery) -> bool {
-        self.endpoint.as_ref().is_none_or(|e| *e == d.endpoint)
-            && self.verdict.is_none_or(|v| v == d.verdict)
-            && self
-                .event_type
-                .as_ref()
-                .is_none_or(|t| Some(t) == d.event_type.as_ref())
-            && self
-                .event_id
-                .as_ref()
-                .is_none_or(|i| Some(i) == d.event_id.as_ref())
+impl<T> Db<T> for sled::Result<T> {
+    fn db(self) -> Result<T> {
+        self.map_err(from_sled)
     }
 }
 
-/// One page of deliveries, newest first; `next_cursor` continues below the last one seen.
-#[derive(Debug)]
-pub struct DeliveryPage {
-    pub items: Vec<Delivery>,
-    pub next_cursor: Option<u64>,
-}
-
-/// What follows an attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
-    Done,
-    RetryAt(u64),
-    Dead,
-}
-
-/// Why a replay was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ReplayError {
-    #[error("no such event")]
-    NotFound,
-    #[error("event is {0}; only done or dead events can be replayed")]
-    NotFinished(&'static str),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// Counts for /api/stats.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Stats {
-    pub deliveries: std::collections::BTreeMap<&'static str, u64>,
-    pub events: std::collections::BTreeMap<&'static str, u64>,
-    /// Events waiting: queued + retrying.
-    pub queue_depth: u64,
-    /// How long the longest-waiting due event has waited, in seconds (0 when none is due).
-    pub oldest_queued_age_secs: u64,
-    /// Rejected deliveries beyond the logging rate: counted, not stored.
-    pub rejected_unlogged: u64,
-    pub store_bytes: u64,
-}
-
-/// In-memory counters, rebuilt from the indexes at open. State counts are signed because a
-/// worker can claim an event before the receiver has counted it as queued; a count may dip
-/// below zero for that instant and is read as zero.
-#[derive(Default)]
-struct Counts {
-    verdicts: [AtomicU64; 4],
-    states: [AtomicI64; 5],
-    rejected_unlogged: AtomicU64,
-}
-
-impl Counts {
-    fn verdict(&self, v: Verdict) -> &AtomicU64 {
-        &self.verdicts[v.index()]
-    }
-    fn state(&self, s: EventState) -> &AtomicI64 {
-        &self.states[s.index()]
-    }
-    fn state_count(&self, s: EventState) -> u64 {
-        self.state(s).load(Ordering::Relaxed).max(0) as u64
-    }
-    fn moved(&self, from: EventState, to: EventState) {
-        self.state(from).fetch_sub(1, Ordering::Relaxed);
-        self.state(to).fetch_add(1, Ordering::Relaxed);
+fn from_sled(e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Io(e) => from_io(e),
+        sled::Error::Corruption { .. } => StoreError::Io(e.to_string()),
+        other => StoreError::Io(other.to_string()),
     }
 }
 
-const REJECTED_UNLOGGED: &[u8] = b"rejected_unlogged";
-/// Most records one list request examines before it returns a cursor to continue from,
-/// so that a filter matching almost nothing cannot make one request scan the whole log.
-const LIST_SCAN_BUDGET: usize = 5_000;
+fn from_io(e: std::io::Error) -> StoreError {
+    // ENOSPC (28) and EDQUOT (122): the disk or the quota is full.
+    match e.raw_os_error() {
+        Some(28) | Some(122) => StoreError::DiskFull(e.to_string()),
+        _ if e.kind() == std::io::ErrorKind::StorageFull => StoreError::DiskFull(e.to_string()),
+        _ => StoreError::Io(e.to_string()),
+    }
+}
+
+/// The open database. Replaced as a whole when the store is reopened after a write failure:
+/// sled refuses every write after an I/O error (a full disk) until it is opened again.
+struct Handles {
+    db: sled::Db,
+    log: sled::Tree,
+    meta: sled::Tree,
+}
+
+impl Handles {
+    fn new(db: sled::Db) -> Result<Handles> {
+        Ok(Handles {
+            log: db.open_tree(keys::LOG_TREE).db()?,
+            meta: db.open_tree(keys::META_TREE).db()?,
+            db,
+        })
+    }
+}
+
+/// What the writer, the indexer and the read side share.
+struct Shared {
+    dir: PathBuf,
+    cache_mb: u64,
+    handles: std::sync::RwLock<Option<Arc<Handles>>>,
+    /// Set by a failed write: the next batch reopens the database first.
+    needs_reopen: AtomicBool,
+    ids: keys::IdGen,
+    counts: Counts,
+    work: Notify,
+    /// Attempt results sent but not yet applied (see [`Store::finishes_pending`]).
+    pending_finishes: AtomicUsize,
+    /// Latencies of answers not yet written by the indexer (delivery id → µs).
+    latencies: Mutex<HashMap<u64, u64>>,
+    /// The delivery id up to which the indexes are complete.
+    watermark: AtomicU64,
+    /// Held by everything that reads records and writes back what it decided (the writer's
+    /// batches, retention's batches), so each such batch is serializable without sled's
+    /// transactions.
+    mutate: Mutex<()>,
+    /// The smallest id a write batch in progress may hold (`u64::MAX` between batches): the
+    /// indexer stays below it, so it never passes a delivery not yet in the log.
+    batch_floor: AtomicU64,
+    /// Held while index entries are written (see `indexer`).
+    indexing: Mutex<()>,
+    /// Whether the writer thread is running.
+    writer_alive: AtomicBool,
+    /// The last write batch's failure, until a later batch succeeds.
+    write_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    /// The open database; an error while it is being reopened (or could not be).
+    fn h(&self) -> Result<Arc<Handles>> {
+        self.handles
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                StoreError::Io("the store is being reopened after a write failure".into())
+            })
+    }
+
+    /// Closes and reopens the database (see [`Handles`]), then recounts: the batch that
+    /// failed may or may not have reached the disk (nobody was answered for it).
+    fn reopen(&self) -> Result<()> {
+        let mut slot = self.handles.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = slot.take() {
+            // Readers finish with their copies within moments; sled keeps its lock until
+            // the last one is gone.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            let mut old = old;
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(h) => {
+                        drop(h);
+                        break;
+                    }
+                    Err(still) if std::time::Instant::now() < deadline => {
+                        old = still;
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        let db = open::open_guarded(&self.dir, self.cache_mb)?;
+        *slot = Some(Arc::new(Handles::new(db)?));
+        drop(slot);
+        counts::recount(self)?;
+        tracing::warn!("the store was reopened after a write failure");
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        // A panic while holding it left no half-applied batch (batches are atomic).
+        self.mutate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Latency entries kept in memory at most; beyond it they are dropped (the figure is
+/// information about the answer, not something acknowledged).
+const MAX_PENDING_LATENCIES: usize = 200_000;
 
 /// The hookd data store. Share it as `Arc<Store>`.
 pub struct Store {
-    db: sled::Db,
-    deliveries: Tree,
-    delivery_idx: Tree,
-    latency: Tree,
-    events: Tree,
-    payloads: Tree,
-    dedup: Tree,
-    queue: Tree,
-    inflight: Tree,
-    attempts: Tree,
-    meta: Tree,
-    ids: Arc<keys::IdGen>,
+    dir: PathBuf,
+    shared: Arc<Shared>,
     writer: Writer,
-    counts: Arc<Counts>,
-    work: Arc<Notify>,
-    pending_finishes: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(tree: &str, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{tree}: {e}")))
-}
-
-fn abort<T>(e: StoreError) -> std::result::Result<T, ConflictableTransactionError<StoreError>> {
-    Err(ConflictableTransactionError::Abort(e))
-}
-
-fn tx_err(e: TransactionError<StoreError>) -> StoreError {
-    match e {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => StoreError::Sled(e),
-    }
+    indexer: Indexer,
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`. `cache_mb` bounds sled's page cache.
+    /// Opens (or creates) the store in `dir`, migrating a format 1 store (hookd 0.1.0) in
+    /// place first. `cache_mb` bounds sled's page cache. A damaged store is refused within
+    /// seconds, never by a panic or a hang.
     pub fn open(dir: &Path, cache_mb: u64) -> Result<Store> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_mb.saturating_mul(1024 * 1024))
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
-        let tree = |name: &str| db.open_tree(name);
-        let ingest = WriterTrees {
-            deliveries: tree("deliveries")?,
-            delivery_idx: tree("delivery_idx")?,
-            dedup: tree("dedup")?,
-            events: tree("events")?,
-            payloads: tree("payloads")?,
-            queue: tree("queue")?,
-            inflight: tree("inflight")?,
-            attempts: tree("attempts")?,
-            latency: tree("latency")?,
-        };
+        let h = Handles::new(open::open(dir, cache_mb)?)?;
         // Ids continue after the largest one stored, whatever the clock says now.
-        let floor = [&ingest.deliveries, &ingest.events]
+        let floor = [keys::DELIVERY, keys::EVENT]
             .iter()
-            .filter_map(|t| t.last().ok().flatten())
-            .filter_map(|(k, _)| keys::read_u64(&k))
+            .filter_map(|k| h.log.range(keys::kind_range(*k)).next_back())
+            .filter_map(|r| r.ok())
+            .filter_map(|(k, _)| keys::key_id(&k))
             .max()
             .unwrap_or(0);
-        let ids = Arc::new(keys::IdGen::new(floor));
-        let counts = Arc::new(Counts::default());
-        let work = Arc::new(Notify::new());
-        let pending_finishes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let shared = Shared {
-            db: db.clone(),
-            pending_finishes: pending_finishes.clone(),
-            ids: ids.clone(),
-            counts: counts.clone(),
-            work: work.clone(),
-        };
-        let store = Store {
-            deliveries: ingest.deliveries.clone(),
-            delivery_idx: ingest.delivery_idx.clone(),
-            dedup: ingest.dedup.clone(),
-            events: ingest.events.clone(),
-            payloads: ingest.payloads.clone(),
-            queue: ingest.queue.clone(),
-            latency: ingest.latency.clone(),
-            inflight: ingest.inflight.clone(),
-            attempts: ingest.attempts.clone(),
-            meta: tree("meta")?,
-            writer: Writer::start(ingest, shared).map_err(|e| StoreError::Sled(e.into()))?,
-            ids,
-            counts,
-            work,
-            pending_finishes,
-            db,
-        };
-        store.recount()?;
-        Ok(store)
-    }
-
-    /// Rebuilds the in-memory counters from the indexes (keys only for deliveries).
-    fn recount(&self) -> Result<()> {
-        for v in Verdict::ALL {
-            let prefix = keys::index_prefix(IndexKind::Verdict, v.as_str());
-            let n = self.delivery_idx.scan_prefix(prefix).keys().count() as u64;
-            self.counts.verdict(v).store(n, Ordering::Relaxed);
-        }
-        #[derive(serde::Deserialize)]
-        struct StateOnly {
-            state: EventState,
-        }
-        let mut states = [0i64; 5];
-        for item in self.events.iter().values() {
-            let s: StateOnly = from_json("events", &item?)?;
-            states[s.state.index()] += 1;
-        }
-        for s in EventState::ALL {
-            self.counts
-                .state(s)
-                .store(states[s.index()], Ordering::Relaxed);
-        }
-        let unlogged = self
-            .meta
-            .get(REJECTED_UNLOGGED)?
+        let watermark = h
+            .log
+            .get(keys::WATERMARK)
+            .db()?
             .and_then(|v| keys::read_u64(&v))
             .unwrap_or(0);
-        self.counts
-            .rejected_unlogged
-            .store(unlogged, Ordering::Relaxed);
-        Ok(())
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            cache_mb,
+            handles: std::sync::RwLock::new(Some(Arc::new(h))),
+            needs_reopen: AtomicBool::new(false),
+            ids: keys::IdGen::new(floor),
+            counts: Counts::default(),
+            work: Notify::new(),
+            pending_finishes: AtomicUsize::new(0),
+            latencies: Mutex::new(HashMap::new()),
+            watermark: AtomicU64::new(watermark),
+            mutate: Mutex::new(()),
+            indexing: Mutex::new(()),
+            batch_floor: AtomicU64::new(u64::MAX),
+            writer_alive: AtomicBool::new(true),
+            write_error: Mutex::new(None),
+        });
+        counts::recount(&shared)?;
+        let writer = Writer::start(shared.clone()).map_err(from_io)?;
+        let indexer = Indexer::start(shared.clone()).map_err(from_io)?;
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            shared,
+            writer,
+            indexer,
+        })
+    }
+
+    /// The directory of the store.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Returns once every write queued so far is applied and on disk (shutdown).
     pub async fn flush(&self) -> Result<()> {
-        self.writer.flush().await.map_err(StoreError::Shared)
+        self.writer.flush().await
     }
 
     /// Woken whenever an event becomes due now (accept, replay, re-claim).
     pub fn work_notify(&self) -> &Notify {
-        &self.work
+        &self.shared.work
     }
 
-    /// Events not yet finished: queued, retrying or processing.
-    pub fn backlog(&self) -> u64 {
-        [
-            EventState::Queued,
-            EventState::Retrying,
-            EventState::Processing,
-        ]
-        .iter()
-        .map(|s| self.counts.state_count(*s))
-        .sum()
-    }
-
-    /// Records a rejected delivery. Not flushed: nothing was acknowledged. Returns its id.
-    pub fn record(&self, draft: DeliveryDraft) -> Result<u64> {
-        let id = self.ids.next(draft.received_at_ms);
-        let verdict = draft.verdict;
-        let d = writer::delivery_record(&draft, id, None);
-        (&self.deliveries, &self.delivery_idx)
-            .transaction(|(dt, it)| writer::put_delivery(dt, it, &d))
-            .map_err(tx_err)?;
-        self.counts.verdict(verdict).fetch_add(1, Ordering::Relaxed);
-        Ok(id)
-    }
-
-    /// Records a delivery that creates no event (filtered) and returns once it is on disk,
-    /// so it can be acknowledged.
-    pub async fn record_durable(&self, draft: DeliveryDraft) -> Result<u64> {
-        self.writer.record(draft).await.map_err(StoreError::Shared)
-    }
-
-    /// Counts a rejected delivery that was not stored (beyond the logging rate).
-    pub fn count_unlogged_rejection(&self) -> Result<()> {
-        let n = self
-            .counts
-            .rejected_unlogged
-            .fetch_add(1, Ordering::Relaxed)
-            + 1;
-        // Last writer wins; the count is advisory and only grows.
-        self.meta.insert(REJECTED_UNLOGGED, &keys::u64_key(n))?;
-        Ok(())
-    }
-
-    /// Accepts `event` unless its id was already accepted on this endpoint, and records the
-    /// delivery with the verdict that applied. `respond` gives the reason and response for a
-    /// verdict. Returns once the writes are on disk (group commit): the caller may answer 200.
-    pub async fn accept(
-        &self,
-        draft: DeliveryDraft,
-        event: NewEvent,
-        respond: Respond,
-    ) -> Result<Accepted> {
-        self.writer
-            .accept(draft, event, respond)
-            .await
-            .map_err(StoreError::Shared)
-    }
-
-    /// Notes how long the answer to a delivery took. Not flushed on its own: latency is
-    /// information about the answer, not something acknowledged.
-    pub fn set_latency(&self, delivery_id: u64, micros: u64) -> Result<()> {
-        self.writer
-            .latency(delivery_id, micros)
-            .map_err(StoreError::Shared)
-    }
-
-    /// One delivery by id.
-    pub fn delivery(&self, id: u64) -> Result<Option<Delivery>> {
-        let Some(bytes) = self.deliveries.get(keys::u64_key(id))? else {
-            return Ok(None);
-        };
-        let mut d: Delivery = from_json("deliveries", &bytes)?;
-        d.latency_us = self
-            .latency
-            .get(keys::u64_key(id))?
-            .and_then(|v| keys::read_u64(&v));
-        Ok(Some(d))
-    }
-
-    /// Deliveries matching `filter`, newest first, with ids below `before` (the cursor).
-    pub fn list_deliveries(
-        &self,
-        filter: &DeliveryFilter,
-        before: Option<u64>,
-        limit: usize,
-    ) -> Result<DeliveryPage> {
-        let lo = filter.from_ms.map(keys::first_id_at).unwrap_or(0);
-        let mut hi = filter
-            .to_ms
-            .map(|t| keys::first_id_at(t.saturating_add(1)))
-            .unwrap_or(u64::MAX);
-        if let Some(b) = before {
-            hi = hi.min(b);
+    /// Whether the store can take writes: `Err` with the reason when its writer has stopped
+    /// or its last write failed (a full disk, say). Clears itself once a write succeeds.
+    pub fn health(&self) -> std::result::Result<(), String> {
+        if !self.shared.writer_alive.load(Ordering::Relaxed) {
+            return Err("the store's writer has stopped; restart hookd".into());
         }
-        let mut items = Vec::new();
-        if lo >= hi || limit == 0 {
-            return Ok(DeliveryPage {
-                items,
-                next_cursor: None,
-            });
+        match self
+            .shared
+            .write_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            Some(e) => Err(format!("the last write to the store failed: {e}")),
+            None => Ok(()),
         }
-        // Walk the most selective index that applies; check the other filters per record.
-        let index = [
-            filter.event_id.as_deref().map(|v| (IndexKind::EventId, v)),
-            filter
-                .event_type
-                .as_deref()
-                .map(|v| (IndexKind::EventType, v)),
-            filter.endpoint.as_deref().map(|v| (IndexKind::Endpoint, v)),
-            filter.verdict.map(|v| (IndexKind::Verdict, v.as_str())),
-        ]
-        .into_iter()
-        .flatten()
-        .next();
-        let ids: Box<dyn Iterator<Item = sled::Result<u64>>> = match index {
-            Some((kind, value)) => {
-                let start = keys::index_key(kind, value, lo);
-                let end = keys::index_key(kind, value, hi);
-                Box::new(
-                    self.delivery_idx
-                        .range(start..end)
-                        .keys()
-                        .rev()
-                        .map(|k| k.map(|k| keys::index_key_id(&k).unwrap_or(0))),
-                )
-            }
-            None => Box::new(
-                self.deliveries
-                    .range(keys::u64_key(lo)..keys::u64_key(hi))
-                    .keys()
-                    .rev()
-                    .map(|k| k.map(|k| keys::read_u64(&k).unwrap_or(0))),
-            ),
-        };
-        let mut last_seen = None;
-        for (scanned, id) in ids.enumerate() {
-            let id = id?;
-            if scanned >= LIST_SCAN_BUDGET {
-                return Ok(DeliveryPage {
-                    items,
-                    next_cursor: last_seen,
-                });
-            }
-            last_seen = Some(id);
-            if let Some(d) = self.delivery(id)? {
-                if filter.matches(&d) {
-                    items.push(d);
-                    if items.len() == limit {
-                        return Ok(DeliveryPage {
-                            items,
-                            next_cursor: Some(id),
-                        });
-                    }
-                }
-            }
-        }
-        Ok(DeliveryPage {
-            items,
-            next_cursor: None,
-        })
     }
 
-    /// One event by its seq.
-    pub fn event(&self, seq: u64) -> Result<Option<Event>> {
-        self.events
-            .get(keys::u64_key(seq))?
-            .map(|b| from_json("events", &b))
-            .transpose()
+    /// Writes the indexes up to every delivery stored so far (the indexer otherwise trails
+    /// the log by a second). For tools and tests; the read side does not need it.
+    pub fn index_now(&self) -> Result<()> {
+        indexer::catch_up(&self.shared, self.shared.ids.last())
     }
 
-    /// The stored body of an event.
-    pub fn payload(&self, seq: u64) -> Result<Option<bytes::Bytes>> {
-        Ok(self
-            .payloads
-            .get(keys::u64_key(seq))?
-            .map(|v| bytes::Bytes::copy_from_slice(&v)))
+    /// Stops the writer thread as a panic would (what `/healthz` and the watchdog must
+    /// notice). Only for tests of that.
+    #[doc(hidden)]
+    pub fn crash_writer(&self) {
+        self.writer.crash();
     }
+}
 
-    /// Every attempt of an event, in order.
-    pub fn attempts(&self, seq: u64) -> Result<Vec<Attempt>> {
-        self.attempts
-            .scan_prefix(keys::u64_key(seq))
-            .values()
-            .map(|v| from_json("attempts", &v?))
-            .collect()
-    }
-
-    /// The seq of the event accepted on `endpoint` with this event id.
-    pub fn find_event(&self, endpoint: &str, event_id: &str) -> Result<Option<u64>> {
-        Ok(self
-            .dedup
-            .get(keys::dedup_key(endpoint, event_id))?
-            .and_then(|v| keys::read_u64(&v)))
-    }
-
-    /// When the first queued event is due (ms), if any.
-    pub fn next_due(&self) -> Result<Option<u64>> {
-        Ok(self
-            .queue
-            .first()?
-            .and_then(|(key, _)| keys::parse_queue_key(&key))
-            .map(|(due, _)| due))
-    }
-
-    /// Takes up to `max` due events off the queue, marks them `processing`, and returns
-    /// them with their payloads, in queue order.
-    pub async fn claim(&self, now_ms: u64, max: usize) -> Result<Vec<(Event, bytes::Bytes)>> {
-        let events = self
-            .writer
-            .claim(now_ms, max)
-            .await
-            .map_err(StoreError::Shared)?;
-        events
-            .into_iter()
-            .map(|e| Ok((self.payload(e.seq)?.unwrap_or_default(), e)))
-            .map(|r: Result<_>| r.map(|(p, e)| (e, p)))
-            .collect()
-    }
-
-    /// Records an attempt and moves the event on: done, back on the queue, or dead. Queued
-    /// to the writer, which applies it before any later claim; not flushed on its own (a lost
-    /// result only means the attempt runs again).
-    pub fn finish(&self, seq: u64, attempt: Attempt, next: Next) -> Result<()> {
-        self.pending_finishes.fetch_add(1, Ordering::Relaxed);
-        self.writer.finish(seq, attempt, next).map_err(|e| {
-            self.pending_finishes.fetch_sub(1, Ordering::Relaxed);
-            StoreError::Shared(e)
-        })
-    }
-
-    /// Whether attempt results are on their way to the store. While they are, the queue's
-    /// next due time is not known yet; the store's work notification follows each of them.
-    pub fn finishes_pending(&self) -> bool {
-        self.pending_finishes.load(Ordering::Relaxed) > 0
-    }
-
-    /// Puts events that were `processing` when the process stopped back on the queue
-    /// (at-least-once: their attempt never finished). Run at start-up, before workers start.
-    pub fn requeue_inflight(&self, now_ms: u64) -> Result<usize> {
-        let mut n = 0;
-        for key in self.inflight.iter().keys() {
-            let key = key?;
-            let Some(seq) = keys::read_u64(&key) else {
-                continue;
-            };
-            let moved = (&self.inflight, &self.queue, &self.events)
-                .transaction(|(inf, q, ev)| {
-                    inf.remove(&key)?;
-                    let updated = writer::update_event(ev, seq, |e| {
-                        let before = e.state;
-                        e.state = EventState::Queued;
-                        e.next_attempt_at_ms = Some(now_ms);
-                        before
-                    })?;
-                    if updated.is_some() {
-                        q.insert(&keys::queue_key(now_ms, seq), &[])?;
-                    }
-                    Ok(updated)
-                })
-                .map_err(tx_err)?;
-            if let Some((_, before)) = moved {
-                self.counts.moved(before, EventState::Queued);
-                n += 1;
-            }
-        }
-        if n > 0 {
-            self.work.notify_one();
-        }
-        Ok(n)
-    }
-
-    /// Re-queues a done or dead event for another round of attempts.
-    pub fn replay(&self, seq: u64, now_ms: u64) -> Result<Event, ReplayError> {
-        let result = (&self.events, &self.queue)
-            .transaction(|(ev, q)| {
-                let Some(bytes) = ev.get(keys::u64_key(seq))? else {
-                    return Ok(Err(ReplayError::NotFound));
-                };
-                let mut event: Event = match from_json("events", &bytes) {
-                    Ok(e) => e,
-                    Err(e) => return abort(e),
-                };
-                if !matches!(event.state, EventState::Done | EventState::Dead) {
-                    return Ok(Err(ReplayError::NotFinished(event.state.as_str())));
-                }
-                let before = event.state;
-                event.state = EventState::Queued;
-                event.next_attempt_at_ms = Some(now_ms);
-                event.replays += 1;
-                event.attempts_before_replay = event.attempts;
-                match to_json(&event) {
-                    Ok(b) => ev.insert(&keys::u64_key(seq), b)?,
-                    Err(e) => return abort(e),
-                };
-                q.insert(&keys::queue_key(now_ms, seq), &[])?;
-                Ok(Ok((event, before)))
-            })
-            .map_err(tx_err)??;
-        let (event, before) = result;
-        self.counts.moved(before, EventState::Queued);
-        self.work.notify_one();
-        Ok(event)
-    }
-
-    /// Counters and queue figures for /api/stats.
-    pub fn stats(&self, now_ms: u64) -> Result<Stats> {
-        let deliveries = Verdict::ALL
-            .iter()
-            .map(|v| (v.as_str(), self.counts.verdict(*v).load(Ordering::Relaxed)))
-            .collect();
-        let events = EventState::ALL
-            .iter()
-            .map(|s| (s.as_str(), self.counts.state_count(*s)))
-            .collect();
-        let oldest_queued_age_secs = match self.queue.first()? {
-            Some((key, _)) => keys::parse_queue_key(&key)
-                .map(|(due, _)| now_ms.saturating_sub(due) / 1000)
-                .unwrap_or(0),
-            None => 0,
-        };
-        Ok(Stats {
-            deliveries,
-            events,
-            queue_depth: self.counts.state_count(EventState::Queued)
-                + self.counts.state_count(EventState::Retrying),
-            oldest_queued_age_secs,
-            rejected_unlogged: self.counts.rejected_unlogged.load(Ordering::Relaxed),
-            store_bytes: self.db.size_on_disk()?,
-        })
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.indexer.stop();
+        self.writer.stop();
     }
 }

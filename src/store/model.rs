@@ -1,5 +1,6 @@
 //! The records hookd keeps: deliveries (every request), events (accepted webhooks) and
-//! attempts (each processing try). Stored as JSON; also the shapes the admin API returns.
+//! attempts (each processing try): the shapes the admin API returns (as JSON). The store
+//! keeps them in its own encoding (see `codec`).
 
 use serde::{Deserialize, Serialize};
 
@@ -186,6 +187,10 @@ pub struct Event {
 pub enum AttemptOutcome {
     Ok,
     Error,
+    /// Begun and not finished yet (recorded when the event is claimed).
+    Running,
+    /// Cut short by a stop or crash of hookd; the event ran again under the next number.
+    Interrupted,
 }
 
 /// One processing attempt of an event.

@@ -1,27 +1,29 @@
-//! Retention inside the store: removes delivery records (with their index keys and latency),
-//! and finished events (with their payloads, attempt logs and dedup keys) older than a
-//! cut-off, a bounded batch at a time.
+//! Retention inside the store: removes delivery records (with their index entries) and
+//! finished events (with their status, attempts and dedup key) older than a cut-off, a
+//! bounded batch at a time.
 //!
-//! Each batch is its own sled transaction, run by the caller (the pruner, on a blocking
-//! thread), not by the writer thread. Pruned records are older than the retention window,
-//! so the hot path almost never writes them; where the two do meet (a late duplicate reading
-//! a dedup key, a replay re-queueing an old event) sled's serializable transactions decide
-//! the order, and each batch re-checks inside its transaction what it read before. Sending
-//! the batches through the writer instead would put them inside the acknowledgement's group
-//! commit: every ack in that batch would wait for the deletes, and deletes do not need the
-//! fsync an ack pays for (a prune lost in a crash simply runs again). Small batches keep the
-//! time any one transaction holds sled's lock short, so receiving keeps going between them.
+//! Each batch is one atomic `apply_batch`, run by the caller (the pruner, on a blocking
+//! thread), not by the writer thread: inside the writer, every ack of that group commit would
+//! wait for the deletes, and deletes need no fsync (a prune lost in a crash simply runs
+//! again). Event batches re-check each event's state under the store's mutation lock, so a
+//! replay that re-queued it since wins. Deliveries are removed only where the indexer has
+//! been, so it never writes entries for a delivery that is gone.
 
+use super::codec::{self, DeliveryRec, EventRec, StatusRec};
 use super::keys::{self, IndexKind};
-use super::model::{Delivery, Event, EventState};
-use super::{from_json, tx_err, writer, Result, Store};
-use sled::Transactional;
+use super::model::EventState;
+use super::writer::{self, Tx};
+use super::{indexer, Db, Result, Store};
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
+
+/// Events removed under one hold of the store's mutation lock.
+const LOCKED_CHUNK: usize = 64;
 
 /// What one event batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EventBatch {
-    /// Events removed (with payload, attempts and dedup key).
+    /// Events removed (with status, attempts and dedup key).
     pub removed: usize,
     /// Where the next batch continues; `None` once every event before the cut-off was seen.
     pub next: Option<u64>,
@@ -35,44 +37,44 @@ fn finished(state: EventState) -> bool {
 
 impl Store {
     /// Removes up to `max` delivery records received before `cutoff_ms`, with their index
-    /// keys and latency entries. Returns how many went; fewer than `max` means none are left.
+    /// entries. Returns how many went; fewer than `max` means none are left.
     pub fn prune_deliveries(&self, cutoff_ms: u64, max: usize) -> Result<usize> {
-        let end = keys::u64_key(keys::first_id_at(cutoff_ms));
-        let ids: Vec<sled::IVec> = self
-            .deliveries
-            .range(..end)
-            .keys()
+        let shared = &self.shared;
+        let end = keys::first_id_at(cutoff_ms);
+        // Deliveries stored with a past time (imports, tests) can be older than the cut-off
+        // and not indexed yet: index them first, so their entries go with them.
+        indexer::catch_up(shared, end.saturating_sub(1))?;
+        let indexed_below = shared.watermark.load(Ordering::Relaxed).saturating_add(1);
+        let end = end.min(indexed_below);
+        let mut batch = sled::Batch::default();
+        let mut verdicts = Vec::new();
+        for item in shared
+            .h()?
+            .log
+            .range(keys::id_range(keys::DELIVERY, 0, end))
             .take(max)
-            .collect::<sled::Result<_>>()?;
-        if ids.is_empty() {
+        {
+            let (key, bytes) = item.db()?;
+            let id = keys::key_id(&key).unwrap_or(0);
+            batch.remove(key);
+            // An unreadable record still goes; its index entries cannot be named
+            // (verify-data reports them).
+            if let Ok(d) = codec::decode::<DeliveryRec>("delivery", &bytes) {
+                for entry in indexer::entries(id, &d) {
+                    batch.remove(entry);
+                }
+                verdicts.push(d.verdict);
+            }
+        }
+        let n = verdicts.len();
+        if n == 0 {
             return Ok(0);
         }
-        let removed = (&self.deliveries, &self.delivery_idx, &self.latency)
-            .transaction(|(dt, it, lt)| {
-                let mut verdicts = Vec::with_capacity(ids.len());
-                for id in &ids {
-                    let Some(bytes) = dt.remove(id)? else {
-                        continue;
-                    };
-                    lt.remove(id)?;
-                    // An unreadable record still goes; its index keys cannot be named
-                    // (verify-data reports them).
-                    if let Ok(d) = from_json::<Delivery>("deliveries", &bytes) {
-                        for key in writer::index_entries(&d) {
-                            it.remove(key)?;
-                        }
-                        verdicts.push(Some(d.verdict));
-                    } else {
-                        verdicts.push(None);
-                    }
-                }
-                Ok(verdicts)
-            })
-            .map_err(tx_err)?;
-        for v in removed.iter().flatten() {
-            self.counts.verdict(*v).fetch_sub(1, Ordering::Relaxed);
+        shared.h()?.log.apply_batch(batch).db()?;
+        for v in verdicts {
+            shared.counts.verdict(v).fetch_sub(1, Ordering::Relaxed);
         }
-        Ok(removed.len())
+        Ok(n)
     }
 
     /// Removes finished events accepted before `cutoff_ms`, looking at up to `max` events
@@ -80,16 +82,19 @@ impl Store {
     /// the cut-off, so its dedup key lives at least as long as the delivery records: a late
     /// retry inside the window is still recognised as a duplicate.
     pub fn prune_events(&self, cutoff_ms: u64, from: u64, max: usize) -> Result<EventBatch> {
+        let shared = &self.shared;
         let first_kept = keys::first_id_at(cutoff_ms);
-        let mut candidates = Vec::new();
+        let recent = self.unindexed_event_ids()?;
+        let mut candidates: Vec<(u64, EventRec)> = Vec::new();
         let mut next = None;
         let mut scanned = 0;
-        for item in self
-            .events
-            .range(keys::u64_key(from)..keys::u64_key(first_kept))
+        for item in shared
+            .h()?
+            .log
+            .range(keys::id_range(keys::EVENT, from, first_kept))
         {
-            let (key, bytes) = item?;
-            let Some(seq) = keys::read_u64(&key) else {
+            let (key, bytes) = item.db()?;
+            let Some(seq) = keys::key_id(&key) else {
                 continue;
             };
             if scanned == max {
@@ -97,71 +102,95 @@ impl Store {
                 break;
             }
             scanned += 1;
-            let Ok(event) = from_json::<Event>("events", &bytes) else {
+            let Ok((rec, _)) = codec::decode_event("event", &bytes) else {
                 continue; // left for verify-data to report
             };
-            if !finished(event.state) || self.seen_since(&event.event_id, first_kept)? {
+            if recent.contains(&rec.event_id) || self.seen_since(&rec.event_id, first_kept)? {
                 continue;
             }
-            let attempts: Vec<sled::IVec> = self
-                .attempts
-                .scan_prefix(keys::u64_key(seq))
-                .keys()
-                .collect::<sled::Result<_>>()?;
-            candidates.push((seq, attempts));
+            candidates.push((seq, rec));
         }
         if candidates.is_empty() {
             return Ok(EventBatch { removed: 0, next });
         }
-        let removed = (&self.events, &self.payloads, &self.dedup, &self.attempts)
-            .transaction(|(ev, pl, dd, at)| {
-                let mut states = Vec::new();
-                for (seq, attempts) in &candidates {
-                    let key = keys::u64_key(*seq);
-                    let Some(bytes) = ev.get(key)? else {
-                        continue;
-                    };
-                    // Re-read inside the transaction: a replay may have re-queued it since.
-                    let event: Event = match from_json("events", &bytes) {
-                        Ok(e) => e,
-                        Err(_) => continue,
-                    };
-                    if !finished(event.state) {
-                        continue;
-                    }
-                    ev.remove(&key)?;
-                    pl.remove(&key)?;
-                    for a in attempts {
-                        at.remove(a)?;
-                    }
-                    let dedup = keys::dedup_key(&event.endpoint, &event.event_id);
-                    if dd.get(&dedup)?.and_then(|v| keys::read_u64(&v)) == Some(*seq) {
-                        dd.remove(dedup)?;
-                    }
-                    states.push(event.state);
+        // The mutation lock is taken per small chunk, so a write batch (an ack) waits
+        // behind at most one chunk of removals, however large the prune's batch.
+        let mut removed = 0;
+        for chunk in candidates.chunks(LOCKED_CHUNK) {
+            let guard = shared.lock();
+            let h = shared.h()?;
+            let mut tx = Tx::new(&h.log);
+            let mut states = Vec::new();
+            for (seq, rec) in chunk {
+                let seq = *seq;
+                let state = match writer::status_of(&tx, seq, rec.received_at_ms) {
+                    Ok(StatusRec { state, .. }) => state,
+                    Err(_) => continue,
+                };
+                if !finished(state) {
+                    continue;
                 }
-                Ok(states)
-            })
-            .map_err(tx_err)?;
-        for s in &removed {
-            self.counts.state(*s).fetch_sub(1, Ordering::Relaxed);
+                tx.remove(&keys::id_key(keys::EVENT, seq));
+                tx.remove(&keys::id_key(keys::STATUS, seq));
+                let mut prefix = vec![keys::ATTEMPT];
+                prefix.extend_from_slice(&keys::u64_bytes(seq));
+                for a in h.log.scan_prefix(prefix).keys() {
+                    tx.remove(&a.db()?);
+                }
+                let dedup = keys::dedup_key(&rec.endpoint, &rec.event_id);
+                if tx.get(&dedup)?.and_then(|v| keys::read_u64(&v)) == Some(seq) {
+                    tx.remove(&dedup);
+                }
+                states.push(state);
+            }
+            tx.commit()?;
+            drop(guard);
+            for s in &states {
+                shared.counts.removed(*s);
+            }
+            removed += states.len();
         }
-        Ok(EventBatch {
-            removed: removed.len(),
-            next,
-        })
+        Ok(EventBatch { removed, next })
     }
 
-    /// Whether a delivery with this event id was received at or after id `since`.
+    /// Whether an indexed delivery with this event id was received at or after id `since`.
     fn seen_since(&self, event_id: &str, since: u64) -> Result<bool> {
         let start = keys::index_key(IndexKind::EventId, event_id, since);
         let prefix = keys::index_prefix(IndexKind::EventId, event_id);
         Ok(self
-            .delivery_idx
+            .shared
+            .h()?
+            .log
             .range(start..)
             .keys()
             .next()
-            .transpose()?
+            .transpose()
+            .db()?
             .is_some_and(|k| k.starts_with(&prefix)))
+    }
+
+    /// The event ids of the deliveries the indexer has not reached yet.
+    fn unindexed_event_ids(&self) -> Result<HashSet<String>> {
+        let from = self
+            .shared
+            .watermark
+            .load(Ordering::Relaxed)
+            .saturating_add(1);
+        let mut ids = HashSet::new();
+        for item in self
+            .shared
+            .h()?
+            .log
+            .range(keys::id_range(keys::DELIVERY, from, u64::MAX))
+        {
+            let (_, bytes) = item.db()?;
+            if let Ok(DeliveryRec {
+                event_id: Some(id), ..
+            }) = codec::decode("delivery", &bytes)
+            {
+                ids.insert(id);
+            }
+        }
+        Ok(ids)
     }
 }

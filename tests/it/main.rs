@@ -14,6 +14,7 @@ mod packaging;
 mod process;
 mod receive;
 mod retention;
+mod storage;
 mod ui;
 
 use hookd::config::Config;

@@ -331,6 +331,16 @@ async fn attempt_cut_short_by_a_crash_is_claimed_again_at_start_up() {
     }
     let s = TestServer::start_in(dir, &endpoints(), None).await;
     let event = s.wait_for_state("crash-1", "done").await;
-    assert_eq!(event["attempts"].as_array().unwrap().len(), 1);
+    // The attempt the crash cut short keeps its record and number; the next one follows it.
+    let attempts = event["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{event}");
+    assert_eq!(
+        (&attempts[0]["number"], &attempts[0]["outcome"]),
+        (&serde_json::json!(1), &serde_json::json!("interrupted"))
+    );
+    assert_eq!(
+        (&attempts[1]["number"], &attempts[1]["outcome"]),
+        (&serde_json::json!(2), &serde_json::json!("ok"))
+    );
     s.stop().await;
 }

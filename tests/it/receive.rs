@@ -288,7 +288,7 @@ async fn old_and_new_secret_both_verify_during_rotation() {
 
 /// A processor that holds every attempt until [`Gate::open`]: keeps the backlog full, and
 /// shows what happens before processing can finish.
-struct Gate(tokio::sync::Semaphore);
+pub struct Gate(pub tokio::sync::Semaphore);
 
 impl Gate {
     /// Lets every held and later attempt through.

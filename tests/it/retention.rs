@@ -5,7 +5,8 @@
 use super::admin::backup_config;
 use super::receive::base_config;
 use super::*;
-use hookd::prune::{ExportIndex, Pruner};
+use hookd::prune::Pruner;
+use hookd::store::fasten::ExportRecord;
 use hookd::store::{check, Attempt, AttemptOutcome, Next, Store, Verdict};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -158,14 +159,17 @@ async fn start_up_prune_catches_up_after_downtime() {
     s.stop().await;
 }
 
-/// An export index that remembers what it was told to forget.
-#[derive(Default)]
-struct Forgetful(Mutex<Vec<String>>);
-
-impl ExportIndex for Forgetful {
-    fn forget(&self, name: &str) -> Result<(), String> {
-        self.0.lock().unwrap().push(name.to_owned());
-        Ok(())
+/// A stored export record for `connection`/`task`.
+fn export_record(connection: &str, task: &str) -> ExportRecord {
+    ExportRecord {
+        org_connection_id: connection.into(),
+        task_id: task.into(),
+        event_id: format!("evt-{task}"),
+        stored_at_ms: 1,
+        files: vec![],
+        total_resources: 0,
+        counts: Default::default(),
+        mismatches: vec![],
     }
 }
 
@@ -180,7 +184,7 @@ fn age(path: &Path, days: u64) {
 #[tokio::test]
 async fn old_exports_are_pruned_with_their_index_entries() {
     let dir = tempfile::tempdir().unwrap();
-    let (_store, pruner) = open(dir.path(), "[retention]\nexport_retention_days = 3");
+    let (store, pruner) = open(dir.path(), "[retention]\nexport_retention_days = 3");
     let exports = dir.path().join("data/exports");
     for name in ["conn-1/task-old", "conn-1/task-new", "conn-2/task-old"] {
         std::fs::create_dir_all(exports.join(name)).unwrap();
@@ -190,8 +194,16 @@ async fn old_exports_are_pruned_with_their_index_entries() {
             if name.ends_with("old") { 5 } else { 1 },
         );
     }
-    let index = Arc::new(Forgetful::default());
-    pruner.set_export_index(index.clone());
+    for (connection, task) in [
+        ("conn-1", "task-old"),
+        ("conn-1", "task-new"),
+        ("conn-2", "task-old"),
+    ] {
+        store
+            .put_export(&export_record(connection, task))
+            .await
+            .unwrap();
+    }
 
     let report = pruner.prune_at(hookd::clock::now_ms()).unwrap();
     assert_eq!(report.exports, 2);
@@ -201,9 +213,9 @@ async fn old_exports_are_pruned_with_their_index_entries() {
         !exports.join("conn-2").exists(),
         "an emptied connection directory goes too"
     );
-    let mut forgotten = index.0.lock().unwrap().clone();
-    forgotten.sort();
-    assert_eq!(forgotten, ["conn-1/task-old", "conn-2/task-old"]);
+    assert!(store.export("conn-1", "task-old").unwrap().is_none());
+    assert!(store.export("conn-2", "task-old").unwrap().is_none());
+    assert!(store.export("conn-1", "task-new").unwrap().is_some());
     assert_eq!(pruner.status().last_pruned_exports, 2);
 }
 
@@ -383,24 +395,25 @@ async fn verify_data_flags_a_broken_data_directory() {
         .status
         .success());
 
-    // Break it: a payload goes missing, and the queue points at an event that is not there.
+    // Break it: the dedup key of an event goes missing, and the queue points at an event
+    // that is not there (keys of data format 2, one `log` tree).
     {
         let db = sled::open(data.join("db")).unwrap();
-        db.open_tree("payloads")
+        let log = db.open_tree("log").unwrap();
+        log.remove(b"k\x00\x03stdv-1")
             .unwrap()
-            .remove(victim.to_be_bytes())
-            .unwrap();
-        let mut key = [0u8; 16];
-        key[..8].copy_from_slice(&now.to_be_bytes());
-        key[8..].copy_from_slice(&u64::MAX.to_be_bytes());
-        db.open_tree("queue").unwrap().insert(key, &[]).unwrap();
+            .expect("the dedup key of v-1");
+        let mut key = vec![b'q'];
+        key.extend_from_slice(&now.to_be_bytes());
+        key.extend_from_slice(&u64::MAX.to_be_bytes());
+        log.insert(key, &[]).unwrap();
         db.flush().unwrap();
     }
     let out = hookd(&["verify-data", data.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
-        text.contains(&format!("event {victim} has no payload")),
+        text.contains(&format!("event {victim} has no dedup key pointing at it")),
         "{text}"
     );
     assert!(

@@ -1,0 +1,258 @@
+//! Migration of a format 1 store (hookd 0.1.0: one tree per kind, JSON records, the body
+//! stored twice) to format 2, on the first start of a newer hookd.
+//!
+//! Migrating at start rather than refusing to start and asking for a command: a package
+//! upgrade restarts hookd on its own, and a refusal would turn every upgrade into an outage
+//! until someone ran the command. The migration writes a new store beside the old one
+//! (`db.migrating`), swaps it in with two renames, and keeps the old store as `db.format1`
+//! (the log says so; remove it once satisfied). Cut short at any point, the old store is
+//! intact and the next start begins again.
+
+use super::codec::{self, DeliveryRec, EventRec, StatusRec};
+use super::keys::{self, IndexKind};
+use super::model::{Attempt, Delivery, Event};
+use super::snapshot::sibling;
+use super::writer::body_ref;
+use super::{from_io, indexer, open, Db, Result, StoreError};
+use std::path::Path;
+
+/// Tree names of format 1.
+const V1_DELIVERIES: &str = "deliveries";
+const V1_LATENCY: &str = "latency";
+const V1_EVENTS: &str = "events";
+const V1_PAYLOADS: &str = "payloads";
+const V1_DEDUP: &str = "dedup";
+const V1_QUEUE: &str = "queue";
+const V1_INFLIGHT: &str = "inflight";
+const V1_ATTEMPTS: &str = "attempts";
+/// Format 1 trees whose content format 2 re-encodes; every other tree is copied as it is.
+const V1_TREES: [&str; 9] = [
+    V1_DELIVERIES,
+    "delivery_idx",
+    V1_LATENCY,
+    V1_EVENTS,
+    V1_PAYLOADS,
+    V1_DEDUP,
+    V1_QUEUE,
+    V1_INFLIGHT,
+    V1_ATTEMPTS,
+];
+
+/// Records written per batch.
+const BATCH: usize = 1000;
+
+/// Whether `db` is a format 1 store (it has format 1's trees and records no format).
+pub(super) fn is_format1(db: &sled::Db) -> bool {
+    db.tree_names()
+        .iter()
+        .any(|n| n.as_ref() == V1_DELIVERIES.as_bytes() || n.as_ref() == V1_EVENTS.as_bytes())
+}
+
+/// Finishes or undoes a migration that was cut short: run before the store is opened.
+pub(super) fn recover(dir: &Path) -> Result<()> {
+    let new = sibling(dir, "migrating");
+    let old = sibling(dir, "format1");
+    if !dir.exists() && old.exists() {
+        // Cut between the two renames: the old store goes back; the next open migrates again.
+        std::fs::rename(&old, dir).map_err(from_io)?;
+    }
+    if new.exists() {
+        std::fs::remove_dir_all(&new).map_err(from_io)?;
+    }
+    Ok(())
+}
+
+/// Migrates the format 1 store in `dir` (see the module comment).
+pub(super) fn migrate(dir: &Path, cache_mb: u64) -> Result<()> {
+    let new = sibling(dir, "migrating");
+    let old = sibling(dir, "format1");
+    if old.exists() {
+        return Err(StoreError::Exists(old));
+    }
+    tracing::warn!(store = %dir.display(), "migrating a store of hookd 0.1.0 (data format 1) to format {}", open::FORMAT);
+    let (deliveries, events) = {
+        let src = open::open_guarded(dir, cache_mb)?;
+        let out = sled::Config::new().path(&new).open().db()?;
+        let counts = copy(&src, &out)?;
+        open::stamp(&out)?;
+        counts
+    };
+    std::fs::rename(dir, &old).map_err(from_io)?;
+    std::fs::rename(&new, dir).map_err(from_io)?;
+    tracing::warn!(
+        deliveries,
+        events,
+        old = %old.display(),
+        "migration done; the old store is kept beside the new one: remove it once satisfied"
+    );
+    Ok(())
+}
+
+/// Writes `batch` when it holds [`BATCH`] entries.
+struct Writer<'a> {
+    tree: &'a sled::Tree,
+    batch: sled::Batch,
+    n: usize,
+}
+
+impl Writer<'_> {
+    fn insert(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        self.batch.insert(key.as_ref(), value.as_ref());
+        self.n += 1;
+        if self.n % BATCH == 0 {
+            self.tree
+                .apply_batch(std::mem::take(&mut self.batch))
+                .db()?;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        self.tree.apply_batch(self.batch).db()
+    }
+}
+
+fn prefixed(kind: u8, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + key.len());
+    out.push(kind);
+    out.extend_from_slice(key);
+    out
+}
+
+/// Copies and re-encodes every record; returns (deliveries, events) migrated.
+fn copy(src: &sled::Db, out: &sled::Db) -> Result<(u64, u64)> {
+    let tree = |name: &str| src.open_tree(name).db();
+    let log = out.open_tree(keys::LOG_TREE).db()?;
+    let mut w = Writer {
+        tree: &log,
+        batch: sled::Batch::default(),
+        n: 0,
+    };
+    let payloads = tree(V1_PAYLOADS)?;
+    let latency = tree(V1_LATENCY)?;
+    let mut skipped = 0u64;
+
+    let mut events = 0u64;
+    for item in tree(V1_EVENTS)?.iter() {
+        let (key, bytes) = item.db()?;
+        let Ok(e) = serde_json::from_slice::<Event>(&bytes) else {
+            skipped += 1;
+            continue;
+        };
+        let payload = payloads.get(&key).db()?.unwrap_or_default();
+        let rec = EventRec {
+            endpoint: e.endpoint,
+            event_id: e.event_id,
+            event_type: e.event_type,
+            received_at_ms: e.received_at_ms,
+            delivery_id: e.delivery_id,
+        };
+        let status = StatusRec {
+            state: e.state,
+            attempts: e.attempts,
+            next_attempt_at_ms: e.next_attempt_at_ms,
+            last_error: e.last_error,
+            replays: e.replays,
+            attempts_before_replay: e.attempts_before_replay,
+        };
+        w.insert(
+            keys::id_key(keys::EVENT, e.seq),
+            codec::encode_event(&rec, &payload)?,
+        )?;
+        if status != StatusRec::fresh(rec.received_at_ms) {
+            w.insert(keys::id_key(keys::STATUS, e.seq), codec::encode(&status)?)?;
+        }
+        events += 1;
+    }
+
+    let mut deliveries = 0u64;
+    let mut watermark = 0;
+    for item in tree(V1_DELIVERIES)?.iter() {
+        let (key, bytes) = item.db()?;
+        let Ok(d) = serde_json::from_slice::<Delivery>(&bytes) else {
+            skipped += 1;
+            continue;
+        };
+        let body = match d.event_seq.map(|seq| payloads.get(keys::u64_bytes(seq))) {
+            Some(found) => match found.db()? {
+                Some(p) => body_ref(&d.body, &p),
+                None => codec::BodyRec::Inline(d.body.clone()),
+            },
+            None => codec::BodyRec::Inline(d.body.clone()),
+        };
+        let rec = DeliveryRec {
+            received_at_ms: d.received_at_ms,
+            endpoint: d.endpoint,
+            remote_addr: d.remote_addr,
+            request_headers: d.request_headers,
+            body,
+            body_bytes: d.body_bytes as u64,
+            body_truncated: d.body_truncated,
+            verdict: d.verdict,
+            reason: d.reason,
+            response: d.response,
+            event_id: d.event_id,
+            event_type: d.event_type,
+            event_seq: d.event_seq,
+        };
+        let us = latency.get(&key).db()?.and_then(|v| keys::read_u64(&v));
+        for entry in indexer::entries(d.id, &rec) {
+            let is_verdict = entry.get(1) == Some(&(IndexKind::Verdict as u8));
+            match us {
+                Some(us) if is_verdict => w.insert(entry, keys::u64_bytes(us))?,
+                _ => w.insert(entry, [])?,
+            }
+        }
+        w.insert(keys::id_key(keys::DELIVERY, d.id), codec::encode(&rec)?)?;
+        watermark = watermark.max(d.id);
+        deliveries += 1;
+    }
+    w.insert(keys::WATERMARK, keys::u64_bytes(watermark))?;
+
+    for item in tree(V1_DEDUP)?.iter() {
+        let (key, value) = item.db()?;
+        w.insert(prefixed(keys::DEDUP, &key), value)?;
+    }
+    for (name, kind) in [(V1_QUEUE, keys::QUEUE), (V1_INFLIGHT, keys::INFLIGHT)] {
+        for key in tree(name)?.iter().keys() {
+            w.insert(prefixed(kind, &key.db()?), [])?;
+        }
+    }
+    for item in tree(V1_ATTEMPTS)?.iter() {
+        let (key, bytes) = item.db()?;
+        let Ok(a) = serde_json::from_slice::<Attempt>(&bytes) else {
+            skipped += 1;
+            continue;
+        };
+        w.insert(prefixed(keys::ATTEMPT, &key), codec::encode(&a)?)?;
+    }
+    w.finish()?;
+
+    // Everything else (meta, the Fasten trees) is the same in both formats.
+    for name in src.tree_names() {
+        let text = String::from_utf8_lossy(&name).into_owned();
+        if V1_TREES.contains(&text.as_str()) || name.as_ref() == b"__sled__default" {
+            continue;
+        }
+        let from = src.open_tree(&name).db()?;
+        let to = out.open_tree(&name).db()?;
+        let mut w = Writer {
+            tree: &to,
+            batch: sled::Batch::default(),
+            n: 0,
+        };
+        for item in from.iter() {
+            let (k, v) = item.db()?;
+            w.insert(k, v)?;
+        }
+        w.finish()?;
+    }
+    if skipped > 0 {
+        tracing::error!(
+            skipped,
+            "unreadable format 1 records were not migrated (they remain in the old store)"
+        );
+    }
+    out.flush().db()?;
+    Ok((deliveries, events))
+}

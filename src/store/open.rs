@@ -1,0 +1,173 @@
+//! Opening a store without trusting sled to fail gracefully: sled 0.34 can panic on a
+//! truncated file and spin for minutes on random bytes, so it opens on a thread of its own,
+//! under `catch_unwind` and a time limit. Then the data format is checked: a fresh store is
+//! stamped with [`FORMAT`], a format 1 store (hookd 0.1.0) is migrated, a newer one refused.
+//!
+//! A start-up that dies for lack of space can leave `snap.*.generating` behind, after which
+//! sled reports corruption: such a file is an unfinished snapshot that sled writes before
+//! renaming it into place, so it is removed before opening.
+
+use super::{from_io, from_sled, keys, migrate, Db, Result, StoreError};
+use std::path::Path;
+use std::time::Duration;
+
+/// The data format this build reads and writes.
+pub const FORMAT: u64 = 2;
+
+/// How long sled may take to open a store before it is declared damaged. Healthy stores of
+/// millions of records open in a second or two.
+const OPEN_LIMIT: Duration = Duration::from_secs(20);
+
+/// Opens the store in `dir`, migrated to and stamped with [`FORMAT`].
+pub(super) fn open(dir: &Path, cache_mb: u64) -> Result<sled::Db> {
+    migrate::recover(dir)?;
+    let db = open_guarded(dir, cache_mb)?;
+    match stored_format(&db)? {
+        Some(FORMAT) => {
+            if !dir.join(FORMAT_FILE).exists() {
+                write_format_file(dir)?; // a copy made by backup or compaction
+            }
+            Ok(db)
+        }
+        Some(found) if found > FORMAT => Err(StoreError::NewerFormat {
+            path: dir.to_path_buf(),
+            found,
+            known: FORMAT,
+        }),
+        Some(found) => Err(StoreError::Damaged {
+            path: dir.to_path_buf(),
+            detail: format!("unknown data format {found}"),
+        }),
+        None if migrate::is_format1(&db) => {
+            drop(db);
+            migrate::migrate(dir, cache_mb)?;
+            let db = open_guarded(dir, cache_mb)?;
+            match stored_format(&db)? {
+                Some(FORMAT) => {
+                    write_format_file(dir)?;
+                    Ok(db)
+                }
+                _ => Err(StoreError::Damaged {
+                    path: dir.to_path_buf(),
+                    detail: "the migrated store carries no format".into(),
+                }),
+            }
+        }
+        None if dir.join(FORMAT_FILE).exists() => Err(StoreError::Damaged {
+            path: dir.to_path_buf(),
+            detail: format!(
+                "{} holds no records although {} says it was written in format {FORMAT}:                  the file was truncated or replaced",
+                dir.join("db").display(),
+                dir.join(FORMAT_FILE).display()
+            ),
+        }),
+        None => {
+            stamp(&db)?;
+            write_format_file(dir)?;
+            Ok(db)
+        }
+    }
+}
+
+/// The file beside sled's that names the data format, so that a store whose records are
+/// gone is told apart from a new one.
+pub(super) const FORMAT_FILE: &str = "hookd-format";
+
+/// Writes [`FORMAT_FILE`] durably.
+pub(super) fn write_format_file(dir: &Path) -> Result<()> {
+    use std::io::Write;
+    let path = dir.join(FORMAT_FILE);
+    let mut file = std::fs::File::create(&path).map_err(from_io)?;
+    file.write_all(format!("{FORMAT}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(from_io)
+}
+
+/// The format recorded in a store, if any.
+pub(super) fn stored_format(db: &sled::Db) -> Result<Option<u64>> {
+    let meta = db.open_tree(keys::META_TREE).db()?;
+    Ok(meta
+        .get(keys::FORMAT_KEY)
+        .db()?
+        .and_then(|v| keys::read_u64(&v)))
+}
+
+/// Records [`FORMAT`] in a store, durably.
+pub(super) fn stamp(db: &sled::Db) -> Result<()> {
+    let meta = db.open_tree(keys::META_TREE).db()?;
+    meta.insert(keys::FORMAT_KEY, &keys::u64_bytes(FORMAT))
+        .db()?;
+    db.flush().db()?;
+    Ok(())
+}
+
+/// Opens sled in `dir` on its own thread: a panic becomes [`StoreError::Damaged`], and so
+/// does an open that takes longer than [`OPEN_LIMIT`] (the thread is left behind; the caller
+/// exits).
+pub(super) fn open_guarded(dir: &Path, cache_mb: u64) -> Result<sled::Db> {
+    remove_unfinished_snapshots(dir)?;
+    let config = sled::Config::new()
+        .path(dir)
+        .cache_capacity(cache_mb.saturating_mul(1024 * 1024))
+        .mode(sled::Mode::HighThroughput);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("hookd-open".into())
+        .spawn(move || {
+            let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
+            let _ = tx.send(opened);
+        })
+        .map_err(from_io)?;
+    let damaged = |detail: String| StoreError::Damaged {
+        path: dir.to_path_buf(),
+        detail,
+    };
+    match rx.recv_timeout(OPEN_LIMIT) {
+        Ok(Ok(Ok(db))) => Ok(db),
+        Ok(Ok(Err(e))) => Err(classify(dir, e)),
+        Ok(Err(panic)) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "sled panicked".into());
+            Err(damaged(format!("{}: {what}", dir.join("db").display())))
+        }
+        Err(_) => Err(damaged(format!(
+            "{} did not open within {} s",
+            dir.join("db").display(),
+            OPEN_LIMIT.as_secs()
+        ))),
+    }
+}
+
+fn classify(dir: &Path, e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") =>
+        {
+            StoreError::Locked(dir.to_path_buf())
+        }
+        sled::Error::Corruption { .. } | sled::Error::ReportableBug(_) => StoreError::Damaged {
+            path: dir.to_path_buf(),
+            detail: format!("{}: {e}", dir.join("db").display()),
+        },
+        other => from_sled(other),
+    }
+}
+
+/// Removes the snapshots sled did not finish writing (see the module comment).
+fn remove_unfinished_snapshots(dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(()); // a new store: nothing there yet
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(file = %entry.path().display(), "removing a snapshot left unfinished by an earlier start");
+            std::fs::remove_file(entry.path()).map_err(from_io)?;
+        }
+    }
+    Ok(())
+}
