@@ -26,6 +26,10 @@ impl TokenBucket {
     /// Refills by the time passed, then takes a token if there is one; otherwise says how
     /// long until there will be.
     fn take_or_wait(&self) -> Result<(), std::time::Duration> {
+        self.take_n_or_wait(1.0)
+    }
+
+    fn take_n_or_wait(&self, n: f64) -> Result<(), std::time::Duration> {
         // A poisoned lock only means another thread panicked mid-update of two numbers.
         let mut state = match self.state.lock() {
             Ok(s) => s,
@@ -35,12 +39,12 @@ impl TokenBucket {
         let elapsed = now.saturating_duration_since(state.1).as_secs_f64();
         state.0 = (state.0 + elapsed * self.rate).min(self.burst);
         state.1 = now;
-        if state.0 >= 1.0 {
-            state.0 -= 1.0;
+        if state.0 >= n {
+            state.0 -= n;
             Ok(())
         } else {
             Err(std::time::Duration::from_secs_f64(
-                (1.0 - state.0) / self.rate,
+                (n - state.0) / self.rate,
             ))
         }
     }
@@ -48,6 +52,11 @@ impl TokenBucket {
     /// Takes a token if one is there.
     pub fn try_take(&self) -> bool {
         self.take_or_wait().is_ok()
+    }
+
+    /// Takes `n` tokens at once if they are there (a budget counted in bytes, say).
+    pub fn try_take_n(&self, n: f64) -> bool {
+        self.take_n_or_wait(n).is_ok()
     }
 
     /// Takes a token, waiting for one if the bucket is empty.
