@@ -43,9 +43,11 @@ impl TokenBucket {
             state.0 -= n;
             Ok(())
         } else {
-            Err(std::time::Duration::from_secs_f64(
-                (n - state.0) / self.rate,
-            ))
+            // A rate of 0 (or more tokens than the burst holds) never refills enough.
+            Err(
+                std::time::Duration::try_from_secs_f64((n - state.0) / self.rate)
+                    .unwrap_or(std::time::Duration::MAX),
+            )
         }
     }
 
@@ -82,5 +84,14 @@ mod tests {
         let start = Instant::now();
         bucket.take().await;
         assert_eq!(start.elapsed().as_millis(), 500);
+    }
+
+    #[test]
+    fn a_zero_rate_or_an_oversized_take_is_refused_without_panic() {
+        let bytes = TokenBucket::new(0.0, 0.0);
+        assert!(!bytes.try_take_n(100.0));
+        let small = TokenBucket::new(10.0, 100.0);
+        assert!(!small.try_take_n(101.0));
+        assert!(small.try_take_n(100.0));
     }
 }
