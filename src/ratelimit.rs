@@ -26,6 +26,10 @@ impl TokenBucket {
     /// Refills by the time passed, then takes a token if there is one; otherwise says how
     /// long until there will be.
     fn take_or_wait(&self) -> Result<(), std::time::Duration> {
+        self.take_n_or_wait(1.0)
+    }
+
+    fn take_n_or_wait(&self, n: f64) -> Result<(), std::time::Duration> {
         // A poisoned lock only means another thread panicked mid-update of two numbers.
         let mut state = match self.state.lock() {
             Ok(s) => s,
@@ -35,19 +39,26 @@ impl TokenBucket {
         let elapsed = now.saturating_duration_since(state.1).as_secs_f64();
         state.0 = (state.0 + elapsed * self.rate).min(self.burst);
         state.1 = now;
-        if state.0 >= 1.0 {
-            state.0 -= 1.0;
+        if state.0 >= n {
+            state.0 -= n;
             Ok(())
         } else {
-            Err(std::time::Duration::from_secs_f64(
-                (1.0 - state.0) / self.rate,
-            ))
+            // A rate of 0 (or more tokens than the burst holds) never refills enough.
+            Err(
+                std::time::Duration::try_from_secs_f64((n - state.0) / self.rate)
+                    .unwrap_or(std::time::Duration::MAX),
+            )
         }
     }
 
     /// Takes a token if one is there.
     pub fn try_take(&self) -> bool {
         self.take_or_wait().is_ok()
+    }
+
+    /// Takes `n` tokens at once if they are there (a budget counted in bytes, say).
+    pub fn try_take_n(&self, n: f64) -> bool {
+        self.take_n_or_wait(n).is_ok()
     }
 
     /// Takes a token, waiting for one if the bucket is empty.
@@ -73,5 +84,14 @@ mod tests {
         let start = Instant::now();
         bucket.take().await;
         assert_eq!(start.elapsed().as_millis(), 500);
+    }
+
+    #[test]
+    fn a_zero_rate_or_an_oversized_take_is_refused_without_panic() {
+        let bytes = TokenBucket::new(0.0, 0.0);
+        assert!(!bytes.try_take_n(100.0));
+        let small = TokenBucket::new(10.0, 100.0);
+        assert!(!small.try_take_n(101.0));
+        assert!(small.try_take_n(100.0));
     }
 }

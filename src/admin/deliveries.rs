@@ -4,7 +4,7 @@
 
 use super::query::{self, Query};
 use super::{Admin, ApiError};
-use crate::store::{Delivery, DeliveryFilter};
+use crate::store::{Delivery, DeliveryFilter, Verdict};
 use serde_json::{json, Value};
 
 /// A list row: the delivery without headers and body, plus its event's processing state.
@@ -22,6 +22,8 @@ fn summary(admin: &Admin, d: &Delivery) -> Result<Value, ApiError> {
         "status": d.response.status,
         "event_id": d.event_id,
         "event_type": d.event_type,
+        // A rejected delivery's id and type are what the body claimed: never verified.
+        "event_unverified": d.verdict == Verdict::Rejected,
         "event_seq": d.event_seq.map(|s| s.to_string()),
         "latency_us": d.latency_us,
         "state": state,
@@ -87,6 +89,7 @@ pub fn one(admin: &Admin, id: &str) -> Result<Value, ApiError> {
         None => None,
     };
     let mut value = serde_json::to_value(&d).unwrap_or(Value::Null);
+    value["event_unverified"] = (d.verdict == Verdict::Rejected).into();
     if let Some(e) = &event {
         if let Some(files) = super::fasten::export_files(admin, e)? {
             value["exports"] = files;

@@ -36,6 +36,26 @@ pub const BODY_TIMEOUT_SECS: u64 = 20;
 pub const BODY_MIN_BYTES_PER_SEC: u64 = 1024;
 /// 32 MiB of request bodies held at once, whatever the number of senders.
 pub const BODY_BUDGET_BYTES: usize = 33_554_432;
+/// 16 KiB of request headers per delivery: a webhook sender's fit in a few hundred bytes.
+pub const LOG_HEADER_BYTES: usize = 16_384;
+/// 16 KiB/s of rejected deliveries: at most about 1.4 GB a day under a steady flood, while
+/// ten ordinary rejections a second (a few hundred bytes each) still fit.
+pub const REJECTED_LOG_BYTES_PER_SEC: f64 = 16_384.0;
+/// Headers that carry credentials in common use. `webhook-signature` is not among them: it
+/// proves one body, and keeping it lets a rejected delivery be diagnosed.
+pub const REDACT_HEADERS: [&str; 11] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "api-key",
+    "x-auth-token",
+    "x-access-token",
+    "x-amz-security-token",
+    "x-csrf-token",
+    "x-xsrf-token",
+];
 pub const FORWARD_TIMEOUT_SECS: u64 = 30;
 /// Every hour, on the hour (UTC).
 pub const PRUNE_SCHEDULE: &str = "0 0 * * * *";

@@ -178,6 +178,8 @@ pub enum Invalid {
         "`{0}` must be 1-64 characters of letters, digits, '-' or '_' (it is a URL path segment)"
     )]
     EndpointName(String),
+    #[error("`{0}` is not an HTTP header name")]
+    HeaderName(String),
     #[error("`{0}` is used by two endpoints")]
     DuplicateEndpoint(String),
     #[error("an empty list would drop every event; leave it out to accept all types")]

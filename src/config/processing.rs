@@ -87,10 +87,37 @@ pub(super) fn build_receive(r: RawReceive, origin: &Origin) -> Result<Receive, C
             .body_min_bytes_per_sec
             .unwrap_or(defaults::BODY_MIN_BYTES_PER_SEC),
         body_budget_bytes: r.body_budget_bytes.unwrap_or(defaults::BODY_BUDGET_BYTES),
+        log_header_bytes: r.log_header_bytes.unwrap_or(defaults::LOG_HEADER_BYTES),
+        rejected_log_bytes_per_sec: r
+            .rejected_log_bytes_per_sec
+            .unwrap_or(defaults::REJECTED_LOG_BYTES_PER_SEC),
+        redact_headers: match r.redact_headers {
+            Some(names) => names
+                .iter()
+                .map(|n| n.trim().to_ascii_lowercase())
+                .collect(),
+            None => defaults::REDACT_HEADERS.map(str::to_string).to_vec(),
+        },
     };
     let mut problems = Problems::default();
-    if !(receive.rejected_log_per_sec >= 0.0 && receive.rejected_log_per_sec.is_finite()) {
-        problems.add(origin.err("receive.rejected_log_per_sec", Invalid::Negative));
+    for (key, rate) in [
+        ("receive.rejected_log_per_sec", receive.rejected_log_per_sec),
+        (
+            "receive.rejected_log_bytes_per_sec",
+            receive.rejected_log_bytes_per_sec,
+        ),
+    ] {
+        if !(rate >= 0.0 && rate.is_finite()) {
+            problems.add(origin.err(key, Invalid::Negative));
+        }
+    }
+    for (i, name) in receive.redact_headers.iter().enumerate() {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            problems.add(origin.err(
+                &format!("receive.redact_headers[{i}]"),
+                Invalid::HeaderName(name.clone()),
+            ));
+        }
     }
     for (key, value) in [
         ("receive.max_connections", receive.max_connections as u64),

@@ -53,6 +53,8 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "log_body_bytes",
             "rejected_body_bytes",
             "rejected_log_per_sec",
+            "log_header_bytes",
+            "rejected_log_bytes_per_sec",
         ],
     ),
     (

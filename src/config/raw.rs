@@ -73,6 +73,9 @@ pub(super) struct RawReceive {
     pub(super) body_timeout_secs: Option<u64>,
     pub(super) body_min_bytes_per_sec: Option<u64>,
     pub(super) body_budget_bytes: Option<usize>,
+    pub(super) log_header_bytes: Option<usize>,
+    pub(super) rejected_log_bytes_per_sec: Option<f64>,
+    pub(super) redact_headers: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]

@@ -125,6 +125,12 @@ pub struct Receive {
     pub body_min_bytes_per_sec: u64,
     /// Body bytes all requests may hold at once; beyond it, 503 + Retry-After.
     pub body_budget_bytes: usize,
+    /// Header bytes (names and values) kept per delivery; the rest dropped with a note.
+    pub log_header_bytes: usize,
+    /// Bytes of rejected deliveries logged per second (burst = 10×); beyond, only counted.
+    pub rejected_log_bytes_per_sec: f64,
+    /// Request headers stored as a marker, never their value: lower-case names.
+    pub redact_headers: Vec<String>,
 }
 
 /// The retention pruner and the export clean-up.

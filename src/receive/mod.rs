@@ -6,6 +6,7 @@
 
 mod body;
 pub mod listener;
+mod record;
 
 use crate::clock;
 use crate::config::{Config, Endpoint, Profile};
@@ -23,8 +24,6 @@ use std::time::{Duration, Instant};
 use tracing::Instrument;
 use warp::Filter;
 
-/// Headers whose values are credentials: never written to the delivery log.
-const REDACTED_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
 /// What a 503 asks the sender to wait, in seconds.
 const RETRY_AFTER_SECS: &str = "30";
 
@@ -33,6 +32,8 @@ pub struct Receiver {
     config: Arc<Config>,
     store: Arc<Store>,
     rejected_log: TokenBucket,
+    /// The same budget in bytes, so a flood of large rejected requests stays small on disk.
+    rejected_log_bytes: TokenBucket,
     /// Body bytes that requests may hold at once: charged as bytes arrive, and a body whose
     /// declared length does not fit is refused before a byte of it is read.
     body_budget: body::Budget,
@@ -43,8 +44,10 @@ impl Receiver {
     /// A receiver over `store` for the endpoints in `config`.
     pub fn new(config: Arc<Config>, store: Arc<Store>) -> Arc<Receiver> {
         let rate = config.receive.rejected_log_per_sec;
+        let bytes = config.receive.rejected_log_bytes_per_sec;
         Arc::new(Receiver {
             rejected_log: TokenBucket::new(rate, (rate * 10.0).max(1.0)),
+            rejected_log_bytes: TokenBucket::new(bytes, bytes * 10.0),
             body_budget: body::Budget::new(config.receive.body_budget_bytes),
             pace: body::Pace {
                 deadline: Duration::from_secs(config.receive.body_timeout_secs),
@@ -315,18 +318,11 @@ impl Receiver {
             received_at_ms: request.received_at_ms,
             endpoint: request.endpoint.clone(),
             remote_addr: request.remote.map(|a| a.to_string()),
-            request_headers: request
-                .headers
-                .iter()
-                .map(|(k, v)| {
-                    let value = if REDACTED_HEADERS.contains(&k.as_str()) {
-                        "<redacted>".to_string()
-                    } else {
-                        String::from_utf8_lossy(v.as_bytes()).into_owned()
-                    };
-                    (k.as_str().to_string(), value)
-                })
-                .collect(),
+            request_headers: record::headers(
+                &request.headers,
+                &self.config.receive.redact_headers,
+                self.config.receive.log_header_bytes,
+            ),
             body: String::from_utf8_lossy(kept).into_owned(),
             body_bytes: body.len(),
             body_truncated: kept.len() < body.len(),
@@ -336,6 +332,47 @@ impl Receiver {
             event_id: None,
             event_type: None,
         }
+    }
+
+    /// The record of a rejected delivery, when the rejected-logging budget (records and
+    /// bytes) has room for it. What the sender claimed (endpoint name, event id and type) is
+    /// unverified, so it is kept short.
+    fn rejected_draft(
+        &self,
+        request: &Request,
+        body: &[u8],
+        answer: &Answer,
+        refusal: &Refusal,
+        known: Option<(Option<String>, Option<String>)>,
+    ) -> Option<DeliveryDraft> {
+        if !self.rejected_log.try_take() {
+            return None;
+        }
+        let cap = self.config.receive.rejected_body_bytes;
+        let mut draft = self.draft(
+            request,
+            body,
+            cap,
+            answer,
+            Verdict::Rejected,
+            &refusal.reason,
+        );
+        draft.endpoint = record::short(&draft.endpoint);
+        if let Some((id, kind)) = known {
+            draft.event_id = id.as_deref().map(record::short);
+            draft.event_type = kind.as_deref().map(record::short);
+        }
+        let texts = [
+            draft.endpoint.as_str(),
+            draft.body.as_str(),
+            draft.reason.as_str(),
+            draft.event_id.as_deref().unwrap_or(""),
+            draft.event_type.as_deref().unwrap_or(""),
+        ];
+        let cost = record::cost(&draft.request_headers, &texts);
+        self.rejected_log_bytes
+            .try_take_n(cost as f64)
+            .then_some(draft)
     }
 
     /// Answers a refusal and logs it, within the rejected-logging rate.
@@ -359,26 +396,13 @@ impl Receiver {
         }
         tracing::info!(status = refusal.status.as_u16(), reason = %refusal.reason, "delivery rejected");
         self.observe(request, Verdict::Rejected);
-        let logged = if self.rejected_log.try_take() {
-            let mut draft = self.draft(
-                request,
-                body,
-                self.config.receive.rejected_body_bytes,
-                &answer,
-                Verdict::Rejected,
-                &refusal.reason,
-            );
-            if let Some((id, kind)) = known {
-                draft.event_id = id;
-                draft.event_type = kind;
-            }
-            self.store.record(draft).map(|id| {
+        let logged = match self.rejected_draft(request, body, &answer, &refusal, known) {
+            Some(draft) => self.store.record(draft).map(|id| {
                 let _ = self
                     .store
                     .set_latency(id, request.started.elapsed().as_micros() as u64);
-            })
-        } else {
-            self.store.count_unlogged_rejection()
+            }),
+            None => self.store.count_unlogged_rejection(),
         };
         if let Err(e) = logged {
             tracing::warn!(error = %e, "could not log a rejected delivery");

@@ -376,3 +376,149 @@ async fn a_body_that_does_not_fit_the_budget_gets_503_before_it_is_read() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(deliver(&receiver, "within-budget").await, 200);
 }
+
+/// The admin token and the usual endpoints, for tests that read the delivery log.
+fn with_admin(extra: &str) -> String {
+    format!("{extra}[admin]\ntoken = \"{ADMIN_TOKEN}\"\n{}", endpoints())
+}
+
+#[tokio::test]
+async fn a_flood_of_large_rejected_requests_costs_the_store_a_few_megabytes() {
+    let s = TestServer::start(&with_admin("")).await;
+    let data = s.dir.path().join("data");
+    let before = dir_bytes(&data);
+    // 1 MiB bodies whose unverified id is 64 KiB, behind 55 KB of headers, never signed.
+    let id = "i".repeat(65_536);
+    let mut body = serde_json::json!({"id": id, "type": "t".repeat(65_536), "pad": ""}).to_string();
+    body.insert_str(body.len() - 2, &"p".repeat((1 << 20) - body.len()));
+    assert_eq!(body.len(), 1 << 20);
+    let mut headers = reqwest::header::HeaderMap::new();
+    for i in 0..55 {
+        headers.insert(
+            reqwest::header::HeaderName::from_bytes(format!("x-filler-{i}").as_bytes()).unwrap(),
+            "a".repeat(1000).parse().unwrap(),
+        );
+    }
+    let long_name = "n".repeat(2000);
+    let mut statuses = std::collections::BTreeMap::new();
+    for batch in 0..25 {
+        let mut sends = tokio::task::JoinSet::new();
+        for i in 0..8 {
+            // Every eighth request goes to an unknown endpoint with a 2 KB name (its body is
+            // never read, so it is kept small for the client's sake).
+            let (endpoint, body) = match i {
+                0 => (long_name.as_str(), "{}".to_string()),
+                _ => ("std", body.clone()),
+            };
+            let request = s
+                .http
+                .post(s.url(endpoint))
+                .headers(headers.clone())
+                .header("content-type", "application/json")
+                .header("x-request-id", format!("flood-{batch}-{i}"))
+                .body(body);
+            sends.spawn(async move { request.send().await.unwrap().status().as_u16() });
+        }
+        while let Some(status) = sends.join_next().await {
+            *statuses.entry(status.unwrap()).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(statuses, [(401, 175), (404, 25)].into_iter().collect());
+    let grown = dir_bytes(&data).saturating_sub(before) as f64 / 1048576.0;
+    assert!(grown < 8.0, "data directory grew by {grown:.1} MiB");
+
+    let (status, page) = s.api("/api/deliveries").await;
+    assert_eq!(status, 200);
+    let page_bytes = page.to_string().len();
+    assert!(page_bytes < 64 * 1024, "first page is {page_bytes} bytes");
+    let items = page["items"].as_array().unwrap();
+    assert!(!items.is_empty());
+    let mut ids = 0;
+    for item in items {
+        assert_eq!(item["event_unverified"], true, "{item}");
+        assert!(item["endpoint"].as_str().unwrap().len() <= 131, "{item}");
+        if let Some(id) = item["event_id"].as_str() {
+            ids += 1;
+            assert!(id.len() <= 131 && id.starts_with("iii"), "{id}");
+            assert!(item["event_type"].as_str().unwrap().len() <= 131);
+        }
+    }
+    assert!(ids > 0, "no rejected delivery kept the body's id");
+    let first = items.iter().find(|i| i["endpoint"] == "std").unwrap();
+    let full = s
+        .api_ok(&format!(
+            "/api/deliveries/{}",
+            first["id"].as_str().unwrap()
+        ))
+        .await;
+    let kept = full["request_headers"].as_array().unwrap();
+    let kept_bytes: usize = kept
+        .iter()
+        .map(|h| h[0].as_str().unwrap().len() + h[1].as_str().unwrap().len())
+        .sum();
+    assert!(kept_bytes < 17_000, "{kept_bytes} header bytes kept");
+    let note = kept.last().unwrap();
+    assert!(
+        note[1].as_str().unwrap().contains("headers ("),
+        "no truncation note: {note}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_api_key_header_is_neither_stored_nor_shown() {
+    let s = TestServer::start(&with_admin("")).await;
+    const KEY: &str = "sk_live_never_store_this_0123456789";
+    let body = event_body("keyed", "webhook.test");
+    let secret = Secret::parse(SECRET).unwrap();
+    let ts = now();
+    for (signed, expected) in [(true, 200), (false, 401)] {
+        let mut request = s
+            .http
+            .post(s.url("std"))
+            .header("X-Api-Key", KEY)
+            .header("webhook-id", "msg_keyed")
+            .header("webhook-timestamp", ts.to_string())
+            .body(body.clone());
+        if signed {
+            let sig = hookd::verify::sign(&secret, "msg_keyed", ts, body.as_bytes());
+            request = request.header("webhook-signature", sig);
+        }
+        assert_eq!(request.send().await.unwrap().status().as_u16(), expected);
+    }
+    let page = s.api_ok("/api/deliveries").await;
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    for item in items {
+        let full = s
+            .api_ok(&format!("/api/deliveries/{}", item["id"].as_str().unwrap()))
+            .await;
+        let text = full.to_string();
+        assert!(!text.contains(KEY), "{text}");
+        let headers = full["request_headers"].as_array().unwrap();
+        assert!(headers
+            .iter()
+            .any(|h| h[0] == "x-api-key" && h[1] == "<redacted>"));
+    }
+    let accepted = items.iter().find(|i| i["verdict"] == "accepted").unwrap();
+    assert_eq!(accepted["event_unverified"], false);
+    let dir = s.stop().await;
+    assert!(
+        !contains_bytes(dir.path(), KEY.as_bytes()),
+        "the key is on disk"
+    );
+}
+
+/// Whether any file under `dir` holds `needle`.
+fn contains_bytes(dir: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().flatten().any(|e| {
+        let path = e.path();
+        if path.is_dir() {
+            contains_bytes(&path, needle)
+        } else {
+            std::fs::read(&path)
+                .map(|b| b.windows(needle.len()).any(|w| w == needle))
+                .unwrap_or(false)
+        }
+    })
+}

@@ -366,3 +366,39 @@ fn receiver_limits_are_read_and_checked() {
         "{err}"
     );
 }
+
+#[test]
+fn redacted_headers_and_rejected_byte_budget_are_read_and_checked() {
+    let defaults = load_str("", &[]).unwrap();
+    assert!(defaults
+        .receive
+        .redact_headers
+        .contains(&"x-api-key".to_string()));
+    assert!(!defaults
+        .receive
+        .redact_headers
+        .contains(&"webhook-signature".to_string()));
+    assert_eq!(
+        defaults.receive.log_header_bytes,
+        defaults::LOG_HEADER_BYTES
+    );
+
+    let c = load_str(
+        "[receive]\nredact_headers = [\" X-Secret \", \"Authorization\"]\n\
+         log_header_bytes = 512\nrejected_log_bytes_per_sec = 0.0\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.receive.redact_headers, ["x-secret", "authorization"]);
+    assert_eq!(c.receive.log_header_bytes, 512);
+    assert_eq!(c.receive.rejected_log_bytes_per_sec, 0.0);
+
+    let err = load_str(
+        "[receive]\nredact_headers = [\"ok\", \"not a name\"]\nrejected_log_bytes_per_sec = -1.0\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("receive.redact_headers[1]"), "{err}");
+    assert!(err.contains("receive.rejected_log_bytes_per_sec"), "{err}");
+}

@@ -277,3 +277,83 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Any JSON value, nested a few levels, with the field names Fasten's payloads use so
+    /// that the typed readers meet them in the wrong shapes too.
+    fn json() -> impl Strategy<Value = Value> {
+        let key = prop_oneof![
+            Just("task_id".to_string()),
+            Just("org_connection_id".to_string()),
+            Just("download_link".to_string()),
+            Just("download_links".to_string()),
+            Just("url".to_string()),
+            Just("stats".to_string()),
+            Just("total_resources".to_string()),
+            Just("total_by_resource_type".to_string()),
+            "[a-z_]{1,12}",
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "\\PC{0,20}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 8, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                proptest::collection::btree_map(key.clone(), inner, 0..8)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn event_type() -> impl Strategy<Value = String> {
+        prop_oneof![
+            proptest::sample::select(crate::simulate::EVENT_TYPES.to_vec()).prop_map(String::from),
+            "\\PC{0,30}",
+        ]
+    }
+
+    /// Everything a caller may ask of a parsed event.
+    fn touch(event: &FastenEvent) {
+        let _ = event.task_id();
+        if let FastenEvent::ExportSuccess(d) = event {
+            let _ = d.urls();
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_parse_without_panic(
+            kind in event_type(),
+            body in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            if let Ok(event) = FastenEvent::parse(&kind, &body) {
+                touch(&event);
+            }
+        }
+
+        #[test]
+        fn any_data_shape_parses_without_panic_and_lenient_types_always_read(
+            kind in event_type(),
+            data in json(),
+        ) {
+            let body = serde_json::json!({"id": "e", "type": kind, "data": data}).to_string();
+            let parsed = FastenEvent::parse(&kind, body.as_bytes());
+            if let Ok(event) = &parsed {
+                touch(event);
+            }
+            // Only an export's download instructions are strict: without them nothing can
+            // be done, and the failure must say so rather than read as an empty export.
+            if kind != "patient.ehi_export_success" {
+                prop_assert!(parsed.is_ok(), "{:?}", parsed.err());
+            }
+        }
+    }
+}

@@ -207,3 +207,88 @@ mod tests {
         assert!(err.to_string().contains("line 1 has an empty"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Indexes nothing: the properties below are about splitting and counting.
+    struct Discard;
+
+    impl Index for Discard {
+        type Error = std::convert::Infallible;
+        fn add(&mut self, _: &str, _: &str, _: &ResourceLoc) -> Result<(), Self::Error> {
+            Ok(())
+        }
+    }
+
+    /// `bytes` cut at `cuts` (positions taken modulo its length, in any order).
+    fn chunked(bytes: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+        let mut at: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        at.push(0);
+        at.push(bytes.len());
+        at.sort_unstable();
+        at.windows(2).map(|w| bytes[w[0]..w[1]].to_vec()).collect()
+    }
+
+    fn validate(chunks: &[Vec<u8>]) -> Result<(u64, BTreeMap<String, u64>), ProcessError> {
+        let mut v = Validator::new(Discard, "t", "f.ndjson");
+        for c in chunks {
+            v.feed(c)?;
+        }
+        v.finish()
+    }
+
+    /// One NDJSON line: a resource, or a blank line, with or without a `\r`.
+    fn line() -> impl Strategy<Value = (Option<String>, String)> {
+        let resource = (
+            proptest::sample::select(vec!["Patient", "Observation", "Condition", "Encounter"]),
+            "[^\\x00]{1,12}",
+            any::<bool>(),
+        )
+            .prop_map(|(kind, id, extra)| {
+                let mut r = serde_json::json!({"resourceType": kind, "id": id});
+                if extra {
+                    r["meta"] = serde_json::json!({"text": "a\nb", "n": [1, 2]});
+                }
+                (Some(kind.to_string()), r.to_string())
+            });
+        let blank = "[ \t]{0,3}".prop_map(|s| (None, s));
+        (prop_oneof![3 => resource, 1 => blank], any::<bool>())
+            .prop_map(|((kind, text), cr)| (kind, if cr { text + "\r" } else { text }))
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_in_any_chunks_validate_without_panic(
+            bytes in proptest::collection::vec(any::<u8>(), 0..600),
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            if let Ok((len, counts)) = validate(&chunked(&bytes, &cuts)) {
+                prop_assert_eq!(len, bytes.len() as u64);
+                let lines = bytes.split(|b| *b == b'\n').count() as u64;
+                prop_assert!(counts.values().sum::<u64>() <= lines);
+            }
+        }
+
+        #[test]
+        fn counts_on_valid_files_agree_with_a_line_count(
+            lines in proptest::collection::vec(line(), 0..30),
+            trailing_newline in any::<bool>(),
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let mut text = lines.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("\n");
+            if trailing_newline {
+                text.push('\n');
+            }
+            let mut expected = BTreeMap::new();
+            for kind in lines.iter().filter_map(|(k, _)| k.clone()) {
+                *expected.entry(kind).or_insert(0u64) += 1;
+            }
+            let (len, counts) = validate(&chunked(text.as_bytes(), &cuts)).unwrap();
+            prop_assert_eq!(len, text.len() as u64);
+            prop_assert_eq!(counts, expected);
+        }
+    }
+}
