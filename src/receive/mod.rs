@@ -4,7 +4,9 @@
 //! every request, whatever its verdict, leaves a delivery record. A 200 is written only after
 //! the store's group commit returned: an acknowledged event is on disk.
 
+mod answer;
 mod body;
+mod envelope;
 pub mod listener;
 mod record;
 
@@ -13,10 +15,11 @@ use crate::config::{Config, Endpoint, Profile};
 use crate::ratelimit::TokenBucket;
 use crate::store::{DeliveryDraft, NewEvent, ResponseLog, Store, Verdict};
 use crate::verify;
+use answer::Answer;
 use bytes::{Buf, Bytes};
+use envelope::{envelope, request_id};
 use futures_util::Stream;
 use http::{HeaderMap, StatusCode};
-use serde::Deserialize;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -89,62 +92,6 @@ pub async fn json_rejection(
         (StatusCode::BAD_REQUEST, "bad request")
     };
     Ok(Answer::new(status, "rejected", reason.to_string()).into_response())
-}
-
-/// An answer: status, JSON body, extra headers; also what the delivery log records.
-struct Answer {
-    status: StatusCode,
-    body: String,
-    headers: Vec<(&'static str, String)>,
-}
-
-impl Answer {
-    fn new(status: StatusCode, verdict: &str, reason: String) -> Answer {
-        let body = serde_json::json!({ "status": verdict, "reason": reason }).to_string();
-        Answer {
-            status,
-            body,
-            headers: vec![("content-type", "application/json".to_string())],
-        }
-    }
-
-    /// Adds the request id, so a sender's support ticket can be matched to the log.
-    fn tagged(mut self, request: &Request) -> Answer {
-        self.headers
-            .push(("x-request-id", request.request_id.clone()));
-        self
-    }
-
-    fn log(&self) -> ResponseLog {
-        ResponseLog {
-            status: self.status.as_u16(),
-            headers: self
-                .headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-            body: self.body.clone(),
-        }
-    }
-
-    fn into_response(self) -> warp::reply::Response {
-        let mut response = warp::reply::Response::new(self.body.into());
-        *response.status_mut() = self.status;
-        for (k, v) in self.headers {
-            if let Ok(value) = http::HeaderValue::from_str(&v) {
-                response.headers_mut().insert(k, value);
-            }
-        }
-        response
-    }
-}
-
-/// The two fields hookd needs from a body; the rest stays opaque.
-#[derive(Deserialize)]
-struct Envelope {
-    id: Option<serde_json::Value>,
-    #[serde(rename = "type")]
-    kind: Option<serde_json::Value>,
 }
 
 /// A rejection decided before anything was stored.
@@ -500,21 +447,6 @@ impl Receiver {
     }
 }
 
-/// The sender's `x-request-id` when it is a sane token, else a fresh one.
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 64
-                && v.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        })
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
-}
-
 /// The recorded reason and response of an accepted or duplicate delivery.
 fn respond(verdict: Verdict) -> (String, ResponseLog) {
     let reason = match verdict {
@@ -523,88 +455,4 @@ fn respond(verdict: Verdict) -> (String, ResponseLog) {
     };
     let answer = Answer::new(StatusCode::OK, verdict.as_str(), reason.to_string());
     (reason.to_string(), answer.log())
-}
-
-/// The body's `id` and `type` (each when a non-empty string), or `Err` when the body is not
-/// a JSON object. An array would fill the fields by position, so it is refused up front.
-fn envelope(body: &[u8]) -> Result<(Option<String>, Option<String>), ()> {
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(());
-    }
-    let envelope: Envelope = serde_json::from_slice(body).map_err(|_| ())?;
-    Ok((as_text(envelope.id), as_text(envelope.kind)))
-}
-
-fn as_text(value: Option<serde_json::Value>) -> Option<String> {
-    match value {
-        Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn an_array_body_has_no_envelope() {
-        assert_eq!(envelope(br#"["evt_1", "a.type"]"#), Err(()));
-        assert_eq!(
-            envelope(br#" {"id": "evt_1", "type": "a.type", "data": [1]}"#),
-            Ok((Some("evt_1".into()), Some("a.type".into())))
-        );
-    }
-
-    proptest! {
-        #[test]
-        fn any_body_bytes_parse_without_panic(body in proptest::collection::vec(any::<u8>(), 0..400)) {
-            let _ = envelope(&body);
-        }
-
-        #[test]
-        fn deeply_nested_bodies_neither_overflow_nor_hide_the_fields(depth in 1usize..20_000) {
-            let nest = |inner: &str| format!("{}{inner}{}", "[".repeat(depth), "]".repeat(depth));
-            // Skipped, however deep: serde_json ignores a value without recursing into it.
-            let ignored = format!("{{\"id\":\"e\",\"type\":\"t\",\"d\":{}}}", nest(""));
-            prop_assert_eq!(
-                envelope(ignored.as_bytes()),
-                Ok((Some("e".to_string()), Some("t".to_string())))
-            );
-            // Parsed into a value: refused beyond serde_json's nesting limit (128).
-            let parsed = format!("{{\"id\":{},\"type\":\"t\"}}", nest("\"e\""));
-            let result = envelope(parsed.as_bytes());
-            if depth > 130 {
-                prop_assert!(result.is_err(), "depth {}", depth);
-            } else if let Ok((id, _)) = result {
-                prop_assert_eq!(id, None);
-            }
-        }
-
-        #[test]
-        fn string_fields_are_found_among_any_others(
-            id in "\\PC{0,40}",
-            kind in "\\PC{0,40}",
-            other in proptest::collection::btree_map("[a-z]{1,8}", any::<i64>(), 0..5),
-        ) {
-            let mut object: serde_json::Map<String, serde_json::Value> =
-                other.into_iter().map(|(k, v)| (k, v.into())).collect();
-            object.insert("id".into(), id.clone().into());
-            object.insert("type".into(), kind.clone().into());
-            let body = serde_json::Value::Object(object).to_string();
-            let non_empty = |s: String| (!s.is_empty()).then_some(s);
-            prop_assert_eq!(envelope(body.as_bytes()), Ok((non_empty(id), non_empty(kind))));
-        }
-
-        #[test]
-        fn a_request_id_is_always_a_short_safe_token(value in proptest::collection::vec(any::<u8>(), 0..100)) {
-            let mut headers = HeaderMap::new();
-            if let Ok(v) = http::HeaderValue::from_bytes(&value) {
-                headers.insert("x-request-id", v);
-            }
-            let id = request_id(&headers);
-            prop_assert!(!id.is_empty() && id.len() <= 64);
-            prop_assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
-        }
-    }
 }
