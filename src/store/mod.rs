@@ -1,6 +1,6 @@
 //! Storage: the only module that touches sled.
 //!
-//! Format 2 (see [`keys`]): every record lives in one tree, `log`, under a first byte per kind —
+//! Format 2 (see the `keys` module): every record lives in one tree, `log`, under a first byte per kind —
 //! deliveries, events (identity and payload, written once), event status (written from the
 //! first claim on), dedup keys, the queue, inflight markers, attempts, and the secondary
 //! indexes. An accepted delivery is four keys (delivery, event, dedup, queue) in one atomic
