@@ -276,7 +276,7 @@ pub fn compact(db_dir: &Path) -> Result<(u64, u64)> {
     {
         let db = open_stopped(db_dir)?;
         copy_db(&db, &new)?;
-        let report = check::check_db(&open::open_guarded(&new, 64)?)?;
+        let report = check::check_db(&reopen_own_copy(&new)?)?;
         if !report.consistent() {
             return Err(StoreError::Damaged {
                 path: new.clone(),
@@ -291,6 +291,21 @@ pub fn compact(db_dir: &Path) -> Result<(u64, u64)> {
     std::fs::rename(&new, db_dir).map_err(from_io)?;
     std::fs::remove_dir_all(&old).map_err(from_io)?;
     Ok((before, dir_size(db_dir)))
+}
+
+/// Opens the copy this process has just written and dropped. Nobody else knows of it, so a
+/// lock on it can only be the dropped handle's flusher thread, which lets go within moments:
+/// wait for that (bounded) instead of failing the compaction.
+fn reopen_own_copy(dir: &Path) -> Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match open::open_guarded(dir, 64) {
+            Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Finishes or undoes a compaction that was interrupted: run before the store is opened.
