@@ -259,10 +259,6 @@ fn load(
         .collect()
 }
 
-/// Held by each test that takes an online backup: hookd allows one online backup at a time
-/// per process, and all servers of this test binary share one process.
-static ONLINE_BACKUPS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// Every delivery id and event id the admin API lists, newest first.
 async fn history(s: &TestServer) -> Vec<(String, String)> {
     let mut all = Vec::new();
@@ -286,7 +282,6 @@ async fn history(s: &TestServer) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_under_load_holds_every_event_acknowledged_before_it() {
-    let _one_at_a_time = ONLINE_BACKUPS.lock().await;
     let target = tempfile::tempdir().unwrap();
     let s = TestServer::start(&backup_config(target.path())).await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -323,7 +318,6 @@ async fn backup_under_load_holds_every_event_acknowledged_before_it() {
 
 #[tokio::test]
 async fn a_restored_copy_serves_the_same_history() {
-    let _one_at_a_time = ONLINE_BACKUPS.lock().await;
     let target = tempfile::tempdir().unwrap();
     let s = TestServer::start(&backup_config(target.path())).await;
     for i in 0..30 {
@@ -427,7 +421,6 @@ async fn verify_data_flags_a_broken_data_directory() {
 
 #[tokio::test]
 async fn backup_command_asks_a_running_hookd_and_compact_shrinks_a_stopped_one() {
-    let _one_at_a_time = ONLINE_BACKUPS.lock().await;
     let backups = tempfile::tempdir().unwrap();
     let s = TestServer::start(&backup_config(backups.path())).await;
     for i in 0..20 {
