@@ -10,8 +10,8 @@
 
 use crate::clock;
 use crate::config::Config;
-use crate::store::{Store, StoreError};
-use std::path::PathBuf;
+use crate::store::exports::Aged;
+use crate::store::{ExportFiles, Store, StoreError};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -89,7 +89,7 @@ pub enum ScheduleError {
 /// The pruner. Share it as `Arc<Pruner>`.
 pub struct Pruner {
     store: Arc<Store>,
-    exports_dir: PathBuf,
+    files: ExportFiles,
     retention_days: u32,
     export_retention_days: u32,
     schedule: String,
@@ -110,7 +110,7 @@ impl Pruner {
     pub fn new(config: &Config, store: Arc<Store>) -> Pruner {
         Pruner {
             store,
-            exports_dir: config.data_dir.join("exports"),
+            files: ExportFiles::new(&config.data_dir),
             retention_days: config.retention_days,
             export_retention_days: config.retention.export_retention_days,
             schedule: config.retention.schedule.clone(),
@@ -225,61 +225,24 @@ impl Pruner {
         stop
     }
 
-    /// Removes exports (`exports/<connection>/<task>/`) last modified before `cutoff`, then
-    /// connection directories left empty, and stray files. Returns how many exports went.
-    /// Failures are logged and left for the next run.
+    /// Removes exports last modified before `cutoff` (their index entries and record
+    /// first, so none points at files that are gone), and stray files. Returns how many
+    /// exports went. Failures are logged and left for the next run.
     fn prune_exports(&self, cutoff: SystemTime) -> u64 {
-        let Ok(entries) = std::fs::read_dir(&self.exports_dir) else {
-            return 0; // no exports yet
-        };
-        let old = |path: &std::path::Path| {
-            std::fs::metadata(path)
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t < cutoff)
-        };
         let mut removed = 0;
-        for entry in entries.flatten() {
-            let connection = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !connection.is_dir() {
-                // Not an export: only a stray file (say, a temporary one) that aged out.
-                if old(&connection) {
-                    if let Err(e) = std::fs::remove_file(&connection) {
-                        tracing::error!(path = %connection.display(), error = %e, "cannot remove a stray file");
-                    }
-                }
-                continue;
-            }
-            let Ok(tasks) = std::fs::read_dir(&connection) else {
-                continue;
-            };
-            for task in tasks.flatten() {
-                let path = task.path();
-                if !old(&path) {
+        for aged in self.files.aged(cutoff) {
+            if let Aged::Task { connection, task } = &aged {
+                if let Err(e) = self.store.remove_export_data(connection, task) {
+                    tracing::error!(export = %format!("{connection}/{task}"), error = %e, "cannot drop an export's index entries; kept");
                     continue;
                 }
-                // The index entries and record go first, so none points at a directory
-                // that is gone; a directory left behind by a failure goes on a later run.
-                let task_name = task.file_name().to_string_lossy().into_owned();
-                if let Err(e) = self.store.remove_export_data(&name, &task_name) {
-                    tracing::error!(export = %format!("{name}/{task_name}"), error = %e, "cannot drop an export's index entries; kept");
-                    continue;
-                }
-                let gone = if path.is_dir() {
-                    std::fs::remove_dir_all(&path)
-                } else {
-                    std::fs::remove_file(&path)
-                };
-                match gone {
-                    Ok(()) => removed += 1,
-                    Err(e) => {
-                        tracing::error!(path = %path.display(), error = %e, "cannot remove an old export")
-                    }
+            }
+            match self.files.remove_aged(&aged) {
+                Ok(()) => removed += u64::from(matches!(aged, Aged::Task { .. })),
+                Err(e) => {
+                    tracing::error!(export = ?aged, error = %e, "cannot remove an old export")
                 }
             }
-            // A connection with no export left: its directory goes too (fails harmlessly
-            // when something is still in it).
-            let _ = std::fs::remove_dir(&connection);
         }
         removed
     }

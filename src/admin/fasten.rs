@@ -3,7 +3,7 @@
 
 use super::{Admin, ApiError};
 use crate::process::fasten::events::FastenEvent;
-use crate::process::{connection_dir, safe_name};
+use crate::store::{safe_name, ExportFiles};
 use http::StatusCode;
 use serde_json::{json, Value};
 use std::io::{Read, Seek, SeekFrom};
@@ -79,9 +79,7 @@ pub(super) fn resource(admin: &Admin, id: &str, kind: &str, rid: &str) -> ApiRes
             "the index entry of this resource is unusable",
         ));
     }
-    let path = connection_dir(&admin.config.data_dir, id)
-        .join(&loc.task_id)
-        .join(&loc.file);
+    let path = ExportFiles::new(&admin.config.data_dir).file(id, &loc.task_id, &loc.file);
     let read = || -> std::io::Result<Vec<u8>> {
         let mut f = std::fs::File::open(&path)?;
         f.seek(SeekFrom::Start(loc.offset))?;
@@ -141,9 +139,11 @@ pub(super) fn export_file(admin: &Admin, task: &str, file: &str) -> ApiResult {
         .iter()
         .find(|f| f.name == name)
         .ok_or_else(|| not_found("file in this export"))?;
-    let path = connection_dir(&admin.config.data_dir, &export.org_connection_id)
-        .join(&export.task_id)
-        .join(&entry.name);
+    let path = ExportFiles::new(&admin.config.data_dir).file(
+        &export.org_connection_id,
+        &export.task_id,
+        &entry.name,
+    );
     let f = std::fs::File::open(&path).map_err(|e| {
         tracing::error!(path = %path.display(), error = %e, "cannot open a stored export file");
         ApiError::new(

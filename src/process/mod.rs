@@ -14,7 +14,7 @@ mod log;
 pub mod retry;
 
 pub use chain::chain;
-pub use fasten::{connection_dir, safe_name, FastenProcessor};
+pub use fasten::FastenProcessor;
 pub use forward::ForwardProcessor;
 pub use log::LogProcessor;
 

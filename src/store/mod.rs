@@ -18,6 +18,7 @@ mod browse;
 pub mod check;
 mod codec;
 mod counts;
+pub mod exports;
 pub mod fasten;
 mod indexer;
 mod ingest;
@@ -35,6 +36,7 @@ pub use snapshot as backup;
 
 pub use browse::{DeliveryFilter, DeliveryPage, EventFilter, EventPage, HourCounts};
 pub use counts::Stats;
+pub use exports::{safe_name, ExportFiles};
 pub use ingest::{Accepted, DeliveryDraft, NewEvent};
 pub use model::{Attempt, AttemptOutcome, Delivery, Event, EventState, ResponseLog, Verdict};
 pub use open::FORMAT;

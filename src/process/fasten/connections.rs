@@ -179,10 +179,12 @@ impl FastenProcessor {
             .remove_connection_data(&conn)
             .await
             .map_err(store_err)?;
-        let dir = self.exports_dir.join(&conn);
         // Files go after the records, so nothing ever points at a missing file; a crash in
         // between leaves files that the next attempt removes.
-        remove_dir(&dir).await?;
+        self.files
+            .remove_connection(&conn)
+            .await
+            .map_err(|e| retry(format!("cannot remove the files of connection {conn}: {e}")))?;
         let removed = Removed {
             at_ms: now,
             exports: exports.iter().map(|e| e.task_id.clone()).collect(),
@@ -212,12 +214,11 @@ impl FastenProcessor {
             .await
             .map_err(|e| retry(format!("removing export {task} failed: {e}")))?
             .map_err(store_err)?;
-        let conn_dir = self.exports_dir.join(conn);
-        let dir = conn_dir.join(task);
-        let had_files = tokio::fs::try_exists(&dir).await.unwrap_or(true);
-        remove_dir(&dir).await?;
-        // Only if empty: the connection's other (kept) exports stay.
-        let _ = tokio::fs::remove_dir(&conn_dir).await;
+        let had_files = self.files.remove_task(conn, task).await.map_err(|e| {
+            retry(format!(
+                "cannot remove the files of export {conn}/{task}: {e}"
+            ))
+        })?;
         if had_record || had_files || entries > 0 {
             let removed = Removed {
                 at_ms: clock::now_ms(),
@@ -248,14 +249,5 @@ impl FastenProcessor {
             })
             .map_err(store_err)?;
         Ok(())
-    }
-}
-
-/// Removes `dir` and everything in it; a missing one is fine.
-async fn remove_dir(dir: &std::path::Path) -> Result<(), ProcessError> {
-    match tokio::fs::remove_dir_all(dir).await {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(retry(format!("cannot remove {}: {e}", dir.display()))),
     }
 }

@@ -4,10 +4,11 @@
 
 use super::download::{check_url, Target};
 use super::events::{ExportSuccess, Stats};
-use super::{checked, permanent, retry, safe_name, store_err, FastenProcessor};
+use super::{checked, permanent, retry, store_err, FastenProcessor};
 use crate::clock;
 use crate::process::{Job, ProcessError};
 use crate::store::fasten::{ExportFile, ExportRecord};
+use crate::store::safe_name;
 use reqwest::Url;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -122,9 +123,10 @@ impl FastenProcessor {
                 "data has neither download_links[] nor download_link",
             ));
         }
-        let dir = self.exports_dir.join(&conn).join(&task);
+        let dir = self.files.task_dir(&conn, &task);
         if let Some(done) = self.store.export(&conn, &task).map_err(store_err)? {
-            let present = done.files.iter().all(|f| dir.join(&f.name).is_file());
+            let names = done.files.iter().map(|f| f.name.as_str());
+            let present = self.files.has_all(&conn, &task, names);
             if done.event_id == job.event.event_id && present {
                 return Ok(Planned::Done(format!(
                     "export {task} of connection {conn} was already stored by this event ({} files)",

@@ -28,11 +28,11 @@ mod ndjson;
 
 use super::{Job, ProcessError, Processor, SetupError};
 use crate::config::Fasten;
-use crate::store::Store;
+use crate::store::{safe_name, ExportFiles, Store};
 use api::ApiClient;
 use events::FastenEvent;
 use futures_util::future::BoxFuture;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// Processes Fasten Connect events.
@@ -40,7 +40,7 @@ pub struct FastenProcessor {
     store: Arc<Store>,
     config: Arc<Fasten>,
     api: ApiClient,
-    exports_dir: PathBuf,
+    files: ExportFiles,
     /// Serialises "is an export requested yet? request it, note it" per process, so two
     /// connection events arriving at once cannot both request one.
     requesting: tokio::sync::Mutex<()>,
@@ -58,22 +58,6 @@ pub struct FastenProcessor {
     /// download never holds up a revocation; one lock for all connections keeps this simple,
     /// and both critical sections are short store writes (and a revocation's removal).
     commits: tokio::sync::Mutex<()>,
-}
-
-/// Where a connection's exports are kept.
-pub fn connection_dir(data_dir: &Path, connection: &str) -> PathBuf {
-    data_dir.join("exports").join(connection)
-}
-
-/// Whether `s` can be used as a file name and a store key: 1-128 of `[A-Za-z0-9._-]`, not
-/// starting with '.'. Ids from events are checked with it, so no event can name a path
-/// outside the exports directory.
-pub fn safe_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && !s.starts_with('.')
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn permanent(msg: impl Into<String>) -> ProcessError {
@@ -114,7 +98,7 @@ impl FastenProcessor {
             store,
             api: ApiClient::new(config.clone())?,
             config,
-            exports_dir: data_dir.join("exports"),
+            files: ExportFiles::new(data_dir),
             requesting: tokio::sync::Mutex::new(()),
             commits: tokio::sync::Mutex::new(()),
         })
@@ -141,27 +125,5 @@ impl Processor for FastenProcessor {
                 }
             }
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unsafe_names_are_refused() {
-        assert!(safe_name("conn_1-a.b"));
-        for bad in [
-            "",
-            "..",
-            ".hidden",
-            "a/b",
-            "a\\b",
-            "a b",
-            "é",
-            &"x".repeat(129),
-        ] {
-            assert!(!safe_name(bad), "{bad}");
-        }
     }
 }
