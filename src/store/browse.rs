@@ -9,7 +9,7 @@
 use super::codec::{self, BodyRec, DeliveryRec, EventRec, StatusRec};
 use super::keys::{self, IndexKind};
 use super::model::{Attempt, Delivery, Event, EventState, Verdict};
-use super::{writer, Db, Result, Store, StoreError};
+use super::{tx, Db, Result, Store, StoreError};
 use std::sync::atomic::Ordering;
 
 /// Filters for [`Store::list_deliveries`]; all that are set must match.
@@ -254,7 +254,7 @@ impl Store {
     /// what its status says (a claim sent it to `dead`, with the reason).
     fn event_from(&self, seq: u64, bytes: &[u8]) -> Result<Event> {
         let h = self.shared.h()?;
-        let tx = writer::Tx::new(&h.log);
+        let tx = tx::Tx::new(&h.log);
         let rec = match codec::decode_event(&format!("event {seq}"), bytes) {
             Ok((rec, _)) => rec,
             Err(e) => EventRec {
@@ -264,17 +264,17 @@ impl Store {
                 received_at_ms: keys::id_time_ms(seq),
                 delivery_id: 0,
             }
-            .with_status_or(e, writer::status_of(&tx, seq, 0))?,
+            .with_status_or(e, tx::status_of(&tx, seq, 0))?,
         };
-        let status = writer::status_of(&tx, seq, rec.received_at_ms)?;
-        Ok(writer::to_event(seq, rec, status))
+        let status = tx::status_of(&tx, seq, rec.received_at_ms)?;
+        Ok(tx::to_event(seq, rec, status))
     }
 
     /// The stored body of an event.
     pub fn payload(&self, seq: u64) -> Result<Option<bytes::Bytes>> {
         let h = self.shared.h()?;
-        let tx = writer::Tx::new(&h.log);
-        Ok(writer::event_of(&tx, seq)?.map(|(_, payload)| payload))
+        let tx = tx::Tx::new(&h.log);
+        Ok(tx::event_of(&tx, seq)?.map(|(_, payload)| payload))
     }
 
     /// Every attempt of an event, in order.

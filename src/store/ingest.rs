@@ -5,7 +5,8 @@
 
 use super::codec::{self, BodyRec};
 use super::model::{ResponseLog, Verdict};
-use super::writer::{self, Respond};
+use super::tx;
+use super::writer::Respond;
 use super::{keys, Db, Result, Store, MAX_PENDING_LATENCIES};
 use std::sync::atomic::Ordering;
 
@@ -51,7 +52,7 @@ impl Store {
     /// Records a rejected delivery. Not flushed: nothing was acknowledged. Returns its id.
     pub fn record(&self, draft: DeliveryDraft) -> Result<u64> {
         let id = self.shared.ids.next(draft.received_at_ms);
-        let rec = writer::delivery_record(&draft, BodyRec::Inline(draft.body.clone()));
+        let rec = tx::delivery_record(&draft, BodyRec::Inline(draft.body.clone()));
         self.shared
             .h()?
             .log

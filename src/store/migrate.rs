@@ -12,7 +12,7 @@ use super::codec::{self, DeliveryRec, EventRec, StatusRec};
 use super::keys::{self, IndexKind};
 use super::model::{Attempt, Delivery, Event};
 use super::snapshot::sibling;
-use super::writer::body_ref;
+use super::tx::body_ref;
 use super::{from_io, indexer, open, Db, Result, StoreError};
 use std::path::Path;
 

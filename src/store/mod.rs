@@ -14,6 +14,7 @@
 //! (retention), `check` (`verify-data`), `snapshot` (backup and compaction), `open` (guarded
 //! opening, the format check) and `migrate` (format 1 to 2).
 
+mod apply;
 mod browse;
 pub mod check;
 mod codec;
@@ -29,6 +30,7 @@ mod open;
 mod prune;
 mod queue;
 pub mod snapshot;
+mod tx;
 mod writer;
 
 /// The old name of [`snapshot`].

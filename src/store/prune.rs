@@ -12,7 +12,7 @@
 use super::codec::{self, DeliveryRec, EventRec, StatusRec};
 use super::keys::{self, IndexKind};
 use super::model::EventState;
-use super::writer::{self, Tx};
+use super::tx::{self, Tx};
 use super::{indexer, Db, Result, Store};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -123,7 +123,7 @@ impl Store {
             let mut states = Vec::new();
             for (seq, rec) in chunk {
                 let seq = *seq;
-                let state = match writer::status_of(&tx, seq, rec.received_at_ms) {
+                let state = match tx::status_of(&tx, seq, rec.received_at_ms) {
                     Ok(StatusRec { state, .. }) => state,
                     Err(_) => continue,
                 };

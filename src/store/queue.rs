@@ -1,9 +1,10 @@
 //! The durable queue, as the pipeline sees it: claiming due events, recording attempts and
 //! what follows them, re-queueing after a stop, and replays by hand.
 
+use super::apply;
 use super::codec::{self, StatusRec};
 use super::model::{Attempt, AttemptOutcome, Event, EventState};
-use super::writer::{self, Tx};
+use super::tx::{self, Tx};
 use super::{keys, Db, Result, Store, StoreError};
 use std::sync::atomic::Ordering;
 
@@ -89,13 +90,13 @@ impl Store {
             let Some(seq) = keys::key_id(&key) else {
                 continue;
             };
-            let received_at = match writer::event_of(&tx, seq) {
+            let received_at = match tx::event_of(&tx, seq) {
                 Ok(Some((rec, _))) => rec.received_at_ms,
                 Ok(None) => continue,
                 Err(StoreError::Unreadable { .. }) => now_ms,
                 Err(e) => return Err(e),
             };
-            let mut status = match writer::status_of(&tx, seq, received_at) {
+            let mut status = match tx::status_of(&tx, seq, received_at) {
                 Ok(s) => s,
                 Err(StoreError::Unreadable { .. }) => StatusRec::fresh(received_at),
                 Err(e) => return Err(e),
@@ -116,7 +117,7 @@ impl Store {
             let before = status.state;
             status.state = EventState::Queued;
             status.next_attempt_at_ms = Some(now_ms);
-            writer::put_status(&mut tx, seq, &status)?;
+            tx::put_status(&mut tx, seq, &status)?;
             tx.insert(&keys::queue_key(now_ms, seq), &[]);
             shared.counts.moved(before, EventState::Queued);
             n += 1;
@@ -137,7 +138,7 @@ impl Store {
         let guard = shared.lock();
         let h = shared.h()?;
         let mut tx = Tx::new(&h.log);
-        let (event, before) = writer::replay(&mut tx, seq, now_ms)??;
+        let (event, before) = apply::replay(&mut tx, seq, now_ms)??;
         tx.commit()?;
         drop(guard);
         shared.h()?.db.flush().db()?;

@@ -1,0 +1,346 @@
+//! What each write of a batch does to the store: accept a delivery (dedup decided here),
+//! record one, claim due events, finish an attempt, replay an event. The writer thread
+//! ([`super::writer`]) calls these in order within one [`Tx`], so each sees the batch's
+//! earlier writes.
+
+use super::codec::{self, BodyRec, EventRec, StatusRec};
+use super::ingest::{Accepted, DeliveryDraft, NewEvent};
+use super::model::{Attempt, AttemptOutcome, Event, EventState, Verdict};
+use super::queue::{Next, ReplayError};
+use super::tx::{body_ref, delivery_record, event_of, put_status, status_of, to_event, Tx};
+use super::writer::{Respond, Write};
+use super::{keys, Db, Result, Shared, StoreError};
+use sled::IVec;
+
+/// What one write came to (counted once the batch is applied).
+pub(super) enum Outcome {
+    Accepted(Accepted),
+    Recorded(u64),
+    /// Claimed events (with their payloads), each with the state it left; events sent to
+    /// `dead` as unreadable, with the state they left.
+    Claimed(Vec<(Event, bytes::Bytes, EventState)>, Vec<EventState>),
+    /// The state the event left and the one it reached.
+    Finished(Option<(EventState, EventState)>),
+    Flushed,
+}
+
+/// The first `max` queue keys due by `now_ms` that no earlier claim in the batch took.
+fn due_keys(tx: &Tx, now_ms: u64, max: usize) -> Result<Vec<IVec>> {
+    let mut out = Vec::new();
+    for item in tx.tree.range(keys::kind_range(keys::QUEUE)) {
+        let (key, _) = item.db()?;
+        match keys::parse_queue_key(&key) {
+            Some((due, _)) if due <= now_ms => {}
+            _ => break,
+        }
+        if matches!(tx.overlay.get(key.as_ref()), Some(None)) {
+            continue; // taken by an earlier claim in this batch
+        }
+        out.push(key);
+        if out.len() >= max {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn apply(shared: &Shared, tx: &mut Tx, write: &Write) -> Result<Outcome> {
+    Ok(match write {
+        Write::Accept {
+            draft,
+            event,
+            respond,
+            ..
+        } => Outcome::Accepted(accept(shared, tx, draft, event, *respond)?),
+        Write::Record { draft, .. } => {
+            let id = shared.ids.next(draft.received_at_ms);
+            let rec = delivery_record(draft, BodyRec::Inline(draft.body.clone()));
+            tx.insert(&keys::id_key(keys::DELIVERY, id), codec::encode(&rec)?);
+            Outcome::Recorded(id)
+        }
+        Write::Claim { now_ms, max, .. } => {
+            let (claimed, dead) = claim(tx, *now_ms, *max)?;
+            Outcome::Claimed(claimed, dead)
+        }
+        Write::Finish { seq, attempt, next } => {
+            Outcome::Finished(finish(tx, *seq, attempt, *next)?)
+        }
+        Write::Flush { .. } | Write::Crash => Outcome::Flushed,
+    })
+}
+
+fn accept(
+    shared: &Shared,
+    tx: &mut Tx,
+    draft: &DeliveryDraft,
+    event: &NewEvent,
+    respond: Respond,
+) -> Result<Accepted> {
+    let now = draft.received_at_ms;
+    let delivery_id = shared.ids.next(now);
+    let dedup = keys::dedup_key(&draft.endpoint, &event.event_id);
+    let existing = tx.get(&dedup)?.and_then(|v| keys::read_u64(&v));
+    let (verdict, seq) = match existing {
+        Some(seq) => (Verdict::Duplicate, seq),
+        None => (Verdict::Accepted, shared.ids.next(now)),
+    };
+    let (reason, mut response) = respond(verdict);
+    // Headers are the receiver's (request id etc.), whatever the verdict.
+    response.headers = draft.response.headers.clone();
+    let body = match verdict {
+        Verdict::Accepted => body_ref(&draft.body, &event.payload),
+        // A retry usually repeats the original body: then it, too, points at the payload.
+        _ => match tx.get(&keys::id_key(keys::EVENT, seq))? {
+            Some(bytes) => match codec::decode_event("event", &bytes) {
+                Ok((_, stored)) if stored == event.payload.as_ref() => {
+                    body_ref(&draft.body, stored)
+                }
+                _ => BodyRec::Inline(draft.body.clone()),
+            },
+            None => BodyRec::Inline(draft.body.clone()),
+        },
+    };
+    let mut rec = delivery_record(draft, body);
+    rec.verdict = verdict;
+    rec.reason = reason;
+    rec.response = response;
+    rec.event_seq = Some(seq);
+    tx.insert(
+        &keys::id_key(keys::DELIVERY, delivery_id),
+        codec::encode(&rec)?,
+    );
+    if verdict == Verdict::Accepted {
+        let record = EventRec {
+            endpoint: draft.endpoint.clone(),
+            event_id: event.event_id.clone(),
+            event_type: event.event_type.clone(),
+            received_at_ms: now,
+            delivery_id,
+        };
+        tx.insert(
+            &keys::id_key(keys::EVENT, seq),
+            codec::encode_event(&record, &event.payload)?,
+        );
+        tx.insert(&dedup, &keys::u64_bytes(seq));
+        tx.insert(&keys::queue_key(now, seq), &[]);
+    }
+    Ok(Accepted {
+        verdict,
+        delivery_id,
+        seq,
+    })
+}
+
+type Claimed = (Vec<(Event, bytes::Bytes, EventState)>, Vec<EventState>);
+
+fn claim(tx: &mut Tx, now_ms: u64, max: usize) -> Result<Claimed> {
+    let mut claimed = Vec::new();
+    let mut dead = Vec::new();
+    for key in due_keys(tx, now_ms, max)? {
+        tx.remove(&key);
+        let Some((_, seq)) = keys::parse_queue_key(&key) else {
+            continue;
+        };
+        let read = event_of(tx, seq).and_then(|found| {
+            found
+                .map(|(rec, payload)| {
+                    status_of(tx, seq, rec.received_at_ms).map(|s| (rec, payload, s))
+                })
+                .transpose()
+        });
+        match read {
+            Ok(Some((rec, payload, mut status))) => {
+                let before = status.state;
+                status.state = EventState::Processing;
+                status.next_attempt_at_ms = None;
+                put_status(tx, seq, &status)?;
+                tx.insert(&keys::id_key(keys::INFLIGHT, seq), &[]);
+                // The attempt is on record before it starts: a crash cannot hide it.
+                let number = status.attempts + 1;
+                let running = Attempt {
+                    number,
+                    processor: String::new(),
+                    started_at_ms: now_ms,
+                    finished_at_ms: 0,
+                    outcome: AttemptOutcome::Running,
+                    detail: String::new(),
+                };
+                tx.insert(&keys::attempt_key(seq, number), codec::encode(&running)?);
+                claimed.push((to_event(seq, rec, status), payload, before));
+            }
+            // A queue entry whose event is gone (pruned): dropped with the remove above.
+            Ok(None) => tracing::warn!(seq, "queue entry without an event was dropped"),
+            Err(e @ StoreError::Unreadable { .. }) => {
+                tracing::error!(seq, error = %e, "unreadable event sent to dead");
+                let status = StatusRec {
+                    state: EventState::Dead,
+                    attempts: 0,
+                    next_attempt_at_ms: None,
+                    last_error: Some(e.to_string()),
+                    replays: 0,
+                    attempts_before_replay: 0,
+                };
+                put_status(tx, seq, &status)?;
+                dead.push(EventState::Queued);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((claimed, dead))
+}
+
+fn finish(
+    tx: &mut Tx,
+    seq: u64,
+    attempt: &Attempt,
+    next: Next,
+) -> Result<Option<(EventState, EventState)>> {
+    tx.remove(&keys::id_key(keys::INFLIGHT, seq));
+    let received_at = match event_of(tx, seq) {
+        Ok(Some((rec, _))) => rec.received_at_ms,
+        Ok(None) => return Ok(None),
+        // The event was readable when claimed; its status is still ours to record.
+        Err(StoreError::Unreadable { .. }) => 0,
+        Err(e) => return Err(e),
+    };
+    tx.insert(
+        &keys::attempt_key(seq, attempt.number),
+        codec::encode(attempt)?,
+    );
+    let mut status = match status_of(tx, seq, received_at) {
+        Ok(s) => s,
+        Err(StoreError::Unreadable { .. }) => StatusRec::fresh(received_at),
+        Err(e) => return Err(e),
+    };
+    let before = status.state;
+    status.attempts = status.attempts.max(attempt.number);
+    status.last_error = match attempt.outcome {
+        AttemptOutcome::Ok => None,
+        _ => Some(attempt.detail.clone()),
+    };
+    (status.state, status.next_attempt_at_ms) = match next {
+        Next::Done => (EventState::Done, None),
+        Next::Dead => (EventState::Dead, None),
+        Next::RetryAt(at) => (EventState::Retrying, Some(at)),
+    };
+    if let Next::RetryAt(due) = next {
+        tx.insert(&keys::queue_key(due, seq), &[]);
+    }
+    put_status(tx, seq, &status)?;
+    Ok(Some((before, status.state)))
+}
+
+/// Re-queues a done or dead event (see [`super::Store::replay`]).
+pub(super) fn replay(
+    tx: &mut Tx,
+    seq: u64,
+    now_ms: u64,
+) -> Result<std::result::Result<(Event, EventState), ReplayError>> {
+    let (rec, _) = match event_of(tx, seq) {
+        Ok(Some(found)) => found,
+        Ok(None) => return Ok(Err(ReplayError::NotFound)),
+        Err(e @ StoreError::Unreadable { .. }) => return Ok(Err(ReplayError::Store(e))),
+        Err(e) => return Err(e),
+    };
+    let mut status = match status_of(tx, seq, rec.received_at_ms) {
+        Ok(s) => s,
+        Err(e @ StoreError::Unreadable { .. }) => return Ok(Err(ReplayError::Store(e))),
+        Err(e) => return Err(e),
+    };
+    if !matches!(status.state, EventState::Done | EventState::Dead) {
+        return Ok(Err(ReplayError::NotFinished(status.state.as_str())));
+    }
+    let before = status.state;
+    status.state = EventState::Queued;
+    status.next_attempt_at_ms = Some(now_ms);
+    status.replays += 1;
+    status.attempts_before_replay = status.attempts;
+    put_status(tx, seq, &status)?;
+    tx.insert(&keys::queue_key(now_ms, seq), &[]);
+    Ok(Ok((to_event(seq, rec, status), before)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::model::ResponseLog;
+    use crate::store::Store;
+
+    fn draft(event_id: &str) -> DeliveryDraft {
+        DeliveryDraft {
+            received_at_ms: 1_700_000_000_000,
+            endpoint: "std".into(),
+            remote_addr: None,
+            request_headers: vec![("webhook-id".into(), event_id.into())],
+            body: format!("{{\"id\":\"{event_id}\"}}"),
+            body_bytes: 12,
+            body_truncated: false,
+            verdict: Verdict::Accepted,
+            reason: String::new(),
+            response: ResponseLog {
+                status: 200,
+                headers: vec![],
+                body: String::new(),
+            },
+            event_id: Some(event_id.into()),
+            event_type: Some("t".into()),
+        }
+    }
+
+    fn respond(_: Verdict) -> (String, ResponseLog) {
+        let log = ResponseLog {
+            status: 200,
+            headers: vec![],
+            body: String::new(),
+        };
+        (String::new(), log)
+    }
+
+    /// Keys per kind in the log tree.
+    fn kinds(store: &Store) -> std::collections::BTreeMap<char, usize> {
+        let h = store.shared.h().unwrap();
+        let mut out = std::collections::BTreeMap::new();
+        for key in h.log.iter().keys() {
+            *out.entry(key.unwrap()[0] as char).or_default() += 1;
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn an_accepted_delivery_is_four_keys_and_its_body_is_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 16).unwrap();
+        let d = draft("evt-1");
+        let body = d.body.clone();
+        let event = NewEvent {
+            event_id: "evt-1".into(),
+            event_type: "t".into(),
+            payload: bytes::Bytes::from(body.clone()),
+        };
+        let a = store.accept(d, event, respond).await.unwrap();
+        assert_eq!(a.verdict, Verdict::Accepted);
+        // delivery, event, dedup key, queue entry: nothing else on the ack path.
+        let expected: std::collections::BTreeMap<char, usize> =
+            [('d', 1), ('e', 1), ('k', 1), ('q', 1)].into();
+        assert_eq!(kinds(&store), expected);
+        let h = store.shared.h().unwrap();
+        let stored = h
+            .log
+            .get(keys::id_key(keys::DELIVERY, a.delivery_id))
+            .unwrap()
+            .unwrap();
+        assert!(
+            !stored.windows(body.len()).any(|w| w == body.as_bytes()),
+            "the body is in the event record only"
+        );
+        assert_eq!(store.delivery(a.delivery_id).unwrap().unwrap().body, body);
+        // The indexes and the latency follow, without a write of their own on the ack path.
+        store.set_latency(a.delivery_id, 777).unwrap();
+        store.index_now().unwrap();
+        assert_eq!(kinds(&store)[&'x'], 4);
+        assert_eq!(
+            store.delivery(a.delivery_id).unwrap().unwrap().latency_us,
+            Some(777)
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! One batch's view of the `log` tree, and the records read and written through it.
+//!
+//! The writer thread decides every write against the store *and* the writes of its batch so
+//! far ([`Tx`]); the queue, prune and browse code read records through the same helpers, so
+//! a record's key and encoding are spelled once.
+
+use super::codec::{self, BodyRec, DeliveryRec, EventRec, StatusRec};
+use super::ingest::DeliveryDraft;
+use super::model::Event;
+use super::{keys, Db, Result};
+use sled::IVec;
+use std::collections::HashMap;
+
+/// One batch's reads and writes: reads see the batch's own earlier writes, and the writes
+/// go to sled as one atomic batch.
+pub(super) struct Tx<'a> {
+    pub(super) tree: &'a sled::Tree,
+    pub(super) overlay: HashMap<Vec<u8>, Option<IVec>>,
+    batch: sled::Batch,
+}
+
+impl<'a> Tx<'a> {
+    pub fn new(tree: &'a sled::Tree) -> Tx<'a> {
+        Tx {
+            tree,
+            overlay: HashMap::new(),
+            batch: sled::Batch::default(),
+        }
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<IVec>> {
+        match self.overlay.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.tree.get(key).db(),
+        }
+    }
+
+    pub fn insert(&mut self, key: &[u8], value: impl Into<IVec>) {
+        let value = value.into();
+        self.batch.insert(key, value.clone());
+        self.overlay.insert(key.to_vec(), Some(value));
+    }
+
+    pub fn remove(&mut self, key: &[u8]) {
+        self.batch.remove(key);
+        self.overlay.insert(key.to_vec(), None);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.overlay.is_empty()
+    }
+
+    pub fn commit(self) -> Result<()> {
+        if self.overlay.is_empty() {
+            return Ok(());
+        }
+        self.tree.apply_batch(self.batch).db()
+    }
+}
+
+pub(super) fn delivery_record(draft: &DeliveryDraft, body: BodyRec) -> DeliveryRec {
+    DeliveryRec {
+        received_at_ms: draft.received_at_ms,
+        endpoint: draft.endpoint.clone(),
+        remote_addr: draft.remote_addr.clone(),
+        request_headers: draft.request_headers.clone(),
+        body,
+        body_bytes: draft.body_bytes as u64,
+        body_truncated: draft.body_truncated,
+        verdict: draft.verdict,
+        reason: draft.reason.clone(),
+        response: draft.response.clone(),
+        event_id: draft.event_id.clone(),
+        event_type: draft.event_type.clone(),
+        event_seq: None,
+    }
+}
+
+/// The logged body, as a reference into `payload` when it is a prefix of it (stored once).
+pub(super) fn body_ref(logged: &str, payload: &[u8]) -> BodyRec {
+    if payload.starts_with(logged.as_bytes()) && logged.len() <= u32::MAX as usize {
+        BodyRec::Payload(logged.len() as u32)
+    } else {
+        BodyRec::Inline(logged.to_string())
+    }
+}
+
+/// The status of event `seq`: stored, or fresh for an event never claimed. `Err` when the
+/// status record is unreadable.
+pub(super) fn status_of(tx: &Tx, seq: u64, received_at_ms: u64) -> Result<StatusRec> {
+    match tx.get(&keys::id_key(keys::STATUS, seq))? {
+        Some(bytes) => codec::decode(&format!("status of event {seq}"), &bytes),
+        None => Ok(StatusRec::fresh(received_at_ms)),
+    }
+}
+
+/// The event record of `seq` and its payload, if the event exists.
+pub(super) fn event_of(tx: &Tx, seq: u64) -> Result<Option<(EventRec, bytes::Bytes)>> {
+    let Some(bytes) = tx.get(&keys::id_key(keys::EVENT, seq))? else {
+        return Ok(None);
+    };
+    let (rec, payload) = codec::decode_event(&format!("event {seq}"), &bytes)?;
+    Ok(Some((rec, bytes::Bytes::copy_from_slice(payload))))
+}
+
+/// The API's view of an event.
+pub(super) fn to_event(seq: u64, rec: EventRec, s: StatusRec) -> Event {
+    Event {
+        seq,
+        endpoint: rec.endpoint,
+        event_id: rec.event_id,
+        event_type: rec.event_type,
+        received_at_ms: rec.received_at_ms,
+        delivery_id: rec.delivery_id,
+        state: s.state,
+        attempts: s.attempts,
+        next_attempt_at_ms: s.next_attempt_at_ms,
+        last_error: s.last_error,
+        replays: s.replays,
+        attempts_before_replay: s.attempts_before_replay,
+    }
+}
+
+pub(super) fn put_status(tx: &mut Tx, seq: u64, s: &StatusRec) -> Result<()> {
+    tx.insert(&keys::id_key(keys::STATUS, seq), codec::encode(s)?);
+    Ok(())
+}
