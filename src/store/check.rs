@@ -146,14 +146,21 @@ pub(super) fn check_db(db: &sled::Db) -> Result<Report> {
         );
     }
 
+    let events = check_records(&log, watermark, &mut r)?;
+    check_queue(&log, &events, &mut r)?;
+    Ok(r)
+}
+
+/// Events, deliveries and index entries; returns the readable events' sequence numbers.
+fn check_records(log: &sled::Tree, watermark: u64, r: &mut Report) -> Result<HashSet<u64>> {
     // Events first: deliveries point into them.
-    let mut events: HashMap<u64, (String, String)> = HashMap::new();
+    let mut events = HashSet::new();
     for item in log.range(keys::kind_range(keys::EVENT)) {
         let (key, bytes) = item.db()?;
         let seq = keys::key_id(&key).unwrap_or(0);
         match codec::decode_event(&format!("event {seq}"), &bytes) {
-            Ok((rec, _)) => {
-                events.insert(seq, (rec.endpoint, rec.event_id));
+            Ok(_) => {
+                events.insert(seq);
             }
             Err(e) => r.problem(e.to_string()),
         }
@@ -173,7 +180,7 @@ pub(super) fn check_db(db: &sled::Db) -> Result<Report> {
                     }
                 }
                 if let (BodyRec::Payload(_), Some(seq)) = (&d.body, d.event_seq) {
-                    if !events.contains_key(&seq) {
+                    if !events.contains(&seq) {
                         r.problem(format!(
                             "delivery {id}: the event holding its body ({seq}) is gone"
                         ));
@@ -191,11 +198,16 @@ pub(super) fn check_db(db: &sled::Db) -> Result<Report> {
         }
     }
 
+    Ok(events)
+}
+
+/// Statuses, the queue, in-flight marks, dedup keys and attempts against the events.
+fn check_queue(log: &sled::Tree, events: &HashSet<u64>, r: &mut Report) -> Result<()> {
     let mut states: HashMap<u64, EventState> = HashMap::new();
     for item in log.range(keys::kind_range(keys::STATUS)) {
         let (key, bytes) = item.db()?;
         let seq = keys::key_id(&key).unwrap_or(0);
-        if !events.contains_key(&seq) {
+        if !events.contains(&seq) {
             r.problem(format!("status of missing event {seq}"));
         }
         match codec::decode::<StatusRec>(&format!("status of event {seq}"), &bytes) {
@@ -210,7 +222,7 @@ pub(super) fn check_db(db: &sled::Db) -> Result<Report> {
     for key in log.range(keys::kind_range(keys::QUEUE)).keys() {
         let seq = keys::parse_queue_key(&key.db()?).map_or(0, |(_, seq)| seq);
         queued.insert(seq);
-        if !events.contains_key(&seq) {
+        if !events.contains(&seq) {
             r.problem(format!("queue entry points at missing event {seq}"));
         } else if !matches!(state(seq), EventState::Queued | EventState::Retrying) {
             r.problem(format!(
@@ -235,11 +247,11 @@ pub(super) fn check_db(db: &sled::Db) -> Result<Report> {
         let (_, v) = item.db()?;
         let seq = keys::read_u64(&v).unwrap_or(0);
         deduped.insert(seq);
-        if !events.contains_key(&seq) {
+        if !events.contains(&seq) {
             r.problem(format!("dedup key points at missing event {seq}"));
         }
     }
-    for (seq, _) in events.iter() {
+    for seq in events {
         if !deduped.contains(seq) {
             r.problem(format!("event {seq} has no dedup key pointing at it"));
         }
@@ -255,9 +267,9 @@ pub(super) fn check_db(db: &sled::Db) -> Result<Report> {
     }
     for key in log.range(keys::kind_range(keys::ATTEMPT)).keys() {
         let seq = keys::key_id(&key.db()?).unwrap_or(0);
-        if !events.contains_key(&seq) {
+        if !events.contains(&seq) {
             r.problem(format!("attempt log of missing event {seq}"));
         }
     }
-    Ok(r)
+    Ok(())
 }

@@ -95,7 +95,15 @@ struct Writer<'a> {
     n: usize,
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
+    fn new(tree: &'a sled::Tree) -> Writer<'a> {
+        Writer {
+            tree,
+            batch: sled::Batch::default(),
+            n: 0,
+        }
+    }
+
     fn insert(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
         self.batch.insert(key.as_ref(), value.as_ref());
         self.n += 1;
@@ -121,22 +129,32 @@ fn prefixed(kind: u8, key: &[u8]) -> Vec<u8> {
 
 /// Copies and re-encodes every record; returns (deliveries, events) migrated.
 fn copy(src: &sled::Db, out: &sled::Db) -> Result<(u64, u64)> {
-    let tree = |name: &str| src.open_tree(name).db();
     let log = out.open_tree(keys::LOG_TREE).db()?;
-    let mut w = Writer {
-        tree: &log,
-        batch: sled::Batch::default(),
-        n: 0,
-    };
-    let payloads = tree(V1_PAYLOADS)?;
-    let latency = tree(V1_LATENCY)?;
+    let mut w = Writer::new(&log);
     let mut skipped = 0u64;
+    let events = copy_events(src, &mut w, &mut skipped)?;
+    let deliveries = copy_deliveries(src, &mut w, &mut skipped)?;
+    copy_queue(src, &mut w, &mut skipped)?;
+    w.finish()?;
+    copy_other_trees(src, out)?;
+    if skipped > 0 {
+        tracing::error!(
+            skipped,
+            "unreadable format 1 records were not migrated (they remain in the old store)"
+        );
+    }
+    out.flush().db()?;
+    Ok((deliveries, events))
+}
 
+/// Events with their payloads, and their status where it is not a fresh event's.
+fn copy_events(src: &sled::Db, w: &mut Writer, skipped: &mut u64) -> Result<u64> {
+    let payloads = src.open_tree(V1_PAYLOADS).db()?;
     let mut events = 0u64;
-    for item in tree(V1_EVENTS)?.iter() {
+    for item in src.open_tree(V1_EVENTS).db()?.iter() {
         let (key, bytes) = item.db()?;
         let Ok(e) = serde_json::from_slice::<Event>(&bytes) else {
-            skipped += 1;
+            *skipped += 1;
             continue;
         };
         let payload = payloads.get(&key).db()?.unwrap_or_default();
@@ -164,13 +182,20 @@ fn copy(src: &sled::Db, out: &sled::Db) -> Result<(u64, u64)> {
         }
         events += 1;
     }
+    Ok(events)
+}
 
+/// Deliveries (a body equal to its event's payload becomes a reference to it), their
+/// index entries with the latency folded in, and the indexer's watermark past them all.
+fn copy_deliveries(src: &sled::Db, w: &mut Writer, skipped: &mut u64) -> Result<u64> {
+    let payloads = src.open_tree(V1_PAYLOADS).db()?;
+    let latency = src.open_tree(V1_LATENCY).db()?;
     let mut deliveries = 0u64;
     let mut watermark = 0;
-    for item in tree(V1_DELIVERIES)?.iter() {
+    for item in src.open_tree(V1_DELIVERIES).db()?.iter() {
         let (key, bytes) = item.db()?;
         let Ok(d) = serde_json::from_slice::<Delivery>(&bytes) else {
-            skipped += 1;
+            *skipped += 1;
             continue;
         };
         let body = match d.event_seq.map(|seq| payloads.get(keys::u64_bytes(seq))) {
@@ -208,51 +233,45 @@ fn copy(src: &sled::Db, out: &sled::Db) -> Result<(u64, u64)> {
         deliveries += 1;
     }
     w.insert(keys::WATERMARK, keys::u64_bytes(watermark))?;
+    Ok(deliveries)
+}
 
-    for item in tree(V1_DEDUP)?.iter() {
+/// Dedup keys, the queue, in-flight marks and attempts: the same keys under a kind prefix.
+fn copy_queue(src: &sled::Db, w: &mut Writer, skipped: &mut u64) -> Result<()> {
+    for item in src.open_tree(V1_DEDUP).db()?.iter() {
         let (key, value) = item.db()?;
         w.insert(prefixed(keys::DEDUP, &key), value)?;
     }
     for (name, kind) in [(V1_QUEUE, keys::QUEUE), (V1_INFLIGHT, keys::INFLIGHT)] {
-        for key in tree(name)?.iter().keys() {
+        for key in src.open_tree(name).db()?.iter().keys() {
             w.insert(prefixed(kind, &key.db()?), [])?;
         }
     }
-    for item in tree(V1_ATTEMPTS)?.iter() {
+    for item in src.open_tree(V1_ATTEMPTS).db()?.iter() {
         let (key, bytes) = item.db()?;
         let Ok(a) = serde_json::from_slice::<Attempt>(&bytes) else {
-            skipped += 1;
+            *skipped += 1;
             continue;
         };
         w.insert(prefixed(keys::ATTEMPT, &key), codec::encode(&a)?)?;
     }
-    w.finish()?;
+    Ok(())
+}
 
-    // Everything else (meta, the Fasten trees) is the same in both formats.
+/// Everything else (meta, the Fasten trees) is the same in both formats.
+fn copy_other_trees(src: &sled::Db, out: &sled::Db) -> Result<()> {
     for name in src.tree_names() {
         let text = String::from_utf8_lossy(&name).into_owned();
         if V1_TREES.contains(&text.as_str()) || name.as_ref() == b"__sled__default" {
             continue;
         }
-        let from = src.open_tree(&name).db()?;
         let to = out.open_tree(&name).db()?;
-        let mut w = Writer {
-            tree: &to,
-            batch: sled::Batch::default(),
-            n: 0,
-        };
-        for item in from.iter() {
+        let mut w = Writer::new(&to);
+        for item in src.open_tree(&name).db()?.iter() {
             let (k, v) = item.db()?;
             w.insert(k, v)?;
         }
         w.finish()?;
     }
-    if skipped > 0 {
-        tracing::error!(
-            skipped,
-            "unreadable format 1 records were not migrated (they remain in the old store)"
-        );
-    }
-    out.flush().db()?;
-    Ok((deliveries, events))
+    Ok(())
 }
