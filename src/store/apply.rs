@@ -196,21 +196,27 @@ fn finish(
     next: Next,
 ) -> Result<Option<(EventState, EventState)>> {
     tx.remove(&keys::id_key(keys::INFLIGHT, seq));
-    let received_at = match event_of(tx, seq) {
-        Ok(Some((rec, _))) => rec.received_at_ms,
-        Ok(None) => return Ok(None),
-        // The event was readable when claimed; its status is still ours to record.
-        Err(StoreError::Unreadable { .. }) => 0,
-        Err(e) => return Err(e),
-    };
+    // A look-up, not a decode: the event's record holds the payload, and the status that
+    // the claim wrote is all a result needs.
+    if tx.get(&keys::id_key(keys::EVENT, seq))?.is_none() {
+        return Ok(None);
+    }
     tx.insert(
         &keys::attempt_key(seq, attempt.number),
         codec::encode(attempt)?,
     );
-    let mut status = match status_of(tx, seq, received_at) {
-        Ok(s) => s,
-        Err(StoreError::Unreadable { .. }) => StatusRec::fresh(received_at),
-        Err(e) => return Err(e),
+    let stored = tx
+        .get(&keys::id_key(keys::STATUS, seq))?
+        .and_then(|bytes| codec::decode::<StatusRec>("status", &bytes).ok());
+    let mut status = match stored {
+        Some(s) => s,
+        // Never claimed, or unreadable: the event's own time starts a fresh status (and an
+        // unreadable event record still gets the result recorded).
+        None => match event_of(tx, seq) {
+            Ok(Some((rec, _))) => StatusRec::fresh(rec.received_at_ms),
+            Ok(None) | Err(StoreError::Unreadable { .. }) => StatusRec::fresh(0),
+            Err(e) => return Err(e),
+        },
     };
     let before = status.state;
     status.attempts = status.attempts.max(attempt.number);
