@@ -23,8 +23,8 @@ struct Plan {
 
 /// What planning found.
 enum Planned {
-    /// This event already stored the export; the text says so.
-    Done(String),
+    /// This event already stored the export (the record); the text says so.
+    Done(String, Box<ExportRecord>),
     /// The connection was revoked at this time (ms): nothing is fetched.
     Revoked {
         conn: String,
@@ -50,7 +50,11 @@ impl FastenProcessor {
         data: &ExportSuccess,
     ) -> Result<String, ProcessError> {
         let plan = match self.plan(job, data)? {
-            Planned::Done(text) => return Ok(text),
+            Planned::Done(text, record) => {
+                // An attempt cut short after storing may not have queued its push yet.
+                self.push_export(job, &record).await?;
+                return Ok(text);
+            }
             Planned::Revoked { conn, task, at } => {
                 return self.refuse_revoked(&conn, &task, at).await
             }
@@ -74,6 +78,10 @@ impl FastenProcessor {
             .record(job, &plan, downloaded?, data.stats.as_ref())
             .await?;
         notes.push(check_text(&record, data.stats.is_some()));
+        if self.push.is_some() {
+            self.push_export(job, &record).await?;
+            notes.push(format!("{} queued", crate::process::push::EXPORT_STORED));
+        }
         Ok(describe(&record, &notes))
     }
 
@@ -126,10 +134,13 @@ impl FastenProcessor {
         if let Some(done) = self.store.export(&conn, &task).map_err(store_err)? {
             let present = done.files.iter().all(|f| dir.join(&f.name).is_file());
             if done.event_id == job.event.event_id && present {
-                return Ok(Planned::Done(format!(
-                    "export {task} of connection {conn} was already stored by this event ({} files)",
-                    done.files.len()
-                )));
+                return Ok(Planned::Done(
+                    format!(
+                        "export {task} of connection {conn} was already stored by this event ({} files)",
+                        done.files.len()
+                    ),
+                    Box::new(done),
+                ));
             }
         }
         // Check every link before fetching any, so a refused host fails the event at once.
