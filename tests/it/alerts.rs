@@ -58,7 +58,7 @@ fn new_dead(r: &Received) -> u64 {
 #[tokio::test]
 async fn dead_events_are_alerted_signed_and_at_most_once_per_interval() {
     let hooks = Hooks::start(OTHER_SECRET, 0).await;
-    let s = start(&hooks, "min_interval_secs = 3", "max_attempts = 1", false).await;
+    let s = start(&hooks, "min_interval_secs = 5", "max_attempts = 1", false).await;
     s.send_event("std", "d1", "order.paid").await;
     s.wait_for_state("d1", "dead").await;
     let first = hooks.wait_for("the first alert", |_| true).await;
@@ -92,7 +92,7 @@ async fn dead_events_are_alerted_signed_and_at_most_once_per_interval() {
     for pair in all.windows(2) {
         let gap = pair[1].at.duration_since(pair[0].at);
         assert!(
-            gap >= Duration::from_millis(2500),
+            gap >= Duration::from_millis(4500),
             "alerts {gap:?} apart: {all:#?}"
         );
     }

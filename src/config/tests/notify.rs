@@ -113,3 +113,25 @@ fn the_export_token_is_its_own() {
     let short = problems("[admin]\nexport_token = \"short\"\n");
     assert!(short[0].contains("at least 16 characters"), "{short:?}");
 }
+
+#[test]
+fn push_without_a_fasten_endpoint_is_a_warning() {
+    let push = format!("[push]\nurl = \"http://127.0.0.1:9/x\"\nsecret = \"{SECRET}\"\n");
+    let c = load_str(&push, &[]).unwrap();
+    assert!(
+        c.warnings()
+            .iter()
+            .any(|w| w.contains("key `push`: no endpoint has the fasten processor")),
+        "{:?}",
+        c.warnings()
+    );
+    let with_fasten = format!(
+        "{push}\n[fasten]\npublic_id = \"p\"\n\n[[endpoints]]\nname = \"f\"\nprofile = \"fasten\"\nsecrets = [\"{SECRET}\"]\n"
+    );
+    let c = load_str(&with_fasten, &[]).unwrap();
+    assert!(
+        !c.warnings().iter().any(|w| w.contains("key `push`")),
+        "{:?}",
+        c.warnings()
+    );
+}
