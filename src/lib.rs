@@ -5,12 +5,13 @@
 //! [`receive`] (HTTP) → [`verify`] (Standard Webhooks signature) → [`store`] (sled: delivery
 //! log, dedup, durable queue, Fasten export index) → [`process`] (workers, retries, dead
 //! letters; `log`, `forward` and Fasten processors) → [`prune`] (retention) → [`admin`] (the
-//! API and web UI that show it all; [`telemetry`] for metrics). [`server`] wires them
-//! together; [`config`] is read once; [`cli`] holds the commands (serve, send, backup, ...);
-//! [`simulate`] stands in for Fasten.
+//! API and web UI that show it all; [`telemetry`] for metrics, [`alerts`] for telling the
+//! operator unasked). [`server`] wires them together; [`config`] is read once; [`cli`]
+//! holds the commands (serve, send, backup, ...); [`simulate`] stands in for Fasten.
 #![warn(clippy::unwrap_used)]
 
 pub mod admin;
+pub mod alerts;
 pub mod cli;
 pub mod clock;
 pub mod config;

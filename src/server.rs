@@ -211,6 +211,9 @@ pub async fn start(
     let pipeline_task = tokio::spawn(pipeline.run(shutdown.clone(), grace));
     crate::telemetry::handle();
     crate::telemetry::spawn_upkeep(shutdown.clone());
+    if let Some(alerts) = &config.alerts {
+        crate::alerts::spawn(alerts.clone(), store.clone(), shutdown.clone());
+    }
     // Both listeners are bound and serving: tell systemd (Type=notify) and feed its watchdog.
     crate::telemetry::notify_ready(shutdown.clone(), store.clone());
 

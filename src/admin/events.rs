@@ -40,11 +40,17 @@ fn resolve(admin: &Admin, id: &str, query: &str) -> Result<u64, ApiError> {
         }
     }
     let wanted = query::text(&query::parse(query), "endpoint");
-    for e in &admin.config.endpoints {
-        if wanted.as_ref().is_some_and(|w| *w != e.name) {
+    let push = admin
+        .config
+        .push
+        .as_ref()
+        .map(|_| crate::process::push::ENDPOINT);
+    let names = admin.config.endpoints.iter().map(|e| e.name.as_str());
+    for name in names.chain(push) {
+        if wanted.as_ref().is_some_and(|w| *w != name) {
             continue;
         }
-        if let Some(seq) = admin.store.find_event(&e.name, id)? {
+        if let Some(seq) = admin.store.find_event(name, id)? {
             return Ok(seq);
         }
     }
@@ -154,8 +160,11 @@ fn confirmed(q: &query::Query) -> bool {
 
 /// Whether replaying `event` would POST it to a forward URL that already took it.
 fn delivered(admin: &Admin, event: &Event) -> bool {
+    // A push event is forwarded to `[push] url` like a forward endpoint's.
+    let pushed = admin.config.push.is_some() && event.endpoint == crate::process::push::ENDPOINT;
     event.state == EventState::Done
-        && admin.config.endpoints.iter().any(|e| {
-            e.name == event.endpoint && matches!(e.processor, ProcessorConfig::Forward { .. })
-        })
+        && (pushed
+            || admin.config.endpoints.iter().any(|e| {
+                e.name == event.endpoint && matches!(e.processor, ProcessorConfig::Forward { .. })
+            }))
 }

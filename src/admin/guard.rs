@@ -38,6 +38,22 @@ pub fn loopback_host(host: Option<&str>) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Whether the request carries `admin.export_token`: a caller that may read connections,
+/// exports, their files and resources, and nothing else (see `routes`).
+pub fn export_reader(admin: &Admin, req: &Request) -> bool {
+    admin.config.admin.export_token.as_deref().is_some_and(|t| {
+        bearer(req).is_some_and(|given| same_secret(given.as_bytes(), t.as_bytes()))
+    })
+}
+
+/// The refusal of anything the export token does not open.
+pub fn export_token_refused() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "the export token reads connections, exports, export files and resources only",
+    )
+}
+
 /// The bearer token the request carries, if any.
 fn bearer(req: &Request) -> Option<&str> {
     req.header("authorization")
@@ -199,6 +215,9 @@ pub fn metrics_access(admin: &Admin, req: &Request) -> Result<(), ApiError> {
         });
     if scraper {
         return Ok(());
+    }
+    if export_reader(admin, req) {
+        return Err(export_token_refused());
     }
     authenticate(admin, req).map(|_| ())
 }

@@ -26,7 +26,7 @@ fn processor_name(processor: &ProcessorConfig) -> &'static str {
 
 /// `{"verdicts": [...], "states": [...], "endpoints": [{"name", "profile", "processor"}]}`.
 pub fn meta(admin: &Admin) -> Value {
-    let endpoints: Vec<Value> = admin
+    let mut endpoints: Vec<Value> = admin
         .config
         .endpoints
         .iter()
@@ -38,6 +38,14 @@ pub fn meta(admin: &Admin) -> Value {
             })
         })
         .collect();
+    // hookd's own push events (see `process::push`), so they can be filtered for too.
+    if admin.config.push.is_some() {
+        endpoints.push(json!({
+            "name": crate::process::push::ENDPOINT,
+            "profile": "internal",
+            "processor": "forward",
+        }));
+    }
     json!({
         "verdicts": Verdict::ALL.map(Verdict::as_str),
         "states": EventState::ALL.map(EventState::as_str),

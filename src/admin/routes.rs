@@ -73,6 +73,17 @@ impl<'a> Route<'a> {
         })
     }
 
+    /// What `admin.export_token` opens: reading connections and exports (GET only).
+    fn reads_exports(&self) -> bool {
+        matches!(
+            self,
+            Route::Connections
+                | Route::Connection(_)
+                | Route::Resource { .. }
+                | Route::ExportFile { .. }
+        )
+    }
+
     /// The session routes check the caller themselves: they are how a browser gets in.
     fn before_authentication(&self) -> bool {
         matches!(self, Route::Session | Route::Login | Route::Logout)
@@ -114,6 +125,17 @@ fn metrics(admin: &Admin, req: &Request) -> Result<warp::reply::Response, ApiErr
 
 async fn api(admin: &Admin, req: &Request, path: &str) -> Result<warp::reply::Response, ApiError> {
     let route = Route::parse(path);
+    // The export token is checked before anything else: it opens its few read routes and
+    // answers every other path (the session ones included) with why not.
+    if guard::export_reader(admin, req) {
+        return match route {
+            Some((method, route)) if route.reads_exports() && req.method == method => {
+                let response = answer(admin, req, route).await?;
+                Ok(headers::conditional(response, req.header("if-none-match")))
+            }
+            _ => Err(guard::export_token_refused()),
+        };
+    }
     let open = route
         .as_ref()
         .is_some_and(|(method, route)| *method == req.method && route.before_authentication());

@@ -30,6 +30,32 @@ pub(super) fn build(raw: RawAdmin, origin: &Origin) -> Result<Admin, ConfigError
     if let Some(t) = &raw.metrics_token {
         problems.ok(check_token(t).map_err(|m| origin.err("admin.metrics_token", m)));
     }
+    let export_token = match (raw.export_token, raw.export_token_file) {
+        (Some(_), Some(_)) => {
+            problems.add(origin.err(
+                "admin.export_token_file",
+                Invalid::Exclusive("either admin.export_token or admin.export_token_file"),
+            ));
+            None
+        }
+        (Some(t), None) => Some(t),
+        (None, Some(path)) => problems
+            .ok(read_secret_file(origin, "admin.export_token_file", &path))
+            .map(|t| t.trim().to_owned()),
+        (None, None) => None,
+    };
+    if let Some(t) = &export_token {
+        problems.ok(check_token(t).map_err(|m| origin.err("admin.export_token", m)));
+        // A request is told apart by its token alone: the same one cannot open two sets.
+        for (other, name) in [
+            (&token, "admin.token"),
+            (&raw.metrics_token, "admin.metrics_token"),
+        ] {
+            if other.as_deref() == Some(t.as_str()) {
+                problems.add(origin.err("admin.export_token", Invalid::SameToken(name)));
+            }
+        }
+    }
     let password_hash = raw.password_hash.map(|h| h.trim().to_owned());
     if let Some(h) = &password_hash {
         problems.ok(check_password_hash(h).map_err(|m| origin.err("admin.password_hash", m)));
@@ -41,6 +67,7 @@ pub(super) fn build(raw: RawAdmin, origin: &Origin) -> Result<Admin, ConfigError
     problems.finish(Some(Admin {
         token,
         metrics_token: raw.metrics_token,
+        export_token,
         password_hash,
         session_ttl_secs,
         backup_dir: raw.backup_dir,

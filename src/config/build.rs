@@ -6,7 +6,7 @@ use super::defaults;
 use super::error::{ConfigError, Invalid, Origin, Problems};
 use super::raw::RawConfig;
 use super::types::Config;
-use super::{admin, endpoints, fasten, processing, retention};
+use super::{admin, alerts, endpoints, fasten, processing, retention};
 use crate::secret::Secret;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -55,6 +55,10 @@ pub(super) fn build(
     let receive = problems.ok(processing::build_receive(raw.receive, origin));
     let endpoints = problems.ok(endpoints::build(raw.endpoints, default_endpoint, origin));
     let fasten = problems.ok(fasten::build(raw.fasten, origin));
+    let alerts = raw
+        .alerts
+        .map(|a| problems.ok(alerts::build_alerts(a, origin)));
+    let push = raw.push.map(|p| problems.ok(alerts::build_push(p, origin)));
     if let (Some(receive), Some(endpoints)) = (&receive, &endpoints) {
         for (i, e) in endpoints.iter().enumerate() {
             if e.max_body_bytes > receive.body_budget_bytes {
@@ -82,6 +86,8 @@ pub(super) fn build(
             endpoints: endpoints?,
             default_endpoint,
             fasten: fasten?,
+            alerts: alerts.map(|a| a.ok_or(())).transpose().ok()?,
+            push: push.map(|p| p.ok_or(())).transpose().ok()?,
         })
     })();
     problems.finish(config)
@@ -130,4 +136,43 @@ pub(super) fn parse_secrets(
         })
         .collect();
     problems.finish(Some(secrets))
+}
+
+/// A section's `url` and its Standard Webhooks signing secret (`secret` or `secret_file`,
+/// exactly one), as `[alerts]` and `[push]` have them; `section` names the keys.
+pub(super) fn url_and_secret(
+    origin: &Origin,
+    section: &'static str,
+    url: Option<String>,
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
+    required: (&'static str, &'static str),
+) -> Result<(String, Secret), ConfigError> {
+    let mut problems = Problems::default();
+    let key = |k: &str| format!("{section}.{k}");
+    let url = match url {
+        None => {
+            problems.add(origin.err(&key("url"), Invalid::Required(required.0)));
+            None
+        }
+        Some(url) => {
+            let ok = reqwest::Url::parse(&url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+            if !ok {
+                problems.add(origin.err(&key("url"), Invalid::NotHttpUrl(url.clone())));
+            }
+            ok.then_some(url)
+        }
+    };
+    let text = match (secret, secret_file) {
+        (Some(s), None) => Some(s),
+        (None, Some(path)) => problems.ok(read_secret_file(origin, &key("secret_file"), &path)),
+        _ => {
+            problems.add(origin.err(&key("secret"), Invalid::Exclusive(required.1)));
+            None
+        }
+    };
+    let secret = text
+        .and_then(|t| problems.ok(Secret::parse(&t).map_err(|e| origin.err(&key("secret"), e))));
+    problems.finish(url.zip(secret))
 }

@@ -66,3 +66,9 @@ pub const FASTEN_API_BASE: &str = "https://api.connect.fastenhealth.com/v1";
 pub const FASTEN_MAX_EXPORT_BYTES: u64 = 10_737_418_240;
 /// Request an export when a patient connects.
 pub const REQUEST_EXPORT_ON_CONNECTION: bool = true;
+/// One alert summary per 5 minutes at most.
+pub const ALERT_MIN_INTERVAL_SECS: u64 = 300;
+/// An event due for an hour and still waiting is worth an alert.
+pub const ALERT_OLDEST_QUEUED_SECS: u64 = 3600;
+pub const ALERT_TIMEOUT_SECS: u64 = 10;
+pub const PUSH_TIMEOUT_SECS: u64 = 30;

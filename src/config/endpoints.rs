@@ -25,6 +25,8 @@ pub(super) fn build(
         let at = |field: &str| format!("endpoints[{i}].{field}");
         if !valid_name(&e.name) {
             problems.add(origin.err(&at("name"), Invalid::EndpointName(e.name.clone())));
+        } else if e.name == crate::process::push::ENDPOINT {
+            problems.add(origin.err(&at("name"), Invalid::ReservedEndpoint(e.name.clone())));
         } else if names.contains(&e.name) {
             problems.add(origin.err(&at("name"), Invalid::DuplicateEndpoint(e.name.clone())));
         }

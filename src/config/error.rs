@@ -172,6 +172,11 @@ pub enum Invalid {
     /// Two keys that exclude each other are both set (or neither of two required ones).
     #[error("set {0}")]
     Exclusive(&'static str),
+    /// A key a section needs is missing.
+    #[error("is required: {0}")]
+    Required(&'static str),
+    #[error("is the same as {0}: each token must open only what it is for")]
+    SameToken(&'static str),
     #[error("needs at least one delay")]
     NoDelay,
     #[error(
@@ -203,6 +208,8 @@ pub enum Invalid {
     ForwardWithLog,
     #[error("endpoint `{endpoint}` has no secret: set secrets, secrets_file, or {var}")]
     NoSecret { endpoint: String, var: String },
+    #[error("`{0}` is the name hookd gives its own push events; choose another")]
+    ReservedEndpoint(String),
     #[error("names no configured endpoint")]
     NoSuchEndpoint,
     #[error("`{0}` is not a host name (optionally `http://host[:port]`)")]

@@ -13,6 +13,7 @@
 //! key from `HOOKD_FASTEN_PRIVATE_KEY`, the same variable the service reads.
 
 mod admin;
+mod alerts;
 mod build;
 pub mod defaults;
 mod endpoints;
@@ -34,8 +35,8 @@ mod warnings;
 pub use env::secrets_var;
 pub use error::{ConfigError, ConfigErrorKind, Invalid, ScheduleError};
 pub use types::{
-    Admin, Config, DownloadHost, Endpoint, Fasten, OnRevoke, Processing, ProcessorConfig, Profile,
-    Receive, Retention,
+    shown_url, Admin, Alerts, Config, DownloadHost, Endpoint, Fasten, OnRevoke, Processing,
+    ProcessorConfig, Profile, Push, Receive, Retention,
 };
 
 use error::{ConfigErrorKind as Kind, Origin, Problems};

@@ -28,6 +28,30 @@ pub(super) struct RawConfig {
     pub(super) endpoints: Vec<RawEndpoint>,
     #[serde(default)]
     pub(super) fasten: RawFasten,
+    pub(super) alerts: Option<RawAlerts>,
+    pub(super) push: Option<RawPush>,
+}
+
+/// `[alerts]`: absent means off.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAlerts {
+    pub(super) url: Option<String>,
+    pub(super) secret: Option<String>,
+    pub(super) secret_file: Option<PathBuf>,
+    pub(super) oldest_queued_secs: Option<u64>,
+    pub(super) min_interval_secs: Option<u64>,
+    pub(super) timeout_secs: Option<u64>,
+}
+
+/// `[push]`: absent means off.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPush {
+    pub(super) url: Option<String>,
+    pub(super) secret: Option<String>,
+    pub(super) secret_file: Option<PathBuf>,
+    pub(super) timeout_secs: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -44,6 +68,8 @@ pub(super) struct RawAdmin {
     pub(super) token: Option<String>,
     pub(super) token_file: Option<PathBuf>,
     pub(super) metrics_token: Option<String>,
+    pub(super) export_token: Option<String>,
+    pub(super) export_token_file: Option<PathBuf>,
     pub(super) password_hash: Option<String>,
     pub(super) session_ttl_secs: Option<u64>,
     pub(super) backup_dir: Option<PathBuf>,

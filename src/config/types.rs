@@ -56,6 +56,9 @@ pub struct Admin {
     pub token: Option<String>,
     /// A separate bearer token that opens `/metrics` only (for a Prometheus scraper).
     pub metrics_token: Option<String>,
+    /// A bearer token that reads connections, exports, their files and resources, and
+    /// nothing else: what the integrator's own service is given.
+    pub export_token: Option<String>,
     /// Argon2 PHC hash of the web UI password (`hookd hash-password` prints one).
     pub password_hash: Option<String>,
     /// How long a web UI session lasts after login, in seconds.
@@ -69,6 +72,7 @@ impl fmt::Debug for Admin {
         f.debug_struct("Admin")
             .field("token", &redacted(&self.token))
             .field("metrics_token", &redacted(&self.metrics_token))
+            .field("export_token", &redacted(&self.export_token))
             .field("password_hash", &redacted(&self.password_hash))
             .field("session_ttl_secs", &self.session_ttl_secs)
             .field("backup_dir", &self.backup_dir)
@@ -84,6 +88,7 @@ fn redacted(secret: &Option<String>) -> Option<&'static str> {
 impl Admin {
     /// Whether any credential (token or password) guards the admin listener.
     pub fn has_credential(&self) -> bool {
+        // The export token is not one: it opens too little to guard the listener.
         self.token.is_some() || self.password_hash.is_some()
     }
 }
@@ -164,6 +169,70 @@ pub struct Config {
     pub default_endpoint: bool,
     /// The `[fasten]` section (defaults when absent).
     pub fasten: Fasten,
+    /// The `[alerts]` section; `None` (absent) sends no alerts.
+    pub alerts: Option<Alerts>,
+    /// The `[push]` section; `None` (absent) pushes nothing.
+    pub push: Option<Push>,
+}
+
+/// `[alerts]`: where a signed summary goes when events go dead, the queue stalls, or the
+/// store cannot persist.
+#[derive(Clone)]
+pub struct Alerts {
+    /// Receives the summaries (a Slack incoming webhook works: the body has `text`).
+    pub url: String,
+    /// Signs them (Standard Webhooks).
+    pub secret: Secret,
+    /// Alert when the oldest due event has waited longer than this; 0: never.
+    pub oldest_queued_secs: u64,
+    /// At most one summary per this many seconds; what happens meanwhile is coalesced.
+    pub min_interval_secs: u64,
+    pub timeout_secs: u64,
+}
+
+/// `[push]`: the integrator's service, told when an export is stored or a connection is
+/// revoked or its data deleted.
+#[derive(Clone)]
+pub struct Push {
+    pub url: String,
+    pub secret: Secret,
+    pub timeout_secs: u64,
+}
+
+/// A URL as it may be shown: scheme, host and port only. Alert and push URLs often carry
+/// their credential in the path (a Slack webhook's does), so no more of them is ever printed.
+pub fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}{}/...",
+            u.scheme(),
+            u.host_str().unwrap_or(""),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        Err(_) => "(unparsable URL)".to_string(),
+    }
+}
+
+impl fmt::Debug for Alerts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Alerts")
+            .field("url", &shown_url(&self.url))
+            .field("secret", &self.secret)
+            .field("oldest_queued_secs", &self.oldest_queued_secs)
+            .field("min_interval_secs", &self.min_interval_secs)
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Push {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Push")
+            .field("url", &shown_url(&self.url))
+            .field("secret", &self.secret)
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
 }
 
 /// What `patient.authorization_revoked` does to a connection's stored exports.

@@ -36,6 +36,13 @@ impl Config {
                 fasten.join("`, `"),
             ));
         }
+        // Only the fasten processor has anything to push; valid, but surely not meant.
+        if self.push.is_some() && fasten.is_empty() {
+            warnings.push(format!(
+                "{file}: key `push`: no endpoint has the fasten processor, so nothing will be \
+                 pushed (push tells of stored Fasten exports and revoked connections)"
+            ));
+        }
         warnings
     }
 }

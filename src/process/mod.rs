@@ -11,6 +11,7 @@ mod chain;
 pub mod fasten;
 mod forward;
 mod log;
+pub mod push;
 pub mod retry;
 
 pub use chain::chain;
@@ -82,17 +83,22 @@ impl Processors {
         // All Fasten endpoints share one processor, so "request an export once per
         // connection" holds across them.
         let mut fasten: Option<Arc<dyn Processor>> = None;
+        let push = config.push.as_ref().map(|_| push::Push::new(store.clone()));
         for e in &config.endpoints {
             let p: Arc<dyn Processor> = match &e.processor {
                 ProcessorConfig::Log => Arc::new(LogProcessor),
                 ProcessorConfig::Fasten => match &fasten {
                     Some(p) => p.clone(),
                     None => {
-                        let p: Arc<dyn Processor> = Arc::new(FastenProcessor::new(
+                        let mut p = FastenProcessor::new(
                             store.clone(),
                             config.fasten.clone(),
                             &config.data_dir,
-                        )?);
+                        )?;
+                        if let Some(push) = &push {
+                            p = p.pushing(push.clone());
+                        }
+                        let p: Arc<dyn Processor> = Arc::new(p);
                         fasten = Some(p.clone());
                         p
                     }
@@ -111,6 +117,16 @@ impl Processors {
                 ),
             };
             map.insert(e.name.clone(), p);
+        }
+        // Push events are forwarded like any forward endpoint's (see `push`).
+        if let Some(p) = &config.push {
+            let forward = ForwardProcessor::new(
+                p.url.clone(),
+                p.secret.clone(),
+                Duration::from_secs(p.timeout_secs),
+            )
+            .map_err(SetupError::Forward)?;
+            map.insert(push::ENDPOINT.to_string(), Arc::new(forward));
         }
         Ok(Processors(map))
     }

@@ -94,3 +94,25 @@ fn check_config_prints_warnings_for_a_valid_config() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("warning"), "{stderr}");
 }
+
+#[test]
+fn check_config_names_what_alerts_and_push_lack() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notify.toml");
+    std::fs::write(
+        &file,
+        "[alerts]\nurl = \"slack/hooks\"\nsecret_file = \"/nonexistent/alerts.secret\"\n\
+         [push]\nurl = \"https://internal.example/hookd\"\n",
+    )
+    .unwrap();
+    let (out, _, stderr) = check(&file);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for expected in [
+        "key `alerts.url`: `slack/hooks` is not an http(s) URL",
+        "key `alerts.secret_file`: cannot read /nonexistent/alerts.secret",
+        "key `push.secret`: set exactly one of push.secret or push.secret_file",
+    ] {
+        assert!(stderr.contains(expected), "{expected} not in: {stderr}");
+    }
+    assert!(stderr.contains(": 3 errors"), "{stderr}");
+}

@@ -1,6 +1,7 @@
 //! Fasten Connect end to end: hookd receives simulated events and downloads exports from the
 //! local stand-in for the Fasten API (`hookd::simulate::api`).
 
+use super::hooks::Hooks;
 use super::*;
 use hookd::simulate::{self, api, fhir, EventSpec};
 use serde_json::Value;
@@ -10,6 +11,8 @@ use std::sync::Arc;
 
 const PUBLIC_ID: &str = "public_test_0123456789";
 const PRIVATE_KEY: &str = "private_test_abcdefghijklmnop";
+/// Reads connections and exports, nothing else.
+const EXPORT_TOKEN: &str = "export-reader-token-0123456789";
 
 /// A stand-in, a hookd configured to use it, and the directory holding the key file.
 struct Setup {
@@ -36,6 +39,7 @@ async fn setup(options: api::Options, on_revoke: &str, extra: &str) -> Setup {
         r#"
 [admin]
 token = "{ADMIN_TOKEN}"
+export_token = "{EXPORT_TOKEN}"
 
 [processing]
 retry_schedule_secs = [0]
@@ -885,5 +889,167 @@ async fn an_attempt_records_why_a_connection_failed() {
     assert!(text.to_lowercase().contains("connection refused"), "{text}");
     // The URL is named once, by hookd, not again by the client's own message.
     assert_eq!(text.matches("127.0.0.1").count(), 1, "{text}");
+    t.stop().await;
+}
+
+/// The `[push]` table that sends to `hooks`, signed with [`OTHER_SECRET`].
+fn push_to(hooks: &Hooks) -> String {
+    format!(
+        "\n[push]\nurl = \"{}\"\nsecret = \"{OTHER_SECRET}\"\n",
+        hooks.url()
+    )
+}
+
+/// A GET on the admin listener with `token`: status and body.
+async fn get_with(t: &Setup, token: &str, path: &str) -> (u16, bytes::Bytes) {
+    let r =
+        t.s.http
+            .get(format!("http://{}{path}", t.s.admin))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+    (r.status().as_u16(), r.bytes().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_stored_export_is_pushed_signed_and_its_files_read_with_the_export_token() {
+    let hooks = Hooks::start(OTHER_SECRET, 0).await;
+    let t = setup(api::Options::default(), "keep", &push_to(&hooks)).await;
+    let event = t.store_export("conn-p", "task-p", "ex-p").await;
+    assert!(
+        detail(&event, 0).contains("hookd.export.stored queued"),
+        "{event}"
+    );
+    let pushed = hooks
+        .wait_for("hookd.export.stored", |r| {
+            r.body["type"] == "hookd.export.stored"
+        })
+        .await;
+    assert!(pushed.verified, "{pushed:?}");
+    assert_eq!(pushed.webhook_id, "hookd.export.stored.ex-p");
+    assert_eq!(pushed.body["id"], "hookd.export.stored.ex-p");
+    let data = &pushed.body["data"];
+    assert_eq!(data["org_connection_id"], "conn-p");
+    assert_eq!(data["task_id"], "task-p");
+    assert_eq!(data["fasten_event_id"], "ex-p");
+    assert_eq!(data["total_resources"], 40);
+    assert_eq!(
+        data["counts"],
+        serde_json::to_value(fhir::counts(40)).unwrap()
+    );
+    assert_eq!(data["paths"]["connection"], "/api/connections/conn-p");
+    let files = data["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1);
+    let on_disk = std::fs::read(t.export_dir("conn-p", "task-p").join("fhir-1-40.ndjson")).unwrap();
+    let sha = format!("{:x}", sha2::Sha256::digest(&on_disk));
+    assert_eq!(files[0]["sha256"], sha.as_str());
+    assert_eq!(files[0]["bytes"], on_disk.len());
+    assert!(files[0].get("source_url").is_none(), "{pushed:?}");
+
+    // The service fetches what it was told of with the export token, and nothing else.
+    let path = files[0]["path"].as_str().unwrap();
+    assert_eq!(path, "/api/exports/task-p/files/fhir-1-40.ndjson");
+    let (status, body) = get_with(&t, EXPORT_TOKEN, path).await;
+    assert_eq!(status, 200);
+    assert_eq!(format!("{:x}", sha2::Sha256::digest(&body)), sha);
+    for path in ["/api/connections/conn-p", "/api/connections"] {
+        assert_eq!(get_with(&t, EXPORT_TOKEN, path).await.0, 200, "{path}");
+    }
+    for path in [
+        "/api/deliveries",
+        "/api/events",
+        "/api/stats",
+        "/metrics",
+        "/api/session",
+    ] {
+        let (status, body) = get_with(&t, EXPORT_TOKEN, path).await;
+        assert_eq!(status, 403, "{path}");
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            text.contains("the export token reads connections, exports"),
+            "{path}: {text}"
+        );
+    }
+    for path in [
+        "/api/backup",
+        "/api/events/ex-p/replay",
+        "/api/replay",
+        "/api/logout",
+    ] {
+        let r =
+            t.s.http
+                .post(format!("http://{}{path}", t.s.admin))
+                .bearer_auth(EXPORT_TOKEN)
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+        assert_eq!(r.status(), 403, "POST {path}");
+    }
+    // The push is an event of its own, with its attempt on record.
+    let push = t.s.wait_for_state("hookd.export.stored.ex-p", "done").await;
+    assert_eq!(push["endpoint"], "hookd-push");
+    assert!(detail(&push, 0).contains("HTTP 200"), "{push}");
+    let listed = t.s.api_ok("/api/events?endpoint=hookd-push").await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+    // Processing the export again (a replay) pushes nothing new: same id, a duplicate.
+    t.replay("ex-p", 2).await;
+    t.s.api_ok("/api/events/hookd.export.stored.ex-p").await;
+    let listed = t.s.api_ok("/api/events?endpoint=hookd-push").await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_revocation_is_pushed_and_with_delete_so_is_the_deletion() {
+    let hooks = Hooks::start(OTHER_SECRET, 0).await;
+    let t = setup(api::Options::default(), "delete", &push_to(&hooks)).await;
+    t.store_export("conn-r", "task-r", "ex-r").await;
+    t.processed("patient.authorization_revoked", "conn-r", "rv-r")
+        .await;
+    let revoked = hooks
+        .wait_for("hookd.connection.revoked", |r| {
+            r.body["type"] == "hookd.connection.revoked"
+        })
+        .await;
+    assert!(revoked.verified);
+    assert_eq!(revoked.webhook_id, "hookd.connection.revoked.rv-r");
+    let data = &revoked.body["data"];
+    assert_eq!(data["org_connection_id"], "conn-r");
+    assert_eq!(data["on_revoke"], "delete");
+    assert!(data["revoked_at_ms"].as_u64().is_some(), "{data}");
+    let deleted = hooks
+        .wait_for("hookd.connection.deleted", |r| {
+            r.body["type"] == "hookd.connection.deleted"
+        })
+        .await;
+    assert!(deleted.verified);
+    assert_eq!(
+        deleted.body["data"]["exports"],
+        serde_json::json!(["task-r"])
+    );
+    assert_eq!(deleted.body["data"]["files"], 1);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_push_receiver_gets_retries_recorded_as_attempts() {
+    // The setup retries at once, three attempts in all: two refused, the third taken.
+    let hooks = Hooks::start(OTHER_SECRET, 2).await;
+    let t = setup(api::Options::default(), "keep", &push_to(&hooks)).await;
+    t.store_export("conn-f", "task-f", "ex-f").await;
+    let push = t.s.wait_for_state("hookd.export.stored.ex-f", "done").await;
+    let attempts = push["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3, "{push}");
+    assert!(detail(&push, 0).contains("HTTP 500"), "{push}");
+    assert!(detail(&push, 1).contains("HTTP 500"), "{push}");
+    assert!(detail(&push, 2).contains("HTTP 200"), "{push}");
+    let all = hooks.all();
+    assert_eq!(all.len(), 3);
+    assert!(all
+        .iter()
+        .all(|r| r.verified && r.webhook_id == "hookd.export.stored.ex-f"));
     t.stop().await;
 }

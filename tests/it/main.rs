@@ -2,12 +2,14 @@
 //! data directory and speaks HTTP to it (or runs the built binary).
 
 mod admin;
+mod alerts;
 mod binary;
 mod browser;
 mod check_config;
 mod cli;
 mod crosscheck;
 mod fasten;
+mod hooks;
 mod hostile;
 mod ops;
 mod packaging;

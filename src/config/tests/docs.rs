@@ -48,6 +48,8 @@ fn accepted_keys() -> BTreeSet<(String, String)> {
         ("processing", "[processing]\n"),
         ("receive", "[receive]\n"),
         ("fasten", "[fasten]\n"),
+        ("alerts", "[alerts]\n"),
+        ("push", "[push]\n"),
         ("endpoints", "[[endpoints]]\nname = \"x\"\n"),
         (
             "endpoints.forward",
@@ -115,6 +117,8 @@ fn packaged_file_shows_the_real_defaults() {
         "metrics_token",
         "password_hash",
         "backup_dir",
+        "export_token",
+        "export_token_file",
         "public_id",
         "private_key_file",
         "max_rate_per_sec",

@@ -2,6 +2,7 @@
 
 mod docs;
 mod load;
+mod notify;
 mod problems;
 
 use super::*;

@@ -155,7 +155,8 @@ impl FastenProcessor {
         // Held to the end, so no export of this connection is recorded meanwhile (see
         // `commits`).
         let _commits = self.commits.lock().await;
-        self.store
+        let (c, ()) = self
+            .store
             .update_connection(&conn, |c| {
                 c.seen(&job.event.endpoint, now);
                 c.status = Some(
@@ -169,6 +170,8 @@ impl FastenProcessor {
                 c.revoked_at_ms.get_or_insert(received);
             })
             .map_err(store_err)?;
+        self.push_revoked(job, &conn, c.status.clone(), c.revoked_at_ms)
+            .await?;
         if self.config.on_revoke == OnRevoke::Keep {
             return Ok(format!(
                 "connection {conn} marked revoked; its exports are kept (on_revoke = keep)"
@@ -193,6 +196,7 @@ impl FastenProcessor {
             index_entries: entries,
         };
         self.note_removal(&conn, &removed)?;
+        self.push_deleted(job, &conn, &removed).await?;
         Ok(format!(
             "connection {conn} marked revoked; removed {} export(s) [{}], {} file(s), {} bytes, {entries} index entries (on_revoke = delete)",
             removed.exports.len(),

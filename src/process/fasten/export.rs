@@ -24,8 +24,8 @@ struct Plan {
 
 /// What planning found.
 enum Planned {
-    /// This event already stored the export; the text says so.
-    Done(String),
+    /// This event already stored the export (the record); the text says so.
+    Done(String, Box<ExportRecord>),
     /// The connection was revoked at this time (ms): nothing is fetched.
     Revoked {
         conn: String,
@@ -51,7 +51,11 @@ impl FastenProcessor {
         data: &ExportSuccess,
     ) -> Result<String, ProcessError> {
         let plan = match self.plan(job, data)? {
-            Planned::Done(text) => return Ok(text),
+            Planned::Done(text, record) => {
+                // An attempt cut short after storing may not have queued its push yet.
+                self.push_export(job, &record).await?;
+                return Ok(text);
+            }
             Planned::Revoked { conn, task, at } => {
                 return self.refuse_revoked(&conn, &task, at).await
             }
@@ -75,6 +79,10 @@ impl FastenProcessor {
             .record(job, &plan, downloaded?, data.stats.as_ref())
             .await?;
         notes.push(check_text(&record, data.stats.is_some()));
+        if self.push.is_some() {
+            self.push_export(job, &record).await?;
+            notes.push(format!("{} queued", crate::process::push::EXPORT_STORED));
+        }
         Ok(describe(&record, &notes))
     }
 
@@ -128,10 +136,13 @@ impl FastenProcessor {
             let names = done.files.iter().map(|f| f.name.as_str());
             let present = self.files.has_all(&conn, &task, names);
             if done.event_id == job.event.event_id && present {
-                return Ok(Planned::Done(format!(
-                    "export {task} of connection {conn} was already stored by this event ({} files)",
-                    done.files.len()
-                )));
+                return Ok(Planned::Done(
+                    format!(
+                        "export {task} of connection {conn} was already stored by this event ({} files)",
+                        done.files.len()
+                    ),
+                    Box::new(done),
+                ));
             }
         }
         // Check every link before fetching any, so a refused host fails the event at once.

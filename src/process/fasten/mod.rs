@@ -25,7 +25,9 @@ pub mod download;
 pub mod events;
 mod export;
 mod ndjson;
+mod notify;
 
+use super::push::Push;
 use super::{Job, ProcessError, Processor, SetupError};
 use crate::config::Fasten;
 use crate::store::{safe_name, ExportFiles, Store};
@@ -58,6 +60,8 @@ pub struct FastenProcessor {
     /// download never holds up a revocation; one lock for all connections keeps this simple,
     /// and both critical sections are short store writes (and a revocation's removal).
     commits: tokio::sync::Mutex<()>,
+    /// Tells the integrator's service what was stored or revoked (`[push]`), when set.
+    push: Option<Push>,
 }
 
 fn permanent(msg: impl Into<String>) -> ProcessError {
@@ -101,7 +105,14 @@ impl FastenProcessor {
             files: ExportFiles::new(data_dir),
             requesting: tokio::sync::Mutex::new(()),
             commits: tokio::sync::Mutex::new(()),
+            push: None,
         })
+    }
+
+    /// Pushes `hookd.export.stored` and `hookd.connection.*` events through `push`.
+    pub fn pushing(mut self, push: Push) -> Self {
+        self.push = Some(push);
+        self
     }
 }
 
