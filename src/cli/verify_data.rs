@@ -19,6 +19,7 @@ pub(super) fn run(dir: &Path) -> Outcome {
     for (tree, n) in &report.counts {
         let _ = writeln!(text, "{tree:>13}: {n}");
     }
+    let _ = writeln!(text, "{:>13}: {}", "record bytes", report.record_bytes);
     for p in &report.problems {
         let _ = writeln!(text, "problem: {p}");
     }

@@ -211,6 +211,14 @@ fn a_failed_offline_backup_leaves_nothing_in_the_way_of_the_retry() {
     assert!(out.status.success(), "{}", stderr(&out));
     let out = run(dir.path(), &["verify-data", "copy"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // It tells how many bytes the records take (what sets the disk bill).
+    let text = String::from_utf8_lossy(&out.stdout);
+    let bytes: u64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("record bytes: "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no record bytes line in {text}"));
+    assert!(bytes > 0, "{text}");
 }
 
 #[test]
