@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use warp::Filter;
 
@@ -155,18 +155,7 @@ where
                 continue;
             }
         };
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(slot) => Some(slot),
-            Err(_) if conns.evict_longest_idle() => {
-                metrics::counter!("hookd_connections_evicted_total").increment(1);
-                tokio::time::timeout(EVICTION_WAIT, slots.clone().acquire_owned())
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-            }
-            Err(_) => None,
-        };
-        let Some(slot) = slot else {
+        let Some(slot) = take_slot(&slots, &conns).await else {
             metrics::counter!("hookd_connections_refused_total").increment(1);
             drop(stream);
             continue;
@@ -222,7 +211,28 @@ where
         });
     }
     drop(listener);
-    let drained = tokio::time::timeout(limits.shutdown_grace, async {
+    drain(connections, limits.shutdown_grace).await;
+}
+
+/// A connection slot: a free one, or the longest idle connection's after it is closed, or
+/// none (the new connection is refused).
+async fn take_slot(slots: &Arc<Semaphore>, conns: &Conns) -> Option<OwnedSemaphorePermit> {
+    match slots.clone().try_acquire_owned() {
+        Ok(slot) => Some(slot),
+        Err(_) if conns.evict_longest_idle() => {
+            metrics::counter!("hookd_connections_evicted_total").increment(1);
+            tokio::time::timeout(EVICTION_WAIT, slots.clone().acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok)
+        }
+        Err(_) => None,
+    }
+}
+
+/// Waits up to `grace` for open connections to finish, then cuts the rest.
+async fn drain(mut connections: JoinSet<()>, grace: Duration) {
+    let drained = tokio::time::timeout(grace, async {
         while connections.join_next().await.is_some() {}
     })
     .await;
