@@ -7,6 +7,7 @@ mod browser;
 mod check_config;
 mod cli;
 mod crosscheck;
+mod deliveries;
 mod fasten;
 mod hostile;
 mod ops;
