@@ -139,6 +139,9 @@ pub type HourCounts = [u64; 4];
 /// Most records one list request examines before it returns a cursor to continue from,
 /// so that a filter matching almost nothing cannot make one request scan the whole log.
 pub(super) const SCAN_BUDGET: usize = 5_000;
+/// The same for a search in bodies, where each record examined may also read its event's
+/// payload.
+pub(super) const BODY_SCAN_BUDGET: usize = 1_000;
 
 impl Store {
     pub(super) fn delivery_rec(&self, id: u64) -> Result<Option<DeliveryRec>> {
@@ -223,9 +226,13 @@ impl Store {
         if limit == 0 {
             return Ok(page);
         }
+        let budget = match filter.body_contains {
+            Some(_) => BODY_SCAN_BUDGET,
+            None => SCAN_BUDGET,
+        };
         for (scanned, item) in self.delivery_ids(filter, before)?.enumerate() {
             let (id, _) = item?;
-            if scanned >= SCAN_BUDGET {
+            if scanned >= budget {
                 page.next_cursor = Some(id.saturating_add(1));
                 return Ok(page);
             }

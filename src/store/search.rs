@@ -2,15 +2,18 @@
 //! type prefix), the search in bodies, the bounded count behind "N deliveries" or "more than
 //! N", and what a duplicate repeats: its original delivery, and whether its body differs.
 
-use super::browse::{id_bounds, type_prefix, DeliveryFilter, SCAN_BUDGET};
+use super::browse::{id_bounds, type_prefix, DeliveryFilter, BODY_SCAN_BUDGET};
 use super::codec::{BodyRec, DeliveryRec};
 use super::keys::{self, IndexKind};
 use super::model::Verdict;
 use super::{writer, Db, Result, Store};
 use std::sync::atomic::Ordering;
 
-/// Most index keys one count walks: counting keys is cheap, but not free on a large log.
-const COUNT_BUDGET: usize = 100_000;
+/// Most keys one count walks: counting keys is cheap, but not free on a large log, and the
+/// UI asks again as deliveries arrive.
+const COUNT_KEYS: usize = 20_000;
+/// Most records one count reads to check conditions an index does not answer.
+const COUNT_READS: usize = BODY_SCAN_BUDGET;
 /// Most distinct event types a type prefix is resolved to; beyond that it is matched record
 /// by record instead (Fasten has seven types, most senders a few dozen).
 const MAX_TYPES: usize = 500;
@@ -151,7 +154,7 @@ impl Store {
         let mut n = 0;
         let mut read = 0;
         for (walked, item) in self.delivery_ids(filter, None)?.enumerate() {
-            if walked >= COUNT_BUDGET || read >= SCAN_BUDGET {
+            if walked >= COUNT_KEYS || read >= COUNT_READS {
                 return Ok(Count { n, exact: false });
             }
             let (id, check) = item?;
