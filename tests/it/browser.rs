@@ -934,6 +934,53 @@ async fn deliveries_pages_in_headless_chromium() {
         "the body-differs warning",
     )
     .await;
+    // Its own page shows no event state of the original's as its own.
+    assert_eq!(
+        js(&c, "return document.querySelector('#event-state');").await,
+        serde_json::Value::Null
+    );
+    std::fs::write(
+        screenshot_dir().join("delivery-duplicate.png"),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
+
+    // The filters: endpoints from the configuration, a type prefix, text in the bodies.
+    c.goto(&format!("{base}/#/deliveries")).await.unwrap();
+    let endpoints = js(
+        &c,
+        "return [...document.querySelectorAll('#f-endpoint option')].map(o => o.value);",
+    )
+    .await;
+    assert_eq!(
+        endpoints,
+        serde_json::json!(["", "fasten-live", "fasten-sandbox"])
+    );
+    c.wait()
+        .for_element(Locator::Css("#f-type"))
+        .await
+        .unwrap()
+        .send_keys("patient.ehi*")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#f-q"))
+        .await
+        .unwrap()
+        .send_keys("patient_portal_unavailable")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#apply"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until(
+        &c,
+        "(rows => rows.length === 1 && rows[0].dataset.verdict === 'duplicate')(document.querySelectorAll('#deliveries tr[data-id]')) && document.querySelector('#list-total').textContent === '1 delivery'",
+        "the one changed redelivery, counted",
+    )
+    .await;
 
     // The big export: the log kept its start; the page shows the whole payload, pretty.
     let list = api(format!("/api/deliveries?event_id={big_id}")).await;
