@@ -196,11 +196,9 @@ pub async fn start(
         limits,
         shutdown.clone(),
     ));
-    let admin_routes = admin::routes(Arc::new(Admin::new(
-        config.clone(),
-        store.clone(),
-        pruner.clone(),
-    )));
+    let admin_routes = admin::routes(Arc::new(
+        Admin::new(config.clone(), store.clone(), pruner.clone()).receiving_on(receiver_addr),
+    ));
     let admin_task = tokio::spawn(
         warp::serve(admin_routes)
             .incoming(admin_listener)

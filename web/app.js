@@ -3,7 +3,7 @@
 //
 // Safety rule (see dom.js): API data reaches the page only as text, never as markup.
 
-import { errorBox, show } from "./dom.js";
+import { errorBox, setTimeZone, show, timeZone } from "./dom.js";
 import { ApiError, poll, session, whenUnauthorized } from "./api.js";
 import { logout, renderLogin, renderNoPassword } from "./login.js";
 import { renderDeliveries } from "./deliveries.js";
@@ -99,4 +99,16 @@ document.getElementById("logout").addEventListener("click", () => {
   stopPolling();
   logout(route);
 });
+// The time zone toggle: UTC or local, remembered; the current view is drawn again in it.
+const zoneButton = document.getElementById("tz");
+const showZone = () => {
+  zoneButton.textContent = timeZone() === "utc" ? "UTC" : "Local time";
+  zoneButton.title = `Times are shown in ${timeZone() === "utc" ? "UTC" : "local time"}; click to switch`;
+};
+zoneButton.addEventListener("click", () => {
+  setTimeZone(timeZone() === "utc" ? "local" : "utc");
+  showZone();
+  route();
+});
+showZone();
 route();

@@ -1,12 +1,28 @@
-// The deliveries list: newest first, filtered, paged with "Older", and live: new deliveries
-// appear at the top without a reload.
+// The deliveries list: newest first, filtered, paged with "Older", counted, and live: new
+// deliveries appear at the top without a reload. A search in bodies reads the log in bounded
+// steps; when one stops short it says how far back it searched and "Older" continues it.
 
-import { badge, el, fmtLatency, fmtTime, table } from "./dom.js";
+import { badge, el, fmtLatency, fmtTime, idTime, table } from "./dom.js";
 import { api, getMeta, pageThrough } from "./api.js";
 import { filterForm } from "./filters.js";
 
-const FILTERS = ["endpoint", "verdict", "type", "state", "event_id", "from", "to"];
+const FILTERS = ["endpoint", "verdict", "type", "state", "event_id", "q", "from", "to"];
 const PAGE = 50;
+const COLUMNS = ["Time", "Endpoint", "Type", "Verdict", "Reason", "Code", "Latency", "State", "Event id"];
+
+/** The state cell: the event's own state, or for a duplicate the original it repeated (its
+ * event is the original's, so the original's state is not the duplicate's). */
+function stateCell(d) {
+  if (d.verdict !== "duplicate") return el("td", { class: "state" }, badge("s", d.state));
+  if (!d.original_delivery_id) return el("td", { class: "state muted" }, "duplicate");
+  return el("td", { class: "state dup-of" }, "duplicate of ",
+    el("a", {
+      href: `#/delivery/${d.original_delivery_id}`,
+      class: "original-link",
+      onclick: (e) => e.stopPropagation(),
+    }, "original"),
+    d.body_differs ? el("span", { class: "badge differs", title: "Its body is not the original's" }, "differs") : "");
+}
 
 function deliveryRow(d) {
   return el("tr", {
@@ -14,14 +30,23 @@ function deliveryRow(d) {
     dataset: { id: d.id, verdict: d.verdict },
     onclick: () => { location.hash = `#/delivery/${d.id}`; },
   },
-  el("td", { class: "mono" }, el("a", { href: `#/delivery/${d.id}` }, fmtTime(d.received_at_ms))),
-  el("td", {}, d.endpoint),
-  el("td", { class: "mono" }, d.event_type || ""),
+  el("td", { class: "mono nowrap time" }, el("a", { href: `#/delivery/${d.id}` }, fmtTime(d.received_at_ms))),
+  el("td", { class: "nowrap" }, d.endpoint),
+  el("td", { class: "mono clip", title: d.event_type || "" }, d.event_type || ""),
   el("td", { class: "verdict" }, badge("v", d.verdict)),
+  el("td", { class: "reason clip", title: d.reason || "" }, d.reason || ""),
   el("td", { class: "num" }, d.status),
-  el("td", { class: "num" }, fmtLatency(d.latency_us)),
-  el("td", { class: "state" }, badge("s", d.state)),
-  el("td", { class: "mono muted" }, d.event_id || ""));
+  el("td", { class: "num nowrap" }, fmtLatency(d.latency_us)),
+  stateCell(d),
+  el("td", { class: "mono muted clip event-id", title: d.event_id || "" }, d.event_id || ""));
+}
+
+/** "1,234 deliveries" or "more than 5,000 deliveries". */
+function totalText(total) {
+  if (!total) return "";
+  const n = total.count.toLocaleString("en");
+  if (total.exact) return `${n} ${total.count === 1 ? "delivery" : "deliveries"}`;
+  return total.count ? `more than ${n} deliveries` : "count not known: too few matches near the top";
 }
 
 /** The list view; `ctx` shows it and runs its poller. */
@@ -33,38 +58,54 @@ export async function renderDeliveries(params, ctx) {
     location.hash = `#/deliveries${p.toString() ? "?" + p : ""}`;
   });
   const tbody = el("tbody", {});
-  const list = table({ id: "deliveries" },
-    ["Time", "Endpoint", "Type", "Verdict", "Code", "Latency", "State", "Event id"], tbody);
+  const list = table({ id: "deliveries" }, COLUMNS, tbody);
+  const total = el("strong", { id: "list-total" }, "");
   const status = el("span", { class: "muted", id: "list-status" }, "");
   const more = el("button", { id: "more", type: "button", class: "secondary", hidden: true }, "Older");
 
-  const pageUrl = (cursor) => {
+  const pageUrl = (cursor, extra) => {
     const q = new URLSearchParams(query);
     q.set("limit", String(PAGE));
     if (cursor) q.set("cursor", cursor);
+    for (const [k, v] of Object.entries(extra || {})) q.set(k, v);
     return `/api/deliveries?${q}`;
   };
   const rows = () => tbody.querySelectorAll("tr[data-id]");
-  const shown = () => { status.textContent = `${rows().length} shown`; };
+  let cursor = null;
+  const shown = () => {
+    const n = rows().length;
+    let text = `${n} shown`;
+    // A search that stopped short says how far back it got.
+    if (cursor && query.get("q")) text += ` · searched back to ${fmtTime(idTime(cursor))}; Older searches on`;
+    status.textContent = text;
+  };
   const add = (items) => {
     if (items.length) tbody.querySelector("tr.empty")?.remove();
     for (const d of items) tbody.appendChild(deliveryRow(d));
     if (!tbody.children.length) {
-      tbody.appendChild(el("tr", { class: "empty" }, el("td", { colspan: 8, class: "muted" }, "No deliveries match.")));
+      tbody.appendChild(el("tr", { class: "empty" }, el("td", { colspan: COLUMNS.length, class: "muted" }, "No deliveries match.")));
     }
   };
-  const fill = (from) => pageThrough(pageUrl, {
+  const fill = (from) => pageThrough((c) => pageUrl(c), {
     from, want: PAGE,
     progress: (n) => { status.textContent = `searching older deliveries… ${n} found`; },
   });
+  const count = async () => {
+    try {
+      total.textContent = totalText((await api(pageUrl(null, { limit: "1", total: "1" }))).body.total);
+    } catch (_) { total.textContent = ""; }
+  };
 
-  ctx.show(el("h1", {}, "Deliveries"), form, list, el("div", { class: "pager" }, more, status));
+  ctx.show(el("h1", {}, "Deliveries"), form,
+    el("div", { class: "pager top" }, total, status),
+    list, el("div", { class: "pager" }, more));
   const first = await fill(null);
-  let cursor = first.next;
+  cursor = first.next;
   let etag = first.etag;
   add(first.items);
   more.hidden = !cursor;
   shown();
+  count();
   more.addEventListener("click", async () => {
     more.disabled = true;
     try {
@@ -97,7 +138,10 @@ export async function renderDeliveries(params, ctx) {
         fresh.push(row);
       }
     }
-    if (fresh.length) tbody.querySelector("tr.empty")?.remove();
+    if (fresh.length) {
+      tbody.querySelector("tr.empty")?.remove();
+      count();
+    }
     tbody.prepend(...fresh);
     shown();
   }, 2000);

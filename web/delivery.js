@@ -1,9 +1,12 @@
 // One delivery: what was received and answered, its event's processing, and the Fasten
-// export files it brought. While the event is still moving, only the event's parts of the
-// page are refreshed, so scroll position and unfolded bodies stay as they are.
+// export files it brought; for a duplicate, the original it repeated instead. The body can be
+// copied, downloaded or copied as a curl command (without secrets). While the event is still
+// moving, only the event's parts of the page are refreshed, so scroll position and unfolded
+// bodies stay as they are.
 
-import { badge, el, facts, fmtLatency, fmtTime, safeLink, table, toast } from "./dom.js";
-import { api, postConfirmed } from "./api.js";
+import { badge, copyText, downloadText, el, facts, fmtLatency, fmtTime, safeLink, table, toast } from "./dom.js";
+import { api, getMeta, postConfirmed } from "./api.js";
+import { curlCommand } from "./curl.js";
 
 const FOLD_LINES = 40;
 const FINISHED = ["done", "dead"];
@@ -17,10 +20,14 @@ function headersTable(headers) {
 /** The body, pretty-printed when it is JSON, folded when long. */
 function bodyBlock(text, id) {
   let shown = text || "";
+  let json = false;
   try {
-    if (shown.trim()) shown = JSON.stringify(JSON.parse(shown), null, 2);
+    if (shown.trim()) {
+      shown = JSON.stringify(JSON.parse(shown), null, 2);
+      json = true;
+    }
   } catch (_) { /* not JSON: show as sent */ }
-  const pre = el("pre", { id }, shown);
+  const pre = el("pre", { id, dataset: { json: String(json) } }, shown);
   const lines = shown.split("\n").length;
   if (lines <= FOLD_LINES && shown.length <= 6000) return pre;
   pre.classList.add("folded");
@@ -63,6 +70,38 @@ function attemptsTable(event) {
       el("td", { class: "mono" }, a.detail))));
 }
 
+/** For a duplicate: the original it repeated, and whether its body is the original's. */
+function duplicateNotice(d) {
+  if (d.verdict !== "duplicate") return null;
+  if (!d.original_delivery_id) {
+    return el("div", { class: "notice", id: "duplicate-of" }, "A duplicate: its event id was accepted before (that delivery is no longer stored).");
+  }
+  return el("div", { class: d.body_differs ? "notice warn" : "notice", id: "duplicate-of" },
+    "A duplicate of ", el("a", { href: `#/delivery/${d.original_delivery_id}`, class: "original-link" }, "the delivery accepted for this event id"),
+    d.body_differs
+      ? el("strong", { class: "differs-note" }, " — its body differs from the original's: the sender changed the event under the same id.")
+      : " — same body; nothing more was done with it.");
+}
+
+/** Copy and download the body, copy as curl, and where a truncated body's rest came from. */
+function bodyTools(d, meta) {
+  const body = d.full_body ?? d.body ?? "";
+  const name = `${d.endpoint}-${(d.event_id || d.id).replace(/[^A-Za-z0-9._-]+/g, "_")}.${body.trim().startsWith("{") ? "json" : "txt"}`;
+  const copy = async (text, what) => toast((await copyText(text)) ? `${what} copied` : `Could not copy the ${what.toLowerCase()}`);
+  const note = d.full_body != null
+    ? el("p", { class: "muted", id: "full-body-note" }, `The log kept the first ${new TextEncoder().encode(d.body).length} bytes; shown is the whole payload (${d.body_bytes} bytes) from the stored event.`)
+    : d.body_truncated
+      ? el("p", { class: "muted", id: "truncated-note" }, `Only the start of the ${d.body_bytes}-byte body was kept (hookd stored no event with the rest).`)
+      : null;
+  return el("div", { class: "body-tools" },
+    el("div", { class: "tools" },
+      el("button", { type: "button", class: "secondary", id: "copy-body", onclick: () => copy(body, "Body") }, "Copy body"),
+      el("button", { type: "button", class: "secondary", id: "download-body", onclick: () => downloadText(body, name, "application/octet-stream") }, "Download body"),
+      el("button", { type: "button", class: "secondary", id: "copy-curl", onclick: () => copy(curlCommand(d, meta), "curl command") }, "Copy as curl"),
+      el("span", { class: "muted small" }, "curl leaves out webhook-signature and redacted headers (secrets): sign it again to send it.")),
+    note);
+}
+
 /** Queues a done or dead event again (asking first when it would re-send it); true when it was. */
 export async function replayOne(seq, button) {
   if (button) button.disabled = true;
@@ -96,7 +135,7 @@ export async function renderDelivery(id, ctx) {
 
   // Follows the event while it is still moving; stops once it is done or dead.
   const follow = () => {
-    if (!event || FINISHED.includes(event.state)) return;
+    if (!event || FINISHED.includes(event.state) || d.verdict === "duplicate") return;
     ctx.live(async () => {
       const now = await loadEvent(event.seq);
       if (now.state !== event.state || now.attempts.length !== event.attempts.length) {
@@ -114,6 +153,13 @@ export async function renderDelivery(id, ctx) {
     follow();
   };
   const fill = () => {
+    if (d.verdict === "duplicate") {
+      // The event is the original's: its state and attempts are shown there, not here.
+      eventCard.replaceChildren(el("p", { class: "muted" }, "A duplicate creates no event: it was answered and logged, and processed only as its original."));
+      attempts.replaceChildren(el("p", { class: "muted" }, "See the original delivery."));
+      exportsBox.replaceChildren("");
+      return;
+    }
     const canReplay = event && FINISHED.includes(event.state);
     eventCard.replaceChildren(
       event ? facts([
@@ -129,9 +175,15 @@ export async function renderDelivery(id, ctx) {
   };
   fill();
 
+  const title = `${d.endpoint} · ${d.event_type || "no event type"} · ${fmtTime(d.received_at_ms)}`;
+  document.title = `${title} — hookd`;
   ctx.show(
     el("p", {}, el("a", { href: "#/deliveries" }, "← Deliveries")),
-    el("h1", {}, "Delivery ", el("span", { class: "mono" }, d.id)),
+    el("h1", { id: "delivery-title" }, d.endpoint, el("span", { class: "sep" }, " · "),
+      el("span", { class: "kind" }, d.event_type || "no event type"), el("span", { class: "sep" }, " · "),
+      el("span", { class: "when" }, fmtTime(d.received_at_ms))),
+    el("p", { class: "muted small" }, `delivery ${d.id}`),
+    duplicateNotice(d),
     el("div", { class: "two" },
       el("div", { class: "card" }, facts([
         ["Received", fmtTime(d.received_at_ms)],
@@ -142,11 +194,11 @@ export async function renderDelivery(id, ctx) {
         ["Event type", d.event_type],
         ["From", d.remote_addr],
         ["Latency", fmtLatency(d.latency_us)],
-        ["Body size", `${d.body_bytes} bytes${d.body_truncated ? " (stored truncated)" : ""}`],
+        ["Body size", `${d.body_bytes} bytes${d.body_truncated ? " (the log kept the start)" : ""}`],
       ])),
       eventCard),
     el("h2", {}, "Request headers"), el("div", { class: "card" }, headersTable(d.request_headers)),
-    el("h2", {}, "Body"), bodyBlock(d.body, "body"),
+    el("h2", {}, "Body"), bodyTools(d, await getMeta()), bodyBlock(d.full_body ?? d.body, "body"),
     el("h2", {}, "Response"),
     el("div", { class: "card" }, facts([["Status", d.response.status]]),
       el("h2", {}, "Headers"), headersTable(d.response.headers),

@@ -55,12 +55,62 @@ export function pad(n) {
   return String(n).padStart(2, "0");
 }
 
-/** Local time, to the second. */
+// Times: every page formats them here, in one zone for the whole UI: UTC unless the user
+// chose local time (remembered in localStorage), always with the zone written out.
+
+const ZONE_KEY = "hookd.timezone";
+
+/** "utc" or "local". */
+export function timeZone() {
+  try {
+    return localStorage.getItem(ZONE_KEY) === "local" ? "local" : "utc";
+  } catch (_) {
+    return "utc";
+  }
+}
+
+export function setTimeZone(zone) {
+  try { localStorage.setItem(ZONE_KEY, zone === "local" ? "local" : "utc"); } catch (_) { /* private mode */ }
+}
+
+/** The fields of `ms` in the chosen zone, and the zone's label ("UTC" or "+01:00"). */
+function zoned(ms) {
+  const d = new Date(Number(ms));
+  if (timeZone() === "utc") {
+    return { y: d.getUTCFullYear(), mo: d.getUTCMonth() + 1, d: d.getUTCDate(),
+      h: d.getUTCHours(), mi: d.getUTCMinutes(), s: d.getUTCSeconds(), zone: "UTC" };
+  }
+  const off = -d.getTimezoneOffset();
+  const zone = `${off < 0 ? "-" : "+"}${pad(Math.floor(Math.abs(off) / 60))}:${pad(Math.abs(off) % 60)}`;
+  return { y: d.getFullYear(), mo: d.getMonth() + 1, d: d.getDate(),
+    h: d.getHours(), mi: d.getMinutes(), s: d.getSeconds(), zone };
+}
+
+/** A time to the second, with its zone: `2026-11-28 13:48:23 UTC`. */
 export function fmtTime(ms) {
   if (ms === null || ms === undefined) return "";
-  const d = new Date(Number(ms));
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
-    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  const t = zoned(ms);
+  return `${t.y}-${pad(t.mo)}-${pad(t.d)} ${pad(t.h)}:${pad(t.mi)}:${pad(t.s)} ${t.zone}`;
+}
+
+/** The value of a datetime-local input showing `ms` in the chosen zone. */
+export function toInputTime(ms) {
+  if (!ms) return "";
+  const t = zoned(ms);
+  return `${t.y}-${pad(t.mo)}-${pad(t.d)}T${pad(t.h)}:${pad(t.mi)}`;
+}
+
+/** The ms of a datetime-local input's value read in the chosen zone; NaN when invalid. */
+export function fromInputTime(value) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})/.exec(value || "");
+  if (!m) return NaN;
+  const [y, mo, d, h, mi] = m.slice(1).map(Number);
+  return timeZone() === "utc" ? Date.UTC(y, mo - 1, d, h, mi) : new Date(y, mo - 1, d, h, mi).getTime();
+}
+
+/** The time an id was created at (its high bits: see the store's ids). */
+export function idTime(id) {
+  try { return Number(BigInt(id) >> 22n); } catch (_) { return null; }
 }
 
 export function fmtLatency(us) {
@@ -109,4 +159,32 @@ export function safeLink(href, label) {
     return el("a", { href: url.pathname + url.search, download: "" }, label);
   }
   return el("span", { class: "muted" }, "—");
+}
+
+/** Puts `text` on the clipboard; true when it worked. Falls back to a selected textarea
+ * where the Clipboard API is unavailable (a page not served over https or loopback). */
+export async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch (_) {
+    const area = el("textarea", { class: "offscreen", readonly: true });
+    area.value = text;
+    document.body.appendChild(area);
+    area.select();
+    let ok = false;
+    try { ok = document.execCommand("copy"); } catch (_) { ok = false; }
+    area.remove();
+    return ok;
+  }
+}
+
+/** Offers `text` as a file download named `name`. */
+export function downloadText(text, name, type) {
+  const url = URL.createObjectURL(new Blob([text], { type: type || "application/octet-stream" }));
+  const a = el("a", { href: url, download: name, class: "offscreen" });
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
 }

@@ -1,19 +1,26 @@
 //! `GET /api/deliveries` and `GET /api/deliveries/{id}`: the delivery log, newest first,
-//! filtered by endpoint, verdict, type, event id, time or the event's processing state, and
-//! one delivery in full with its event and stored Fasten export files.
+//! filtered by endpoint, verdict, type (or type prefix), event id, time, text in the body or
+//! the event's processing state, with a count of the matches when asked; and one delivery in
+//! full with its event, its whole payload when the log kept only the start, the original
+//! of a duplicate, and stored Fasten export files.
 
 use super::query::{self, Query};
 use super::{Admin, ApiError};
-use crate::store::{Delivery, DeliveryFilter, Verdict};
+use crate::store::{Count, Delivery, DeliveryFilter, Event, Verdict};
 use serde_json::{json, Value};
 
 /// A list row: the delivery without headers and body, plus its event's processing state.
+/// A duplicate's event is its original's, so a duplicate gets no state of its own but the
+/// original it repeated instead.
 fn summary(admin: &Admin, d: &Delivery) -> Result<Value, ApiError> {
+    let original = original(admin, d)?;
     let state = match d.event_seq {
-        Some(seq) => admin.store.event(seq)?.map(|e| e.state.as_str()),
-        None => None,
+        Some(seq) if d.verdict != Verdict::Duplicate => {
+            admin.store.event(seq)?.map(|e| e.state.as_str())
+        }
+        _ => None,
     };
-    Ok(json!({
+    let mut row = json!({
         "id": d.id.to_string(),
         "received_at_ms": d.received_at_ms,
         "endpoint": d.endpoint,
@@ -27,7 +34,40 @@ fn summary(admin: &Admin, d: &Delivery) -> Result<Value, ApiError> {
         "event_seq": d.event_seq.map(|s| s.to_string()),
         "latency_us": d.latency_us,
         "state": state,
-    }))
+    });
+    row.as_object_mut()
+        .expect("a row is an object")
+        .extend(original);
+    Ok(row)
+}
+
+/// `original_delivery_id` and `body_differs` of a duplicate whose original is still stored.
+fn original(admin: &Admin, d: &Delivery) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let mut fields = serde_json::Map::new();
+    if d.verdict == Verdict::Duplicate {
+        if let Some(o) = admin.store.original(d.id)? {
+            fields.insert(
+                "original_delivery_id".into(),
+                o.delivery_id.to_string().into(),
+            );
+            fields.insert("body_differs".into(), o.body_differs.into());
+        }
+    }
+    Ok(fields)
+}
+
+/// `"total": {"count": n, "exact": bool}` when the query asks for it (`total=1`): the
+/// first page asks, the live refresh does not.
+fn with_total(
+    mut page: Value,
+    q: &Query,
+    count: impl FnOnce() -> Result<Count, ApiError>,
+) -> Result<Value, ApiError> {
+    if q.get("total").is_some_and(|t| t == "1" || t == "true") {
+        let c = count()?;
+        page["total"] = json!({ "count": c.n, "exact": c.exact });
+    }
+    Ok(page)
 }
 
 /// One page of the delivery log.
@@ -43,8 +83,9 @@ pub fn list(admin: &Admin, query: &str) -> Result<Value, ApiError> {
         event_id: query::text(&q, "event_id"),
         from_ms: query::number(&q, "from")?,
         to_ms: query::number(&q, "to")?,
+        body_contains: query::text(&q, "q"),
     };
-    query::scan_pages(&q, |cursor, wanted| {
+    let page = query::scan_pages(&q, |cursor, wanted| {
         let page = admin.store.list_deliveries(&filter, cursor, wanted)?;
         let items = page
             .items
@@ -52,7 +93,8 @@ pub fn list(admin: &Admin, query: &str) -> Result<Value, ApiError> {
             .map(|d| summary(admin, d))
             .collect::<Result<_, _>>()?;
         Ok((items, page.next_cursor))
-    })
+    })?;
+    with_total(page, &q, || Ok(admin.store.count_deliveries(&filter)?))
 }
 
 /// Deliveries whose event is in a processing state: walks the events (newest first) and
@@ -61,20 +103,46 @@ fn list_by_state(admin: &Admin, q: &Query) -> Result<Value, ApiError> {
     let filter = query::event_filter(q)?;
     let verdict = query::verdict(q)?;
     let event_id = query::text(q, "event_id");
-    query::scan_pages(q, |cursor, wanted| {
+    let matches = |e: &Event, d: &Delivery| {
+        event_id.as_ref().is_none_or(|id| *id == e.event_id)
+            && verdict.is_none_or(|v| v == d.verdict)
+    };
+    if query::text(q, "q").is_some() {
+        return Err(ApiError::bad_request(
+            "`q` (search in bodies) cannot be combined with `state`",
+        ));
+    }
+    let page = query::scan_pages(q, |cursor, wanted| {
         let page = admin.store.list_events(&filter, cursor, wanted)?;
         let mut rows = Vec::new();
         for e in &page.items {
-            if event_id.as_ref().is_some_and(|id| *id != e.event_id) {
-                continue;
-            }
             if let Some(d) = admin.store.delivery(e.delivery_id)? {
-                if verdict.is_none_or(|v| v == d.verdict) {
+                if matches(e, &d) {
                     rows.push(summary(admin, &d)?);
                 }
             }
         }
         Ok((rows, page.next_cursor))
+    })?;
+    // Counted by walking the events, as far as one page's scan goes.
+    with_total(page, q, || {
+        let mut n = 0;
+        let mut cursor = None;
+        loop {
+            let page = admin.store.list_events(&filter, cursor, usize::MAX)?;
+            for e in &page.items {
+                if event_id.is_none() && verdict.is_none() {
+                    n += 1;
+                } else if let Some(d) = admin.store.delivery(e.delivery_id)? {
+                    n += u64::from(matches(e, &d));
+                }
+            }
+            match page.next_cursor {
+                None => return Ok(Count { n, exact: true }),
+                Some(_) if cursor.is_some() => return Ok(Count { n, exact: false }),
+                next => cursor = next,
+            }
+        }
     })
 }
 
@@ -90,6 +158,14 @@ pub fn one(admin: &Admin, id: &str) -> Result<Value, ApiError> {
     };
     let mut value = serde_json::to_value(&d).unwrap_or(Value::Null);
     value["event_unverified"] = (d.verdict == Verdict::Rejected).into();
+    if let Some(fields) = value.as_object_mut() {
+        fields.extend(original(admin, &d)?);
+    }
+    if d.body_truncated {
+        if let Some(payload) = admin.store.full_body(d.id)? {
+            value["full_body"] = String::from_utf8_lossy(&payload).into();
+        }
+    }
     if let Some(e) = &event {
         if let Some(files) = super::fasten::export_files(admin, e)? {
             value["exports"] = files;

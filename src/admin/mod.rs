@@ -64,6 +64,9 @@ pub struct Admin {
     /// the disk. Per instance rather than per process, so hookds sharing a process (tests)
     /// do not refuse each other's backups.
     backup_running: tokio::sync::Mutex<()>,
+    /// Where the receiver listens (the bound address, so port 0 is resolved): the UI's
+    /// "copy as curl" names it.
+    receiver_addr: Option<SocketAddr>,
 }
 
 impl Admin {
@@ -77,6 +80,15 @@ impl Admin {
             chart: Mutex::new(HashMap::new()),
             dir_size: Mutex::new(None),
             backup_running: tokio::sync::Mutex::new(()),
+            receiver_addr: None,
+        }
+    }
+
+    /// The same, knowing the receiver's bound address.
+    pub fn receiving_on(self, addr: SocketAddr) -> Admin {
+        Admin {
+            receiver_addr: Some(addr),
+            ..self
         }
     }
 

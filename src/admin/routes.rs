@@ -170,7 +170,7 @@ async fn answer(
         Route::Session => json(session::info(admin, req)),
         Route::Login => session::login(admin, req).await?,
         Route::Logout => session::logout(admin, req)?,
-        Route::Meta => json(meta::meta(admin)),
+        Route::Meta => json(meta::meta(admin)?),
         Route::Stats => json(stats::stats(admin)?),
         Route::Chart => json(stats::chart(admin, q)?),
         Route::Backup => backup::handle(admin, q).await?,

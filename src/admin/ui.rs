@@ -36,6 +36,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
         JS,
     ),
     ("/delivery.js", include_str!("../../web/delivery.js"), JS),
+    ("/curl.js", include_str!("../../web/curl.js"), JS),
     ("/queue.js", include_str!("../../web/queue.js"), JS),
     (
         "/connections.js",

@@ -17,41 +17,65 @@ use std::sync::atomic::Ordering;
 pub struct DeliveryFilter {
     pub endpoint: Option<String>,
     pub verdict: Option<Verdict>,
+    /// An event type, or a prefix of one when it ends in `.` or `*` (see [`type_matches`]).
     pub event_type: Option<String>,
     pub event_id: Option<String>,
     /// Inclusive lower bound on the receive time.
     pub from_ms: Option<u64>,
     /// Inclusive upper bound on the receive time.
     pub to_ms: Option<u64>,
+    /// Text the body must contain (ASCII case ignored); a stored event's whole payload is
+    /// searched, not only the logged part.
+    pub body_contains: Option<String>,
 }
 
 impl DeliveryFilter {
-    fn matches(&self, d: &DeliveryRec) -> bool {
+    /// Whether the delivery record matches; the body search is left to the store.
+    pub(super) fn matches(&self, d: &DeliveryRec) -> bool {
         self.endpoint.as_ref().is_none_or(|e| *e == d.endpoint)
             && self.verdict.is_none_or(|v| v == d.verdict)
             && self
                 .event_type
                 .as_ref()
-                .is_none_or(|t| Some(t) == d.event_type.as_ref())
+                .is_none_or(|t| d.event_type.as_ref().is_some_and(|d| type_matches(t, d)))
             && self
                 .event_id
                 .as_ref()
                 .is_none_or(|i| Some(i) == d.event_id.as_ref())
     }
 
-    /// The most selective index that applies.
-    fn index(&self) -> Option<(IndexKind, &str)> {
+    /// How many conditions the filter sets (time bounds aside: they are key ranges).
+    pub(super) fn conditions(&self) -> usize {
         [
-            self.event_id.as_deref().map(|v| (IndexKind::EventId, v)),
-            self.event_type
-                .as_deref()
-                .map(|v| (IndexKind::EventType, v)),
-            self.endpoint.as_deref().map(|v| (IndexKind::Endpoint, v)),
-            self.verdict.map(|v| (IndexKind::Verdict, v.as_str())),
+            self.endpoint.is_some(),
+            self.verdict.is_some(),
+            self.event_type.is_some(),
+            self.event_id.is_some(),
+            self.body_contains.is_some(),
         ]
         .into_iter()
-        .flatten()
-        .next()
+        .filter(|set| *set)
+        .count()
+    }
+}
+
+/// Whether `event_type` matches `pattern`: the same type, or, when the pattern ends in `*`
+/// or `.`, any type starting with it (`patient.` and `patient.*` match every patient event).
+pub fn type_matches(pattern: &str, event_type: &str) -> bool {
+    match type_prefix(pattern) {
+        Some(prefix) => event_type.starts_with(prefix),
+        None => pattern == event_type,
+    }
+}
+
+/// The prefix a type pattern stands for, or `None` for an exact type.
+pub(super) fn type_prefix(pattern: &str) -> Option<&str> {
+    if let Some(prefix) = pattern.strip_suffix('*') {
+        Some(prefix)
+    } else if pattern.ends_with('.') {
+        Some(pattern)
+    } else {
+        None
     }
 }
 
@@ -66,6 +90,7 @@ pub struct DeliveryPage {
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     pub endpoint: Option<String>,
+    /// An event type, or a prefix of one when it ends in `.` or `*` (see [`type_matches`]).
     pub event_type: Option<String>,
     pub state: Option<EventState>,
     /// Inclusive lower bound on the receive time.
@@ -77,13 +102,20 @@ pub struct EventFilter {
 impl EventFilter {
     fn matches(&self, e: &Event) -> bool {
         self.endpoint.as_ref().is_none_or(|x| *x == e.endpoint)
-            && self.event_type.as_ref().is_none_or(|t| *t == e.event_type)
+            && self
+                .event_type
+                .as_ref()
+                .is_none_or(|t| type_matches(t, &e.event_type))
             && self.state.is_none_or(|s| s == e.state)
     }
 }
 
 /// The id range `[lo, hi)` that time bounds allow, narrowed by a cursor.
-fn id_bounds(from_ms: Option<u64>, to_ms: Option<u64>, before: Option<u64>) -> (u64, u64) {
+pub(super) fn id_bounds(
+    from_ms: Option<u64>,
+    to_ms: Option<u64>,
+    before: Option<u64>,
+) -> (u64, u64) {
     let lo = from_ms.map(keys::first_id_at).unwrap_or(0);
     let mut hi = to_ms
         .map(|t| keys::first_id_at(t.saturating_add(1)))
@@ -106,10 +138,13 @@ pub type HourCounts = [u64; 4];
 
 /// Most records one list request examines before it returns a cursor to continue from,
 /// so that a filter matching almost nothing cannot make one request scan the whole log.
-const SCAN_BUDGET: usize = 5_000;
+pub(super) const SCAN_BUDGET: usize = 5_000;
+/// The same for a search in bodies, where each record examined may also read its event's
+/// payload.
+pub(super) const BODY_SCAN_BUDGET: usize = 1_000;
 
 impl Store {
-    fn delivery_rec(&self, id: u64) -> Result<Option<DeliveryRec>> {
+    pub(super) fn delivery_rec(&self, id: u64) -> Result<Option<DeliveryRec>> {
         match self
             .shared
             .h()?
@@ -184,52 +219,25 @@ impl Store {
         before: Option<u64>,
         limit: usize,
     ) -> Result<DeliveryPage> {
-        let (lo, hi) = id_bounds(filter.from_ms, filter.to_ms, before);
         let mut page = DeliveryPage {
             items: Vec::new(),
             next_cursor: None,
         };
-        if lo >= hi || limit == 0 {
+        if limit == 0 {
             return Ok(page);
         }
-        let log = &self.shared.h()?.log;
-        let indexed_below = self
-            .shared
-            .watermark
-            .load(Ordering::Relaxed)
-            .saturating_add(1);
-        // Ids to look at, newest first: the unindexed tail (or everything, without a
-        // filter that has an index), then the index.
-        let (direct_lo, index_part) = match filter.index() {
-            Some((kind, value)) if lo < indexed_below => (
-                indexed_below.max(lo),
-                Some((
-                    keys::index_key(kind, value, lo),
-                    keys::index_key(kind, value, hi.min(indexed_below)),
-                )),
-            ),
-            Some(_) => (lo, None),
-            None => (lo, None),
+        let budget = match filter.body_contains {
+            Some(_) => BODY_SCAN_BUDGET,
+            None => SCAN_BUDGET,
         };
-        let direct = log
-            .range(keys::id_range(keys::DELIVERY, direct_lo, hi.max(direct_lo)))
-            .keys()
-            .rev();
-        let ids = direct.map(|k| k.map(|k| keys::key_id(&k).unwrap_or(0)));
-        let indexed = index_part.into_iter().flat_map(|(start, end)| {
-            log.range(start..end)
-                .keys()
-                .rev()
-                .map(|k| k.map(|k| keys::index_key_id(&k).unwrap_or(0)))
-        });
-        for (scanned, id) in ids.chain(indexed).enumerate() {
-            let id = id.db()?;
-            if scanned >= SCAN_BUDGET {
+        for (scanned, item) in self.delivery_ids(filter, before)?.enumerate() {
+            let (id, _) = item?;
+            if scanned >= budget {
                 page.next_cursor = Some(id.saturating_add(1));
                 return Ok(page);
             }
             if let Some(d) = self.delivery_rec(id)? {
-                if filter.matches(&d) {
+                if self.delivery_matches(filter, &d)? {
                     page.items.push(self.to_delivery(id, d)?);
                     if page.items.len() == limit {
                         page.next_cursor = Some(id);

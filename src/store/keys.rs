@@ -140,6 +140,12 @@ pub fn index_key_id(key: &[u8]) -> Option<u64> {
     read_u64(&key[at..])
 }
 
+/// The value of an index key (between its length and the delivery id).
+pub fn index_key_value(key: &[u8]) -> Option<&[u8]> {
+    let len = u16::from_be_bytes(key.get(2..4)?.try_into().ok()?) as usize;
+    key.get(4..4 + len)
+}
+
 /// Dedup key: endpoint and event id, length-prefixed.
 pub fn dedup_key(endpoint: &str, event_id: &str) -> Vec<u8> {
     let endpoint = &endpoint.as_bytes()[..endpoint.len().min(u16::MAX as usize)];
@@ -207,6 +213,8 @@ mod tests {
             index_key_id(&index_key(IndexKind::Endpoint, "x", 42)),
             Some(42)
         );
+        let key = index_key(IndexKind::EventType, "patient.x", 7);
+        assert_eq!(index_key_value(&key), Some(&b"patient.x"[..]));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! write of its own. `meta` records the data format and a counter.
 //!
 //! Files: `writer` (group commit), `ingest` (receiving), `queue` (claiming and results),
-//! `browse` (reads for the UI), `counts` (counters and stats), `indexer`, `prune`
+//! `browse` (reads for the UI), `search` (index choice, body search, counts, duplicates), `counts` (counters and stats), `indexer`, `prune`
 //! (retention), `check` (`verify-data`), `snapshot` (backup and compaction), `open` (guarded
 //! opening, the format check) and `migrate` (format 1 to 2).
 
@@ -29,6 +29,7 @@ pub mod model;
 mod open;
 mod prune;
 mod queue;
+mod search;
 pub mod snapshot;
 mod tx;
 mod writer;
@@ -36,7 +37,7 @@ mod writer;
 /// The old name of [`snapshot`].
 pub use snapshot as backup;
 
-pub use browse::{DeliveryFilter, DeliveryPage, EventFilter, EventPage, HourCounts};
+pub use browse::{type_matches, DeliveryFilter, DeliveryPage, EventFilter, EventPage, HourCounts};
 pub use counts::Stats;
 pub use exports::{safe_name, ExportFiles};
 pub use ingest::{Accepted, DeliveryDraft, NewEvent};
@@ -44,6 +45,7 @@ pub use model::{Attempt, AttemptOutcome, Delivery, Event, EventState, ResponseLo
 pub use open::FORMAT;
 pub use prune::EventBatch;
 pub use queue::{Next, ReplayError};
+pub use search::{Count, Original};
 pub use writer::Respond;
 
 use counts::Counts;

@@ -155,9 +155,11 @@ async fn meta_names_the_verdicts_states_and_endpoints() {
             "verdicts": ["accepted", "duplicate", "filtered", "rejected"],
             "states": ["queued", "processing", "done", "retrying", "dead"],
             "endpoints": [
-                { "name": "std", "profile": "standard", "processor": "log" },
-                { "name": "fasten", "profile": "fasten", "processor": "fasten" },
+                { "name": "std", "profile": "standard", "processor": "log", "path": "/webhooks/std" },
+                { "name": "fasten", "profile": "fasten", "processor": "fasten", "path": "/webhooks/fasten" },
             ],
+            "event_types": [],
+            "receiver": s.receiver.to_string(),
         })
     );
     s.stop().await;

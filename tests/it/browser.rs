@@ -232,7 +232,7 @@ async fn operator_journey_in_headless_chromium() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     std::fs::write(
-        screenshot_dir().join("deliveries.png"),
+        screenshot_dir().join("journey-deliveries.png"),
         c.screenshot().await.unwrap(),
     )
     .unwrap();
@@ -281,7 +281,7 @@ async fn operator_journey_in_headless_chromium() {
     .await;
     assert!(headers.as_str().unwrap().contains("webhook-signature"));
     std::fs::write(
-        screenshot_dir().join("delivery.png"),
+        screenshot_dir().join("journey-delivery.png"),
         c.screenshot().await.unwrap(),
     )
     .unwrap();
@@ -450,6 +450,610 @@ async fn operator_journey_in_headless_chromium() {
         false,
         "the session cookie is HttpOnly"
     );
+    c.close().await.unwrap();
+    s.stop().await;
+}
+
+/// Sizes the window so that the page itself (what a screenshot shows) is `width` x `height`.
+async fn viewport(c: &Client, width: u32, height: u32) {
+    c.set_window_size(width, height).await.unwrap();
+    let inner = js(c, "return [window.innerWidth, window.innerHeight];").await;
+    let (w, h) = (
+        inner[0].as_u64().unwrap() as u32,
+        inner[1].as_u64().unwrap() as u32,
+    );
+    c.set_window_size(2 * width - w, 2 * height - h)
+        .await
+        .unwrap();
+}
+
+/// Config for the deliveries pages: two Fasten endpoints that log (so events finish without
+/// a Fasten account), the live one selecting every type but support requests.
+fn fasten_log_config() -> String {
+    format!(
+        "[receive]\nlog_body_bytes = 1024\n\
+         [[endpoints]]\nname = \"fasten-live\"\nprofile = \"fasten\"\nprocessor = \"log\"\n\
+         secrets = [\"{SECRET}\"]\nevents = [\"patient.connection_success\", \
+         \"patient.ehi_export_success\", \"patient.ehi_export_failed\", \
+         \"patient.authorization_revoked\", \"patient.request_health_system\", \"webhook.test\"]\n\
+         [[endpoints]]\nname = \"fasten-sandbox\"\nprofile = \"fasten\"\nprocessor = \"log\"\n\
+         secrets = [\"{SECRET}\"]\n"
+    )
+}
+
+/// One webhook as Fasten sends it: the event's body signed with `secret`.
+#[derive(Clone)]
+struct Webhook {
+    endpoint: &'static str,
+    secret: &'static str,
+    msg_id: String,
+    body: String,
+    /// Extra request headers (a credential the receiver must redact).
+    headers: Vec<(&'static str, String)>,
+}
+
+impl Webhook {
+    fn new(endpoint: &'static str, spec: &hookd::simulate::EventSpec, event_id: &str) -> Webhook {
+        Webhook {
+            endpoint,
+            secret: SECRET,
+            msg_id: format!("msg_{}", uuid::Uuid::new_v4().simple()),
+            body: hookd::simulate::event_body(spec, event_id),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Stores the webhook as the receiver would have at `at_ms`, straight through the store:
+    /// the history before this test started. Returns the verdict's name.
+    async fn store_at(&self, s: &TestServer, at_ms: u64, latency_us: u64) -> &'static str {
+        use hookd::store::{DeliveryDraft, NewEvent, ResponseLog, Verdict};
+        let store = &s.running.as_ref().unwrap().store;
+        let secret = hookd::secret::Secret::parse(self.secret).unwrap();
+        let ts = (at_ms / 1000) as i64;
+        let body: serde_json::Value = serde_json::from_str(&self.body).unwrap();
+        let (id, kind) = (body["id"].as_str().unwrap(), body["type"].as_str().unwrap());
+        let headers = vec![
+            ("webhook-id".to_string(), self.msg_id.clone()),
+            ("webhook-timestamp".into(), ts.to_string()),
+            (
+                "webhook-signature".into(),
+                hookd::verify::sign(&secret, &self.msg_id, ts, self.body.as_bytes()),
+            ),
+            ("content-type".into(), "application/json".into()),
+            ("user-agent".into(), "Fasten-Connect-Webhooks/1.0".into()),
+            ("accept".into(), "*/*".into()),
+            ("host".into(), s.receiver.to_string()),
+            ("content-length".into(), self.body.len().to_string()),
+        ];
+        let answer = |status: u16, verdict: &str, reason: &str| ResponseLog {
+            status,
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                (
+                    "x-request-id".into(),
+                    uuid::Uuid::new_v4().simple().to_string(),
+                ),
+            ],
+            body: serde_json::json!({"status": verdict, "reason": reason}).to_string(),
+        };
+        let draft = |verdict: Verdict, status: u16, reason: &str| DeliveryDraft {
+            received_at_ms: at_ms,
+            endpoint: self.endpoint.into(),
+            remote_addr: Some(format!(
+                "203.0.113.{}:{}",
+                20 + at_ms % 7,
+                40_000 + at_ms % 20_000
+            )),
+            request_headers: headers.clone(),
+            body: self.body.clone(),
+            body_bytes: self.body.len(),
+            body_truncated: false,
+            verdict,
+            reason: reason.into(),
+            response: answer(status, verdict.as_str(), reason),
+            event_id: Some(id.into()),
+            event_type: Some(kind.into()),
+        };
+        let (delivery_id, verdict) = if self.secret != SECRET {
+            let reason = "no v1 signature matches a configured secret";
+            (
+                store.record(draft(Verdict::Rejected, 401, reason)).unwrap(),
+                Verdict::Rejected,
+            )
+        } else if self.endpoint == "fasten-live" && kind == "patient.request_support" {
+            let reason = format!("event type {kind} is not selected on this endpoint");
+            let d = draft(Verdict::Filtered, 200, &reason);
+            (store.record_durable(d).await.unwrap(), Verdict::Filtered)
+        } else {
+            let event = NewEvent {
+                event_id: id.into(),
+                event_type: kind.into(),
+                payload: bytes::Bytes::from(self.body.clone()),
+            };
+            let respond: hookd::store::Respond = |verdict| {
+                let reason = match verdict {
+                    Verdict::Duplicate => "event id already accepted on this endpoint",
+                    _ => "stored and queued",
+                };
+                let log = ResponseLog {
+                    status: 200,
+                    headers: vec![],
+                    body: serde_json::json!({"status": verdict.as_str(), "reason": reason})
+                        .to_string(),
+                };
+                (reason.to_string(), log)
+            };
+            let a = store
+                .accept(draft(Verdict::Accepted, 200, ""), event, respond)
+                .await
+                .unwrap();
+            (a.delivery_id, a.verdict)
+        };
+        store.set_latency(delivery_id, latency_us).unwrap();
+        verdict.as_str()
+    }
+
+    async fn send(self, http: reqwest::Client, receiver: std::net::SocketAddr) -> u16 {
+        let secret = hookd::secret::Secret::parse(self.secret).unwrap();
+        let ts = now();
+        let sig = hookd::verify::sign(&secret, &self.msg_id, ts, self.body.as_bytes());
+        let mut request = http
+            .post(format!("http://{receiver}/webhooks/{}", self.endpoint))
+            .header("webhook-id", &self.msg_id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sig)
+            .header("content-type", "application/json")
+            .header("user-agent", "Fasten-Connect-Webhooks/1.0");
+        for (name, value) in &self.headers {
+            request = request.header(*name, value);
+        }
+        request
+            .body(self.body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
+/// A few hundred deliveries as a Fasten integration sees them: connections, exports (one
+/// with so many files that the log keeps only its start), failures, revocations, support
+/// requests the endpoint does not select, Fasten's redeliveries (one with a changed body)
+/// and a few requests signed with a stale secret. Returns the event id of the big export.
+async fn populate(s: &TestServer) -> String {
+    use hookd::simulate::EventSpec;
+    let mut hooks = Vec::new();
+    let spec = |kind: &str, conn: &str| EventSpec {
+        event_type: kind.into(),
+        api_mode: "live".into(),
+        org_connection_id: conn.into(),
+        resources: 240,
+        ..EventSpec::default()
+    };
+    let event_id = || uuid::Uuid::new_v4().to_string();
+    for i in 0..110 {
+        let conn = uuid::Uuid::new_v4().to_string();
+        hooks.push(Webhook::new(
+            "fasten-live",
+            &spec("patient.connection_success", &conn),
+            &event_id(),
+        ));
+        let kind = match i % 9 {
+            4 => "patient.ehi_export_failed",
+            7 => "patient.request_support",
+            8 => "patient.request_health_system",
+            _ => "patient.ehi_export_success",
+        };
+        let export = Webhook::new("fasten-live", &spec(kind, &conn), &event_id());
+        // Fasten redelivers when an answer is slow: the same event, same body.
+        if i % 6 == 2 {
+            let mut again = export.clone();
+            again.msg_id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+            hooks.push(export.clone());
+            hooks.push(again);
+        } else {
+            hooks.push(export);
+        }
+        if i % 5 == 0 {
+            hooks.push(Webhook::new(
+                "fasten-live",
+                &spec("patient.ehi_export_success", &conn),
+                &event_id(),
+            ));
+        }
+        if i % 17 == 3 {
+            hooks.push(Webhook::new(
+                "fasten-live",
+                &spec("patient.authorization_revoked", &conn),
+                &event_id(),
+            ));
+        }
+        if i % 23 == 5 {
+            hooks.push(Webhook::new(
+                "fasten-sandbox",
+                &spec("webhook.test", &conn),
+                &event_id(),
+            ));
+        }
+        if i % 31 == 11 {
+            // A sender still signing with a rotated-out secret.
+            let mut stale = Webhook::new(
+                "fasten-live",
+                &spec("patient.ehi_export_success", &conn),
+                &event_id(),
+            );
+            stale.secret = OTHER_SECRET;
+            hooks.push(stale);
+        }
+    }
+    // One event id redelivered with a different body.
+    let conn = uuid::Uuid::new_v4().to_string();
+    let changed_id = event_id();
+    let first = Webhook::new(
+        "fasten-live",
+        &spec("patient.ehi_export_failed", &conn),
+        &changed_id,
+    );
+    let mut changed = first.clone();
+    changed.body = changed
+        .body
+        .replace("token_refresh_failure", "patient_portal_unavailable");
+    hooks.push(first);
+    hooks.push(changed);
+    // The big export, last: eight files, more than the log keeps; with a credential header.
+    let big_id = event_id();
+    let mut big = spec(
+        "patient.ehi_export_success",
+        &uuid::Uuid::new_v4().to_string(),
+    );
+    big.files = 8;
+    let mut big = Webhook::new("fasten-live", &big, &big_id);
+    big.headers
+        .push(("authorization", "Bearer sk_live_4f9a1c0d2e".into()));
+    assert!(big.body.len() > 1024);
+    let total = hooks.len() + 1;
+    // The older ones as received over the last day and a half, oldest first (ids follow
+    // time); the newest few over HTTP, as they arrive.
+    let live = hooks.split_off(hooks.len() - 5);
+    let span = 36 * 3_600_000 / hooks.len() as u64;
+    let start = hookd::clock::now_ms() - 36 * 3_600_000;
+    for (i, hook) in hooks.iter().enumerate() {
+        let i = i as u64;
+        let at = start + i * span + (i * 7_919 % (span / 2));
+        let verdict = hook.store_at(s, at, 1_800 + i * 3_571 % 9_000).await;
+        assert!(verdict != "rejected" || hook.secret != SECRET);
+    }
+    // In small concurrent batches: the order stays about what it was sent in.
+    for batch in live.chunks(6) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for hook in batch {
+            tasks.spawn(hook.clone().send(s.http.clone(), s.receiver));
+        }
+        for status in tasks.join_all().await {
+            assert!([200, 401].contains(&status), "{status}");
+        }
+    }
+    assert_eq!(big.send(s.http.clone(), s.receiver).await, 200);
+    assert!(total > 200, "{total} deliveries");
+    big_id
+}
+
+/// The deliveries pages over a realistic log: the total and the reason column, times in
+/// UTC and the remembered switch to local time, a duplicate's link to its original (and the
+/// flag on a changed redelivery), a delivery titled by endpoint, type and time, the whole
+/// payload of a truncated body pretty-printed, and "copy as curl" without secrets. Writes
+/// `deliveries.png` and `delivery.png` at 1280x900.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_pages_in_headless_chromium() {
+    if !opted_in(
+        "HOOKD_TEST_BROWSER",
+        "needs headless Chromium and chromedriver in /usr/bin",
+    ) {
+        return;
+    }
+    let s = TestServer::start(&fasten_log_config()).await;
+    let big_id = populate(&s).await;
+    let profile = tempfile::tempdir().unwrap();
+    let (_driver, c) = start_browser(profile.path()).await;
+    let base = format!("http://{}", s.admin);
+    c.goto(&format!("{base}/favicon.svg")).await.unwrap();
+    viewport(&c, 1280, 900).await;
+    let api = |path: String| {
+        let s = &s;
+        async move { s.api_ok(&path).await }
+    };
+
+    c.goto(&format!("{base}/#/deliveries")).await.unwrap();
+    wait_until(
+        &c,
+        "document.querySelectorAll('#deliveries tr[data-id]').length === 50 && document.querySelector('#list-total').textContent !== ''",
+        "a page of deliveries and their total",
+    )
+    .await;
+    let total = js(
+        &c,
+        "return document.querySelector('#list-total').textContent;",
+    )
+    .await;
+    let listed = api("/api/deliveries?total=1&limit=1".into()).await["total"]["count"].clone();
+    assert_eq!(total, format!("{listed} deliveries"), "the total is shown");
+
+    // The reason column, with each verdict's reason.
+    let headings = js(
+        &c,
+        "return [...document.querySelectorAll('#deliveries th')].map(th => th.textContent);",
+    )
+    .await;
+    assert!(
+        headings.as_array().unwrap().contains(&"Reason".into()),
+        "{headings}"
+    );
+    let reason = |verdict: &str| {
+        let c = &c;
+        let script = format!(
+            "return [...document.querySelectorAll('#deliveries tr[data-verdict=\"{verdict}\"] td.reason')].map(td => td.textContent).filter(t => t)[0] || null;"
+        );
+        async move { js(c, &script).await }
+    };
+    let filtered = reason("filtered").await;
+    assert!(
+        filtered
+            .as_str()
+            .is_some_and(|r| r.contains("not selected")),
+        "{filtered}"
+    );
+    assert!(reason("duplicate")
+        .await
+        .as_str()
+        .is_some_and(|r| !r.is_empty()));
+
+    // Times are in UTC, said so; the toggle switches to local time, remembered.
+    let first_time = "return document.querySelector('#deliveries tr[data-id] td').textContent;";
+    let utc = js(&c, first_time).await;
+    assert!(utc.as_str().unwrap().ends_with(" UTC"), "{utc}");
+    // Let the arrival highlight fade before the screenshot (not an assertion).
+    for _ in 0..40 {
+        if js(&c, "return document.querySelector('tr.fresh') === null;").await == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::fs::write(
+        screenshot_dir().join("deliveries.png"),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    c.find(Locator::Css("#tz"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until(
+        &c,
+        "/ [+-]\\d\\d:\\d\\d$/.test(document.querySelector('#deliveries tr[data-id] td').textContent)",
+        "times in local time, with their offset",
+    )
+    .await;
+    assert_eq!(
+        js(&c, "return document.querySelector('#tz').textContent;").await,
+        "Local time"
+    );
+    c.refresh().await.unwrap();
+    wait_until(
+        &c,
+        "(td => td && / [+-]\\d\\d:\\d\\d$/.test(td.textContent))(document.querySelector('#deliveries tr[data-id] td'))",
+        "local time still chosen after a reload",
+    )
+    .await;
+    c.find(Locator::Css("#tz"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until(
+        &c,
+        "(td => td && td.textContent.endsWith(' UTC'))(document.querySelector('#deliveries tr[data-id] td'))",
+        "times in UTC again",
+    )
+    .await;
+
+    // A duplicate's row shows whose duplicate it is, not the original's state, and links to it.
+    wait_until(
+        &c,
+        "document.querySelector('#deliveries tr[data-verdict=\"duplicate\"] a.original-link')",
+        "a duplicate with its link",
+    )
+    .await;
+    let dup_id = js(
+        &c,
+        "return document.querySelector('#deliveries tr[data-verdict=\"duplicate\"]').dataset.id;",
+    )
+    .await;
+    let dup_id = dup_id.as_str().unwrap().to_string();
+    let state = js(&c, "return document.querySelector('#deliveries tr[data-verdict=\"duplicate\"] td.state').textContent;").await;
+    assert!(
+        state.as_str().unwrap().starts_with("duplicate of"),
+        "{state}"
+    );
+    assert_eq!(
+        js(&c, "return document.querySelectorAll('#deliveries tr[data-verdict=\"duplicate\"] td.state .badge.s-done').length;").await,
+        0
+    );
+    let dup = api(format!("/api/deliveries/{dup_id}")).await;
+    let original = dup["original_delivery_id"].as_str().unwrap().to_string();
+    c.find(Locator::Css(
+        "#deliveries tr[data-verdict=\"duplicate\"] a.original-link",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    wait_until(
+        &c,
+        &format!("location.hash === '#/delivery/{original}' && document.querySelector('#delivery-title')"),
+        "the original delivery",
+    )
+    .await;
+    let shown = api(format!("/api/deliveries/{original}")).await;
+    assert_eq!(shown["verdict"], "accepted");
+    assert_eq!(shown["event_id"], dup["event_id"]);
+    // Titled by endpoint, type and time, not by its internal id.
+    let title = js(
+        &c,
+        "return document.title + ' | ' + document.querySelector('#delivery-title').textContent;",
+    )
+    .await;
+    let title = title.as_str().unwrap();
+    assert!(
+        title.contains("fasten-live") && title.contains(shown["event_type"].as_str().unwrap()),
+        "{title}"
+    );
+    assert!(!title.contains(&original), "{title}");
+
+    // The changed redelivery is flagged on its page.
+    let changed = api("/api/deliveries?verdict=duplicate&limit=500".into()).await;
+    let changed = changed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["body_differs"] == true)
+        .expect("the changed redelivery")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.goto(&format!("{base}/#/delivery/{changed}"))
+        .await
+        .unwrap();
+    wait_until(
+        &c,
+        "(n => n && n.classList.contains('warn') && n.textContent.includes('differs'))(document.querySelector('#duplicate-of'))",
+        "the body-differs warning",
+    )
+    .await;
+    // Its own page shows no event state of the original's as its own.
+    assert_eq!(
+        js(&c, "return document.querySelector('#event-state');").await,
+        serde_json::Value::Null
+    );
+    std::fs::write(
+        screenshot_dir().join("delivery-duplicate.png"),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
+
+    // The filters: endpoints from the configuration, a type prefix, text in the bodies.
+    c.goto(&format!("{base}/#/deliveries")).await.unwrap();
+    let endpoints = js(
+        &c,
+        "return [...document.querySelectorAll('#f-endpoint option')].map(o => o.value);",
+    )
+    .await;
+    assert_eq!(
+        endpoints,
+        serde_json::json!(["", "fasten-live", "fasten-sandbox"])
+    );
+    c.wait()
+        .for_element(Locator::Css("#f-type"))
+        .await
+        .unwrap()
+        .send_keys("patient.ehi*")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#f-q"))
+        .await
+        .unwrap()
+        .send_keys("patient_portal_unavailable")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#apply"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until(
+        &c,
+        "(rows => rows.length === 1 && rows[0].dataset.verdict === 'duplicate')(document.querySelectorAll('#deliveries tr[data-id]')) && document.querySelector('#list-total').textContent === '1 delivery'",
+        "the one changed redelivery, counted",
+    )
+    .await;
+
+    // The big export: the log kept its start; the page shows the whole payload, pretty.
+    let list = api(format!("/api/deliveries?event_id={big_id}")).await;
+    let big = list["items"][0]["id"].as_str().unwrap().to_string();
+    c.goto(&format!("{base}/#/delivery/{big}")).await.unwrap();
+    wait_until(
+        &c,
+        "document.querySelector('pre#body')",
+        "the delivery body",
+    )
+    .await;
+    assert_eq!(
+        js(&c, "return !!document.querySelector('#full-body-note');").await,
+        true
+    );
+    let body = js(&c, "return document.querySelector('pre#body').textContent;").await;
+    let body = body.as_str().unwrap();
+    let whole: serde_json::Value = serde_json::from_str(body).expect("the whole payload");
+    assert_eq!(whole["data"]["download_links"].as_array().unwrap().len(), 8);
+    assert!(body.contains("\n  \"data\": {"), "pretty-printed: {body}");
+    // Copy as curl leaves the secrets out and says so.
+    let curl = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             Promise.all([fetch(arguments[0]).then(r => r.json()), fetch('/api/meta').then(r => r.json()), import('/curl.js')])
+               .then(([d, meta, m]) => done(m.curlCommand(d, meta)), e => done(String(e)));",
+            vec![format!("/api/deliveries/{big}").into()],
+        )
+        .await
+        .unwrap();
+    let curl = curl.as_str().unwrap();
+    assert!(
+        curl.contains(&format!(
+            "curl -X POST 'http://{}/webhooks/fasten-live'",
+            s.receiver
+        )),
+        "{curl}"
+    );
+    assert!(curl.contains("-H 'webhook-id: msg_"), "{curl}");
+    assert!(
+        !curl.contains("webhook-signature:") && !curl.contains("v1,"),
+        "{curl}"
+    );
+    assert!(
+        !curl.contains("sk_live") && !curl.contains("authorization:"),
+        "{curl}"
+    );
+    assert!(
+        curl.starts_with("# Left out (secrets): webhook-signature, authorization"),
+        "{curl}"
+    );
+    assert!(
+        curl.contains("patient_portal") || curl.contains("download_links"),
+        "{curl}"
+    );
+    let ui_says = js(
+        &c,
+        "return document.querySelector('.body-tools').textContent;",
+    )
+    .await;
+    assert!(
+        ui_says
+            .as_str()
+            .unwrap()
+            .contains("leaves out webhook-signature"),
+        "{ui_says}"
+    );
+    js(&c, "window.scrollTo(0, 0); return null;").await;
+    std::fs::write(
+        screenshot_dir().join("delivery.png"),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
     c.close().await.unwrap();
     s.stop().await;
 }

@@ -8,6 +8,7 @@ mod browser;
 mod check_config;
 mod cli;
 mod crosscheck;
+mod deliveries;
 mod fasten;
 mod hooks;
 mod hostile;
