@@ -4,7 +4,8 @@
 //! online backup runs. Prints the data directory's size before, after the prune, and after
 //! an offline `compact`.
 //!
-//! Run: `cargo bench --bench prune` (options: `-- --events 500000 --conns 8 --secs 10`).
+//! Run: `cargo bench --bench prune` (options: `-- --events 500000 --conns 8 --rate 1000
+//! --secs 10`): the load is a steady `--rate` requests per second from `--conns` connections.
 
 use hookd::config::Config;
 use hookd::prune::Pruner;
@@ -44,14 +45,22 @@ struct Figures {
     max_us: u64,
 }
 
-/// Signed POSTs from `conns` connections until `stop` is set (and at least `min` has passed).
+/// Signed POSTs from `conns` connections at `rate` requests per second in all, until `stop`
+/// is set (and at least `min` has passed).
+///
+/// A steady rate, not as fast as possible: the question is what a prune or a backup does to
+/// the acknowledgements of a service under its usual load. A saturating load measures
+/// queueing instead (its p99 swings with the machine), and it grew the store by gigabytes
+/// during a long backup phase.
 fn load(
     addr: SocketAddr,
     conns: usize,
+    rate: u64,
     min: Duration,
     stop: Arc<AtomicBool>,
     tag: &str,
 ) -> Figures {
+    let every = Duration::from_secs_f64(conns as f64 / rate.max(1) as f64);
     let rt = runtime(1);
     let url = format!("http://{addr}/webhooks/bench");
     let tag = tag.to_owned();
@@ -75,7 +84,10 @@ fn load(
             tasks.push(tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut errors = 0;
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 while started.elapsed() < min || !stop.load(Ordering::Relaxed) {
+                    tick.tick().await;
                     let n = counter.fetch_add(1, Ordering::Relaxed);
                     let id = format!("{tag}-{n}");
                     let body = body(&id, n);
@@ -222,6 +234,7 @@ fn main() {
         .init();
     let events = arg("--events", 500_000);
     let conns = arg("--conns", 8) as usize;
+    let rate = arg("--rate", 1000);
     let secs = Duration::from_secs(arg("--secs", 10));
 
     let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
@@ -252,8 +265,18 @@ fn main() {
         .expect("hookd starts");
     let addr = running.receiver_addr;
 
-    println!("idle: {conns} connections, {} s ...", secs.as_secs());
-    let idle = load(addr, conns, secs, Arc::new(AtomicBool::new(true)), "idle");
+    println!(
+        "idle: {conns} connections, {rate} requests/s, {} s ...",
+        secs.as_secs()
+    );
+    let idle = load(
+        addr,
+        conns,
+        rate,
+        secs,
+        Arc::new(AtomicBool::new(true)),
+        "idle",
+    );
 
     println!("pruning while the same load runs ...");
     let pruner = Arc::new(Pruner::new(&prune_config, running.store.clone()));
@@ -267,7 +290,7 @@ fn main() {
             (report, t.elapsed())
         })
     };
-    let pruning = load(addr, conns, Duration::ZERO, done.clone(), "prune");
+    let pruning = load(addr, conns, rate, Duration::ZERO, done.clone(), "prune");
     let (report, prune_time) = prune_thread.join().expect("prune thread");
     hookd_rt.block_on(running.store.flush()).expect("flush");
     let size_pruned = hookd::store::backup::dir_size(&data);
@@ -284,7 +307,7 @@ fn main() {
             (summary, t.elapsed())
         })
     };
-    let backing_up = load(addr, conns, Duration::ZERO, backed.clone(), "backup");
+    let backing_up = load(addr, conns, rate, Duration::ZERO, backed.clone(), "backup");
     let (backup, backup_time) = backup_thread.join().expect("backup thread");
 
     hookd_rt.block_on(async {
