@@ -91,6 +91,37 @@ async fn older_records_go_younger_stay_and_unfinished_events_are_kept() {
     assert!(report.consistent(), "{:?}", report.problems);
 }
 
+/// A prune batch is removed in small atomic chunks (so an ack never waits behind all of it):
+/// every chunk goes whole, index entries with their deliveries, events with their keys.
+#[tokio::test]
+async fn a_batch_larger_than_one_chunk_goes_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, pruner) = open(dir.path(), "[retention]\nbatch_size = 100");
+    let now = hookd::clock::now_ms();
+    let old = now - 20 * DAY;
+    let mut gone = Vec::new();
+    for i in 0..70 {
+        gone.push(deliver(&store, &format!("old-{i}"), old + i).await);
+    }
+    process_due(&store, old + 70, Next::Done).await;
+    let kept = deliver(&store, "young", now - DAY).await;
+
+    let report = pruner.prune_at(now).unwrap();
+    assert_eq!(report.deliveries, 70, "{report:?}");
+    assert_eq!(report.events, 70, "{report:?}");
+    for a in &gone {
+        assert!(store.delivery(a.delivery_id).unwrap().is_none());
+        assert!(store.event(a.seq).unwrap().is_none());
+    }
+    assert!(store.delivery(kept.delivery_id).unwrap().is_some());
+    store.index_now().unwrap();
+    drop((pruner, store));
+    let report = check::check(&dir.path().join("data/db")).unwrap();
+    assert!(report.consistent(), "{:?}", report.problems);
+    // Only the young delivery's four index entries are left.
+    assert_eq!(report.counts["index"], 4, "{:?}", report.counts);
+}
+
 #[tokio::test]
 async fn dedup_still_catches_a_retry_inside_the_window() {
     let dir = tempfile::tempdir().unwrap();
