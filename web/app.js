@@ -10,6 +10,7 @@ import { renderDeliveries } from "./deliveries.js";
 import { renderDelivery } from "./delivery.js";
 import { renderQueue } from "./queue.js";
 import { renderConnections } from "./connections.js";
+import { renderConnection } from "./connection.js";
 
 // Each navigation gets a number; a view still loading when the next one starts must not
 // show itself or start polling.
@@ -75,13 +76,15 @@ async function route() {
   const { parts, params } = parseHash();
   const view = parts[0] || "deliveries";
   for (const a of document.querySelectorAll("header nav a")) {
-    a.classList.toggle("active", a.dataset.view === view || (view === "delivery" && a.dataset.view === "deliveries"));
+    const section = { delivery: "deliveries", connection: "connections" }[view] || view;
+    a.classList.toggle("active", a.dataset.view === section);
   }
   const ctx = context(nav);
   try {
     if (view === "delivery" && parts[1]) await renderDelivery(parts[1], ctx);
     else if (view === "queue") await renderQueue(params, ctx);
     else if (view === "connections") await renderConnections(ctx);
+    else if (view === "connection" && parts[1]) await renderConnection(decodeURIComponent(parts[1]), ctx);
     else await renderDeliveries(params, ctx);
   } catch (e) {
     if (!(e instanceof ApiError && e.status === 401)) ctx.show(errorBox(e));

@@ -1,40 +1,62 @@
-// Fasten Connect connections: one row per connection with its status, exports and failures.
+// Fasten Connect connections: one row per connection (status first to the eye: a revoked one
+// is marked as such on its whole row), each opening its own page.
 
-import { badge, el, fmtTime, table } from "./dom.js";
+import { el, fmtTime, table } from "./dom.js";
 import { api, getMeta } from "./api.js";
 
-function latestExport(latest) {
-  if (!latest) return el("span", { class: "muted" }, "—");
-  return el("span", {}, fmtTime(latest.stored_at_ms), ` · ${latest.total_resources} resources`,
-    latest.mismatches ? el("span", { class: "badge s-dead" }, `${latest.mismatches} mismatches`) : "");
+/** The Fasten endpoints the server is configured with. */
+export function fastenEndpoints(meta) {
+  return meta.endpoints.filter((e) => e.processor === "fasten").map((e) => e.name);
+}
+
+/** The connection status as a coloured label; revoked reads as an alarm. */
+export function statusBadge(status) {
+  if (!status) return el("span", { class: "muted" }, "unknown");
+  const known = ["authorized", "revoked"].includes(status) ? status : "other";
+  return el("span", { class: `badge c-status-${known}`, title: `connection status: ${status}` },
+    status === "revoked" ? `⚠ ${status}` : status);
+}
+
+export function connectionHref(id) {
+  return `#/connection/${encodeURIComponent(id)}`;
 }
 
 function connectionRow(c) {
-  return el("tr", { dataset: { id: c.org_connection_id } },
-    el("td", { class: "mono" }, c.org_connection_id),
-    el("td", {}, c.endpoint),
-    el("td", {}, c.platform_type || ""),
-    el("td", { class: "mono" }, c.brand_id || ""),
-    el("td", {}, badge("c", c.status),
-      c.revoked_at_ms ? el("div", { class: "muted" }, `revoked ${fmtTime(c.revoked_at_ms)}`) : ""),
-    el("td", { class: "mono" }, fmtTime(c.first_seen_ms)),
-    el("td", { class: "mono" }, fmtTime(c.last_seen_ms)),
-    el("td", { class: "num" }, c.exports),
-    el("td", {}, latestExport(c.latest_export)),
-    el("td", { class: "num" }, c.failures));
+  const open = () => { location.hash = connectionHref(c.org_connection_id); };
+  return el("tr", {
+    class: `clickable${c.status === "revoked" ? " revoked" : ""}`,
+    dataset: { id: c.org_connection_id, status: c.status || "" },
+    onclick: open,
+  },
+  el("td", { class: "mono nowrap" }, el("a", { href: connectionHref(c.org_connection_id) }, c.org_connection_id)),
+  el("td", {}, c.platform_type || el("span", { class: "muted" }, "—")),
+  el("td", { class: "status nowrap" }, statusBadge(c.status),
+    c.revoked_at_ms ? el("span", { class: "muted small" }, ` since ${fmtTime(c.revoked_at_ms)}`) : ""),
+  el("td", { class: "mono nowrap" }, fmtTime(c.first_seen_ms)),
+  el("td", { class: "mono nowrap" }, fmtTime(c.last_seen_ms)),
+  el("td", { class: "num exports" }, c.exports),
+  el("td", { class: `num failures${c.failures ? " bad" : ""}` }, c.failures));
 }
 
 /** The connections view. */
 export async function renderConnections(ctx) {
   const [meta, data] = await Promise.all([getMeta(), api("/api/connections")]);
   const items = data.body.items;
-  const fasten = meta.endpoints.some((e) => e.processor === "fasten");
+  const endpoints = fastenEndpoints(meta);
+  const revoked = items.filter((c) => c.status === "revoked").length;
+  const noFasten = () => el("p", { class: "notice", id: items.length ? "no-fasten" : "connections-empty" },
+    "No endpoint uses the Fasten processor, so hookd records no connections. Add an endpoint with ",
+    el("code", {}, "profile = \"fasten\""), " and a ", el("code", {}, "[fasten]"),
+    " section with your API credentials (see docs/fasten.md).");
   ctx.show(el("h1", {}, "Connections"),
+    endpoints.length
+      ? el("p", { class: "muted", id: "connections-summary" },
+        `${items.length} patient connections announced by Fasten Connect on ${endpoints.join(", ")}`,
+        revoked ? `; ${revoked} revoked` : "", ".")
+      : noFasten(),
     items.length
-      ? table({ id: "connections" },
-        ["Connection", "Endpoint", "Platform", "Brand", "Status", "First seen", "Last seen", "Exports", "Latest export", "Failures"],
-        items.map(connectionRow))
-      : el("p", { class: "muted", id: "connections-empty" }, fasten
-        ? "No connections yet."
-        : "No connections: no endpoint uses the Fasten processor."));
+      ? el("div", { class: "table-wrap" }, table({ id: "connections" },
+        ["Connection", "Platform", "Status", "First seen", "Last seen", "Exports", "Failures"],
+        items.map(connectionRow)))
+      : endpoints.length ? el("p", { class: "muted", id: "connections-empty" }, "No connections yet.") : null);
 }

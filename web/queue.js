@@ -1,5 +1,6 @@
-// The queue: events per state (live), deliveries per hour by verdict, and the dead events,
-// each replayable alone or all matching at once.
+// The queue: events per state (live), deliveries by verdict over a chosen range, the events
+// waiting to retry with their next attempt, and the dead events: their errors grouped by
+// text, then the events themselves, paged, each replayable alone or all matching at once.
 
 import { badge, el, fmtAge, fmtTime, svg, table, toast } from "./dom.js";
 import { api, getMeta, pageThrough, postConfirmed } from "./api.js";
@@ -7,34 +8,104 @@ import { filterForm } from "./filters.js";
 import { replayOne } from "./delivery.js";
 
 const FILTERS = ["endpoint", "type", "from", "to"];
-const DEAD_SHOWN = 100;
+const DEAD_PAGE = 50;
+const RETRYING_SHOWN = 50;
+/** The chart's ranges, as `/api/chart?range=` names them. */
+const RANGES = [["hour", "Last hour"], ["day", "Last day"], ["15d", "15 days"]];
+const DEFAULT_RANGE = "day";
 
-/** Stacked bars of deliveries per hour, one colour per verdict. */
-function chart(data, verdicts) {
-  const hours = data.hours || [];
+/** Stacked bars of deliveries per bucket (a minute or an hour), one colour per verdict. */
+function chartSvg(data, verdicts) {
+  const buckets = data.buckets || [];
+  const unit = data.bucket_ms === 60000 ? "min" : "h";
   const W = 900; const H = 160; const top = 10; const bottom = 20;
-  const max = Math.max(1, ...hours.map((h) => verdicts.reduce((s, v) => s + (h[v] || 0), 0)));
-  const bw = W / Math.max(1, hours.length);
-  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img", "aria-label": "Deliveries per hour by verdict" });
-  hours.forEach((h, i) => {
+  const max = Math.max(1, ...buckets.map((b) => verdicts.reduce((s, v) => s + (b[v] || 0), 0)));
+  const bw = W / Math.max(1, buckets.length);
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img",
+    "aria-label": `Deliveries per ${unit === "min" ? "minute" : "hour"} by verdict` });
+  for (let y = 1; y <= 3; y++) {
+    const yy = top + ((H - top - bottom) * y) / 4;
+    root.appendChild(svg("line", { x1: 0, x2: W, y1: yy, y2: yy, stroke: "#eef0f3" }));
+  }
+  buckets.forEach((b, i) => {
     let y = H - bottom;
     for (const v of verdicts) {
-      if (!h[v]) continue;
-      const height = (h[v] / max) * (H - top - bottom);
+      if (!b[v]) continue;
+      const height = (b[v] / max) * (H - top - bottom);
       y -= height;
       root.appendChild(svg("rect", { x: i * bw, y, width: Math.max(bw - 0.5, 0.5), height, class: `c-${v}` },
-        svg("title", {}, `${fmtTime(h.hour_ms)}: ${h[v]} ${v}`)));
+        svg("title", {}, `${fmtTime(b.start_ms)}: ${b[v]} ${v}`)));
     }
   });
   root.appendChild(svg("line", { x1: 0, x2: W, y1: H - bottom, y2: H - bottom, stroke: "#cbd5e1" }));
-  if (hours.length) {
+  if (buckets.length) {
     const label = { "font-size": 11, fill: "#667085" };
-    root.appendChild(svg("text", Object.assign({ x: 2, y: H - 5 }, label), fmtTime(hours[0].hour_ms)));
+    const mid = buckets[Math.floor(buckets.length / 2)];
+    root.appendChild(svg("text", Object.assign({ x: 2, y: H - 5 }, label), fmtTime(buckets[0].start_ms)));
+    root.appendChild(svg("text", Object.assign({ x: W / 2, y: H - 5, "text-anchor": "middle" }, label), fmtTime(mid.start_ms)));
     root.appendChild(svg("text", Object.assign({ x: W - 2, y: H - 5, "text-anchor": "end" }, label), "now"));
-    root.appendChild(svg("text", Object.assign({ x: 2, y: top + 2 }, label), `${max}/h`));
+    root.appendChild(svg("text", Object.assign({ x: 2, y: top + 2 }, label), `${max}/${unit}`));
   }
-  return el("div", { class: "card chart", id: "chart" }, root,
+  return root;
+}
+
+/** The chart card with its range buttons; switching range redraws it in place. */
+function chartCard(initial, range, verdicts) {
+  const body = el("div", { class: "chart-body" });
+  const total = el("span", { class: "muted", id: "chart-total" });
+  const card = el("div", { class: "card chart", id: "chart" });
+  const draw = (data) => {
+    const sum = (data.buckets || []).reduce((s, b) => s + verdicts.reduce((t, v) => t + (b[v] || 0), 0), 0);
+    card.dataset.range = data.range;
+    card.dataset.buckets = String((data.buckets || []).length);
+    total.textContent = `${sum} deliveries`;
+    body.replaceChildren(chartSvg(data, verdicts));
+  };
+  const buttons = RANGES.map(([name, label]) => el("button", {
+    type: "button", class: "secondary", dataset: { range: name }, "aria-pressed": String(name === range),
+    onclick: async () => {
+      for (const b of buttons) b.setAttribute("aria-pressed", String(b.dataset.range === name));
+      try {
+        draw((await api(`/api/chart?range=${name}`)).body);
+        const p = new URLSearchParams(location.hash.split("?")[1] || "");
+        p.set("range", name);
+        history.replaceState(null, "", `#/queue?${p}`);
+      } catch (err) {
+        toast(err.message);
+      }
+    },
+  }, label));
+  draw(initial);
+  card.append(
+    el("div", { class: "chart-head" }, el("div", { class: "segmented", id: "chart-range", role: "group" }, buttons), total),
+    body,
     el("div", { class: "legend" }, verdicts.map((v) => el("span", {}, el("i", { class: `c-${v}` }), v))));
+  return card;
+}
+
+function whenDue(ms) {
+  const secs = Math.round((ms - Date.now()) / 1000);
+  return secs <= 0 ? "due now" : `in ${fmtAge(secs)}`;
+}
+
+function retryingRow(ev) {
+  return el("tr", { dataset: { seq: ev.seq, eventId: ev.event_id } },
+    el("td", { class: "mono nowrap next" }, fmtTime(ev.next_attempt_at_ms),
+      el("span", { class: "muted" }, ` (${whenDue(ev.next_attempt_at_ms)})`)),
+    el("td", { class: "nowrap" }, ev.endpoint),
+    el("td", { class: "mono nowrap" }, ev.event_type),
+    el("td", { class: "mono nowrap" }, el("a", { href: `#/delivery/${ev.delivery_id}` }, ev.event_id)),
+    el("td", { class: "num" }, ev.attempts),
+    el("td", { class: "mono error-text", title: ev.last_error || "" }, ev.last_error || ""));
+}
+
+function errorGroupRow(g) {
+  return el("tr", {},
+    el("td", { class: "num count" }, g.count),
+    el("td", { class: "mono group-error" }, g.error),
+    el("td", { class: "nowrap" }, g.endpoints.join(", ")),
+    el("td", { class: "mono nowrap" }, el("a", { href: `#/delivery/${g.example_delivery_id}`, title: `newest: ${g.example_event_id}` },
+      fmtTime(g.latest_ms))));
 }
 
 function deadRow(ev) {
@@ -45,31 +116,81 @@ function deadRow(ev) {
     e.target.remove();
   };
   return el("tr", { dataset: { seq: ev.seq, eventId: ev.event_id } },
-    el("td", { class: "mono" }, el("a", { href: `#/delivery/${ev.delivery_id}` }, fmtTime(ev.received_at_ms))),
-    el("td", {}, ev.endpoint),
-    el("td", { class: "mono" }, ev.event_type),
-    el("td", { class: "mono" }, ev.event_id),
+    el("td", { class: "mono nowrap" }, el("a", { href: `#/delivery/${ev.delivery_id}` }, fmtTime(ev.received_at_ms))),
+    el("td", { class: "nowrap" }, ev.endpoint),
+    el("td", { class: "mono nowrap" }, ev.event_type),
+    el("td", { class: "mono nowrap" }, ev.event_id),
     el("td", { class: "num" }, ev.attempts),
-    el("td", { class: "mono" }, ev.last_error || ""),
+    el("td", { class: "mono error-text", title: ev.last_error || "" }, ev.last_error || ""),
     el("td", { class: "state" }, badge("s", ev.state)),
     el("td", {}, el("button", { type: "button", class: "replay", onclick: replay }, "Replay")));
 }
 
-/** The queue view; `ctx` shows it, runs its poller, and reloads it. */
+/** The dead events of `query`, a page at a time: "Older" follows the list's cursor. */
+function deadList(query, first) {
+  const tbody = el("tbody", {}, first.items.map(deadRow));
+  const status = el("span", { class: "muted", id: "dead-status" });
+  const more = el("button", { id: "dead-more", type: "button", class: "secondary" }, "Older");
+  let cursor = first.next;
+  const update = () => {
+    status.textContent = `${tbody.children.length} shown${cursor ? "" : " (all)"}`;
+    more.hidden = !cursor;
+  };
+  more.addEventListener("click", async () => {
+    more.disabled = true;
+    try {
+      const page = await pageThrough((c) => {
+        const q = new URLSearchParams(query);
+        q.set("cursor", c);
+        return `/api/events?${q}`;
+      }, { from: cursor, want: DEAD_PAGE });
+      for (const ev of page.items) tbody.appendChild(deadRow(ev));
+      cursor = page.next;
+      update();
+    } catch (err) {
+      toast(err.message);
+    } finally {
+      more.disabled = false;
+    }
+  });
+  update();
+  if (!first.items.length) return el("p", { class: "muted", id: "no-dead" }, "No dead events match.");
+  return [
+    el("h4", {}, "Events"),
+    el("div", { class: "table-wrap" },
+      table({ id: "dead" }, ["Received", "Endpoint", "Type", "Event id", "Attempts", "Last error", "State", ""], tbody)),
+    el("div", { class: "pager" }, more, status),
+  ];
+}
+
+/** The view; `ctx` shows it, runs its poller, and reloads it. */
 export async function renderQueue(params, ctx) {
   const meta = await getMeta();
-  const query = new URLSearchParams({ state: "dead", limit: String(DEAD_SHOWN) });
-  for (const name of FILTERS) if (params.get(name)) query.set(name, params.get(name));
-  const [stats, chartData, dead] = await Promise.all([
+  const filter = new URLSearchParams();
+  for (const name of FILTERS) if (params.get(name)) filter.set(name, params.get(name));
+  const withState = (state, extra = {}) => {
+    const q = new URLSearchParams(filter);
+    q.set("state", state);
+    for (const [k, v] of Object.entries(extra)) q.set(k, v);
+    return q;
+  };
+  const range = RANGES.some(([r]) => r === params.get("range")) ? params.get("range") : DEFAULT_RANGE;
+  const deadQuery = withState("dead", { limit: String(DEAD_PAGE) });
+  const [stats, chartData, retrying, groups, dead] = await Promise.all([
     api("/api/stats"),
-    api("/api/chart"),
+    api(`/api/chart?range=${range}`),
+    api(`/api/events?${withState("retrying", { limit: String(RETRYING_SHOWN) })}`),
+    api(`/api/errors?${withState("dead")}`),
     pageThrough((cursor) => {
-      const q = new URLSearchParams(query);
+      const q = new URLSearchParams(deadQuery);
       if (cursor) q.set("cursor", cursor);
       return `/api/events?${q}`;
-    }, { want: DEAD_SHOWN }),
+    }, { want: DEAD_PAGE }),
   ]);
   const { form, read } = filterForm(params, FILTERS, meta, (p) => {
+    // The range shown now (switching it rewrites the address without reloading).
+    const shown = new URLSearchParams(location.hash.split("?")[1] || "").get("range");
+    if (shown) p.set("range", shown);
     location.hash = `#/queue${p.toString() ? "?" + p : ""}`;
   });
   const replayAll = async (e) => {
@@ -91,21 +212,35 @@ export async function renderQueue(params, ctx) {
   form.appendChild(el("button", { id: "replay-all", type: "button", class: "secondary", onclick: replayAll }, "Replay all matching"));
   const s = stats.body;
   const stat = (label, value, id) => el("div", { class: "stat", id }, el("b", {}, value), el("span", {}, label));
+  const retryItems = retrying.body.items;
+  const g = groups.body;
   ctx.show(
     el("h1", {}, "Queue"),
     el("div", { class: "grid", id: "queue-stats" },
       meta.states.map((st) => stat(st, s.events[st] ?? 0, `count-${st}`)),
       stat("oldest queued", fmtAge(s.oldest_queued_age_secs), "oldest"),
       stat("store size", `${(s.store_bytes / 1048576).toFixed(1)} MiB`, "store-size")),
-    el("h2", {}, "Deliveries per hour"),
-    chart(chartData.body, meta.verdicts),
+    el("h2", {}, "Deliveries"),
+    chartCard(chartData.body, range, meta.verdicts),
+    el("h2", {}, "Waiting to retry"),
+    retryItems.length
+      ? el("div", { class: "table-wrap" }, table({ id: "retrying" },
+        ["Next attempt", "Endpoint", "Type", "Event id", "Attempts", "Last error"], retryItems.map(retryingRow)))
+      : el("p", { class: "muted", id: "no-retrying" }, "No event is waiting to retry."),
+    retrying.body.next_cursor ? el("p", { class: "muted" }, `Showing the newest ${RETRYING_SHOWN}.`) : null,
     el("h2", {}, "Dead events"),
     form,
-    dead.items.length
-      ? table({ id: "dead" }, ["Received", "Endpoint", "Type", "Event id", "Attempts", "Last error", "State", ""],
-        dead.items.map(deadRow))
-      : el("p", { class: "muted", id: "no-dead" }, "No dead events match."),
-    dead.next ? el("p", { class: "muted" }, `Showing the newest ${DEAD_SHOWN}.`) : null);
+    g.groups.length ? el("h4", {}, "By error") : null,
+    g.groups.length
+      ? el("div", { class: "table-wrap" }, table({ id: "error-groups", class: "groups" }, ["Events", "Error", "Endpoints", "Latest"],
+        g.groups.map(errorGroupRow)))
+      : null,
+    g.groups.length && (!g.complete || g.distinct > g.groups.length)
+      ? el("p", { class: "muted" }, g.complete
+        ? `The ${g.groups.length} most frequent of ${g.distinct} distinct errors.`
+        : `Errors of the newest ${g.events} dead events.`)
+      : null,
+    deadList(deadQuery, dead));
 
   let etag = stats.etag;
   ctx.live(async () => {

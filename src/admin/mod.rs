@@ -13,12 +13,13 @@
 //! `routes.rs` is the one route table; `guard.rs` decides who may pass, `session.rs` keeps
 //! the web UI's sessions, `headers.rs` sets the hardening and ETag headers, and `error.rs`
 //! turns every failure into a JSON answer with its status. The handlers sit in one file per
-//! resource: deliveries, events, stats, meta, backup, fasten.
+//! resource: deliveries, events, errors, stats, meta, backup, fasten.
 
 pub mod auth;
 mod backup;
 mod deliveries;
 mod error;
+mod errors;
 mod events;
 mod fasten;
 mod guard;

@@ -4,7 +4,7 @@
 //! same-origin JSON check in front of every state-changing one; successful
 //! GET answers get their ETag answered here (a 304 when the client has it).
 
-use super::{backup, deliveries, events, fasten, guard, headers, meta, session, stats, ui};
+use super::{backup, deliveries, errors, events, fasten, guard, headers, meta, session, stats, ui};
 use super::{Admin, ApiError, Request};
 use crate::clock;
 use http::{Method, StatusCode};
@@ -26,6 +26,7 @@ enum Route<'a> {
     Event(&'a str),
     ReplayEvent(&'a str),
     ReplayMatching,
+    Errors,
     Connections,
     Connection(&'a str),
     Resource {
@@ -58,6 +59,7 @@ impl<'a> Route<'a> {
             ["events", id] => (get, Route::Event(id)),
             ["events", id, "replay"] => (post, Route::ReplayEvent(id)),
             ["replay"] => (post, Route::ReplayMatching),
+            ["errors"] => (get, Route::Errors),
             ["connections"] => (get, Route::Connections),
             ["connections", id] => (get, Route::Connection(id)),
             ["connections", connection, "resources", kind, id] => (
@@ -180,6 +182,7 @@ async fn answer(
         Route::Event(id) => json(events::one(admin, id, q)?),
         Route::ReplayEvent(id) => events::replay(admin, id, q)?,
         Route::ReplayMatching => events::replay_matching(admin, q)?,
+        Route::Errors => json(errors::grouped(admin, q)?),
         Route::Connections => json(fasten::connections(admin)?),
         Route::Connection(id) => json(fasten::connection(admin, id)?),
         Route::Resource {

@@ -1,5 +1,5 @@
 //! `GET /api/stats` (counts, queue, store and retention status) and `GET /api/chart`
-//! (deliveries per hour by verdict): what the queue view draws.
+//! (deliveries per minute or hour by verdict, over a chosen range): what the queue view draws.
 
 use super::query;
 use super::{Admin, ApiError};
@@ -20,29 +20,61 @@ pub fn stats(admin: &Admin) -> Result<Value, ApiError> {
     Ok(value)
 }
 
-/// Deliveries per hour by verdict over the last `hours` hours (default: the retention window).
+/// A minute and an hour in ms.
+const MINUTE_MS: u64 = 60_000;
+const HOUR_MS: u64 = 3_600_000;
+
+/// The named chart ranges: name, number of buckets, bucket length. Each keeps the bars few
+/// enough to read: minutes for the last hour, hours beyond.
+const RANGES: [(&str, u64, u64); 3] = [
+    ("hour", 60, MINUTE_MS),
+    ("day", 24, HOUR_MS),
+    ("15d", 15 * 24, HOUR_MS),
+];
+
+/// Deliveries by verdict per bucket: `range=hour` (per minute), `day` or `15d` (per hour),
+/// or `hours=N` per hour; by default per hour over the retention window.
 pub fn chart(admin: &Admin, query: &str) -> Result<Value, ApiError> {
     let q = query::parse(query);
-    let hours = query::number(&q, "hours")?
-        .unwrap_or(u64::from(admin.config.retention_days) * 24)
-        .clamp(1, MAX_CHART_HOURS);
-    let now_hour = clock::now_ms() / 3_600_000;
-    let from_hour = now_hour.saturating_sub(hours - 1);
-    let counts = {
-        let mut cache = admin.chart.lock().unwrap_or_else(|e| e.into_inner());
-        hour_counts(admin, &mut cache, from_hour, now_hour)?
+    let (name, buckets, bucket_ms) = match query::text(&q, "range") {
+        Some(r) => RANGES
+            .into_iter()
+            .find(|(name, _, _)| *name == r)
+            .ok_or_else(|| ApiError::bad_request("`range` must be hour, day or 15d"))?,
+        None => {
+            let hours = query::number(&q, "hours")?
+                .unwrap_or(u64::from(admin.config.retention_days) * 24)
+                .clamp(1, MAX_CHART_HOURS);
+            ("hours", hours, HOUR_MS)
+        }
     };
-    let hours: Vec<Value> = counts
+    let now_bucket = clock::now_ms() / bucket_ms;
+    let first = now_bucket.saturating_sub(buckets - 1);
+    let counts = if bucket_ms == HOUR_MS {
+        let mut cache = admin.chart.lock().unwrap_or_else(|e| e.into_inner());
+        hour_counts(admin, &mut cache, first, now_bucket)?
+    } else {
+        // Minutes of the last hour: few and recent, counted afresh each time.
+        admin
+            .store
+            .bucket_counts(first * bucket_ms, bucket_ms, now_bucket - first + 1)?
+    };
+    let rows: Vec<Value> = counts
         .iter()
-        .zip(from_hour..)
-        .map(|(c, h)| {
+        .zip(first..)
+        .map(|(c, b)| {
             json!({
-                "hour_ms": h * 3_600_000,
+                "start_ms": b * bucket_ms,
                 "accepted": c[0], "duplicate": c[1], "filtered": c[2], "rejected": c[3],
             })
         })
         .collect();
-    Ok(json!({ "from_ms": from_hour * 3_600_000, "hours": hours }))
+    Ok(json!({
+        "range": name,
+        "bucket_ms": bucket_ms,
+        "from_ms": first * bucket_ms,
+        "buckets": rows,
+    }))
 }
 
 /// The counts of each hour from `from_hour` to `now_hour`: finished hours from the cache

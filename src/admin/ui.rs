@@ -43,6 +43,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../web/connections.js"),
         JS,
     ),
+    (
+        "/connection.js",
+        include_str!("../../web/connection.js"),
+        JS,
+    ),
 ];
 
 /// Answers a request for a UI file (`/` is the single page; views are `#/...` fragments).

@@ -133,7 +133,7 @@ pub struct EventPage {
     pub next_cursor: Option<u64>,
 }
 
-/// Deliveries received in one hour, by verdict (in [`Verdict::ALL`] order).
+/// Deliveries received in one hour (or another span), by verdict (in [`Verdict::ALL`] order).
 pub type HourCounts = [u64; 4];
 
 /// Most records one list request examines before it returns a cursor to continue from,
@@ -352,22 +352,33 @@ impl Store {
     }
 
     /// Deliveries per hour and verdict for the hours starting at `from_hour` up to and
-    /// including `to_hour` (hours since the epoch). Counts index keys, and reads only the
-    /// deliveries the indexer has not reached yet.
+    /// including `to_hour` (hours since the epoch).
     pub fn hourly_counts(&self, from_hour: u64, to_hour: u64) -> Result<Vec<HourCounts>> {
-        let hours = to_hour.saturating_sub(from_hour) as usize + 1;
-        let mut out = vec![[0u64; 4]; hours];
+        let hours = to_hour.saturating_sub(from_hour) + 1;
+        self.bucket_counts(from_hour * 3_600_000, 3_600_000, hours)
+    }
+
+    /// Deliveries by verdict in `buckets` consecutive spans of `bucket_ms` starting at
+    /// `from_ms` (a minute, an hour, ...). Counts index keys, and reads only the deliveries
+    /// the indexer has not reached yet.
+    pub fn bucket_counts(
+        &self,
+        from_ms: u64,
+        bucket_ms: u64,
+        buckets: u64,
+    ) -> Result<Vec<HourCounts>> {
+        let bucket_ms = bucket_ms.max(1);
+        let mut out = vec![[0u64; 4]; buckets as usize];
         let mut count = |id: u64, vi: usize| {
-            let hour = keys::id_time_ms(id) / 3_600_000;
-            if let Some(slot) = hour
-                .checked_sub(from_hour)
-                .and_then(|h| out.get_mut(h as usize))
+            if let Some(slot) = keys::id_time_ms(id)
+                .checked_sub(from_ms)
+                .and_then(|d| out.get_mut((d / bucket_ms) as usize))
             {
                 slot[vi] += 1;
             }
         };
-        let lo = keys::first_id_at(from_hour * 3_600_000);
-        let hi = keys::first_id_at((to_hour + 1) * 3_600_000);
+        let lo = keys::first_id_at(from_ms);
+        let hi = keys::first_id_at(from_ms.saturating_add(buckets.saturating_mul(bucket_ms)));
         let indexed_below = self
             .shared
             .watermark

@@ -176,6 +176,8 @@ async fn every_successful_get_of_the_api_carries_an_etag_and_answers_304() {
         "/api/session".to_string(),
         "/api/stats".to_string(),
         "/api/chart?hours=2".to_string(),
+        "/api/chart?range=hour".to_string(),
+        "/api/errors".to_string(),
         "/api/deliveries".to_string(),
         format!("/api/deliveries/{delivery}"),
         "/api/events".to_string(),
@@ -582,4 +584,102 @@ fn the_backup_command_refuses_a_destination_inside_the_data_directory() {
         assert!(stderr.contains("inside the data directory"), "{stderr}");
         assert!(!data.join("backup").exists() && !data.join("db/deeper").exists());
     }
+}
+
+#[tokio::test]
+async fn the_chart_counts_per_minute_for_an_hour_and_per_hour_beyond() {
+    let s = TestServer::start(&base_config()).await;
+    for i in 0..3 {
+        let a = s
+            .send_event("std", &format!("chart-{i}"), "webhook.test")
+            .await;
+        assert_eq!(a.verdict(), (200, "accepted"));
+    }
+    let sum = |chart: &serde_json::Value| -> u64 {
+        chart["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["accepted"].as_u64().unwrap())
+            .sum()
+    };
+    for (range, buckets, bucket_ms) in [
+        ("hour", 60, 60_000),
+        ("day", 24, 3_600_000),
+        ("15d", 360, 3_600_000),
+    ] {
+        let chart = s.api_ok(&format!("/api/chart?range={range}")).await;
+        assert_eq!(chart["range"], range);
+        assert_eq!(chart["bucket_ms"], bucket_ms, "{range}");
+        let rows = chart["buckets"].as_array().unwrap();
+        assert_eq!(rows.len(), buckets, "{range}");
+        assert_eq!(sum(&chart), 3, "{range}: {chart}");
+        let starts: Vec<u64> = rows
+            .iter()
+            .map(|b| b["start_ms"].as_u64().unwrap())
+            .collect();
+        assert!(
+            starts.windows(2).all(|w| w[1] - w[0] == bucket_ms),
+            "{range}"
+        );
+        assert_eq!(chart["from_ms"], starts[0]);
+    }
+    let chart = s.api_ok("/api/chart?hours=2").await;
+    assert_eq!(chart["buckets"].as_array().unwrap().len(), 2);
+    assert_eq!(sum(&chart), 3);
+    let bad = s.api_status("/api/chart?range=week", 400).await;
+    assert!(bad["reason"].as_str().unwrap().contains("`range`"), "{bad}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn dead_events_errors_are_grouped_by_their_text() {
+    let (failing, _hits) = super::ui::failing_sink().await;
+    // Nothing listens on a port just released.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/hook", l.local_addr().unwrap())
+    };
+    let s = TestServer::start(&format!(
+        "[admin]\ntoken = \"{ADMIN_TOKEN}\"\n[processing]\nmax_attempts = 1\n\
+         [[endpoints]]\nname = \"crm\"\nsecrets = [\"{SECRET}\"]\n[endpoints.forward]\n\
+         url = \"{failing}\"\nsecret = \"{OTHER_SECRET}\"\n\
+         [[endpoints]]\nname = \"billing\"\nsecrets = [\"{SECRET}\"]\n[endpoints.forward]\n\
+         url = \"{closed}\"\nsecret = \"{OTHER_SECRET}\"\n"
+    ))
+    .await;
+    for i in 0..3 {
+        s.send_event("crm", &format!("crm-{i}"), "contact.updated")
+            .await;
+    }
+    s.send_event("billing", "bill-1", "invoice.paid").await;
+    for id in ["crm-0", "crm-1", "crm-2", "bill-1"] {
+        s.wait_for_state(id, "dead").await;
+    }
+    let g = s.api_ok("/api/errors").await;
+    assert_eq!(g["complete"], true, "{g}");
+    assert_eq!(g["events"], 4);
+    assert_eq!(g["distinct"], 2);
+    let groups = g["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{g}");
+    assert_eq!(groups[0]["count"], 3, "largest first: {g}");
+    assert_eq!(groups[0]["endpoints"], serde_json::json!(["crm"]));
+    assert!(
+        groups[0]["error"].as_str().unwrap().contains("HTTP 500"),
+        "{g}"
+    );
+    assert_eq!(groups[0]["example_event_id"], "crm-2", "the newest: {g}");
+    let crm2 = s.api_ok("/api/events/crm-2").await;
+    assert_eq!(groups[0]["example_delivery_id"], crm2["delivery_id"]);
+    assert_eq!(groups[0]["latest_ms"], crm2["received_at_ms"]);
+    assert_eq!(groups[1]["count"], 1);
+    assert_eq!(groups[1]["endpoints"], serde_json::json!(["billing"]));
+    // The same filters as the event list.
+    let only = s.api_ok("/api/errors?endpoint=billing").await;
+    assert_eq!(only["groups"].as_array().unwrap().len(), 1);
+    assert_eq!(only["groups"][0]["error"], groups[1]["error"]);
+    let none = s.api_ok("/api/errors?state=retrying").await;
+    assert_eq!(none["groups"], serde_json::json!([]));
+    s.api_status("/api/errors?state=sleepy", 400).await;
+    s.stop().await;
 }

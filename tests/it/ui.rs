@@ -208,6 +208,7 @@ async fn the_ui_is_embedded_and_served_with_a_strict_csp() {
         "/delivery.js",
         "/queue.js",
         "/connections.js",
+        "/connection.js",
     ];
     let files = modules.map(|m| (m, "text/javascript"));
     for (path, kind) in files.into_iter().chain([("/app.css", "text/css")]) {
@@ -347,7 +348,7 @@ async fn deliveries_filter_by_state_and_dead_events_replay_in_bulk() {
     let r = s.api_post_status("/api/replay?state=dead", 202).await;
     assert_eq!(r["replayed"], 3);
     let chart = s.api_ok("/api/chart?hours=2").await;
-    let hours = chart["hours"].as_array().unwrap();
+    let hours = chart["buckets"].as_array().unwrap();
     assert_eq!(hours.len(), 2);
     let accepted: u64 = hours.iter().map(|h| h["accepted"].as_u64().unwrap()).sum();
     assert_eq!(accepted, 3);

@@ -1,0 +1,131 @@
+// One Fasten connection: what Fasten said about it, its stored exports (files with their
+// resource counts, sha256 and a download link each, and any mismatch with the counts the
+// event announced), its failed exports, and a lookup of one stored resource by type and id.
+
+import { el, facts, fmtTime, safeLink, table } from "./dom.js";
+import { api, ApiError } from "./api.js";
+import { statusBadge } from "./connections.js";
+
+function fmtBytes(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1048576) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1073741824) return `${(n / 1048576).toFixed(1)} MiB`;
+  return `${(n / 1073741824).toFixed(2)} GiB`;
+}
+
+/** Resource counts by type, largest first, as small labelled chips. */
+function counts(byType) {
+  const entries = Object.entries(byType || {}).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  if (!entries.length) return el("span", { class: "muted" }, "—");
+  return el("div", { class: "chips" }, entries.map(([type, n]) =>
+    el("span", { class: "chip", dataset: { type } }, type, " ", el("b", {}, n))));
+}
+
+function fileRow(task, f) {
+  const href = `/api/exports/${encodeURIComponent(task)}/files/${encodeURIComponent(f.name)}`;
+  return el("tr", { dataset: { file: f.name } },
+    el("td", { class: "mono nowrap" }, f.name),
+    el("td", { class: "num" }, f.resources),
+    el("td", { class: "num nowrap" }, fmtBytes(f.bytes)),
+    el("td", { class: "mono nowrap sha", title: "sha256 of the stored file (also its ETag)" }, f.sha256),
+    el("td", { class: "nowrap" }, safeLink(href, "Download")));
+}
+
+function exportCard(x) {
+  const ok = !x.mismatches.length;
+  return el("section", { class: "card export", dataset: { task: x.task_id } },
+    el("div", { class: "export-head" },
+      el("h3", {}, "Export ", el("span", { class: "mono" }, x.task_id)),
+      el("span", { class: `badge ${ok ? "s-done" : "s-dead"} mismatch-state` },
+        ok ? "counts match the event" : `${x.mismatches.length} mismatches`)),
+    facts([
+      ["Stored", el("span", { class: "mono" }, fmtTime(x.stored_at_ms))],
+      ["Resources", String(x.total_resources)],
+      ["Files", String(x.files.length)],
+      ["Event", el("a", { class: "mono", href: `#/deliveries?event_id=${encodeURIComponent(x.event_id)}` }, x.event_id)],
+    ]),
+    ok ? null : el("ul", { class: "mismatches" }, x.mismatches.map((m) => el("li", {}, m))),
+    el("h4", {}, "Resources by type"),
+    counts(x.counts),
+    el("h4", {}, "Files"),
+    el("div", { class: "table-wrap" }, table({ class: "files" }, ["File", "Resources", "Size", "sha256", ""],
+      x.files.map((f) => fileRow(x.task_id, f)))));
+}
+
+function failuresTable(failures) {
+  if (!failures.length) return el("p", { class: "muted", id: "no-failures" }, "No failed exports.");
+  return el("div", { class: "table-wrap" }, table({ id: "failures" }, ["Time", "Task", "Event id", "Reason"],
+    [...failures].reverse().map((f) => el("tr", {},
+      el("td", { class: "mono nowrap" }, fmtTime(f.at_ms)),
+      el("td", { class: "mono nowrap" }, f.task_id || "—"),
+      el("td", { class: "mono nowrap" }, f.event_id),
+      el("td", {}, f.failure_reason)))));
+}
+
+/** The form that shows one stored resource, pretty-printed. */
+function lookup(id, types) {
+  const kind = el("select", { id: "lookup-type", name: "type", required: true },
+    types.map((t) => el("option", { value: t }, t)));
+  const rid = el("input", { id: "lookup-id", name: "id", required: true, placeholder: "resource id", size: 28, autocomplete: "off" });
+  const out = el("div", { id: "lookup-result" });
+  const submit = async (e) => {
+    e.preventDefault();
+    out.replaceChildren(el("p", { class: "muted" }, "Looking up…"));
+    const path = `/api/connections/${encodeURIComponent(id)}/resources/` +
+      `${encodeURIComponent(kind.value)}/${encodeURIComponent(rid.value.trim())}`;
+    try {
+      const r = await api(path);
+      out.replaceChildren(el("pre", { id: "resource" }, JSON.stringify(r.body, null, 2)));
+    } catch (err) {
+      const text = err instanceof ApiError && err.status === 404
+        ? `No ${kind.value} with id “${rid.value.trim()}” is stored for this connection.`
+        : err.message;
+      out.replaceChildren(el("p", { class: "error", id: "lookup-error" }, text));
+    }
+  };
+  if (!types.length) return el("p", { class: "muted" }, "No resources are stored for this connection.");
+  return el("div", {},
+    el("form", { class: "filters", id: "lookup", onsubmit: submit },
+      el("label", {}, "Type", kind),
+      el("label", {}, "Id", rid),
+      el("button", { type: "submit" }, "Look up")),
+    out);
+}
+
+/** The connection view. */
+export async function renderConnection(id, ctx) {
+  const c = (await api(`/api/connections/${encodeURIComponent(id)}`)).body;
+  const exports = [...(c.exports || [])].sort((a, b) => b.stored_at_ms - a.stored_at_ms);
+  const types = [...new Set(exports.flatMap((x) => Object.keys(x.counts || {})))].sort();
+  const revoked = c.status === "revoked";
+  const removed = c.removed
+    ? `; on revocation hookd deleted ${c.removed.exports.length} exports (${c.removed.files} files, ` +
+      `${fmtBytes(c.removed.bytes)}) on ${fmtTime(c.removed.at_ms)}`
+    : "";
+  ctx.show(
+    el("p", { class: "crumbs" }, el("a", { href: "#/connections" }, "← Connections")),
+    el("h1", { class: "title-line" }, "Connection ", el("span", { class: "mono" }, c.org_connection_id), " ",
+      el("span", { id: "connection-status" }, statusBadge(c.status))),
+    revoked
+      ? el("div", { class: "error revoked-banner", role: "alert" },
+        `The patient revoked this connection${c.revoked_at_ms ? ` on ${fmtTime(c.revoked_at_ms)}` : ""}${removed}.`)
+      : null,
+    el("div", { class: "two" },
+      el("section", { class: "card" }, facts([
+        ["Platform", c.platform_type || ""],
+        ["Brand", c.brand_id ? el("span", { class: "mono" }, c.brand_id) : ""],
+        ["Portal", c.portal_id ? el("span", { class: "mono" }, c.portal_id) : ""],
+        ["Endpoint", c.endpoint],
+        ["First seen", el("span", { class: "mono" }, fmtTime(c.first_seen_ms))],
+        ["Last seen", el("span", { class: "mono" }, fmtTime(c.last_seen_ms))],
+        ["Export requested", c.export_requested_at_ms
+          ? el("span", {}, el("span", { class: "mono" }, fmtTime(c.export_requested_at_ms)),
+            c.export_request_answer ? el("div", { class: "muted mono answer" }, c.export_request_answer) : "")
+          : ""],
+      ])),
+      el("section", { class: "card" }, el("h2", { class: "flush" }, "Look up a resource"), lookup(c.org_connection_id, types))),
+    el("h2", {}, `Exports (${exports.length})`),
+    exports.length ? exports.map(exportCard) : el("p", { class: "muted", id: "no-exports" }, "No exports stored."),
+    el("h2", {}, `Failed exports (${(c.failures || []).length})`),
+    failuresTable(c.failures || []));
+}
