@@ -31,10 +31,12 @@ pub(super) fn build(
         raw.admin_listen.as_deref(),
         defaults::ADMIN_LISTEN,
     ));
-    // Port 0 lets the system choose, so two of those never collide.
     if let (Some(listen), Some(admin_listen)) = (listen, admin_listen) {
-        if listen == admin_listen && listen.port() != 0 {
-            problems.add(origin.err("admin_listen", Invalid::SameAddress(admin_listen)));
+        if collide(listen, admin_listen) {
+            problems.add(origin.err(
+                "admin_listen",
+                Invalid::SameAddress(admin_listen, listen),
+            ));
         }
     }
     let retention_days = raw.retention_days.unwrap_or(defaults::RETENTION_DAYS);
@@ -69,12 +71,21 @@ pub(super) fn build(
             }
         }
     }
+    let data_dir = raw
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR));
+    if let Some(backup_dir) = admin.as_ref().and_then(|a| a.backup_dir.as_ref()) {
+        if inside(backup_dir, &data_dir) {
+            problems.add(origin.err(
+                "admin.backup_dir",
+                Invalid::InsideDataDir(data_dir.clone()),
+            ));
+        }
+    }
     let config = (|| {
         Some(Config {
             source: None,
-            data_dir: raw
-                .data_dir
-                .unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR)),
+            data_dir,
             listen: listen?,
             admin_listen: admin_listen?,
             retention_days,
@@ -91,6 +102,22 @@ pub(super) fn build(
         })
     })();
     problems.finish(config)
+}
+
+/// Whether two listen addresses cannot both be bound: the same port (not 0, which lets the
+/// system choose) on the same address, or on all addresses (`0.0.0.0`, `::`) and any other.
+fn collide(a: std::net::SocketAddr, b: std::net::SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.port() != 0
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// Whether `path` is `dir` or inside it, by name (neither needs to exist yet).
+fn inside(path: &std::path::Path, dir: &std::path::Path) -> bool {
+    match (std::path::absolute(path), std::path::absolute(dir)) {
+        (Ok(p), Ok(d)) => p.starts_with(d),
+        _ => false,
+    }
 }
 
 fn parse_addr(

@@ -198,8 +198,10 @@ pub enum Invalid {
         value: String,
         suggestion: Option<&'static str>,
     },
-    #[error("`{0}` is also `listen`: the receiver and the admin API each need their own address")]
-    SameAddress(std::net::SocketAddr),
+    #[error("`{0}` takes the port of `listen` (`{1}`): the receiver and the admin API each need their own address")]
+    SameAddress(std::net::SocketAddr, std::net::SocketAddr),
+    #[error("is inside data_dir ({}): a backup there would copy itself; choose a directory outside it", .0.display())]
+    InsideDataDir(PathBuf),
     #[error("is above receive.body_budget_bytes ({0}): no body that size could ever be read")]
     AboveBudget(usize),
     #[error("processor = \"forward\" needs a [endpoints.forward] table with url and secret")]

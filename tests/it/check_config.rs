@@ -42,7 +42,7 @@ fn check_config_reports_every_error_with_exit_code_2() {
     for expected in [
         "key `retension_days`: is not a key hookd knows here (did you mean `retention_days`?)",
         "key `processing.workers`: must be a whole number (it is \"four\")",
-        "key `admin_listen`: `127.0.0.1:9000` is also `listen`",
+        "key `admin_listen`: `127.0.0.1:9000` takes the port of `listen`",
         "key `endpoints[0].events[0]`: `patient.ehi_export_sucess` is not a Fasten event type \
          (did you mean `patient.ehi_export_success`?)",
     ] {

@@ -25,12 +25,23 @@ fn listen_and_admin_listen_need_their_own_addresses() {
     )
     .unwrap_err();
     assert!(
-        matches!(err.problem(), Some(Invalid::SameAddress(_))),
+        matches!(err.problem(), Some(Invalid::SameAddress(..))),
         "{err}"
     );
     assert!(
-        err.to_string()
-            .contains("hookd.toml: key `admin_listen`: `127.0.0.1:9000` is also `listen`"),
+        err.to_string().contains(
+            "hookd.toml: key `admin_listen`: `127.0.0.1:9000` takes the port of `listen`"
+        ),
+        "{err}"
+    );
+    // All addresses and one of them, on one port, collide too (the bind would fail).
+    let err = load_str(
+        "listen = \"127.0.0.1:9000\"\nadmin_listen = \"0.0.0.0:9000\"\n[admin]\ntoken = \"0123456789abcdef0123\"",
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err.problem(), Some(Invalid::SameAddress(..))),
         "{err}"
     );
     // Port 0 is chosen by the system, so both may ask for it; different ports are fine.
@@ -297,4 +308,23 @@ fn broken_toml_syntax_shows_where() {
         "{}",
         found[0]
     );
+}
+
+#[test]
+fn a_backup_dir_inside_the_data_dir_is_refused() {
+    let err = load_str(
+        "data_dir = \"/var/lib/hookd\"\n[admin]\nbackup_dir = \"/var/lib/hookd/backups\"",
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err.problem(), Some(Invalid::InsideDataDir(_))),
+        "{err}"
+    );
+    assert!(err.to_string().contains("key `admin.backup_dir`"), "{err}");
+    load_str(
+        "data_dir = \"/var/lib/hookd\"\n[admin]\nbackup_dir = \"/var/backups/hookd\"",
+        &[],
+    )
+    .unwrap();
 }
