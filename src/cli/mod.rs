@@ -76,8 +76,10 @@ enum Command {
     },
     /// Validate a configuration file and exit: 0 when valid, 2 with the key at fault when not.
     CheckConfig {
-        /// The file to check.
-        file: PathBuf,
+        /// The file to check (default: --config, else HOOKD_CONFIG).
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigFlag,
     },
     /// Sign and send one event to a receiver endpoint, as a Standard Webhooks sender would.
     Send(send::Args),
@@ -138,6 +140,7 @@ impl Command {
     fn config_flag(&mut self) -> Option<&mut ConfigFlag> {
         match self {
             Command::Serve { config, .. }
+            | Command::CheckConfig { config, .. }
             | Command::Backup { config, .. }
             | Command::Compact { config, .. } => Some(config),
             _ => None,
@@ -170,7 +173,7 @@ impl Cli {
                 }
                 None => {
                     return Err(Failure::Usage(format!(
-                    "--config means nothing to `hookd {name}` (serve, backup and compact read it)"
+                    "--config means nothing to `hookd {name}` (serve, check-config, backup and compact read it)"
                 )))
                 }
             }
@@ -263,7 +266,15 @@ pub fn main() -> ExitCode {
             }
             runtime.block_on(serve::run(c))
         }),
-        Command::CheckConfig { file } => check_config::run(&file),
+        Command::CheckConfig { file, config } => file
+            .or(config.config)
+            .or_else(|| std::env::var_os("HOOKD_CONFIG").map(PathBuf::from))
+            .ok_or_else(|| {
+                Failure::Usage(
+                    "check-config needs a FILE (or --config FILE, or HOOKD_CONFIG)".into(),
+                )
+            })
+            .and_then(|file| check_config::run(&file)),
         Command::Send(args) => runtime.block_on(send::run(args)),
         Command::Backup {
             to,

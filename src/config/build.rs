@@ -33,10 +33,7 @@ pub(super) fn build(
     ));
     if let (Some(listen), Some(admin_listen)) = (listen, admin_listen) {
         if collide(listen, admin_listen) {
-            problems.add(origin.err(
-                "admin_listen",
-                Invalid::SameAddress(admin_listen, listen),
-            ));
+            problems.add(origin.err("admin_listen", Invalid::SameAddress(admin_listen, listen)));
         }
     }
     let retention_days = raw.retention_days.unwrap_or(defaults::RETENTION_DAYS);
@@ -76,10 +73,7 @@ pub(super) fn build(
         .unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR));
     if let Some(backup_dir) = admin.as_ref().and_then(|a| a.backup_dir.as_ref()) {
         if inside(backup_dir, &data_dir) {
-            problems.add(origin.err(
-                "admin.backup_dir",
-                Invalid::InsideDataDir(data_dir.clone()),
-            ));
+            problems.add(origin.err("admin.backup_dir", Invalid::InsideDataDir(data_dir.clone())));
         }
     }
     let config = (|| {

@@ -116,3 +116,36 @@ fn check_config_names_what_alerts_and_push_lack() {
     }
     assert!(stderr.contains(": 3 errors"), "{stderr}");
 }
+
+#[test]
+fn check_config_takes_the_file_from_config_or_hookd_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ok.toml");
+    std::fs::write(&file, "retention_days = 7\n").unwrap();
+    let run = |args: &[&str], env: Option<&Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookd"));
+        cmd.env_clear().args(args);
+        if let Some(path) = env {
+            cmd.env("HOOKD_CONFIG", path);
+        }
+        cmd.output().unwrap()
+    };
+    let path = file.to_str().unwrap();
+    for out in [
+        run(&["--config", path, "check-config"], None),
+        run(&["check-config", "--config", path], None),
+        run(&["check-config"], Some(&file)),
+    ] {
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("valid"),
+            "{out:?}"
+        );
+    }
+    let out = run(&["check-config"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("check-config needs a FILE"),
+        "{out:?}"
+    );
+}
