@@ -391,7 +391,7 @@ mod tests {
             ("compact", true, false),
             ("simulate", false, true),
             ("send", false, false),
-            ("check-config", false, false),
+            ("check-config", true, false),
             ("verify-data", false, false),
             ("hash-password", false, false),
         ] {

@@ -36,6 +36,14 @@ impl Config {
                 fasten.join("`, `"),
             ));
         }
+        // A file with no endpoint still starts (with the same `default` endpoint as no file
+        // at all), but a file was written for a reason: say so rather than pass in silence.
+        if self.default_endpoint && self.source.is_some() {
+            warnings.push(format!(
+                "{file}: no [[endpoints]]: hookd makes one standard endpoint named `default` \
+                 (POST /webhooks/default) and generates its secret under data_dir/secrets"
+            ));
+        }
         // Only the fasten processor has anything to push; valid, but surely not meant.
         if self.push.is_some() && fasten.is_empty() {
             warnings.push(format!(

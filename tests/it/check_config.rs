@@ -131,6 +131,12 @@ fn check_config_takes_the_file_from_config_or_hookd_config() {
         cmd.output().unwrap()
     };
     let path = file.to_str().unwrap();
+    // No [[endpoints]]: valid, with a warning that names what hookd makes instead.
+    let out = run(&["check-config", path], None);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no [[endpoints]]"),
+        "{out:?}"
+    );
     for out in [
         run(&["--config", path, "check-config"], None),
         run(&["check-config", "--config", path], None),
