@@ -101,8 +101,17 @@ async fn online_or_offline(config: &Config, to: &Path) -> Result<String, Failure
                     body["millis"]
                 ))
             } else {
+                // A token the running hookd has only from its environment is not in the file
+                // this command read: say where the command looks for one.
+                let hint = if status == reqwest::StatusCode::UNAUTHORIZED {
+                    " (this command sends the admin token of its own configuration: \
+                     admin.token or admin.token_file, or HOOKD_ADMIN_TOKEN in its environment; \
+                     give it the one the running hookd uses)"
+                } else {
+                    ""
+                };
                 Err(Failure::Failed(format!(
-                    "the running hookd at {url} refused the backup: HTTP {status}: {}",
+                    "the running hookd at {url} refused the backup: HTTP {status}: {}{hint}",
                     body["reason"].as_str().unwrap_or("no reason given")
                 )))
             }

@@ -464,7 +464,30 @@ async fn backup_command_asks_a_running_hookd_and_compact_shrinks_a_stopped_one()
         "admin_listen = \"127.0.0.1:0\"",
         &format!("admin_listen = \"{}\"", s.admin),
     );
+    // A command whose configuration has another token is refused, and told where its token
+    // comes from (a running hookd may have its token from the environment only).
+    let wrong = s.dir.path().join("wrong-token.toml");
+    std::fs::write(&wrong, text.replace(ADMIN_TOKEN, "another-token-0123456789")).unwrap();
     std::fs::write(&config, text).unwrap();
+    let refused_to = backups.path().join("refused");
+    let args = [
+        "--config".to_owned(),
+        wrong.to_string_lossy().into_owned(),
+        "backup".to_owned(),
+        "--to".to_owned(),
+        refused_to.to_string_lossy().into_owned(),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        hookd(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("HTTP 401") && err.contains("HOOKD_ADMIN_TOKEN"),
+        "{err}"
+    );
     let to = backups.path().join("online-copy");
     // Off the runtime's thread: the server answering the command runs on it.
     let args = [
