@@ -15,6 +15,13 @@ pub(super) fn run(dir: &Path) -> Outcome {
             dir.display()
         ))
     })?;
+    if report.in_use {
+        eprintln!(
+            "hookd: warning: a running hookd holds {}: this checked a copy of a live store, \
+             where a write in progress can look like a problem; stop hookd, or check a backup",
+            dir.display()
+        );
+    }
     let mut text = String::new();
     for (tree, n) in &report.counts {
         let _ = writeln!(text, "{tree:>13}: {n}");

@@ -26,6 +26,9 @@ pub struct Report {
     pub problems: Vec<String>,
     /// All problems found.
     pub problem_count: u64,
+    /// Whether a running hookd held the store while it was copied: a record being written
+    /// then can show as a problem that a stopped store would not have.
+    pub in_use: bool,
     /// The bytes of every key and value in the store: what its records take before sled's
     /// own overhead (its files level off at about twice this under a retention window).
     pub record_bytes: u64,
@@ -74,6 +77,7 @@ pub fn check(db_dir: &Path) -> Result<Report> {
     if !db_dir.join("conf").exists() {
         return Err(StoreError::NotAStore(db_dir.to_path_buf()));
     }
+    let in_use = held_by_another(&db_dir.join("db"));
     let scratch = Scratch(std::env::temp_dir().join(format!(
         "hookd-verify-{}-{}",
         std::process::id(),
@@ -121,7 +125,20 @@ pub fn check(db_dir: &Path) -> Result<Report> {
         }),
     };
     drop(db);
-    report
+    report.map(|r| Report { in_use, ..r })
+}
+
+/// Whether another process holds sled's lock on the store file (a running hookd). Only
+/// asks: the lock is released at once, and the file is opened read-only.
+fn held_by_another(file: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = std::fs::File::open(file) else {
+        return false;
+    };
+    // sled takes an exclusive flock on this file; closing `f` drops a lock taken here.
+    // SAFETY: flock on a descriptor this function owns for its whole life.
+    let taken = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    taken != 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
 }
 
 pub(super) fn check_db(db: &sled::Db) -> Result<Report> {

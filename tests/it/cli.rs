@@ -202,6 +202,13 @@ fn a_failed_offline_backup_leaves_nothing_in_the_way_of_the_retry() {
         !dir.path().join("copy").exists(),
         "a failed backup left its directory"
     );
+    // verify-data checks a copy, and says when a running hookd holds the store.
+    let out = run(dir.path(), &["verify-data", "hookd-data"]);
+    assert!(
+        stderr(&out).contains("a running hookd holds"),
+        "{}",
+        stderr(&out)
+    );
     stop(p);
     // ... and once it is stopped, the same command succeeds.
     let out = run(
@@ -211,6 +218,7 @@ fn a_failed_offline_backup_leaves_nothing_in_the_way_of_the_retry() {
     assert!(out.status.success(), "{}", stderr(&out));
     let out = run(dir.path(), &["verify-data", "copy"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("running hookd"), "{}", stderr(&out));
     // It tells how many bytes the records take (what sets the disk bill).
     let text = String::from_utf8_lossy(&out.stdout);
     let bytes: u64 = text

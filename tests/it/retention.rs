@@ -467,7 +467,11 @@ async fn backup_command_asks_a_running_hookd_and_compact_shrinks_a_stopped_one()
     // A command whose configuration has another token is refused, and told where its token
     // comes from (a running hookd may have its token from the environment only).
     let wrong = s.dir.path().join("wrong-token.toml");
-    std::fs::write(&wrong, text.replace(ADMIN_TOKEN, "another-token-0123456789")).unwrap();
+    std::fs::write(
+        &wrong,
+        text.replace(ADMIN_TOKEN, "another-token-0123456789"),
+    )
+    .unwrap();
     std::fs::write(&config, text).unwrap();
     let refused_to = backups.path().join("refused");
     let args = [
