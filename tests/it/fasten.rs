@@ -623,10 +623,14 @@ secrets = ["{SECRET}"]
     ))
     .await;
     let url = s.url("fasten");
+    // As the walk-through does: the secret in a file, not on the command line.
+    let secret_file = s.dir.path().join("demo.secret");
+    std::fs::write(&secret_file, SECRET).unwrap();
+    let secret_file = secret_file.to_str().unwrap().to_owned();
     let simulate = |args: &[&str]| {
         let out = Command::new(BIN)
             .env("HOOKD_LOG", "warn")
-            .args(["simulate", "--to", &url, "--secret", SECRET])
+            .args(["simulate", "--to", &url, "--secret-file", &secret_file])
             .args(args)
             .output()
             .unwrap();
