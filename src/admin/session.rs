@@ -257,6 +257,8 @@ pub async fn login(admin: &Admin, req: &Request) -> Result<warp::reply::Response
         ));
     };
     let ip = req.remote.map(|a| a.ip());
+    // The address as logged: plain, or "unknown" (not `Some(..)`).
+    let remote = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
     let (id, csrf) = match admin
         .auth
         .login(&admin.config, ip, form.password, clock::now_ms())
@@ -266,17 +268,17 @@ pub async fn login(admin: &Admin, req: &Request) -> Result<warp::reply::Response
         Err(e) => {
             match e {
                 LoginError::WrongPassword => {
-                    tracing::warn!(remote = ?ip, "failed admin login: wrong password")
+                    tracing::warn!(%remote, "failed admin login: wrong password")
                 }
                 LoginError::Limited(_) => {
-                    tracing::warn!(remote = ?ip, "failed admin login: too many attempts, refused")
+                    tracing::warn!(%remote, "failed admin login: too many attempts, refused")
                 }
                 LoginError::NoPassword => {}
             }
             return Err(e.into());
         }
     };
-    tracing::info!(remote = ?ip, "admin login");
+    tracing::info!(%remote, "admin login");
     let mut response =
         warp::reply::json(&serde_json::json!({ "status": "logged in", "csrf_token": csrf }))
             .into_response();

@@ -29,6 +29,11 @@ pub(super) fn run() -> Outcome {
 }
 
 fn check_length(password: &str) -> Result<(), Failure> {
+    if password.is_empty() {
+        return Err(Failure::Usage(
+            "no password given (type it at the prompt, or pipe one line to standard input)".into(),
+        ));
+    }
     if password.chars().count() < MIN_LEN {
         return Err(Failure::Usage(format!(
             "the password must be at least {MIN_LEN} characters"

@@ -262,6 +262,18 @@ fn hash_password_reads_a_pipe_and_asks_twice_without_echo_at_a_terminal() {
     assert!(out.status.success());
     let hash = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
+    // Nothing piped in: said so, not "too short".
+    let out = hookd()
+        .arg("hash-password")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no password given"),
+        "{}",
+        stderr(&out)
+    );
 
     // A terminal: `script` runs it on a pseudo-terminal whose output (echo included) it copies.
     if Command::new("script").arg("--version").output().is_err() {
