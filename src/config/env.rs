@@ -55,11 +55,11 @@ fn apply_one(raw: &mut RawConfig, var: &str, value: &str) -> Result<Option<Strin
             "admin_listen"
         }
         "HOOKD_RETENTION_DAYS" => {
-            raw.retention_days = Some(number(var, value)?);
+            raw.retention_days = Some(number(var, "retention_days", value)?);
             "retention_days"
         }
         "HOOKD_WORKERS" => {
-            raw.processing.workers = Some(number(var, value)?);
+            raw.processing.workers = Some(number(var, "processing.workers", value)?);
             "processing.workers"
         }
         "HOOKD_ADMIN_TOKEN" => {
@@ -105,13 +105,14 @@ fn secrets(raw: &mut RawConfig, var: &str, value: &str) -> Result<String, Config
     Ok(format!("endpoints[{i}].secrets"))
 }
 
-/// A whole number for a key of type `T`.
-fn number<T: TryFrom<u64>>(var: &str, value: &str) -> Result<T, ConfigError> {
+/// A whole number for `key`, of type `T`; an error names the variable with the key.
+fn number<T: TryFrom<u64>>(var: &str, key: &str, value: &str) -> Result<T, ConfigError> {
+    let named = format!("{var} (key `{key}`)");
     let n: u64 = value
         .trim()
         .parse()
-        .map_err(|_| variable_err(var, Invalid::NotWholeNumber))?;
-    T::try_from(n).map_err(|_| variable_err(var, Invalid::TooLarge))
+        .map_err(|_| variable_err(&named, Invalid::NotWholeNumber))?;
+    T::try_from(n).map_err(|_| variable_err(&named, Invalid::TooLarge))
 }
 
 fn variable_err(var: &str, problem: Invalid) -> ConfigError {

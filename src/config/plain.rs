@@ -49,6 +49,11 @@ pub(super) fn rephrase(message: &str, field: &str) -> String {
         };
         let found = found_text(found);
         return match (out_of_range, range(expected)) {
+            // The type's own bound is no help when it is astronomically large: a negative
+            // number is what goes wrong there.
+            (true, Some(max)) if max > u64::from(u32::MAX) => {
+                format!("must be a whole number, 0 or more (it is {found})")
+            }
             (true, Some(max)) => format!("must be a whole number from 0 to {max} (it is {found})"),
             _ => format!("must be {} (it is {found})", expected_text(expected, field)),
         };

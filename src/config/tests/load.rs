@@ -94,7 +94,10 @@ fn environment_overrides_the_file() {
     let err = load_str("", &[("HOOKD_RETENTION_DAYS", "soon")])
         .unwrap_err()
         .to_string();
-    assert!(err.contains("HOOKD_RETENTION_DAYS"), "{err}");
+    assert!(
+        err.contains("HOOKD_RETENTION_DAYS (key `retention_days`)"),
+        "{err}"
+    );
 }
 
 #[test]

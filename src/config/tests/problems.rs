@@ -262,6 +262,10 @@ fn type_errors_are_in_plain_words() {
             "key `retention_days`: must be a whole number from 0 to 4294967295 (it is -1)",
         ),
         (
+            "[processing]\nworkers = -1",
+            "key `processing.workers`: must be a whole number, 0 or more (it is -1)",
+        ),
+        (
             "listen = 8080",
             "key `listen`: must be a string (it is 8080)",
         ),
