@@ -106,10 +106,24 @@ fn collide(a: std::net::SocketAddr, b: std::net::SocketAddr) -> bool {
         && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
-/// Whether `path` is `dir` or inside it, by name (neither needs to exist yet).
+/// Whether `path` is `dir` or inside it, by name (neither needs to exist yet; `..` is
+/// taken by name too). Symlinks are for the backup itself to resolve, when it runs.
 fn inside(path: &std::path::Path, dir: &std::path::Path) -> bool {
-    match (std::path::absolute(path), std::path::absolute(dir)) {
-        (Ok(p), Ok(d)) => p.starts_with(d),
+    let normal = |p: &std::path::Path| {
+        let mut out = PathBuf::new();
+        for part in std::path::absolute(p).ok()?.components() {
+            match part {
+                std::path::Component::ParentDir => {
+                    out.pop();
+                }
+                std::path::Component::CurDir => {}
+                other => out.push(other),
+            }
+        }
+        Some(out)
+    };
+    match (normal(path), normal(dir)) {
+        (Some(p), Some(d)) => p.starts_with(d),
         _ => false,
     }
 }

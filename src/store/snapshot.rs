@@ -223,6 +223,8 @@ pub fn copy_data_dir(
     }
     std::fs::create_dir_all(dest).map_err(from_io)?;
     let summary = copy_store(&dest.join("db"))?;
+    // The copy is a store of this build's format, and says so like any other.
+    super::open::write_format_file(&dest.join("db"))?;
     for entry in std::fs::read_dir(data_dir).map_err(from_io)? {
         let entry = entry.map_err(from_io)?;
         let name = entry.file_name();

@@ -513,6 +513,13 @@ async fn backup_command_asks_a_running_hookd_and_compact_shrinks_a_stopped_one()
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("online backup"), "{stdout}");
+    // A backup is a whole data directory, its data format recorded.
+    assert_eq!(
+        std::fs::read_to_string(to.join("db/hookd-format"))
+            .unwrap()
+            .trim(),
+        hookd::store::FORMAT.to_string()
+    );
     assert!(hookd(&["verify-data", to.to_str().unwrap()])
         .status
         .success());

@@ -326,9 +326,11 @@ fn a_backup_dir_inside_the_data_dir_is_refused() {
         "{err}"
     );
     assert!(err.to_string().contains("key `admin.backup_dir`"), "{err}");
-    load_str(
-        "data_dir = \"/var/lib/hookd\"\n[admin]\nbackup_dir = \"/var/backups/hookd\"",
-        &[],
-    )
-    .unwrap();
+    for outside in ["/var/backups/hookd", "/var/lib/hookd/../hookd-backups"] {
+        load_str(
+            &format!("data_dir = \"/var/lib/hookd\"\n[admin]\nbackup_dir = \"{outside}\""),
+            &[],
+        )
+        .unwrap();
+    }
 }
