@@ -29,7 +29,8 @@ use std::time::Duration;
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// A summary that could not be delivered is tried again after this long at most.
 const RETRY_FAILED_MS: u64 = 60_000;
-/// Dead events named in a summary, newest first.
+/// Dead events named in a summary, newest first: the latest ones, which may include some an
+/// earlier summary told (the list is what is dead now, not only what is new).
 const DEAD_LISTED: usize = 5;
 
 /// What one look at the store found.
@@ -66,9 +67,15 @@ pub enum Condition {
 }
 
 impl Condition {
-    fn to_json(&self) -> Value {
+    /// `seen` is the look the summary is sent on: `dead_now` says how many are dead in all,
+    /// so `new_dead` (since the last summary) is not taken for the whole.
+    fn to_json(&self, seen: &Observation) -> Value {
         match self {
-            Condition::Dead(n) => json!({ "condition": "events_dead", "new_dead": n }),
+            Condition::Dead(n) => json!({
+                "condition": "events_dead",
+                "new_dead": n,
+                "dead_now": seen.dead,
+            }),
             Condition::QueueStalled { age, threshold } => json!({
                 "condition": "oldest_queued",
                 "oldest_queued_age_secs": age,
@@ -78,10 +85,10 @@ impl Condition {
         }
     }
 
-    fn text(&self) -> String {
+    fn text(&self, seen: &Observation) -> String {
         match self {
-            Condition::Dead(1) => "1 event went dead".to_string(),
-            Condition::Dead(n) => format!("{n} events went dead"),
+            Condition::Dead(1) => format!("1 event went dead ({} dead now)", seen.dead),
+            Condition::Dead(n) => format!("{n} events went dead ({} dead now)", seen.dead),
             Condition::QueueStalled { age, threshold } => {
                 format!("the oldest queued event has waited {age} s (threshold {threshold} s)")
             }
@@ -222,7 +229,7 @@ fn look(store: &Store) -> Observation {
 }
 
 /// The JSON body of a summary: `type`, `text` (what Slack shows), and `data` with the
-/// conditions, the event counts and the latest dead events.
+/// conditions, the event counts and the newest dead events (`latest_dead`).
 pub fn summary(store: &Store, conditions: &[Condition], seen: &Observation, now_ms: u64) -> Value {
     let host = hostname();
     let stats = store.stats(now_ms).ok();
@@ -230,7 +237,7 @@ pub fn summary(store: &Store, conditions: &[Condition], seen: &Observation, now_
         state: Some(EventState::Dead),
         ..EventFilter::default()
     };
-    let dead_events: Vec<Value> = match conditions.iter().any(|c| matches!(c, Condition::Dead(_))) {
+    let latest_dead: Vec<Value> = match conditions.iter().any(|c| matches!(c, Condition::Dead(_))) {
         true => store
             .list_events(&dead_filter, None, DEAD_LISTED)
             .map(|page| page.items)
@@ -249,11 +256,11 @@ pub fn summary(store: &Store, conditions: &[Condition], seen: &Observation, now_
             .collect(),
         false => Vec::new(),
     };
-    let told: Vec<String> = conditions.iter().map(Condition::text).collect();
+    let told: Vec<String> = conditions.iter().map(|c| c.text(seen)).collect();
     let mut text = format!("hookd on {host}: {}.", told.join("; "));
-    if let Some(e) = dead_events.first() {
+    if let Some(e) = latest_dead.first() {
         text.push_str(&format!(
-            " Latest dead: {} {} on {}: {}",
+            " Newest dead: {} {} on {}: {}",
             e["event_type"].as_str().unwrap_or(""),
             e["event_id"].as_str().unwrap_or(""),
             e["endpoint"].as_str().unwrap_or(""),
@@ -267,11 +274,11 @@ pub fn summary(store: &Store, conditions: &[Condition], seen: &Observation, now_
         "text": text,
         "data": {
             "host": host,
-            "conditions": conditions.iter().map(Condition::to_json).collect::<Vec<_>>(),
+            "conditions": conditions.iter().map(|c| c.to_json(seen)).collect::<Vec<_>>(),
             "events": stats.as_ref().map(|s| json!(s.events)),
             "queue_depth": stats.as_ref().map(|s| s.queue_depth),
             "oldest_queued_age_secs": seen.oldest_queued_secs,
-            "dead_events": dead_events,
+            "latest_dead": latest_dead,
         },
     })
 }

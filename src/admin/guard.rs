@@ -202,18 +202,42 @@ pub fn check_csrf(admin: &Admin, caller: &Caller, req: &Request) -> Result<(), A
     ))
 }
 
-/// Opens `/metrics`: `admin.metrics_token` (a scraper that may see nothing else), or whatever
-/// opens the API.
-pub fn metrics_access(admin: &Admin, req: &Request) -> Result<(), ApiError> {
-    let scraper = admin
+/// Whether the request carries `admin.metrics_token`: a scraper that may read `/metrics`
+/// and nothing else.
+pub fn metrics_scraper(admin: &Admin, req: &Request) -> bool {
+    admin
         .config
         .admin
         .metrics_token
         .as_deref()
         .is_some_and(|t| {
             bearer(req).is_some_and(|given| same_secret(given.as_bytes(), t.as_bytes()))
-        });
-    if scraper {
+        })
+}
+
+/// Whether the request carries the metrics token and no more: not also the API token (an
+/// operator may give both the same value).
+pub fn metrics_only(admin: &Admin, req: &Request) -> bool {
+    let token = admin.config.admin.token.as_deref();
+    metrics_scraper(admin, req)
+        && !token.is_some_and(|t| {
+            bearer(req).is_some_and(|given| same_secret(given.as_bytes(), t.as_bytes()))
+        })
+}
+
+/// The refusal of anything but `/metrics` to the metrics token: 403, since the caller is
+/// known and only not allowed (a 401 would send it looking for a credential that works).
+pub fn metrics_token_refused() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "the metrics token opens /metrics only",
+    )
+}
+
+/// Opens `/metrics`: `admin.metrics_token` (a scraper that may see nothing else), or whatever
+/// opens the API.
+pub fn metrics_access(admin: &Admin, req: &Request) -> Result<(), ApiError> {
+    if metrics_scraper(admin, req) {
         return Ok(());
     }
     if export_reader(admin, req) {

@@ -138,6 +138,9 @@ async fn api(admin: &Admin, req: &Request, path: &str) -> Result<warp::reply::Re
             _ => Err(guard::export_token_refused()),
         };
     }
+    if guard::metrics_only(admin, req) {
+        return Err(guard::metrics_token_refused());
+    }
     let open = route
         .as_ref()
         .is_some_and(|(method, route)| *method == req.method && route.before_authentication());

@@ -72,12 +72,13 @@ fn data_text(arg: &str) -> Result<String, Failure> {
     }
 }
 
-/// A signed POST that got no answer.
+/// A signed POST that got no answer: `reason` is the whole chain of causes (refused, DNS,
+/// TLS, timeout), which reqwest's own message leaves out.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot send to {to}: {source}")]
+#[error("cannot send to {to}: {reason}")]
 pub(super) struct SendError {
     to: String,
-    source: reqwest::Error,
+    reason: String,
 }
 
 /// The receiver's answer to a signed POST.
@@ -150,9 +151,9 @@ pub(super) async fn post_signed(
         .body(body.to_owned())
         .send()
         .await
-        .map_err(|source| SendError {
+        .map_err(|e| SendError {
             to: to.to_owned(),
-            source,
+            reason: crate::process::chain(&e.without_url()),
         })?;
     let status = response.status().as_u16();
     // An answer whose body cannot be read still has its status, which is what counts.

@@ -6,10 +6,13 @@
 //!
 //! Redirects are never followed: following one would re-POST the body and a valid signature
 //! to a host the operator never named. A 3xx is a failed attempt that says where it pointed.
-//! Credentials in the URL (`user:pass@`) never reach a log line or an attempt record.
+//! The URL is shown as its scheme, host and port only: its credentials (`user:pass@`), and a
+//! path or query that may carry a token (a chat service's incoming-webhook URL is its own
+//! secret), never reach a log line, an attempt record or the UI.
 
-use super::{Job, ProcessError, Processor};
+use super::{chain, Job, ProcessError, Processor};
 use crate::clock;
+use crate::config::shown_url;
 use crate::secret::Secret;
 use crate::verify;
 use futures_util::future::BoxFuture;
@@ -19,7 +22,7 @@ use std::time::Duration;
 pub struct ForwardProcessor {
     client: reqwest::Client,
     url: String,
-    /// `url` with any credentials masked: the only form that is ever shown.
+    /// `url` as [`shown_url`] shows it: the only form that is ever shown.
     shown: String,
     secret: Secret,
 }
@@ -38,31 +41,23 @@ impl ForwardProcessor {
             .build()?;
         Ok(ForwardProcessor {
             client,
-            shown: redact_url(&url),
+            shown: shown_url(&url),
             url,
             secret,
         })
     }
 }
 
-/// `url` with the user and password replaced by `***`; a URL that does not parse is shown
-/// only up to its host part's start, since its credentials cannot be located reliably.
-pub fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.username().is_empty() && parsed.password().is_none() {
-                return parsed.to_string();
-            }
-            if parsed.set_username("***").is_err() || parsed.set_password(None).is_err() {
-                return format!("{}://***", parsed.scheme());
-            }
-            parsed.to_string()
-        }
-        Err(_) => match url.split_once("://") {
-            Some((scheme, _)) => format!("{scheme}://***"),
-            None => "***".to_string(),
-        },
+/// Where a redirect pointed, for the operator to fix `forward.url`: scheme, host, port and
+/// path. Its credentials, query and fragment are dropped, as they may carry a token.
+fn shown_location(location: &reqwest::Url) -> String {
+    let mut shown = format!("{}://", location.scheme());
+    shown.push_str(location.host_str().unwrap_or(""));
+    if let Some(port) = location.port() {
+        shown.push_str(&format!(":{port}"));
     }
+    shown.push_str(location.path());
+    shown
 }
 
 /// At most this much of an error response is kept in the attempt record.
@@ -87,9 +82,14 @@ impl Processor for ForwardProcessor {
                 .body(job.payload.clone())
                 .send()
                 .await
-                // reqwest's message would repeat the URL, credentials and all.
+                // reqwest's message would repeat the URL, credentials and all; its causes
+                // (refused, DNS, TLS, timeout) are what the operator needs.
                 .map_err(|e| {
-                    ProcessError::Retry(format!("POST {} failed: {}", self.shown, e.without_url()))
+                    ProcessError::Retry(format!(
+                        "POST {} failed: {}",
+                        self.shown,
+                        chain(&e.without_url())
+                    ))
                 })?;
             let status = response.status();
             if status.is_success() {
@@ -106,8 +106,8 @@ impl Processor for ForwardProcessor {
                     .and_then(|v| v.to_str().ok())
                     // A relative Location is shown as the absolute URL it names.
                     .map(|l| match response.url().join(l) {
-                        Ok(absolute) => redact_url(absolute.as_str()),
-                        Err(_) => redact_url(l),
+                        Ok(absolute) => shown_location(&absolute),
+                        Err(_) => "an address that is not a URL".to_string(),
                     })
                     .map(|l| l.chars().take(ERROR_BODY_CHARS).collect::<String>())
                     .unwrap_or_else(|| "nowhere".to_string());
@@ -186,17 +186,16 @@ mod tests {
     #[tokio::test]
     async fn a_redirect_is_a_failed_attempt_and_never_followed() {
         let (addr, hits) = redirecting_service().await;
-        let forward = forwarder(format!("http://alice:s3cret@{addr}/moved"));
+        let forward = forwarder(format!("http://alice:s3cret@{addr}/moved?token=t0k"));
         let Err(ProcessError::Retry(reason)) = forward.process(&job()).await else {
             panic!("a redirect must fail the attempt");
         };
         assert_eq!(hits.load(Ordering::SeqCst), 0, "the redirect was followed");
         assert!(reason.contains("HTTP 307"), "{reason}");
         assert!(reason.contains(&format!("{addr}/elsewhere")), "{reason}");
-        assert!(
-            !reason.contains("s3cret") && !reason.contains("alice"),
-            "{reason}"
-        );
+        for secret in ["s3cret", "alice", "t0k", "/moved"] {
+            assert!(!reason.contains(secret), "{secret} shown: {reason}");
+        }
     }
 
     #[tokio::test]
@@ -206,31 +205,28 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let forward = forwarder(format!("http://alice:s3cret@{addr}/hook"));
+        let forward = forwarder(format!("http://alice:s3cret@{addr}/T0/B0/k3y?token=t0k"));
         let Err(ProcessError::Retry(reason)) = forward.process(&job()).await else {
             panic!("a refused connection must fail the attempt");
         };
         assert!(
-            reason.contains(&format!("http://***@{addr}/hook")),
+            reason.contains(&format!("POST http://{addr}/... failed")),
             "{reason}"
         );
-        assert!(
-            !reason.contains("s3cret") && !reason.contains("alice"),
-            "{reason}"
-        );
+        // The cause, not only reqwest's "error sending request".
+        assert!(reason.contains("Connection refused"), "{reason}");
+        for secret in ["s3cret", "alice", "t0k", "k3y"] {
+            assert!(!reason.contains(secret), "{secret} shown: {reason}");
+        }
     }
 
     #[test]
-    fn credentials_in_a_url_are_masked() {
+    fn a_redirect_target_is_shown_without_credentials_or_query() {
+        let shown = |u: &str| shown_location(&reqwest::Url::parse(u).unwrap());
         assert_eq!(
-            redact_url("https://alice:s3cret@example.org/hook?x=1"),
-            "https://***@example.org/hook?x=1"
+            shown("https://alice:s3cret@example.org/hook?x=1#f"),
+            "https://example.org/hook"
         );
-        assert_eq!(
-            redact_url("http://token@10.0.0.1:81/"),
-            "http://***@10.0.0.1:81/"
-        );
-        assert_eq!(redact_url("http://example.org/a"), "http://example.org/a");
-        assert!(!redact_url("http://u:p@[bad/").contains("p@"));
+        assert_eq!(shown("http://10.0.0.1:81/a/b"), "http://10.0.0.1:81/a/b");
     }
 }

@@ -68,12 +68,13 @@ async fn dead_events_are_alerted_signed_and_at_most_once_per_interval() {
     assert_eq!(conditions(&first), ["events_dead"]);
     assert_eq!(new_dead(&first), 1);
     let text = first.body["text"].as_str().unwrap();
-    assert!(text.contains("1 event went dead"), "{text}");
+    assert!(text.contains("1 event went dead (1 dead now)"), "{text}");
     assert!(
         text.contains("d1") && text.contains("downstream refused it"),
         "{text}"
     );
-    let listed = &first.body["data"]["dead_events"][0];
+    assert_eq!(first.body["data"]["conditions"][0]["dead_now"], 1);
+    let listed = &first.body["data"]["latest_dead"][0];
     assert_eq!(listed["event_id"], "d1");
     assert_eq!(listed["endpoint"], "std");
     assert_eq!(first.body["data"]["events"]["dead"], 1);
@@ -97,6 +98,19 @@ async fn dead_events_are_alerted_signed_and_at_most_once_per_interval() {
         );
     }
     assert_eq!(all.len(), 2, "d2 and d3 were coalesced: {all:#?}");
+    // The second tells two new ones of three dead in all, and lists the newest first.
+    let second = &all[1].body;
+    assert_eq!(second["data"]["conditions"][0]["dead_now"], 3);
+    let text = second["text"].as_str().unwrap();
+    assert!(text.contains("2 events went dead (3 dead now)"), "{text}");
+    let listed: Vec<&str> = second["data"]["latest_dead"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert_eq!(listed[2], "d1", "{listed:?}");
     s.stop().await;
 }
 

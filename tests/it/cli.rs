@@ -430,5 +430,37 @@ secret = "{OTHER_SECRET}"
             && (line.contains("attempt failed") || line.contains("is dead")),
         "{line}"
     );
+    // The cause, not only "error sending request"; the URL's path stays out of the log.
+    assert!(
+        line.contains("Connection refused") && !line.contains(":1/hooks"),
+        "{line}"
+    );
     stop(p);
+}
+
+#[test]
+fn send_to_a_closed_port_names_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port that was free a moment ago: the connection is refused.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = run(
+        dir.path(),
+        &[
+            "send",
+            "--to",
+            &format!("http://{addr}/webhooks/default"),
+            "--secret",
+            SECRET,
+        ],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("cannot send to http://{addr}/webhooks/default"))
+            && err.contains("Connection refused"),
+        "{err}"
+    );
 }

@@ -45,13 +45,18 @@ async fn metrics_need_a_credential_and_count_deliveries_attempts_and_latency() {
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
-    // The admin token opens it too; the scraper token opens nothing else.
+    // The admin token opens it too; the scraper token opens nothing else, and is told so.
     assert_eq!(s.admin_status("/metrics", Some(ADMIN_TOKEN)).await, 200);
-    assert_eq!(
-        s.admin_status("/api/stats", Some("scraper-token-0123456789"))
-            .await,
-        401
-    );
+    let refused = s
+        .http
+        .get(format!("http://{}/api/stats", s.admin))
+        .bearer_auth("scraper-token-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
+    let reason = refused.text().await.unwrap();
+    assert!(reason.contains("opens /metrics only"), "{reason}");
     s.stop().await;
 }
 
