@@ -27,6 +27,7 @@ mod keys;
 mod migrate;
 pub mod model;
 mod open;
+pub mod pg;
 mod prune;
 mod queue;
 mod search;
@@ -95,6 +96,18 @@ pub enum StoreError {
     WriterStopped,
     #[error("{0}")]
     Shared(Arc<StoreError>),
+    /// PostgreSQL (cluster mode) refused a statement or could not be reached.
+    #[error("the database failed: {0}")]
+    Database(String),
+    #[error(
+        "the database holds hookd schema version {found}, written by a newer hookd; this hookd \
+         knows version {known}: run the newer hookd on every instance"
+    )]
+    NewerSchema { found: i32, known: i32 },
+    #[error("applying database schema version {version} failed: {detail}")]
+    Migration { version: i32, detail: String },
+    #[error("{0}")]
+    Settings(String),
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -229,6 +242,28 @@ impl Shared {
 /// information about the answer, not something acknowledged).
 const MAX_PENDING_LATENCIES: usize = 200_000;
 
+/// The store's health from its writer's state: `Err` with the reason when the writer has
+/// stopped or its last batch failed.
+fn health(alive: &AtomicBool, error: &Mutex<Option<String>>) -> std::result::Result<(), String> {
+    if !alive.load(Ordering::Relaxed) {
+        return Err("the store's writer has stopped; restart hookd".into());
+    }
+    match error.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        Some(e) => Err(format!("the last write to the store failed: {e}")),
+        None => Ok(()),
+    }
+}
+
+/// Clears a writer's last failure after a batch succeeded: whether there was one (so the
+/// recovery is logged once).
+fn recovered(error: &Mutex<Option<String>>) -> bool {
+    error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .is_some()
+}
+
 /// The hookd data store. Share it as `Arc<Store>`.
 pub struct Store {
     dir: PathBuf,
@@ -303,19 +338,7 @@ impl Store {
     /// Whether the store can take writes: `Err` with the reason when its writer has stopped
     /// or its last write failed (a full disk, say). Clears itself once a write succeeds.
     pub fn health(&self) -> std::result::Result<(), String> {
-        if !self.shared.writer_alive.load(Ordering::Relaxed) {
-            return Err("the store's writer has stopped; restart hookd".into());
-        }
-        match self
-            .shared
-            .write_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            Some(e) => Err(format!("the last write to the store failed: {e}")),
-            None => Ok(()),
-        }
+        health(&self.shared.writer_alive, &self.shared.write_error)
     }
 
     /// Writes the indexes up to every delivery stored so far (the indexer otherwise trails

@@ -114,6 +114,15 @@ impl Writer {
         })
     }
 
+    /// The handle for a writer that runs elsewhere and reads `tx`'s other end (cluster
+    /// mode's writer task): the same calls, the same order.
+    pub fn with_sender(tx: mpsc::UnboundedSender<Write>) -> Writer {
+        Writer {
+            tx: Some(tx),
+            thread: None,
+        }
+    }
+
     async fn ask<T>(&self, write: impl FnOnce(Reply<T>) -> Write) -> Result<T> {
         let (reply, rx) = oneshot::channel();
         self.send(write(reply)).map_err(StoreError::Shared)?;
@@ -228,13 +237,7 @@ fn run_batch(shared: &Shared, batch: Vec<Write>) {
         failed_batch(shared, batch, e);
         return;
     }
-    let recovered = shared
-        .write_error
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-        .is_some();
-    if recovered {
+    if crate::store::recovered(&shared.write_error) {
         tracing::info!("the store takes writes again");
     }
     reply_all(shared, batch, outcomes);
@@ -253,8 +256,19 @@ fn failed_batch(shared: &Shared, batch: Vec<Write>, e: StoreError) {
 
 fn fail_all(shared: &Shared, batch: Vec<Write>, e: Arc<StoreError>) {
     for write in batch {
-        // A requester that went away no longer listens; nothing to do.
-        match write {
+        if let Some(seq) = write.fail(&e) {
+            // The event stays claimed; the next start re-queues it.
+            shared.pending_finishes.fetch_sub(1, Ordering::Relaxed);
+            tracing::error!(seq, "an attempt's result was not recorded");
+        }
+    }
+}
+
+impl Write {
+    /// Answers the write with `e` (a requester that went away no longer listens). An
+    /// attempt's result has nobody waiting: its event's seq is returned instead.
+    pub(super) fn fail(self, e: &Arc<StoreError>) -> Option<u64> {
+        match self {
             Write::Accept { reply, .. } => {
                 let _ = reply.send(Err(e.clone()));
             }
@@ -267,13 +281,10 @@ fn fail_all(shared: &Shared, batch: Vec<Write>, e: Arc<StoreError>) {
             Write::Flush { reply } => {
                 let _ = reply.send(Err(e.clone()));
             }
-            Write::Finish { seq, .. } => {
-                // The event stays claimed; the next start re-queues it.
-                shared.pending_finishes.fetch_sub(1, Ordering::Relaxed);
-                tracing::error!(seq, "an attempt's result was not recorded");
-            }
+            Write::Finish { seq, .. } => return Some(seq),
             Write::Crash => {}
         }
+        None
     }
 }
 

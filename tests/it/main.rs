@@ -14,6 +14,7 @@ mod hooks;
 mod hostile;
 mod ops;
 mod packaging;
+mod postgres;
 mod process;
 mod receive;
 mod retention;

@@ -1,0 +1,329 @@
+//! Cluster mode's store: several hookd instances sharing one PostgreSQL database.
+//!
+//! The promises are the sled store's: an acknowledged delivery is committed before anyone is
+//! answered (group commit: one transaction per batch of waiting requests, see `writer`); an
+//! event id is accepted once per endpoint, across every instance, by a unique key; each
+//! event runs on one instance at a time, under a lease that another instance takes over when
+//! it is not renewed (`queue`); retention drops whole days of the delivery log (`prune`).
+//!
+//! Each instance takes a node number from `hookd_instances` at start. Ids are the sled
+//! store's (creation time in the high bits) with the node in the low 8 bits, so ids stay
+//! ordered by time and unique across up to 256 live instances without a round trip per id.
+
+mod browse;
+mod conn;
+mod ingest;
+mod node;
+mod prune;
+mod queue;
+mod schema;
+mod writer;
+
+pub use conn::PgOptions;
+pub use schema::VERSION as SCHEMA_VERSION;
+
+use super::StoreError;
+use deadpool_postgres::Pool;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The SQLSTATE PostgreSQL gives when its disk is full.
+const DISK_FULL: &str = "53100";
+
+/// A database error as one line: the server's message and detail, or the client's error
+/// chain (connection refused, TLS, timeout). Never holds the connection string.
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return match db.detail() {
+            Some(detail) => format!("{} ({detail})", db.message()),
+            None => db.message().to_string(),
+        };
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// Converts a tokio-postgres error.
+pub(crate) fn db(e: tokio_postgres::Error) -> StoreError {
+    match e.code() {
+        Some(code) if code.code() == DISK_FULL => StoreError::DiskFull(describe(&e)),
+        _ => StoreError::Database(describe(&e)),
+    }
+}
+
+fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => db(e),
+        other => StoreError::Database(format!("no database connection: {other}")),
+    }
+}
+
+/// Ids handed out by one instance: the sled store's layout (time in ms above 22 bits) with
+/// a 14-bit counter and the node in the low 8 bits.
+struct NodeIds {
+    node: u64,
+    /// The last (time << 14 | counter) handed out.
+    last: AtomicU64,
+}
+
+const NODE_BITS: u32 = 8;
+const COUNTER_BITS: u32 = 14;
+
+impl NodeIds {
+    fn new(node: u64, floor: u64) -> NodeIds {
+        NodeIds {
+            node,
+            last: AtomicU64::new(floor >> NODE_BITS),
+        }
+    }
+
+    fn next(&self, now_ms: u64) -> u64 {
+        let candidate = now_ms << COUNTER_BITS;
+        let mut last = self.last.load(Ordering::Relaxed);
+        loop {
+            let local = candidate.max(last + 1);
+            match self
+                .last
+                .compare_exchange_weak(last, local, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return (local << NODE_BITS) | self.node,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+}
+
+/// What the writer task, the heartbeat and the callers share.
+struct Inner {
+    pool: Pool,
+    node: i32,
+    instance: String,
+    ids: NodeIds,
+    lease_ms: u64,
+    work: Notify,
+    writer_alive: AtomicBool,
+    write_error: Mutex<Option<String>>,
+    /// Events not finished, as last counted (refreshed by the heartbeat and each batch).
+    backlog: AtomicU64,
+    /// Attempt results sent to the writer and not yet committed.
+    pending_finishes: AtomicUsize,
+}
+
+impl Inner {
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    fn set_write_error(&self, e: Option<String>) {
+        *self.write_error.lock().unwrap_or_else(|p| p.into_inner()) = e;
+    }
+}
+
+/// The PostgreSQL store of one instance. Share it as `Arc<PgStore>`.
+pub struct PgStore {
+    inner: Arc<Inner>,
+    writer: crate::store::writer::Writer,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl PgStore {
+    /// Connects, brings the schema up to date, takes a node number and starts the writer
+    /// and the heartbeat. Must run inside a tokio runtime.
+    pub async fn connect(options: &PgOptions) -> Result<PgStore> {
+        let pool = conn::pool(options)?;
+        let mut client = pool.get().await.map_err(pool_error)?;
+        schema::migrate(&mut client).await?;
+        let now = crate::clock::now_ms();
+        let node = node::take(&mut client, &options.instance, now).await?;
+        let floor: i64 = client
+            .query_one(
+                "SELECT greatest(
+                     (SELECT coalesce(max(id), 0) FROM hookd_deliveries),
+                     (SELECT coalesce(max(seq), 0) FROM hookd_events))",
+                &[],
+            )
+            .await
+            .map_err(db)?
+            .get(0);
+        drop(client);
+        let inner = Arc::new(Inner {
+            pool,
+            node,
+            instance: options.instance.clone(),
+            ids: NodeIds::new(node as u64, floor as u64),
+            lease_ms: options.lease_ms,
+            work: Notify::new(),
+            writer_alive: AtomicBool::new(true),
+            write_error: Mutex::new(None),
+            backlog: AtomicU64::new(0),
+            pending_finishes: AtomicUsize::new(0),
+        });
+        prune::ensure_partitions(&inner, now).await?;
+        queue::refresh_backlog(&inner).await?;
+        let writer = writer::start(inner.clone());
+        let heartbeat = tokio::spawn(node::heartbeat(inner.clone()));
+        tracing::info!(node, instance = %options.instance, "connected to the database");
+        Ok(PgStore {
+            inner,
+            writer,
+            heartbeat,
+        })
+    }
+
+    /// This instance's node number.
+    pub fn node(&self) -> i32 {
+        self.inner.node
+    }
+
+    /// Woken when an event may be due: after an accept here, a replay, a lease taken back,
+    /// and on every heartbeat (events accepted by other instances are found by it).
+    pub fn work_notify(&self) -> &Notify {
+        &self.inner.work
+    }
+
+    /// Whether the store can take writes: `Err` with the reason when its writer has stopped
+    /// or its last batch failed. Clears itself once a batch succeeds.
+    pub fn health(&self) -> std::result::Result<(), String> {
+        crate::store::health(&self.inner.writer_alive, &self.inner.write_error)
+    }
+
+    /// Returns once every write queued so far is committed.
+    pub async fn flush(&self) -> Result<()> {
+        self.writer.flush().await
+    }
+
+    /// Events not finished (queued, retrying, processing) on every instance, as last counted.
+    pub fn backlog(&self) -> u64 {
+        self.inner.backlog.load(Ordering::Relaxed)
+    }
+
+    /// Accepts `event` unless its id was already accepted on this endpoint by any instance,
+    /// and records the delivery; returns once committed.
+    pub async fn accept(
+        &self,
+        draft: crate::store::DeliveryDraft,
+        event: crate::store::NewEvent,
+        respond: crate::store::Respond,
+    ) -> Result<crate::store::Accepted> {
+        self.writer.accept(draft, event, respond).await
+    }
+
+    /// Records a delivery that creates no event; returns once committed.
+    pub async fn record_durable(&self, draft: crate::store::DeliveryDraft) -> Result<u64> {
+        self.writer.record(draft).await
+    }
+
+    /// Claims up to `max` due events for this instance (see `queue::claim`).
+    pub async fn claim(
+        &self,
+        now_ms: u64,
+        max: usize,
+    ) -> Result<Vec<(crate::store::Event, bytes::Bytes)>> {
+        self.writer.claim(now_ms, max).await
+    }
+
+    /// Records an attempt and moves its event on; applied by the writer before any later
+    /// claim of this instance.
+    pub fn finish(
+        &self,
+        seq: u64,
+        attempt: crate::store::Attempt,
+        next: crate::store::Next,
+    ) -> Result<()> {
+        let pending = &self.inner.pending_finishes;
+        pending.fetch_add(1, Ordering::Relaxed);
+        self.writer.finish(seq, attempt, next).map_err(|e| {
+            pending.fetch_sub(1, Ordering::Relaxed);
+            StoreError::Shared(e)
+        })
+    }
+
+    /// Whether attempt results are on their way to the database.
+    pub fn finishes_pending(&self) -> bool {
+        self.inner.pending_finishes.load(Ordering::Relaxed) > 0
+    }
+
+    /// When the first queued event is due, on any instance.
+    pub async fn next_due(&self) -> Result<Option<u64>> {
+        queue::next_due(&**self.inner.client().await?).await
+    }
+
+    /// Puts events whose lease ran out back on the queue (at start, and on every heartbeat).
+    pub async fn requeue_expired(&self, now_ms: u64) -> Result<usize> {
+        queue::expire_leases(&self.inner, now_ms).await
+    }
+
+    /// Re-queues a done or dead event.
+    pub async fn replay(
+        &self,
+        seq: u64,
+        now_ms: u64,
+    ) -> Result<crate::store::Event, crate::store::ReplayError> {
+        queue::replay(&self.inner, seq, now_ms).await
+    }
+
+    /// Drops the delivery log's days before `cutoff_ms`; `None` if another instance prunes.
+    pub async fn prune_deliveries(&self, cutoff_ms: u64) -> Result<Option<u64>> {
+        prune::prune_deliveries(&self.inner, cutoff_ms).await
+    }
+
+    /// Deletes up to `max` finished events before `cutoff_ms`; `None` if another instance
+    /// prunes.
+    pub async fn prune_events(&self, cutoff_ms: u64, max: usize) -> Result<Option<u64>> {
+        prune::prune_events(&self.inner, cutoff_ms, max).await
+    }
+
+    /// Makes the delivery log's day partitions around `now_ms` (the heartbeat does it for the
+    /// clock's now). For tests of retention with an injected clock.
+    #[doc(hidden)]
+    pub async fn ensure_partitions_at(&self, now_ms: u64) -> Result<()> {
+        prune::ensure_partitions(&self.inner, now_ms).await
+    }
+
+    /// Stops the writer as a panic would. Only for tests of the health checks.
+    #[doc(hidden)]
+    pub fn crash_writer(&self) {
+        self.writer.crash();
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_ordered_by_time_unique_per_node_and_keep_their_time() {
+        let a = NodeIds::new(3, 0);
+        let b = NodeIds::new(4, 0);
+        let t = 1_700_000_000_000;
+        let (a1, a2, b1) = (a.next(t), a.next(t), b.next(t));
+        assert!(a1 < a2);
+        assert_ne!(a1, b1);
+        assert_eq!(a1 & 0xff, 3);
+        assert_eq!(b1 & 0xff, 4);
+        for id in [a1, a2, b1] {
+            assert_eq!(crate::store::keys::id_time_ms(id), t);
+        }
+        // After a restart, ids continue above the largest stored, whatever the clock says.
+        let c = NodeIds::new(3, a2);
+        assert!(c.next(t - 10_000) > a2);
+    }
+}

@@ -1,0 +1,119 @@
+//! Instances: each takes a node number at start and keeps it alive with a heartbeat, which
+//! also renews the leases of the events it runs, hands back the leases of instances that
+//! stopped renewing theirs, and wakes the dispatcher for events other instances accepted.
+
+use super::{db, queue, Inner, Result};
+use crate::store::StoreError;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio_postgres::Client;
+
+/// Serialises node choice between instances starting together ("hookd" + 2).
+const NODE_LOCK: i64 = 0x686f_6f6b_6402;
+
+/// Node numbers: the id layout has room for 256.
+const NODES: i32 = 256;
+
+/// A node whose heartbeat is older than this is free for a new instance. Far longer than a
+/// heartbeat so a live but slow instance keeps its number (two instances on one node would
+/// make the same ids; the primary key refuses the second write rather than lose it).
+const STALE_MS: u64 = 10 * 60 * 1000;
+
+/// Takes the lowest free node number for `name`.
+pub async fn take(client: &mut Client, name: &str, now_ms: u64) -> Result<i32> {
+    let tx = client.transaction().await.map_err(db)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&NODE_LOCK])
+        .await
+        .map_err(db)?;
+    let rows = tx
+        .query("SELECT node, heartbeat_ms FROM hookd_instances", &[])
+        .await
+        .map_err(db)?;
+    let busy: std::collections::HashSet<i32> = rows
+        .iter()
+        .filter(|r| (r.get::<_, i64>(1) as u64).saturating_add(STALE_MS) > now_ms)
+        .map(|r| r.get(0))
+        .collect();
+    let node = (0..NODES).find(|n| !busy.contains(n)).ok_or_else(|| {
+        StoreError::Database(format!(
+            "all {NODES} node numbers are taken by live instances (hookd_instances)"
+        ))
+    })?;
+    let now = now_ms as i64;
+    tx.execute(
+        "INSERT INTO hookd_instances (node, name, started_at_ms, heartbeat_ms)
+         VALUES ($1, $2, $3, $3)
+         ON CONFLICT (node) DO UPDATE
+             SET name = excluded.name, started_at_ms = excluded.started_at_ms,
+                 heartbeat_ms = excluded.heartbeat_ms",
+        &[&node, &name, &now],
+    )
+    .await
+    .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(node)
+}
+
+/// How often the heartbeat runs: a third of the lease, so two beats can fail before a lease
+/// runs out; at most every second (it is also how soon other instances' events are seen).
+fn period_ms(lease_ms: u64) -> u64 {
+    (lease_ms / 3).clamp(100, 1_000)
+}
+
+/// Runs until the store is dropped.
+pub async fn heartbeat(inner: Arc<Inner>) {
+    let mut tick =
+        tokio::time::interval(std::time::Duration::from_millis(period_ms(inner.lease_ms)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_hour = 0;
+    loop {
+        tick.tick().await;
+        let now = crate::clock::now_ms();
+        if let Err(e) = beat(&inner, now).await {
+            tracing::warn!(error = %e, "database heartbeat failed");
+            continue;
+        }
+        // New day partitions are made ahead, once an hour is plenty.
+        let hour = now / 3_600_000;
+        if hour != last_hour {
+            match super::prune::ensure_partitions(&inner, now).await {
+                Ok(()) => last_hour = hour,
+                Err(e) => tracing::warn!(error = %e, "making delivery log partitions failed"),
+            }
+        }
+        inner.work.notify_one();
+    }
+}
+
+async fn beat(inner: &Inner, now_ms: u64) -> Result<()> {
+    let client = inner.client().await?;
+    let now = now_ms as i64;
+    let mine = client
+        .execute(
+            "UPDATE hookd_instances SET heartbeat_ms = $3 WHERE node = $1 AND name = $2",
+            &[&inner.node, &inner.instance, &now],
+        )
+        .await
+        .map_err(db)?;
+    if mine == 0 {
+        // Another instance took this node after a long silence: ids could collide.
+        inner.set_write_error(Some(format!(
+            "node {} was taken over by another instance after this one missed its \
+             heartbeats; restart hookd",
+            inner.node
+        )));
+        inner.writer_alive.store(false, Ordering::Relaxed);
+    }
+    let until = (now_ms + inner.lease_ms) as i64;
+    client
+        .execute(
+            "UPDATE hookd_events SET lease_until_ms = $2
+             WHERE state = 'processing' AND lease_node = $1",
+            &[&inner.node, &until],
+        )
+        .await
+        .map_err(db)?;
+    drop(client);
+    queue::expire_leases(inner, now_ms).await?;
+    queue::refresh_backlog(inner).await
+}

@@ -1,0 +1,150 @@
+//! Retention on PostgreSQL. The delivery log is partitioned by day: a day older than the
+//! window goes with `DROP TABLE`, which gives its space back to the file system at once and
+//! leaves nothing for vacuum, where deleting rows would leave dead tuples behind under the
+//! receiving load. Events (the dedup log) are deleted in bounded batches. Each pass runs
+//! under a transaction-scoped advisory lock taken with `try`: while one instance prunes,
+//! the others skip their turn.
+
+use super::{db, Inner, Result};
+use crate::store::keys::first_id_at;
+
+const DAY_MS: u64 = 86_400_000;
+
+/// The advisory lock of a pruning pass ("hookd" + 3).
+const PRUNE_LOCK: i64 = 0x686f_6f6b_6403;
+
+/// Serialises partition creation between instances ("hookd" + 4).
+const PARTITION_LOCK: i64 = 0x686f_6f6b_6404;
+
+/// The day partitions that exist: (name, day number since the epoch).
+async fn partitions(client: &impl tokio_postgres::GenericClient) -> Result<Vec<(String, i64)>> {
+    let rows = client
+        .query(
+            "SELECT c.relname::text,
+                    (to_date(right(c.relname, 8), 'YYYYMMDD') - date '1970-01-01')::int8
+             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = 'hookd_deliveries'::regclass
+               AND c.relname ~ '^hookd_deliveries_[0-9]{8}$'",
+            &[],
+        )
+        .await
+        .map_err(db)?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Makes the day partitions from yesterday to two days ahead, so a delivery never waits
+/// for one (a row with no day partition lands in the default one, and is pruned by DELETE).
+pub async fn ensure_partitions(inner: &Inner, now_ms: u64) -> Result<()> {
+    let today = (now_ms / DAY_MS) as i64;
+    let mut client = inner.client().await?;
+    let have: std::collections::HashSet<i64> = partitions(&**client)
+        .await?
+        .into_iter()
+        .map(|(_, day)| day)
+        .collect();
+    let missing: Vec<i64> = (today - 1..=today + 2)
+        .filter(|d| !have.contains(d))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let tx = client.transaction().await.map_err(db)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
+        .await
+        .map_err(db)?;
+    for day in missing {
+        let name: String = tx
+            .query_one(
+                "SELECT 'hookd_deliveries_' || to_char(date '1970-01-01' + $1::int4, 'YYYYMMDD')",
+                &[&(day as i32)],
+            )
+            .await
+            .map_err(db)?
+            .get(0);
+        let from = first_id_at(day as u64 * DAY_MS);
+        let to = first_id_at((day as u64 + 1) * DAY_MS);
+        // Names and bounds are made here from numbers, never from input.
+        let sql = format!(
+            "CREATE TABLE IF NOT EXISTS {name} PARTITION OF hookd_deliveries
+             FOR VALUES FROM ({from}) TO ({to})"
+        );
+        tx.batch_execute(&sql).await.map_err(db)?;
+    }
+    tx.commit().await.map_err(db)
+}
+
+/// Takes the pruning pass's lock for `tx`'s duration, unless another instance holds it.
+async fn prune_lock(tx: &tokio_postgres::Transaction<'_>) -> Result<bool> {
+    Ok(tx
+        .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&PRUNE_LOCK])
+        .await
+        .map_err(db)?
+        .get(0))
+}
+
+/// Drops the day partitions wholly before `cutoff_ms`, and deletes older rows of the
+/// default partition. Returns the deliveries removed, or `None` when another instance is
+/// pruning now.
+pub async fn prune_deliveries(inner: &Inner, cutoff_ms: u64) -> Result<Option<u64>> {
+    let mut client = inner.client().await?;
+    let tx = client.transaction().await.map_err(db)?;
+    if !prune_lock(&tx).await? {
+        return Ok(None);
+    }
+    let mut removed = 0u64;
+    for (name, day) in partitions(&*tx).await? {
+        if (day as u64 + 1) * DAY_MS > cutoff_ms {
+            continue;
+        }
+        let n: i64 = tx
+            .query_one(&format!("SELECT count(*) FROM {name}"), &[])
+            .await
+            .map_err(db)?
+            .get(0);
+        tx.batch_execute(&format!("DROP TABLE {name}"))
+            .await
+            .map_err(db)?;
+        removed += n as u64;
+    }
+    removed += tx
+        .execute(
+            "DELETE FROM hookd_deliveries_default WHERE id < $1",
+            &[&(first_id_at(cutoff_ms) as i64)],
+        )
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(Some(removed))
+}
+
+/// Deletes up to `max` finished events accepted before `cutoff_ms`, with their attempts. An
+/// event stays while a delivery of it was received after the cut-off, so a late retry inside
+/// the window is still recognised as a duplicate. Returns the events removed, or `None` when
+/// another instance is pruning now.
+pub async fn prune_events(inner: &Inner, cutoff_ms: u64, max: usize) -> Result<Option<u64>> {
+    let mut client = inner.client().await?;
+    let tx = client.transaction().await.map_err(db)?;
+    if !prune_lock(&tx).await? {
+        return Ok(None);
+    }
+    let cutoff_id = first_id_at(cutoff_ms) as i64;
+    let gone = tx
+        .query(
+            "DELETE FROM hookd_events WHERE seq IN (
+                 SELECT e.seq FROM hookd_events e
+                 WHERE e.received_at_ms < $1 AND e.state IN ('done', 'dead')
+                   AND NOT EXISTS (SELECT 1 FROM hookd_deliveries d
+                                   WHERE d.event_seq = e.seq AND d.id >= $2)
+                 LIMIT $3)
+             RETURNING seq",
+            &[&(cutoff_ms as i64), &cutoff_id, &(max as i64)],
+        )
+        .await
+        .map_err(db)?;
+    let seqs: Vec<i64> = gone.iter().map(|r| r.get(0)).collect();
+    tx.execute("DELETE FROM hookd_attempts WHERE seq = ANY($1)", &[&seqs])
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(Some(seqs.len() as u64))
+}

@@ -1,0 +1,434 @@
+//! Cluster mode's store on a real PostgreSQL: two instances (two `PgStore`s, each with its
+//! own pool, node and lease) on one database. Runs when HOOKD_TEST_PG_URL names a server
+//! whose user may create databases (scripts/test starts a throwaway one); each test makes
+//! its own database.
+
+use hookd::store::pg::{PgOptions, PgStore};
+use hookd::store::{
+    Attempt, AttemptOutcome, DeliveryDraft, EventState, NewEvent, Next, ResponseLog, Verdict,
+};
+use std::time::Duration;
+
+const NEEDS: &str = "a PostgreSQL server whose user may create databases";
+
+/// A fresh database on the test server, as a connection string; `None` (and a printed
+/// reason) when no server is configured.
+async fn database() -> Option<String> {
+    let Ok(admin) = std::env::var("HOOKD_TEST_PG_URL") else {
+        let line = format!("skipped: {NEEDS}; set HOOKD_TEST_PG_URL (scripts/test does)\n");
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        return None;
+    };
+    let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .expect("HOOKD_TEST_PG_URL reachable");
+    tokio::spawn(conn);
+    let name = format!("hookd_t_{}", uuid::Uuid::new_v4().simple());
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let mut config: tokio_postgres::Config = admin.parse().unwrap();
+    config.dbname(&name);
+    let hosts = config.get_hosts();
+    let host = match &hosts[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        #[allow(unreachable_patterns)]
+        _ => "127.0.0.1".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("postgres");
+    Some(format!("postgres://{user}@{host}:{port}/{name}"))
+}
+
+fn options(url: &str, instance: &str, lease_ms: u64) -> PgOptions {
+    PgOptions {
+        url: url.into(),
+        pool_size: 4,
+        ca_file: None,
+        lease_ms,
+        instance: instance.into(),
+    }
+}
+
+async fn raw(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+fn draft(event_id: &str, at_ms: u64) -> DeliveryDraft {
+    DeliveryDraft {
+        received_at_ms: at_ms,
+        endpoint: "std".into(),
+        remote_addr: Some("10.0.0.1:5000".into()),
+        request_headers: vec![("webhook-id".into(), event_id.into())],
+        body: crate::event_body(event_id, "webhook.test"),
+        body_bytes: 120,
+        body_truncated: false,
+        verdict: Verdict::Accepted,
+        reason: String::new(),
+        response: ResponseLog {
+            status: 200,
+            headers: vec![("x-request-id".into(), "r1".into())],
+            body: String::new(),
+        },
+        event_id: Some(event_id.into()),
+        event_type: Some("webhook.test".into()),
+    }
+}
+
+fn respond(v: Verdict) -> (String, ResponseLog) {
+    (
+        format!("{} here", v.as_str()),
+        ResponseLog {
+            status: 200,
+            headers: vec![],
+            body: format!("{{\"status\":\"{}\"}}", v.as_str()),
+        },
+    )
+}
+
+async fn accept(store: &PgStore, event_id: &str, at_ms: u64) -> hookd::store::Accepted {
+    let event = NewEvent {
+        event_id: event_id.into(),
+        event_type: "webhook.test".into(),
+        payload: bytes::Bytes::from(crate::event_body(event_id, "webhook.test")),
+    };
+    store
+        .accept(draft(event_id, at_ms), event, respond)
+        .await
+        .unwrap()
+}
+
+fn attempt(number: u32, outcome: AttemptOutcome) -> Attempt {
+    Attempt {
+        number,
+        processor: "log".into(),
+        started_at_ms: hookd::clock::now_ms(),
+        finished_at_ms: hookd::clock::now_ms(),
+        outcome,
+        detail: "done here".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_event_id_from_two_instances_at_once_is_accepted_once() {
+    let Some(url) = database().await else { return };
+    let a = std::sync::Arc::new(PgStore::connect(&options(&url, "a", 60_000)).await.unwrap());
+    let b = std::sync::Arc::new(PgStore::connect(&options(&url, "b", 60_000)).await.unwrap());
+    assert_ne!(a.node(), b.node(), "each instance takes its own node");
+    let now = hookd::clock::now_ms();
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            accept(&store, "evt_same", now).await
+        }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    let accepted: Vec<_> = results
+        .iter()
+        .filter(|r| r.verdict == Verdict::Accepted)
+        .collect();
+    assert_eq!(accepted.len(), 1, "{results:?}");
+    let seq = accepted[0].seq;
+    assert!(results.iter().all(|r| r.seq == seq), "{results:?}");
+    let mut ids: Vec<u64> = results.iter().map(|r| r.delivery_id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 10, "every delivery has its own id");
+    // Both instances see one event and ten deliveries of it, with the verdict each got.
+    assert_eq!(b.find_event("std", "evt_same").await.unwrap(), Some(seq));
+    let deliveries = a.deliveries_of(seq).await.unwrap();
+    assert_eq!(deliveries.len(), 10);
+    let dups = deliveries
+        .iter()
+        .filter(|d| d.verdict == Verdict::Duplicate)
+        .count();
+    assert_eq!(dups, 9);
+    let d = &deliveries[0];
+    assert_eq!(d.reason, format!("{} here", d.verdict.as_str()));
+    assert_eq!(d.remote_addr.as_deref(), Some("10.0.0.1:5000"));
+    assert_eq!(
+        d.response.headers,
+        vec![("x-request-id".into(), "r1".into())]
+    );
+    assert_eq!(a.count_state(EventState::Queued).await.unwrap(), 1);
+    // Processed once: one claim gets it, the other instance finds nothing.
+    let got = a.claim(hookd::clock::now_ms(), 10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(b
+        .claim(hookd::clock::now_ms(), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        got[0].1.as_ref(),
+        crate::event_body("evt_same", "webhook.test").as_bytes()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_claiming_together_never_take_the_same_event() {
+    let Some(url) = database().await else { return };
+    let a = std::sync::Arc::new(PgStore::connect(&options(&url, "a", 60_000)).await.unwrap());
+    let b = std::sync::Arc::new(PgStore::connect(&options(&url, "b", 60_000)).await.unwrap());
+    let now = hookd::clock::now_ms();
+    for i in 0..60 {
+        accept(if i % 2 == 0 { &a } else { &b }, &format!("evt_{i}"), now).await;
+    }
+    let run = |s: std::sync::Arc<PgStore>| {
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = s.claim(hookd::clock::now_ms(), 4).await.unwrap();
+                if got.is_empty() {
+                    break;
+                }
+                for (e, _) in got {
+                    s.finish(
+                        e.seq,
+                        attempt(e.attempts + 1, AttemptOutcome::Ok),
+                        Next::Done,
+                    )
+                    .unwrap();
+                    mine.push(e.seq);
+                }
+            }
+            s.flush().await.unwrap();
+            mine
+        })
+    };
+    let (ta, tb) = (run(a.clone()), run(b.clone()));
+    let (mut sa, sb) = (ta.await.unwrap(), tb.await.unwrap());
+    let all = sa.len() + sb.len();
+    sa.extend(&sb);
+    sa.sort();
+    sa.dedup();
+    assert_eq!(all, 60, "each event claimed once");
+    assert_eq!(sa.len(), 60);
+    assert_eq!(a.count_state(EventState::Done).await.unwrap(), 60);
+    // Each instance's backlog figure catches up with the other's work at its heartbeat.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while a.backlog() + b.backlog() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backlog never reached 0"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_whose_instance_dies_runs_on_another_after_the_lease() {
+    let Some(url) = database().await else { return };
+    let lease = 600;
+    let a = PgStore::connect(&options(&url, "a", lease)).await.unwrap();
+    let b = PgStore::connect(&options(&url, "b", lease)).await.unwrap();
+    let seq = accept(&a, "evt_1", hookd::clock::now_ms()).await.seq;
+    let got = a.claim(hookd::clock::now_ms(), 1).await.unwrap();
+    assert_eq!(got.len(), 1);
+    // While A lives its heartbeat renews the lease: nothing to take back.
+    tokio::time::sleep(Duration::from_millis(lease * 2)).await;
+    assert_eq!(b.requeue_expired(hookd::clock::now_ms()).await.unwrap(), 0);
+    assert!(b.claim(hookd::clock::now_ms(), 1).await.unwrap().is_empty());
+    // A dies mid-attempt (its heartbeat stops with it).
+    drop(a);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let got = loop {
+        let got = b.claim(hookd::clock::now_ms(), 1).await.unwrap();
+        if !got.is_empty() {
+            break got;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B never got the event"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let event = &got[0].0;
+    assert_eq!(event.seq, seq);
+    assert_eq!(event.attempts, 1, "A's cut-short attempt counts");
+    b.finish(seq, attempt(2, AttemptOutcome::Ok), Next::Done)
+        .unwrap();
+    b.flush().await.unwrap();
+    let attempts = b.attempts_by_instance(seq).await.unwrap();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(attempts[0].0.number, 1);
+    assert_eq!(attempts[0].0.outcome, AttemptOutcome::Interrupted);
+    assert_eq!(attempts[0].1, "a");
+    assert_eq!(attempts[1].0.number, 2);
+    assert_eq!(attempts[1].0.outcome, AttemptOutcome::Ok);
+    assert_eq!(attempts[1].1, "b");
+    assert_eq!(b.event(seq).await.unwrap().unwrap().state, EventState::Done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_after_the_lease_passed_on_is_recorded_but_does_not_move_the_event() {
+    let Some(url) = database().await else { return };
+    let a = PgStore::connect(&options(&url, "a", 60_000)).await.unwrap();
+    let b = PgStore::connect(&options(&url, "b", 60_000)).await.unwrap();
+    let seq = accept(&a, "evt_1", hookd::clock::now_ms()).await.seq;
+    a.claim(hookd::clock::now_ms(), 1).await.unwrap();
+    // A stalls past its lease (simulated: the lease is cut short in the database).
+    raw(&url)
+        .await
+        .execute("UPDATE hookd_events SET lease_until_ms = 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(b.requeue_expired(hookd::clock::now_ms()).await.unwrap(), 1);
+    let got = b.claim(hookd::clock::now_ms(), 1).await.unwrap();
+    assert_eq!(got[0].0.attempts, 1);
+    // A's late result: kept under its own number, the event stays B's.
+    a.finish(seq, attempt(1, AttemptOutcome::Error), Next::RetryAt(1))
+        .unwrap();
+    a.flush().await.unwrap();
+    let e = b.event(seq).await.unwrap().unwrap();
+    assert_eq!(e.state, EventState::Processing);
+    let attempts = b.attempts_by_instance(seq).await.unwrap();
+    assert_eq!(attempts[0].0.outcome, AttemptOutcome::Error);
+    assert_eq!(attempts[1].0.outcome, AttemptOutcome::Running);
+    assert_eq!(attempts[1].1, "b");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_replays_and_the_next_due_time() {
+    let Some(url) = database().await else { return };
+    let a = PgStore::connect(&options(&url, "a", 60_000)).await.unwrap();
+    let now = hookd::clock::now_ms();
+    let seq = accept(&a, "evt_1", now).await.seq;
+    assert_eq!(a.next_due().await.unwrap(), Some(now));
+    a.claim(now, 1).await.unwrap();
+    assert_eq!(a.next_due().await.unwrap(), None);
+    a.finish(
+        seq,
+        attempt(1, AttemptOutcome::Error),
+        Next::RetryAt(now + 5_000),
+    )
+    .unwrap();
+    a.flush().await.unwrap();
+    assert!(!a.finishes_pending());
+    assert_eq!(a.next_due().await.unwrap(), Some(now + 5_000));
+    assert!(
+        a.claim(now + 1_000, 1).await.unwrap().is_empty(),
+        "not due yet"
+    );
+    let again = a.claim(now + 5_000, 1).await.unwrap();
+    assert_eq!(again[0].0.attempts, 1);
+    assert_eq!(again[0].0.last_error.as_deref(), Some("done here"));
+    assert!(matches!(
+        a.replay(seq, now).await,
+        Err(hookd::store::ReplayError::NotFinished("processing"))
+    ));
+    a.finish(seq, attempt(2, AttemptOutcome::Error), Next::Dead)
+        .unwrap();
+    a.flush().await.unwrap();
+    let replayed = a.replay(seq, now + 6_000).await.unwrap();
+    assert_eq!(replayed.state, EventState::Queued);
+    assert_eq!(replayed.replays, 1);
+    assert_eq!(replayed.attempts_before_replay, 2);
+    assert!(matches!(
+        a.replay(12345, now).await,
+        Err(hookd::store::ReplayError::NotFound)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schema_is_migrated_once_and_a_newer_one_is_refused() {
+    let Some(url) = database().await else { return };
+    // Two instances starting together: one migrates, the other waits and finds it done.
+    let (oa, ob) = (options(&url, "a", 60_000), options(&url, "b", 60_000));
+    let (a, b) = tokio::join!(PgStore::connect(&oa), PgStore::connect(&ob));
+    a.unwrap();
+    b.unwrap();
+    let client = raw(&url).await;
+    let versions: Vec<i32> = client
+        .query("SELECT version FROM hookd_schema ORDER BY version", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, vec![hookd::store::pg::SCHEMA_VERSION]);
+    client
+        .execute("INSERT INTO hookd_schema (version) VALUES (99)", &[])
+        .await
+        .unwrap();
+    let e = PgStore::connect(&options(&url, "c", 60_000))
+        .await
+        .err()
+        .expect("a newer schema is refused");
+    let text = e.to_string();
+    assert!(
+        text.contains("version 99") && text.contains("newer hookd"),
+        "{text}"
+    );
+}
+
+async fn partitions(c: &tokio_postgres::Client) -> i64 {
+    c.query_one(
+        "SELECT count(*) FROM pg_inherits WHERE inhparent = 'hookd_deliveries'::regclass",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_old_days_and_runs_on_one_instance_at_a_time() {
+    let Some(url) = database().await else { return };
+    let a = PgStore::connect(&options(&url, "a", 60_000)).await.unwrap();
+    let day = 86_400_000;
+    let now = hookd::clock::now_ms();
+    let old = now - 20 * day;
+    a.ensure_partitions_at(old).await.unwrap();
+    let mut old_seqs = Vec::new();
+    for i in 0..5 {
+        old_seqs.push(accept(&a, &format!("old_{i}"), old).await.seq);
+    }
+    let fresh = accept(&a, "fresh", now).await.seq;
+    // Old events finished, except one still waiting: nothing acknowledged is lost.
+    for seq in &old_seqs[..4] {
+        raw(&url)
+            .await
+            .execute(
+                "UPDATE hookd_events SET state = 'done' WHERE seq = $1",
+                &[&(*seq as i64)],
+            )
+            .await
+            .unwrap();
+    }
+    let client = raw(&url).await;
+    let before = partitions(&client).await;
+    // Another instance is pruning: this one skips its turn.
+    let holder = raw(&url).await;
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&0x686f_6f6b_6403_i64])
+        .await
+        .unwrap();
+    let cutoff = now - 15 * day;
+    assert_eq!(a.prune_deliveries(cutoff).await.unwrap(), None);
+    assert_eq!(a.prune_events(cutoff, 100).await.unwrap(), None);
+    holder
+        .execute("SELECT pg_advisory_unlock($1)", &[&0x686f_6f6b_6403_i64])
+        .await
+        .unwrap();
+    assert!(a.prune_deliveries(cutoff).await.unwrap().unwrap() >= 5);
+    assert!(partitions(&client).await < before, "old days are dropped");
+    assert_eq!(a.prune_events(cutoff, 100).await.unwrap(), Some(4));
+    assert!(a.event(old_seqs[0]).await.unwrap().is_none());
+    assert!(
+        a.event(old_seqs[4]).await.unwrap().is_some(),
+        "queued stays"
+    );
+    assert!(a.event(fresh).await.unwrap().is_some());
+    assert_eq!(a.deliveries_of(fresh).await.unwrap().len(), 1);
+    assert!(a.deliveries_of(old_seqs[4]).await.unwrap().is_empty());
+}
