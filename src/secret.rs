@@ -22,7 +22,10 @@ impl fmt::Debug for Secret {
 pub enum SecretError {
     #[error("is not valid base64 after the `whsec_` prefix")]
     NotBase64,
-    #[error("decodes to {0} bytes; a signing key needs at least 16")]
+    #[error(
+        "decodes to {0} bytes; a signing key needs at least 16 (write it as `whsec_` and the \
+         base64 of the key, as the sender shows it)"
+    )]
     TooShort(usize),
 }
 
@@ -106,6 +109,8 @@ mod tests {
     fn refuses_garbage_and_short_keys() {
         assert_eq!(Secret::parse("whsec_!!!"), Err(SecretError::NotBase64));
         assert_eq!(Secret::parse("whsec_AAAA"), Err(SecretError::TooShort(3)));
+        // The message says what form a secret takes.
+        assert!(SecretError::TooShort(3).to_string().contains("`whsec_`"));
     }
 
     #[test]

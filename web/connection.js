@@ -2,16 +2,9 @@
 // resource counts, sha256 and a download link each, and any mismatch with the counts the
 // event announced), its failed exports, and a lookup of one stored resource by type and id.
 
-import { el, facts, fmtTime, safeLink, table } from "./dom.js";
+import { el, facts, fmtBytes, fmtTime, safeLink, table } from "./dom.js";
 import { api, ApiError } from "./api.js";
 import { statusBadge } from "./connections.js";
-
-function fmtBytes(n) {
-  if (n < 1024) return `${n} B`;
-  if (n < 1048576) return `${(n / 1024).toFixed(1)} KiB`;
-  if (n < 1073741824) return `${(n / 1048576).toFixed(1)} MiB`;
-  return `${(n / 1073741824).toFixed(2)} GiB`;
-}
 
 /** Resource counts by type, largest first, as small labelled chips. */
 function counts(byType) {
@@ -63,11 +56,25 @@ function failuresTable(failures) {
 }
 
 /** The form that shows one stored resource, pretty-printed. */
+/** The last lookup on a connection's page: re-rendering the page (the time-zone toggle does)
+ *  keeps what was asked and found. */
+let lastLookup = { connection: null, type: "", id: "", result: null };
+
 function lookup(id, types) {
   const kind = el("select", { id: "lookup-type", name: "type", required: true },
     types.map((t) => el("option", { value: t }, t)));
   const rid = el("input", { id: "lookup-id", name: "id", required: true, placeholder: "resource id", size: 28, autocomplete: "off" });
   const out = el("div", { id: "lookup-result" });
+  if (lastLookup.connection === id) {
+    if (types.includes(lastLookup.type)) kind.value = lastLookup.type;
+    rid.value = lastLookup.id;
+    if (lastLookup.result) out.replaceChildren(lastLookup.result);
+  }
+  const keep = () => {
+    lastLookup = { connection: id, type: kind.value, id: rid.value, result: out.firstChild };
+  };
+  kind.addEventListener("change", keep);
+  rid.addEventListener("input", keep);
   const submit = async (e) => {
     e.preventDefault();
     out.replaceChildren(el("p", { class: "muted" }, "Looking up…"));
@@ -82,6 +89,7 @@ function lookup(id, types) {
         : err.message;
       out.replaceChildren(el("p", { class: "error", id: "lookup-error" }, text));
     }
+    keep();
   };
   if (!types.length) return el("p", { class: "muted" }, "No resources are stored for this connection.");
   return el("div", {},
@@ -90,6 +98,19 @@ function lookup(id, types) {
       el("label", {}, "Id", rid),
       el("button", { type: "submit" }, "Look up")),
     out);
+}
+
+/** Fasten's answer to the export request: its status line, and the body (JSON, shown
+ *  pretty-printed) folded away. */
+function requestAnswer(text) {
+  const colon = text.indexOf(": ");
+  if (colon < 0) return el("div", { class: "muted answer" }, text);
+  const body = text.slice(colon + 2);
+  let pretty = body;
+  try { pretty = JSON.stringify(JSON.parse(body), null, 2); } catch { /* not JSON: as sent */ }
+  return el("details", { class: "answer", id: "export-request-answer" },
+    el("summary", { class: "muted" }, text.slice(0, colon)),
+    el("pre", {}, pretty));
 }
 
 /** The connection view. */
@@ -120,7 +141,7 @@ export async function renderConnection(id, ctx) {
         ["Last seen", el("span", { class: "mono" }, fmtTime(c.last_seen_ms))],
         ["Export requested", c.export_requested_at_ms
           ? el("span", {}, el("span", { class: "mono" }, fmtTime(c.export_requested_at_ms)),
-            c.export_request_answer ? el("div", { class: "muted mono answer" }, c.export_request_answer) : "")
+            c.export_request_answer ? requestAnswer(c.export_request_answer) : "")
           : ""],
       ])),
       el("section", { class: "card" }, el("h2", { class: "flush" }, "Look up a resource"), lookup(c.org_connection_id, types))),

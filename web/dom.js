@@ -119,6 +119,14 @@ export function fmtLatency(us) {
   return `${(us / 1000).toFixed(1)} ms`;
 }
 
+/** A byte count in B, KiB, MiB or GiB. */
+export function fmtBytes(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1048576) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1073741824) return `${(n / 1048576).toFixed(1)} MiB`;
+  return `${(n / 1073741824).toFixed(2)} GiB`;
+}
+
 export function fmtAge(secs) {
   if (!secs) return "0 s";
   if (secs < 120) return `${secs} s`;

@@ -2,7 +2,7 @@
 // waiting to retry with their next attempt, and the dead events: their errors grouped by
 // text, then the events themselves, paged, each replayable alone or all matching at once.
 
-import { badge, el, fmtAge, fmtTime, svg, table, toast } from "./dom.js";
+import { badge, el, fmtAge, fmtBytes, fmtTime, svg, table, toast } from "./dom.js";
 import { api, getMeta, pageThrough, postConfirmed } from "./api.js";
 import { filterForm } from "./filters.js";
 import { replayOne } from "./delivery.js";
@@ -209,7 +209,12 @@ export async function renderQueue(params, ctx) {
       e.target.disabled = false;
     }
   };
-  form.appendChild(el("button", { id: "replay-all", type: "button", class: "secondary", onclick: replayAll }, "Replay all matching"));
+  // Nothing dead matches the filter: nothing to replay.
+  const noneDead = !dead.items.length && !dead.next;
+  form.appendChild(el("button", {
+    id: "replay-all", type: "button", class: "secondary", onclick: replayAll, disabled: noneDead,
+    title: noneDead ? "No dead event matches the filter" : null,
+  }, "Replay all matching"));
   const s = stats.body;
   const stat = (label, value, id) => el("div", { class: "stat", id }, el("b", {}, value), el("span", {}, label));
   const retryItems = retrying.body.items;
@@ -219,7 +224,7 @@ export async function renderQueue(params, ctx) {
     el("div", { class: "grid", id: "queue-stats" },
       meta.states.map((st) => stat(st, s.events[st] ?? 0, `count-${st}`)),
       stat("oldest queued", fmtAge(s.oldest_queued_age_secs), "oldest"),
-      stat("store size", `${(s.store_bytes / 1048576).toFixed(1)} MiB`, "store-size")),
+      stat("store size", fmtBytes(s.store_bytes), "store-size")),
     el("h2", {}, "Deliveries"),
     chartCard(chartData.body, range, meta.verdicts),
     el("h2", {}, "Waiting to retry"),

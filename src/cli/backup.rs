@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// Copies the configured hookd (online if it answers on its admin listener, offline if it
 /// is stopped) into the new directory `to`.
 pub(super) async fn run(config: &Config, to: &Path) -> Outcome {
-    let to = target(to)?;
+    let to = target(&in_backup_dir(config, to))?;
     refuse_inside(&config.data_dir, &to)?;
     let result = online_or_offline(config, &to).await;
     done(cleaned_up(result, &to)?)
@@ -39,6 +39,17 @@ fn cleaned_up(result: Result<String, Failure>, to: &Path) -> Result<String, Fail
         }
     }
     result
+}
+
+/// A bare name (`--to nightly`) names a backup in `admin.backup_dir` when that is set: the
+/// name the admin API takes, and where an online backup must go anyway. Any path with a
+/// directory in it is taken as it is.
+fn in_backup_dir(config: &Config, to: &Path) -> PathBuf {
+    let mut parts = to.components();
+    match (&config.admin.backup_dir, parts.next(), parts.next()) {
+        (Some(dir), Some(std::path::Component::Normal(name)), None) => dir.join(name),
+        _ => to.to_path_buf(),
+    }
 }
 
 /// An absolute path for `to`, whose parent must exist and which must not.

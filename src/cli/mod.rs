@@ -86,7 +86,8 @@ enum Command {
     /// Write a consistent copy of the data directory into a new directory. Asks the running
     /// hookd (admin API) when it answers; copies the stopped data directory otherwise.
     Backup {
-        /// The new directory (must not exist); it becomes a complete data directory.
+        /// The new directory (must not exist); it becomes a complete data directory. A bare
+        /// NAME goes into admin.backup_dir when that is set.
         #[arg(long, value_name = "DIR")]
         to: PathBuf,
         /// Back up this stopped data directory instead of the configured hookd.
@@ -240,6 +241,17 @@ fn init_logging(json: bool) {
     }
 }
 
+/// A command whose output is piped into `head` stops quietly when the pipe closes, as Unix
+/// tools do, instead of panicking on the failed write. Rust starts with SIGPIPE ignored;
+/// the default action is restored for the one-shot commands only: the server keeps it
+/// ignored (and sockets never raise it: writes to them pass MSG_NOSIGNAL).
+fn quiet_on_closed_stdout() {
+    // SAFETY: signal(2) with SIG_DFL installs no handler, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Runs the command line; the binary's `main`.
 pub fn main() -> ExitCode {
     umask::make_private();
@@ -248,6 +260,9 @@ pub fn main() -> ExitCode {
         Err(failure) => return exit(Err(failure)),
     };
     init_logging(command.log_flag().is_some_and(|l| l.log_json));
+    if !matches!(command, Command::Serve { .. }) {
+        quiet_on_closed_stdout();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -6,7 +6,7 @@ use super::defaults;
 use super::error::{ConfigError, Invalid, Origin, Problems};
 use super::raw::RawConfig;
 use super::types::Config;
-use super::{admin, alerts, endpoints, fasten, processing, retention};
+use super::{admin, alerts, endpoints, fasten, processing, retention, store};
 use crate::secret::Secret;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -58,6 +58,7 @@ pub(super) fn build(
         .alerts
         .map(|a| problems.ok(alerts::build_alerts(a, origin)));
     let push = raw.push.map(|p| problems.ok(alerts::build_push(p, origin)));
+    let store = problems.ok(store::build(raw.store, raw.postgres, origin));
     if let (Some(receive), Some(endpoints)) = (&receive, &endpoints) {
         for (i, e) in endpoints.iter().enumerate() {
             if e.max_body_bytes > receive.body_budget_bytes {
@@ -93,6 +94,7 @@ pub(super) fn build(
             fasten: fasten?,
             alerts: alerts.map(|a| a.ok_or(())).transpose().ok()?,
             push: push.map(|p| p.ok_or(())).transpose().ok()?,
+            store: store?,
         })
     })();
     problems.finish(config)

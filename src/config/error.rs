@@ -151,6 +151,8 @@ pub enum Invalid {
     NotAnAddress(String),
     #[error("`{0}` is not an http(s) URL")]
     NotHttpUrl(String),
+    #[error("{0}")]
+    Connection(String),
     #[error("`{value}` is not one of: {choices}")]
     NotOneOf {
         value: String,

@@ -27,6 +27,7 @@ mod proptests;
 mod raw;
 mod read;
 mod retention;
+mod store;
 #[cfg(test)]
 mod tests;
 mod types;
@@ -34,6 +35,7 @@ mod warnings;
 
 pub use env::secrets_var;
 pub use error::{ConfigError, ConfigErrorKind, Invalid, ScheduleError};
+pub use store::StoreKind;
 pub use types::{
     shown_url, Admin, Alerts, Config, DownloadHost, Endpoint, Fasten, OnRevoke, Processing,
     ProcessorConfig, Profile, Push, Receive, Retention,

@@ -30,6 +30,28 @@ pub(super) struct RawConfig {
     pub(super) fasten: RawFasten,
     pub(super) alerts: Option<RawAlerts>,
     pub(super) push: Option<RawPush>,
+    #[serde(default)]
+    pub(super) store: RawStore,
+    pub(super) postgres: Option<RawPostgres>,
+}
+
+/// `[store]`: which store hookd uses.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStore {
+    pub(super) kind: Option<String>,
+}
+
+/// `[postgres]`: cluster mode's database.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPostgres {
+    pub(super) url: Option<String>,
+    pub(super) url_file: Option<PathBuf>,
+    pub(super) pool_size: Option<u32>,
+    pub(super) ca_file: Option<PathBuf>,
+    pub(super) lease_secs: Option<u64>,
+    pub(super) instance: Option<String>,
 }
 
 /// `[alerts]`: absent means off.

@@ -173,6 +173,8 @@ pub struct Config {
     pub alerts: Option<Alerts>,
     /// The `[push]` section; `None` (absent) pushes nothing.
     pub push: Option<Push>,
+    /// `[store]` and `[postgres]`: the embedded store, or cluster mode's database.
+    pub store: super::store::StoreKind,
 }
 
 /// `[alerts]`: where a signed summary goes when events go dead, the queue stalls, or the

@@ -237,15 +237,22 @@ impl Receiver {
         .map_err(|e| refuse(StatusCode::UNAUTHORIZED, e.to_string()))?;
         let (id, kind) = envelope(body)
             .map_err(|()| refuse(StatusCode::BAD_REQUEST, "body is not a JSON object"))?;
-        let event_type =
-            kind.ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "body has no string `type`"))?;
+        let event_type = kind.ok_or_else(|| {
+            refuse(
+                StatusCode::BAD_REQUEST,
+                "body has no `type` (a non-empty string)",
+            )
+        })?;
         let event_id = match (id, endpoint.profile) {
             (Some(id), _) => id,
             // A standard sender's body need not carry an id; the webhook-id is stable across
             // its retries, so it serves as the dedup key.
             (None, Profile::Standard) => signed.id,
             (None, Profile::Fasten) => {
-                return Err(refuse(StatusCode::BAD_REQUEST, "body has no string `id`"))
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    "body has no `id` (a non-empty string)",
+                ))
             }
         };
         Ok((event_id, event_type))

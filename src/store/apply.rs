@@ -270,7 +270,7 @@ pub(super) fn replay(
 mod tests {
     use super::*;
     use crate::store::model::ResponseLog;
-    use crate::store::Store;
+    use crate::store::SledStore;
 
     fn draft(event_id: &str) -> DeliveryDraft {
         DeliveryDraft {
@@ -303,7 +303,7 @@ mod tests {
     }
 
     /// Keys per kind in the log tree.
-    fn kinds(store: &Store) -> std::collections::BTreeMap<char, usize> {
+    fn kinds(store: &SledStore) -> std::collections::BTreeMap<char, usize> {
         let h = store.shared.h().unwrap();
         let mut out = std::collections::BTreeMap::new();
         for key in h.log.iter().keys() {
@@ -315,7 +315,7 @@ mod tests {
     #[tokio::test]
     async fn an_accepted_delivery_is_four_keys_and_its_body_is_stored_once() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 16).unwrap();
+        let store = SledStore::open(dir.path(), 16).unwrap();
         let d = draft("evt-1");
         let body = d.body.clone();
         let event = NewEvent {

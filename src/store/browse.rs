@@ -9,7 +9,7 @@
 use super::codec::{self, BodyRec, DeliveryRec, EventRec, StatusRec};
 use super::keys::{self, IndexKind};
 use super::model::{Attempt, Delivery, Event, EventState, Verdict};
-use super::{tx, Db, Result, Store, StoreError};
+use super::{tx, Db, Result, SledStore, StoreError};
 use std::sync::atomic::Ordering;
 
 /// Filters for [`Store::list_deliveries`]; all that are set must match.
@@ -143,7 +143,7 @@ pub(super) const SCAN_BUDGET: usize = 5_000;
 /// payload.
 pub(super) const BODY_SCAN_BUDGET: usize = 1_000;
 
-impl Store {
+impl SledStore {
     pub(super) fn delivery_rec(&self, id: u64) -> Result<Option<DeliveryRec>> {
         match self
             .shared
@@ -349,13 +349,6 @@ impl Store {
             }
         }
         Ok(page)
-    }
-
-    /// Deliveries per hour and verdict for the hours starting at `from_hour` up to and
-    /// including `to_hour` (hours since the epoch).
-    pub fn hourly_counts(&self, from_hour: u64, to_hour: u64) -> Result<Vec<HourCounts>> {
-        let hours = to_hour.saturating_sub(from_hour) + 1;
-        self.bucket_counts(from_hour * 3_600_000, 3_600_000, hours)
     }
 
     /// Deliveries by verdict in `buckets` consecutive spans of `bucket_ms` starting at

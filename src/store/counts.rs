@@ -5,7 +5,7 @@
 use super::codec::{self, DeliveryRec, StatusRec};
 use super::keys::{self, IndexKind};
 use super::model::{EventState, Verdict};
-use super::{Db, Result, Shared, Store};
+use super::{Db, Result, Shared, SledStore};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -123,7 +123,7 @@ pub(super) fn recount(shared: &Shared) -> Result<()> {
     Ok(())
 }
 
-impl Store {
+impl SledStore {
     /// Counters and queue figures for /api/stats.
     pub fn stats(&self, now_ms: u64) -> Result<Stats> {
         let counts = &self.shared.counts;

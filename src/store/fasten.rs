@@ -12,7 +12,7 @@
 //!
 //! Ids used in keys are checked by the Fasten processor to hold no NUL byte.
 
-use super::{Db, Result, Store, StoreError};
+use super::{Db, Result, SledStore, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -173,27 +173,50 @@ fn decode_loc(v: &[u8]) -> Result<ResourceLoc> {
 /// batches of 10 000), while single inserts keep it flat. Durability comes from the flush in
 /// [`Store::put_export`], which runs before the export is reported stored.
 pub struct ResourceIndexer {
-    tree: sled::Tree,
-    connection: String,
+    kind: IndexerKind,
+}
+
+enum IndexerKind {
+    Sled {
+        tree: sled::Tree,
+        connection: String,
+    },
+    Pg(super::pg::fasten::PgIndexer),
 }
 
 impl ResourceIndexer {
+    pub(super) fn pg(indexer: super::pg::fasten::PgIndexer) -> ResourceIndexer {
+        ResourceIndexer {
+            kind: IndexerKind::Pg(indexer),
+        }
+    }
+
     /// Adds (or replaces) the entry of one resource.
     pub fn add(&mut self, resource_type: &str, id: &str, loc: &ResourceLoc) -> Result<()> {
-        self.tree
-            .insert(
-                resource_key(&self.connection, resource_type, id),
-                encode_loc(loc),
-            )
-            .db()?;
-        Ok(())
+        match &mut self.kind {
+            IndexerKind::Sled { tree, connection } => {
+                tree.insert(resource_key(connection, resource_type, id), encode_loc(loc))
+                    .db()?;
+                Ok(())
+            }
+            IndexerKind::Pg(pg) => pg.add(resource_type, id, loc),
+        }
+    }
+
+    /// Writes what is still buffered (cluster mode writes entries in batches). Called once
+    /// the export's lines are all read, before its record is stored.
+    pub fn flush(&mut self) -> Result<()> {
+        match &mut self.kind {
+            IndexerKind::Sled { .. } => Ok(()),
+            IndexerKind::Pg(pg) => pg.flush(),
+        }
     }
 }
 
 /// Removals per sled batch when a connection's entries are deleted.
 const REMOVE_BATCH: usize = 1_000;
 
-impl Store {
+impl SledStore {
     fn fasten_tree(&self, name: &str) -> Result<sled::Tree> {
         self.shared.h()?.db.open_tree(name).db()
     }
@@ -248,8 +271,10 @@ impl Store {
     /// An indexer for one connection's resources.
     pub fn resource_indexer(&self, connection: &str) -> Result<ResourceIndexer> {
         Ok(ResourceIndexer {
-            tree: self.fasten_tree(RESOURCES)?,
-            connection: connection.to_string(),
+            kind: IndexerKind::Sled {
+                tree: self.fasten_tree(RESOURCES)?,
+                connection: connection.to_string(),
+            },
         })
     }
 
@@ -355,7 +380,7 @@ impl Store {
     }
 }
 
-impl Store {
+impl SledStore {
     /// Removes one export's index entries (those still pointing into it: a newer export's
     /// entry for the same resource stays), then its record and task entry, and flushes.
     /// The files are the caller's (retention removes them after this). Returns the number

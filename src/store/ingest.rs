@@ -7,7 +7,7 @@ use super::codec::{self, BodyRec};
 use super::model::{ResponseLog, Verdict};
 use super::tx;
 use super::writer::Respond;
-use super::{keys, Db, Result, Store, MAX_PENDING_LATENCIES};
+use super::{keys, Db, Result, SledStore, MAX_PENDING_LATENCIES};
 use std::sync::atomic::Ordering;
 
 /// A delivery as the receiver saw it, before the store gives it an id.
@@ -43,7 +43,7 @@ pub struct Accepted {
     pub seq: u64,
 }
 
-impl Store {
+impl SledStore {
     /// Events not yet finished: queued, retrying or processing.
     pub fn backlog(&self) -> u64 {
         self.shared.counts.backlog()

@@ -30,6 +30,7 @@ mod open;
 pub mod pg;
 mod prune;
 mod queue;
+mod seam;
 mod search;
 pub mod snapshot;
 mod tx;
@@ -46,6 +47,7 @@ pub use model::{Attempt, AttemptOutcome, Delivery, Event, EventState, ResponseLo
 pub use open::FORMAT;
 pub use prune::EventBatch;
 pub use queue::{Next, ReplayError};
+pub use seam::Store;
 pub use search::{Count, Original};
 pub use writer::Respond;
 
@@ -240,11 +242,14 @@ impl Shared {
 
 /// Latency entries kept in memory at most; beyond it they are dropped (the figure is
 /// information about the answer, not something acknowledged).
-const MAX_PENDING_LATENCIES: usize = 200_000;
+pub(crate) const MAX_PENDING_LATENCIES: usize = 200_000;
 
 /// The store's health from its writer's state: `Err` with the reason when the writer has
 /// stopped or its last batch failed.
-fn health(alive: &AtomicBool, error: &Mutex<Option<String>>) -> std::result::Result<(), String> {
+pub(crate) fn health(
+    alive: &AtomicBool,
+    error: &Mutex<Option<String>>,
+) -> std::result::Result<(), String> {
     if !alive.load(Ordering::Relaxed) {
         return Err("the store's writer has stopped; restart hookd".into());
     }
@@ -256,7 +261,7 @@ fn health(alive: &AtomicBool, error: &Mutex<Option<String>>) -> std::result::Res
 
 /// Clears a writer's last failure after a batch succeeded: whether there was one (so the
 /// recovery is logged once).
-fn recovered(error: &Mutex<Option<String>>) -> bool {
+pub(crate) fn recovered(error: &Mutex<Option<String>>) -> bool {
     error
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -264,19 +269,19 @@ fn recovered(error: &Mutex<Option<String>>) -> bool {
         .is_some()
 }
 
-/// The hookd data store. Share it as `Arc<Store>`.
-pub struct Store {
+/// The embedded (sled) store of one hookd, behind [`Store`].
+pub struct SledStore {
     dir: PathBuf,
     shared: Arc<Shared>,
     writer: Writer,
     indexer: Indexer,
 }
 
-impl Store {
+impl SledStore {
     /// Opens (or creates) the store in `dir`, migrating a format 1 store (hookd 0.1.0) in
     /// place first. `cache_mb` bounds sled's page cache. A damaged store is refused within
     /// seconds, never by a panic or a hang.
-    pub fn open(dir: &Path, cache_mb: u64) -> Result<Store> {
+    pub fn open(dir: &Path, cache_mb: u64) -> Result<SledStore> {
         let h = Handles::new(open::open(dir, cache_mb)?)?;
         // Ids continue after the largest one stored, whatever the clock says now.
         let floor = [keys::DELIVERY, keys::EVENT]
@@ -312,7 +317,7 @@ impl Store {
         counts::recount(&shared)?;
         let writer = Writer::start(shared.clone()).map_err(from_io)?;
         let indexer = Indexer::start(shared.clone()).map_err(from_io)?;
-        Ok(Store {
+        Ok(SledStore {
             dir: dir.to_path_buf(),
             shared,
             writer,
@@ -355,7 +360,7 @@ impl Store {
     }
 }
 
-impl Drop for Store {
+impl Drop for SledStore {
     fn drop(&mut self) {
         self.indexer.stop();
         self.writer.stop();

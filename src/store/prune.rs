@@ -13,7 +13,7 @@ use super::codec::{self, DeliveryRec, EventRec, StatusRec};
 use super::keys::{self, IndexKind};
 use super::model::EventState;
 use super::tx::{self, Tx};
-use super::{indexer, Db, Result, Store};
+use super::{indexer, Db, Result, SledStore};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
@@ -38,7 +38,7 @@ fn finished(state: EventState) -> bool {
     matches!(state, EventState::Done | EventState::Dead)
 }
 
-impl Store {
+impl SledStore {
     /// Removes up to `max` delivery records received before `cutoff_ms`, with their index
     /// entries. Returns how many went; fewer than `max` means none are left.
     pub fn prune_deliveries(&self, cutoff_ms: u64, max: usize) -> Result<usize> {

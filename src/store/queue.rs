@@ -5,7 +5,7 @@ use super::apply;
 use super::codec::{self, StatusRec};
 use super::model::{Attempt, AttemptOutcome, Event, EventState};
 use super::tx::{self, Tx};
-use super::{keys, Db, Result, Store, StoreError};
+use super::{keys, Db, Result, SledStore, StoreError};
 use std::sync::atomic::Ordering;
 
 /// What follows an attempt.
@@ -27,7 +27,7 @@ pub enum ReplayError {
     Store(#[from] StoreError),
 }
 
-impl Store {
+impl SledStore {
     /// When the first queued event is due (ms), if any.
     pub fn next_due(&self) -> Result<Option<u64>> {
         Ok(self

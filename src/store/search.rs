@@ -6,7 +6,7 @@ use super::browse::{id_bounds, type_prefix, DeliveryFilter, BODY_SCAN_BUDGET};
 use super::codec::{BodyRec, DeliveryRec};
 use super::keys::{self, IndexKind};
 use super::model::Verdict;
-use super::{tx, Db, Result, Store};
+use super::{tx, Db, Result, SledStore};
 use std::sync::atomic::Ordering;
 
 /// Most keys one count walks: counting keys is cheap, but not free on a large log, and the
@@ -39,7 +39,7 @@ pub struct Original {
     pub body_differs: bool,
 }
 
-impl Store {
+impl SledStore {
     /// The ids `filter` has to look at below `before`, newest first: the deliveries the
     /// indexer has not reached yet, then the entries of the most selective index that
     /// applies (merged, for a type prefix, from each known type that has it).

@@ -16,7 +16,7 @@
 use super::codec::{self, DeliveryRec, StatusRec};
 use super::keys;
 use super::model::EventState;
-use super::{check, from_io, indexer, open, Db, Result, Store, StoreError};
+use super::{check, from_io, indexer, open, Db, Result, SledStore, StoreError};
 use std::path::{Path, PathBuf};
 
 /// Entries written per batch while copying.
@@ -37,7 +37,7 @@ pub struct CopySummary {
     pub bytes: u64,
 }
 
-impl Store {
+impl SledStore {
     /// Copies the running store into a fresh store at `dest` (which must not exist yet).
     /// Blocking: run it on a blocking thread.
     pub fn backup_to(&self, dest: &Path) -> Result<CopySummary> {

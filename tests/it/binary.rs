@@ -136,6 +136,51 @@ async fn runs_on_embedded_defaults_and_prints_a_working_secret() {
 }
 
 #[test]
+fn a_first_start_on_a_busy_port_leaves_no_secret_unseen() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    let start = |listen: &str| {
+        Command::new(BIN)
+            .current_dir(dir.path())
+            .env("HOOKD_LISTEN", listen)
+            .env("HOOKD_ADMIN_LISTEN", "127.0.0.1:0")
+            .env("HOOKD_LOG", "warn")
+            .env("HOOKD_SHOW_SECRET", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let out = start(&busy_addr).wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&busy_addr) && err.contains("HOOKD_LISTEN"),
+        "{err}"
+    );
+    assert!(
+        !dir.path()
+            .join("hookd-data/secrets/default.secret")
+            .exists(),
+        "a secret nobody saw"
+    );
+    // The next start is a first start: it prints the secret it generates.
+    let mut child = start("127.0.0.1:0");
+    let lines: Vec<String> = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .take_while(|l| !l.starts_with("listening "))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.trim().starts_with("whsec_")),
+        "{lines:?}"
+    );
+    signal(&child, "TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
+}
+
+#[test]
 fn check_config_names_the_key_and_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");

@@ -165,12 +165,7 @@ async fn operator_journey_in_headless_chromium() {
         "navigation on the login page"
     );
     password.send_keys(PASSWORD).await.unwrap();
-    c.find(Locator::Css("#login-button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#login-button").await;
     wait_until(
         &c,
         "document.querySelector('#deliveries')",
@@ -314,12 +309,7 @@ async fn operator_journey_in_headless_chromium() {
         .select_by_value("rejected")
         .await
         .unwrap();
-    c.find(Locator::Css("#apply"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#apply").await;
     wait_until(
         &c,
         "location.hash.includes('verdict=rejected') && (rows => rows.length === 1 && rows[0].dataset.verdict === 'rejected')(document.querySelectorAll('#deliveries tr[data-id]'))",
@@ -422,12 +412,7 @@ async fn operator_journey_in_headless_chromium() {
     .unwrap();
 
     // Log out: the API is closed to the browser again.
-    c.find(Locator::Css("#logout"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#logout").await;
     wait_until(&c, "document.querySelector('#password')", "the login form").await;
     assert_eq!(js(&c, NAV_VISIBLE).await, false, "navigation after logout");
     // "Logged out." is news, not an error.
@@ -831,12 +816,7 @@ async fn deliveries_pages_in_headless_chromium() {
         c.screenshot().await.unwrap(),
     )
     .unwrap();
-    c.find(Locator::Css("#tz"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#tz").await;
     wait_until(
         &c,
         "/ [+-]\\d\\d:\\d\\d$/.test(document.querySelector('#deliveries tr[data-id] td').textContent)",
@@ -854,12 +834,7 @@ async fn deliveries_pages_in_headless_chromium() {
         "local time still chosen after a reload",
     )
     .await;
-    c.find(Locator::Css("#tz"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#tz").await;
     wait_until(
         &c,
         "(td => td && td.textContent.endsWith(' UTC'))(document.querySelector('#deliveries tr[data-id] td'))",
@@ -976,12 +951,7 @@ async fn deliveries_pages_in_headless_chromium() {
         .send_keys("patient_portal_unavailable")
         .await
         .unwrap();
-    c.find(Locator::Css("#apply"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#apply").await;
     wait_until(
         &c,
         "(rows => rows.length === 1 && rows[0].dataset.verdict === 'duplicate')(document.querySelectorAll('#deliveries tr[data-id]')) && document.querySelector('#list-total').textContent === '1 delivery'",
@@ -1364,12 +1334,7 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         .send_keys(PASSWORD)
         .await
         .unwrap();
-    c.find(Locator::Css("#login-button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#login-button").await;
     wait_until(
         &c,
         "document.querySelector('#deliveries')",
@@ -1493,12 +1458,7 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         .unwrap();
     let id_input = c.find(Locator::Css("#lookup-id")).await.unwrap();
     id_input.send_keys("no-such-id").await.unwrap();
-    c.find(Locator::Css("#lookup button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#lookup button[type=submit]").await;
     wait_until(
         &c,
         "document.querySelector('#lookup-error')",
@@ -1507,12 +1467,7 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
     .await;
     id_input.clear().await.unwrap();
     id_input.send_keys(&rid).await.unwrap();
-    c.find(Locator::Css("#lookup button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#lookup button[type=submit]").await;
     wait_until(
         &c,
         "document.querySelector('pre#resource')",
@@ -1533,6 +1488,22 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         shown.contains(&format!("\n  \"id\": \"{rid}\"")),
         "pretty-printed: {shown}"
     );
+    // The time-zone toggle re-renders the page: the lookup and its answer stay.
+    for zone in ["Local time", "UTC"] {
+        click(&c, "#tz").await;
+        wait_until(
+            &c,
+            &format!(
+                "document.querySelector('#tz').textContent === '{zone}' && document.querySelector('pre#resource')"
+            ),
+            "the looked-up resource still shown after the toggle",
+        )
+        .await;
+        assert_eq!(
+            js(&c, "return document.querySelector('#lookup-id').value;").await,
+            rid.as_str()
+        );
+    }
     assert_eq!(
         js(&c, PAGE_OVERFLOWS).await,
         false,
@@ -1560,12 +1531,7 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         "a day's chart by hour",
     )
     .await;
-    c.find(Locator::Css("#chart-range button[data-range='hour']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#chart-range button[data-range='hour']").await;
     wait_until(
         &c,
         "(ch => ch.dataset.range === 'hour' && ch.dataset.buckets === '60')(document.querySelector('#chart')) && location.hash.includes('range=hour')",
@@ -1628,12 +1594,7 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         "the queue page scrolls sideways"
     );
     shot(&c, "queue").await;
-    c.find(Locator::Css("#dead-more"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#dead-more").await;
     wait_until(
         &c,
         &format!("{dead_rows} === 60 && document.querySelector('#dead-more').hidden"),
@@ -1654,9 +1615,39 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 60, "each dead event once");
+    // The retry table fits its box: the error gives way, not the ids and times.
+    assert_eq!(
+        js(
+            &c,
+            "return (w => w.scrollWidth <= w.clientWidth)(document.querySelector('#retrying').parentElement);"
+        )
+        .await,
+        true,
+        "the retry table scrolls sideways"
+    );
+    // With nothing dead matching the filter, "Replay all matching" has nothing to do.
+    c.goto(&format!("{base}/#/queue?type=no.such.type"))
+        .await
+        .unwrap();
+    wait_until(
+        &c,
+        "(b => b && b.disabled)(document.querySelector('#replay-all'))",
+        "Replay all disabled when no dead event matches",
+    )
+    .await;
     c.close().await.unwrap();
     second_run.stop().await;
     stand_in.stop().await;
+}
+
+/// Clicks the element `css` selects.
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 }
 
 /// Writes the page as `target/ui/<name>.png`.

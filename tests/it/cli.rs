@@ -248,6 +248,56 @@ fn commands_on_a_missing_data_directory_say_no_such_directory() {
 }
 
 #[test]
+fn a_bare_backup_name_goes_into_the_configured_backup_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let backups = dir.path().join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    let config = dir.path().join("hookd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:1\"\n\
+             [admin]\nbackup_dir = {:?}\n[[endpoints]]\nname = \"std\"\nsecrets = [\"{}\"]\n",
+            data.display().to_string(),
+            backups.display().to_string(),
+            crate::SECRET
+        ),
+    )
+    .unwrap();
+    // A store to copy (hookd is not running: the backup is offline).
+    drop(hookd::store::Store::open(&data.join("db"), 16).unwrap());
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = hookd()
+        .current_dir(elsewhere.path())
+        .arg("--config")
+        .arg(&config)
+        .args(["backup", "--to", "nightly"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(backups.join("nightly/db").is_dir(), "{}", stderr(&out));
+    assert!(!elsewhere.path().join("nightly").exists());
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_the_command_without_a_panic() {
+    // `hookd ... | head -0`: the reader is gone before the command writes.
+    let mut child = hookd()
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    writeln!(child.stdin.take().unwrap(), "correct horse battery").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    assert_ne!(out.status.code(), Some(101), "a panic's exit code");
+}
+
+#[test]
 fn hash_password_reads_a_pipe_and_asks_twice_without_echo_at_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let password = "correct horse battery";

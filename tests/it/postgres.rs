@@ -3,10 +3,11 @@
 //! whose user may create databases (scripts/test starts a throwaway one); each test makes
 //! its own database.
 
-use hookd::store::pg::{PgOptions, PgStore};
+use hookd::store::pg::PgOptions;
 use hookd::store::{
     Attempt, AttemptOutcome, DeliveryDraft, EventState, NewEvent, Next, ResponseLog, Verdict,
 };
+use hookd::store::{DeliveryFilter, Store};
 use std::time::Duration;
 
 const NEEDS: &str = "a PostgreSQL server whose user may create databases";
@@ -91,7 +92,7 @@ fn respond(v: Verdict) -> (String, ResponseLog) {
     )
 }
 
-async fn accept(store: &PgStore, event_id: &str, at_ms: u64) -> hookd::store::Accepted {
+async fn accept(store: &Store, event_id: &str, at_ms: u64) -> hookd::store::Accepted {
     let event = NewEvent {
         event_id: event_id.into(),
         event_type: "webhook.test".into(),
@@ -101,6 +102,17 @@ async fn accept(store: &PgStore, event_id: &str, at_ms: u64) -> hookd::store::Ac
         .accept(draft(event_id, at_ms), event, respond)
         .await
         .unwrap()
+}
+
+/// The deliveries of one event id, oldest first.
+fn deliveries_of(store: &Store, event_id: &str) -> Vec<hookd::store::Delivery> {
+    let filter = DeliveryFilter {
+        event_id: Some(event_id.into()),
+        ..DeliveryFilter::default()
+    };
+    let mut items = store.list_deliveries(&filter, None, 100).unwrap().items;
+    items.reverse();
+    items
 }
 
 fn attempt(number: u32, outcome: AttemptOutcome) -> Attempt {
@@ -117,9 +129,13 @@ fn attempt(number: u32, outcome: AttemptOutcome) -> Attempt {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_event_id_from_two_instances_at_once_is_accepted_once() {
     let Some(url) = database().await else { return };
-    let a = std::sync::Arc::new(PgStore::connect(&options(&url, "a", 60_000)).await.unwrap());
-    let b = std::sync::Arc::new(PgStore::connect(&options(&url, "b", 60_000)).await.unwrap());
-    assert_ne!(a.node(), b.node(), "each instance takes its own node");
+    let a = std::sync::Arc::new(Store::open_postgres(&options(&url, "a", 60_000)).unwrap());
+    let b = std::sync::Arc::new(Store::open_postgres(&options(&url, "b", 60_000)).unwrap());
+    assert_ne!(
+        a.postgres().unwrap().node(),
+        b.postgres().unwrap().node(),
+        "each instance takes its own node"
+    );
     let now = hookd::clock::now_ms();
     let mut tasks = Vec::new();
     for i in 0..10 {
@@ -144,8 +160,8 @@ async fn one_event_id_from_two_instances_at_once_is_accepted_once() {
     ids.dedup();
     assert_eq!(ids.len(), 10, "every delivery has its own id");
     // Both instances see one event and ten deliveries of it, with the verdict each got.
-    assert_eq!(b.find_event("std", "evt_same").await.unwrap(), Some(seq));
-    let deliveries = a.deliveries_of(seq).await.unwrap();
+    assert_eq!(b.find_event("std", "evt_same").unwrap(), Some(seq));
+    let deliveries = deliveries_of(&a, "evt_same");
     assert_eq!(deliveries.len(), 10);
     let dups = deliveries
         .iter()
@@ -159,7 +175,23 @@ async fn one_event_id_from_two_instances_at_once_is_accepted_once() {
         d.response.headers,
         vec![("x-request-id".into(), "r1".into())]
     );
-    assert_eq!(a.count_state(EventState::Queued).await.unwrap(), 1);
+    assert_eq!(
+        a.postgres()
+            .unwrap()
+            .count_state(EventState::Queued)
+            .unwrap(),
+        1
+    );
+    // The answer's latency is written by the next heartbeat.
+    a.set_latency(d.id, 1234).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while a.delivery(d.id).unwrap().unwrap().latency_us != Some(1234) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "latency never written"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Processed once: one claim gets it, the other instance finds nothing.
     let got = a.claim(hookd::clock::now_ms(), 10).await.unwrap();
     assert_eq!(got.len(), 1);
@@ -177,13 +209,13 @@ async fn one_event_id_from_two_instances_at_once_is_accepted_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_claiming_together_never_take_the_same_event() {
     let Some(url) = database().await else { return };
-    let a = std::sync::Arc::new(PgStore::connect(&options(&url, "a", 60_000)).await.unwrap());
-    let b = std::sync::Arc::new(PgStore::connect(&options(&url, "b", 60_000)).await.unwrap());
+    let a = std::sync::Arc::new(Store::open_postgres(&options(&url, "a", 60_000)).unwrap());
+    let b = std::sync::Arc::new(Store::open_postgres(&options(&url, "b", 60_000)).unwrap());
     let now = hookd::clock::now_ms();
     for i in 0..60 {
         accept(if i % 2 == 0 { &a } else { &b }, &format!("evt_{i}"), now).await;
     }
-    let run = |s: std::sync::Arc<PgStore>| {
+    let run = |s: std::sync::Arc<Store>| {
         tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
@@ -213,7 +245,10 @@ async fn instances_claiming_together_never_take_the_same_event() {
     sa.dedup();
     assert_eq!(all, 60, "each event claimed once");
     assert_eq!(sa.len(), 60);
-    assert_eq!(a.count_state(EventState::Done).await.unwrap(), 60);
+    assert_eq!(
+        a.postgres().unwrap().count_state(EventState::Done).unwrap(),
+        60
+    );
     // Each instance's backlog figure catches up with the other's work at its heartbeat.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while a.backlog() + b.backlog() > 0 {
@@ -229,14 +264,14 @@ async fn instances_claiming_together_never_take_the_same_event() {
 async fn an_event_whose_instance_dies_runs_on_another_after_the_lease() {
     let Some(url) = database().await else { return };
     let lease = 600;
-    let a = PgStore::connect(&options(&url, "a", lease)).await.unwrap();
-    let b = PgStore::connect(&options(&url, "b", lease)).await.unwrap();
+    let a = Store::open_postgres(&options(&url, "a", lease)).unwrap();
+    let b = Store::open_postgres(&options(&url, "b", lease)).unwrap();
     let seq = accept(&a, "evt_1", hookd::clock::now_ms()).await.seq;
     let got = a.claim(hookd::clock::now_ms(), 1).await.unwrap();
     assert_eq!(got.len(), 1);
     // While A lives its heartbeat renews the lease: nothing to take back.
     tokio::time::sleep(Duration::from_millis(lease * 2)).await;
-    assert_eq!(b.requeue_expired(hookd::clock::now_ms()).await.unwrap(), 0);
+    assert_eq!(b.requeue_inflight(hookd::clock::now_ms()).unwrap(), 0);
     assert!(b.claim(hookd::clock::now_ms(), 1).await.unwrap().is_empty());
     // A dies mid-attempt (its heartbeat stops with it).
     drop(a);
@@ -258,7 +293,7 @@ async fn an_event_whose_instance_dies_runs_on_another_after_the_lease() {
     b.finish(seq, attempt(2, AttemptOutcome::Ok), Next::Done)
         .unwrap();
     b.flush().await.unwrap();
-    let attempts = b.attempts_by_instance(seq).await.unwrap();
+    let attempts = b.postgres().unwrap().attempts_by_instance(seq).unwrap();
     assert_eq!(attempts.len(), 2, "{attempts:?}");
     assert_eq!(attempts[0].0.number, 1);
     assert_eq!(attempts[0].0.outcome, AttemptOutcome::Interrupted);
@@ -266,14 +301,14 @@ async fn an_event_whose_instance_dies_runs_on_another_after_the_lease() {
     assert_eq!(attempts[1].0.number, 2);
     assert_eq!(attempts[1].0.outcome, AttemptOutcome::Ok);
     assert_eq!(attempts[1].1, "b");
-    assert_eq!(b.event(seq).await.unwrap().unwrap().state, EventState::Done);
+    assert_eq!(b.event(seq).unwrap().unwrap().state, EventState::Done);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_after_the_lease_passed_on_is_recorded_but_does_not_move_the_event() {
     let Some(url) = database().await else { return };
-    let a = PgStore::connect(&options(&url, "a", 60_000)).await.unwrap();
-    let b = PgStore::connect(&options(&url, "b", 60_000)).await.unwrap();
+    let a = Store::open_postgres(&options(&url, "a", 60_000)).unwrap();
+    let b = Store::open_postgres(&options(&url, "b", 60_000)).unwrap();
     let seq = accept(&a, "evt_1", hookd::clock::now_ms()).await.seq;
     a.claim(hookd::clock::now_ms(), 1).await.unwrap();
     // A stalls past its lease (simulated: the lease is cut short in the database).
@@ -282,16 +317,16 @@ async fn a_result_after_the_lease_passed_on_is_recorded_but_does_not_move_the_ev
         .execute("UPDATE hookd_events SET lease_until_ms = 1", &[])
         .await
         .unwrap();
-    assert_eq!(b.requeue_expired(hookd::clock::now_ms()).await.unwrap(), 1);
+    assert_eq!(b.requeue_inflight(hookd::clock::now_ms()).unwrap(), 1);
     let got = b.claim(hookd::clock::now_ms(), 1).await.unwrap();
     assert_eq!(got[0].0.attempts, 1);
     // A's late result: kept under its own number, the event stays B's.
     a.finish(seq, attempt(1, AttemptOutcome::Error), Next::RetryAt(1))
         .unwrap();
     a.flush().await.unwrap();
-    let e = b.event(seq).await.unwrap().unwrap();
+    let e = b.event(seq).unwrap().unwrap();
     assert_eq!(e.state, EventState::Processing);
-    let attempts = b.attempts_by_instance(seq).await.unwrap();
+    let attempts = b.postgres().unwrap().attempts_by_instance(seq).unwrap();
     assert_eq!(attempts[0].0.outcome, AttemptOutcome::Error);
     assert_eq!(attempts[1].0.outcome, AttemptOutcome::Running);
     assert_eq!(attempts[1].1, "b");
@@ -300,12 +335,12 @@ async fn a_result_after_the_lease_passed_on_is_recorded_but_does_not_move_the_ev
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_replays_and_the_next_due_time() {
     let Some(url) = database().await else { return };
-    let a = PgStore::connect(&options(&url, "a", 60_000)).await.unwrap();
+    let a = Store::open_postgres(&options(&url, "a", 60_000)).unwrap();
     let now = hookd::clock::now_ms();
     let seq = accept(&a, "evt_1", now).await.seq;
-    assert_eq!(a.next_due().await.unwrap(), Some(now));
+    assert_eq!(a.next_due().unwrap(), Some(now));
     a.claim(now, 1).await.unwrap();
-    assert_eq!(a.next_due().await.unwrap(), None);
+    assert_eq!(a.next_due().unwrap(), None);
     a.finish(
         seq,
         attempt(1, AttemptOutcome::Error),
@@ -314,7 +349,7 @@ async fn retries_replays_and_the_next_due_time() {
     .unwrap();
     a.flush().await.unwrap();
     assert!(!a.finishes_pending());
-    assert_eq!(a.next_due().await.unwrap(), Some(now + 5_000));
+    assert_eq!(a.next_due().unwrap(), Some(now + 5_000));
     assert!(
         a.claim(now + 1_000, 1).await.unwrap().is_empty(),
         "not due yet"
@@ -323,18 +358,18 @@ async fn retries_replays_and_the_next_due_time() {
     assert_eq!(again[0].0.attempts, 1);
     assert_eq!(again[0].0.last_error.as_deref(), Some("done here"));
     assert!(matches!(
-        a.replay(seq, now).await,
+        a.replay(seq, now),
         Err(hookd::store::ReplayError::NotFinished("processing"))
     ));
     a.finish(seq, attempt(2, AttemptOutcome::Error), Next::Dead)
         .unwrap();
     a.flush().await.unwrap();
-    let replayed = a.replay(seq, now + 6_000).await.unwrap();
+    let replayed = a.replay(seq, now + 6_000).unwrap();
     assert_eq!(replayed.state, EventState::Queued);
     assert_eq!(replayed.replays, 1);
     assert_eq!(replayed.attempts_before_replay, 2);
     assert!(matches!(
-        a.replay(12345, now).await,
+        a.replay(12345, now),
         Err(hookd::store::ReplayError::NotFound)
     ));
 }
@@ -344,7 +379,11 @@ async fn the_schema_is_migrated_once_and_a_newer_one_is_refused() {
     let Some(url) = database().await else { return };
     // Two instances starting together: one migrates, the other waits and finds it done.
     let (oa, ob) = (options(&url, "a", 60_000), options(&url, "b", 60_000));
-    let (a, b) = tokio::join!(PgStore::connect(&oa), PgStore::connect(&ob));
+    let (a, b) = tokio::join!(
+        tokio::task::spawn_blocking(move || Store::open_postgres(&oa)),
+        tokio::task::spawn_blocking(move || Store::open_postgres(&ob))
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
     a.unwrap();
     b.unwrap();
     let client = raw(&url).await;
@@ -360,8 +399,7 @@ async fn the_schema_is_migrated_once_and_a_newer_one_is_refused() {
         .execute("INSERT INTO hookd_schema (version) VALUES (99)", &[])
         .await
         .unwrap();
-    let e = PgStore::connect(&options(&url, "c", 60_000))
-        .await
+    let e = Store::open_postgres(&options(&url, "c", 60_000))
         .err()
         .expect("a newer schema is refused");
     let text = e.to_string();
@@ -384,11 +422,11 @@ async fn partitions(c: &tokio_postgres::Client) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_drops_old_days_and_runs_on_one_instance_at_a_time() {
     let Some(url) = database().await else { return };
-    let a = PgStore::connect(&options(&url, "a", 60_000)).await.unwrap();
+    let a = Store::open_postgres(&options(&url, "a", 60_000)).unwrap();
     let day = 86_400_000;
     let now = hookd::clock::now_ms();
     let old = now - 20 * day;
-    a.ensure_partitions_at(old).await.unwrap();
+    a.postgres().unwrap().ensure_partitions_at(old).unwrap();
     let mut old_seqs = Vec::new();
     for i in 0..5 {
         old_seqs.push(accept(&a, &format!("old_{i}"), old).await.seq);
@@ -414,21 +452,51 @@ async fn retention_drops_old_days_and_runs_on_one_instance_at_a_time() {
         .await
         .unwrap();
     let cutoff = now - 15 * day;
-    assert_eq!(a.prune_deliveries(cutoff).await.unwrap(), None);
-    assert_eq!(a.prune_events(cutoff, 100).await.unwrap(), None);
+    assert_eq!(a.prune_deliveries(cutoff, 1000).unwrap(), 0);
+    assert_eq!(a.prune_events(cutoff, 0, 100).unwrap().removed, 0);
     holder
         .execute("SELECT pg_advisory_unlock($1)", &[&0x686f_6f6b_6403_i64])
         .await
         .unwrap();
-    assert!(a.prune_deliveries(cutoff).await.unwrap().unwrap() >= 5);
+    assert!(a.prune_deliveries(cutoff, 1000).unwrap() >= 5);
     assert!(partitions(&client).await < before, "old days are dropped");
-    assert_eq!(a.prune_events(cutoff, 100).await.unwrap(), Some(4));
-    assert!(a.event(old_seqs[0]).await.unwrap().is_none());
-    assert!(
-        a.event(old_seqs[4]).await.unwrap().is_some(),
-        "queued stays"
+    let batch = a.prune_events(cutoff, 0, 100).unwrap();
+    assert_eq!((batch.removed, batch.next), (4, None));
+    assert!(a.event(old_seqs[0]).unwrap().is_none());
+    assert!(a.event(old_seqs[4]).unwrap().is_some(), "queued stays");
+    assert!(a.event(fresh).unwrap().is_some());
+    assert_eq!(deliveries_of(&a, "fresh").len(), 1);
+    assert!(deliveries_of(&a, "old_4").is_empty(), "its day was dropped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hookds_on_one_database_behave_as_one() {
+    let Some(url) = database().await else { return };
+    let extra = format!(
+        "[store]\nkind = \"postgres\"\n[postgres]\nurl = \"{url}\"\nlease_secs = 5\n{}",
+        crate::receive::base_config()
     );
-    assert!(a.event(fresh).await.unwrap().is_some());
-    assert_eq!(a.deliveries_of(fresh).await.unwrap().len(), 1);
-    assert!(a.deliveries_of(old_seqs[4]).await.unwrap().is_empty());
+    let a = crate::TestServer::start(&extra).await;
+    let b = crate::TestServer::start(&extra).await;
+    // Received by A, repeated to B: one event, the repeat a duplicate.
+    let first = a.send_event("std", "evt-c1", "webhook.test").await;
+    assert_eq!(first.verdict(), (200, "accepted"));
+    let again = b.send_event("std", "evt-c1", "webhook.test").await;
+    assert_eq!(again.verdict(), (200, "duplicate"));
+    // B's API shows what A received, processed once by one of them.
+    let event = b.wait_for_state("evt-c1", "done").await;
+    assert_eq!(event["attempts"].as_array().unwrap().len(), 1, "{event}");
+    let list = b.api_ok("/api/deliveries?event_id=evt-c1").await;
+    let verdicts: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts, ["duplicate", "accepted"], "{list}");
+    let stats = a.api_ok("/api/stats").await;
+    assert_eq!(stats["deliveries"]["accepted"], 1, "{stats}");
+    assert_eq!(stats["deliveries"]["duplicate"], 1, "{stats}");
+    a.stop().await;
+    b.stop().await;
 }

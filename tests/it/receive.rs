@@ -174,8 +174,15 @@ async fn bodies_without_an_object_id_or_type_are_400() {
     for (body, reason) in [
         ("[1,2]", "body is not a JSON object"),
         ("{not json", "body is not a JSON object"),
-        (r#"{"id":"a"}"#, "body has no string `type`"),
-        (r#"{"id":"a","type":7}"#, "body has no string `type`"),
+        (r#"{"id":"a"}"#, "body has no `type` (a non-empty string)"),
+        (
+            r#"{"id":"a","type":7}"#,
+            "body has no `type` (a non-empty string)",
+        ),
+        (
+            r#"{"id":"a","type":""}"#,
+            "body has no `type` (a non-empty string)",
+        ),
     ] {
         let a = s.post_signed("std", SECRET, "m", body).await;
         assert_eq!(a.verdict(), (400, "rejected"), "{body}");
@@ -191,7 +198,7 @@ async fn bodies_without_an_object_id_or_type_are_400() {
         )
         .await;
     assert_eq!(a.verdict(), (400, "rejected"));
-    assert_eq!(a.body["reason"], "body has no string `id`");
+    assert_eq!(a.body["reason"], "body has no `id` (a non-empty string)");
     s.stop().await;
 }
 

@@ -50,6 +50,8 @@ fn accepted_keys() -> BTreeSet<(String, String)> {
         ("fasten", "[fasten]\n"),
         ("alerts", "[alerts]\n"),
         ("push", "[push]\n"),
+        ("store", "[store]\n"),
+        ("postgres", "[store]\nkind = \"postgres\"\n[postgres]\n"),
         ("endpoints", "[[endpoints]]\nname = \"x\"\n"),
         (
             "endpoints.forward",

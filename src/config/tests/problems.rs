@@ -334,3 +334,39 @@ fn a_backup_dir_inside_the_data_dir_is_refused() {
         .unwrap();
     }
 }
+
+#[test]
+fn the_store_sections_name_their_keys_and_never_the_password() {
+    let err = |text: &str| load_str(text, &[]).unwrap_err().to_string();
+    let e = err("[store]\nkind = \"mysql\"\n");
+    assert!(
+        e.contains("store.kind") && e.contains("sled, postgres"),
+        "{e}"
+    );
+    let e = err("[store]\nkind = \"postgres\"\n");
+    assert!(e.contains("postgres.url"), "{e}");
+    let e = err("[postgres]\nurl = \"postgres://db/hookd\"\n");
+    assert!(e.contains("store.kind"), "{e}");
+    let e = err(
+        "[store]\nkind = \"postgres\"\n[postgres]\nurl = \"postgres://u:s3cret@db:nope/h\"\npool_size = 1\n",
+    );
+    assert!(
+        e.contains("postgres.url") && e.contains("postgres.pool_size"),
+        "{e}"
+    );
+    assert!(!e.contains("s3cret"), "{e}");
+    let ok = load_str(
+        "[store]\nkind = \"postgres\"\n[postgres]\nurl = \"postgres://db/hookd\"\ninstance = \"a\"\n",
+        &[],
+    )
+    .unwrap();
+    match ok.store {
+        crate::config::StoreKind::Postgres(o) => {
+            assert_eq!(
+                (o.pool_size, o.lease_ms, o.instance.as_str()),
+                (8, 60_000, "a")
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -18,12 +18,19 @@ pub trait Index {
     type Error: std::fmt::Display;
     /// Records where the resource `(resource_type, id)` is.
     fn add(&mut self, resource_type: &str, id: &str, loc: &ResourceLoc) -> Result<(), Self::Error>;
+    /// Writes entries still buffered; called once every line is read.
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
 }
 
 impl Index for ResourceIndexer {
     type Error = crate::store::StoreError;
     fn add(&mut self, resource_type: &str, id: &str, loc: &ResourceLoc) -> Result<(), Self::Error> {
         ResourceIndexer::add(self, resource_type, id, loc)
+    }
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        ResourceIndexer::flush(self)
     }
 }
 
@@ -101,6 +108,9 @@ impl<'a, I: Index> Validator<'a, I> {
             self.line(&last, self.offset)?;
             self.offset += last.len() as u64;
         }
+        self.index
+            .flush()
+            .map_err(|e| retry(format!("cannot index {}: {e}", self.file)))?;
         Ok((self.offset, self.counts))
     }
 

@@ -12,6 +12,7 @@
 
 mod browse;
 mod conn;
+pub(crate) mod fasten;
 mod ingest;
 mod node;
 mod prune;
@@ -19,7 +20,8 @@ mod queue;
 mod schema;
 mod writer;
 
-pub use conn::PgOptions;
+pub use conn::{parse as parse_url, PgOptions};
+pub use fasten::PgIndexer;
 pub use schema::VERSION as SCHEMA_VERSION;
 
 use super::StoreError;
@@ -119,6 +121,8 @@ struct Inner {
     backlog: AtomicU64,
     /// Attempt results sent to the writer and not yet committed.
     pending_finishes: AtomicUsize,
+    /// Answer latencies not written yet: (delivery id, µs).
+    latencies: Mutex<Vec<(i64, i64)>>,
 }
 
 impl Inner {
@@ -131,55 +135,73 @@ impl Inner {
     }
 }
 
-/// The PostgreSQL store of one instance. Share it as `Arc<PgStore>`.
+/// The PostgreSQL store of one instance, behind [`crate::store::Store`].
+///
+/// It runs on a small tokio runtime of its own: the pool's connections and their tasks live
+/// there. The store's synchronous reads (the UI's, the pipeline's) hand their query to that
+/// runtime and wait for the answer on the calling thread, which works the same from an
+/// async handler, a blocking task or a plain thread, and never from inside the runtime that
+/// runs the query, so it cannot deadlock. The embedded store answers those reads from its
+/// page cache in microseconds; here each is a round trip, and blocks its caller for it.
 pub struct PgStore {
     inner: Arc<Inner>,
-    writer: crate::store::writer::Writer,
+    writer: Arc<crate::store::writer::Writer>,
     heartbeat: tokio::task::JoinHandle<()>,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl PgStore {
-    /// Connects, brings the schema up to date, takes a node number and starts the writer
-    /// and the heartbeat. Must run inside a tokio runtime.
-    pub async fn connect(options: &PgOptions) -> Result<PgStore> {
-        let pool = conn::pool(options)?;
-        let mut client = pool.get().await.map_err(pool_error)?;
-        schema::migrate(&mut client).await?;
-        let now = crate::clock::now_ms();
-        let node = node::take(&mut client, &options.instance, now).await?;
-        let floor: i64 = client
-            .query_one(
-                "SELECT greatest(
-                     (SELECT coalesce(max(id), 0) FROM hookd_deliveries),
-                     (SELECT coalesce(max(seq), 0) FROM hookd_events))",
-                &[],
-            )
-            .await
-            .map_err(db)?
-            .get(0);
-        drop(client);
-        let inner = Arc::new(Inner {
-            pool,
-            node,
-            instance: options.instance.clone(),
-            ids: NodeIds::new(node as u64, floor as u64),
-            lease_ms: options.lease_ms,
-            work: Notify::new(),
-            writer_alive: AtomicBool::new(true),
-            write_error: Mutex::new(None),
-            backlog: AtomicU64::new(0),
-            pending_finishes: AtomicUsize::new(0),
-        });
-        prune::ensure_partitions(&inner, now).await?;
-        queue::refresh_backlog(&inner).await?;
-        let writer = writer::start(inner.clone());
-        let heartbeat = tokio::spawn(node::heartbeat(inner.clone()));
-        tracing::info!(node, instance = %options.instance, "connected to the database");
+    /// Connects, brings the schema up to date, takes a node number, and starts the writer
+    /// and the heartbeat.
+    pub fn open(options: &PgOptions) -> Result<PgStore> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("hookd-db")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Io(format!("cannot start the database runtime: {e}")))?;
+        let options = options.clone();
+        let (inner, writer, heartbeat) = match wait(runtime.handle(), connect(options)) {
+            Ok(Ok(connected)) => connected,
+            Ok(Err(e)) | Err(e) => {
+                // Dropping a runtime waits for its tasks, which an async caller must not do.
+                runtime.shutdown_background();
+                return Err(e);
+            }
+        };
         Ok(PgStore {
             inner,
-            writer,
+            writer: Arc::new(writer),
             heartbeat,
+            runtime: Some(runtime),
         })
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives as long as the store")
+    }
+
+    /// Runs a query on the store's runtime and waits for it on this thread.
+    fn block<T, F>(&self, query: impl FnOnce(Arc<Inner>) -> F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        wait(self.runtime().handle(), query(self.inner.clone()))?
+    }
+
+    /// Runs a query on the store's runtime and awaits it.
+    async fn run<T, F>(&self, query: impl FnOnce(Arc<Inner>) -> F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.runtime()
+            .spawn(query(self.inner.clone()))
+            .await
+            .map_err(|e| StoreError::Database(format!("a database task failed: {e}")))?
     }
 
     /// This instance's node number.
@@ -204,9 +226,42 @@ impl PgStore {
         self.writer.flush().await
     }
 
+    /// Indexes are the database's own, always current.
+    pub fn index_now(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Events not finished (queued, retrying, processing) on every instance, as last counted.
     pub fn backlog(&self) -> u64 {
         self.inner.backlog.load(Ordering::Relaxed)
+    }
+
+    /// Records a rejected delivery (committed like any other: the writer batches it).
+    pub fn record(&self, draft: crate::store::DeliveryDraft) -> Result<u64> {
+        let writer = self.writer.clone();
+        self.block(move |_| async move { writer.record(draft).await })
+    }
+
+    /// Records a delivery that creates no event; returns once committed.
+    pub async fn record_durable(&self, draft: crate::store::DeliveryDraft) -> Result<u64> {
+        self.writer.record(draft).await
+    }
+
+    /// Counts a rejected delivery that was not stored.
+    pub fn count_unlogged_rejection(&self) -> Result<()> {
+        self.block(|inner| async move {
+            inner
+                .client()
+                .await?
+                .execute(
+                    "INSERT INTO hookd_counters (name, n) VALUES ('rejected_unlogged', 1)
+                     ON CONFLICT (name) DO UPDATE SET n = hookd_counters.n + 1",
+                    &[],
+                )
+                .await
+                .map_err(db)?;
+            Ok(())
+        })
     }
 
     /// Accepts `event` unless its id was already accepted on this endpoint by any instance,
@@ -220,9 +275,23 @@ impl PgStore {
         self.writer.accept(draft, event, respond).await
     }
 
-    /// Records a delivery that creates no event; returns once committed.
-    pub async fn record_durable(&self, draft: crate::store::DeliveryDraft) -> Result<u64> {
-        self.writer.record(draft).await
+    /// Notes how long an answer took; written with the next heartbeat, many at once (the
+    /// figure is information about the answer, not something acknowledged).
+    pub fn set_latency(&self, delivery_id: u64, micros: u64) -> Result<()> {
+        let mut pending = self
+            .inner
+            .latencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if pending.len() < crate::store::MAX_PENDING_LATENCIES {
+            pending.push((delivery_id as i64, micros as i64));
+        }
+        Ok(())
+    }
+
+    /// When the first queued event is due, on any instance.
+    pub fn next_due(&self) -> Result<Option<u64>> {
+        self.block(|inner| async move { queue::next_due(&**inner.client().await?).await })
     }
 
     /// Claims up to `max` due events for this instance (see `queue::claim`).
@@ -255,53 +324,133 @@ impl PgStore {
         self.inner.pending_finishes.load(Ordering::Relaxed) > 0
     }
 
-    /// When the first queued event is due, on any instance.
-    pub async fn next_due(&self) -> Result<Option<u64>> {
-        queue::next_due(&**self.inner.client().await?).await
-    }
-
-    /// Puts events whose lease ran out back on the queue (at start, and on every heartbeat).
-    pub async fn requeue_expired(&self, now_ms: u64) -> Result<usize> {
-        queue::expire_leases(&self.inner, now_ms).await
+    /// Puts events whose lease ran out back on the queue. An instance that starts does not
+    /// know which events it ran before a crash (it has a new node), so those wait for their
+    /// lease like any other instance's.
+    pub fn requeue_inflight(&self, now_ms: u64) -> Result<usize> {
+        self.block(move |inner| async move { queue::expire_leases(&inner, now_ms).await })
     }
 
     /// Re-queues a done or dead event.
-    pub async fn replay(
+    pub fn replay(
         &self,
         seq: u64,
         now_ms: u64,
     ) -> Result<crate::store::Event, crate::store::ReplayError> {
-        queue::replay(&self.inner, seq, now_ms).await
+        wait(self.runtime().handle(), {
+            let inner = self.inner.clone();
+            async move { queue::replay(&inner, seq, now_ms).await }
+        })?
     }
 
-    /// Drops the delivery log's days before `cutoff_ms`; `None` if another instance prunes.
-    pub async fn prune_deliveries(&self, cutoff_ms: u64) -> Result<Option<u64>> {
-        prune::prune_deliveries(&self.inner, cutoff_ms).await
+    /// Drops the delivery log's days wholly before `cutoff_ms` (and older rows of the
+    /// default partition). 0 when another instance is pruning now: its pass covers it.
+    pub fn prune_deliveries(&self, cutoff_ms: u64, _max: usize) -> Result<usize> {
+        self.block(move |inner| async move {
+            Ok(prune::prune_deliveries(&inner, cutoff_ms)
+                .await?
+                .unwrap_or(0) as usize)
+        })
     }
 
-    /// Deletes up to `max` finished events before `cutoff_ms`; `None` if another instance
-    /// prunes.
-    pub async fn prune_events(&self, cutoff_ms: u64, max: usize) -> Result<Option<u64>> {
-        prune::prune_events(&self.inner, cutoff_ms, max).await
+    /// Deletes up to `max` finished events before `cutoff_ms`; `next` says whether to call
+    /// again (deleted rows are gone, so each call starts from the oldest left).
+    pub fn prune_events(
+        &self,
+        cutoff_ms: u64,
+        _from: u64,
+        max: usize,
+    ) -> Result<crate::store::EventBatch> {
+        self.block(move |inner| async move {
+            let removed = prune::prune_events(&inner, cutoff_ms, max)
+                .await?
+                .unwrap_or(0) as usize;
+            Ok(crate::store::EventBatch {
+                removed,
+                next: (removed >= max && max > 0).then_some(0),
+            })
+        })
     }
 
     /// Makes the delivery log's day partitions around `now_ms` (the heartbeat does it for the
     /// clock's now). For tests of retention with an injected clock.
     #[doc(hidden)]
-    pub async fn ensure_partitions_at(&self, now_ms: u64) -> Result<()> {
-        prune::ensure_partitions(&self.inner, now_ms).await
+    pub fn ensure_partitions_at(&self, now_ms: u64) -> Result<()> {
+        self.block(move |inner| async move { prune::ensure_partitions(&inner, now_ms).await })
     }
 
-    /// Stops the writer as a panic would. Only for tests of the health checks.
+    /// Stops the writer as a panic would.
     #[doc(hidden)]
     pub fn crash_writer(&self) {
         self.writer.crash();
     }
 }
 
+/// Connects on the store's runtime (the pool, the writer and the heartbeat live there).
+async fn connect(
+    options: PgOptions,
+) -> Result<(
+    Arc<Inner>,
+    crate::store::writer::Writer,
+    tokio::task::JoinHandle<()>,
+)> {
+    let pool = conn::pool(&options)?;
+    let mut client = pool.get().await.map_err(pool_error)?;
+    schema::migrate(&mut client).await?;
+    let now = crate::clock::now_ms();
+    let node = node::take(&mut client, &options.instance, now).await?;
+    let floor: i64 = client
+        .query_one(
+            "SELECT greatest(
+                 (SELECT coalesce(max(id), 0) FROM hookd_deliveries),
+                 (SELECT coalesce(max(seq), 0) FROM hookd_events))",
+            &[],
+        )
+        .await
+        .map_err(db)?
+        .get(0);
+    drop(client);
+    let inner = Arc::new(Inner {
+        pool,
+        node,
+        instance: options.instance.clone(),
+        ids: NodeIds::new(node as u64, floor as u64),
+        lease_ms: options.lease_ms,
+        work: Notify::new(),
+        writer_alive: AtomicBool::new(true),
+        write_error: Mutex::new(None),
+        backlog: AtomicU64::new(0),
+        pending_finishes: AtomicUsize::new(0),
+        latencies: Mutex::new(Vec::new()),
+    });
+    prune::ensure_partitions(&inner, now).await?;
+    queue::refresh_backlog(&inner).await?;
+    let writer = writer::start(inner.clone());
+    let heartbeat = tokio::spawn(node::heartbeat(inner.clone()));
+    tracing::info!(node, instance = %options.instance, "connected to the database");
+    Ok((inner, writer, heartbeat))
+}
+
+/// Runs `future` on `runtime` and waits for its output on this thread.
+fn wait<T: Send + 'static>(
+    runtime: &tokio::runtime::Handle,
+    future: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    runtime.spawn(async move {
+        let _ = tx.send(future.await);
+    });
+    rx.recv()
+        .map_err(|_| StoreError::Database("a database task failed".into()))
+}
+
 impl Drop for PgStore {
     fn drop(&mut self) {
         self.heartbeat.abort();
+        if let Some(runtime) = self.runtime.take() {
+            // Dropping a runtime waits for its tasks, which an async caller must not do.
+            runtime.shutdown_background();
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Instances: each takes a node number at start and keeps it alive with a heartbeat, which
 //! also renews the leases of the events it runs, hands back the leases of instances that
-//! stopped renewing theirs, and wakes the dispatcher for events other instances accepted.
+//! stopped renewing theirs, writes the answers' latencies, and wakes the dispatcher for
+//! events other instances accepted.
 
 use super::{db, queue, Inner, Result};
 use crate::store::StoreError;
@@ -113,6 +114,18 @@ async fn beat(inner: &Inner, now_ms: u64) -> Result<()> {
         )
         .await
         .map_err(db)?;
+    let latencies = std::mem::take(&mut *inner.latencies.lock().unwrap_or_else(|p| p.into_inner()));
+    if !latencies.is_empty() {
+        let (ids, micros): (Vec<i64>, Vec<i64>) = latencies.into_iter().unzip();
+        client
+            .execute(
+                "UPDATE hookd_deliveries d SET latency_us = u.l
+                 FROM unnest($1::int8[], $2::int8[]) AS u(i, l) WHERE d.id = u.i",
+                &[&ids, &micros],
+            )
+            .await
+            .map_err(db)?;
+    }
     drop(client);
     queue::expire_leases(inner, now_ms).await?;
     queue::refresh_backlog(inner).await

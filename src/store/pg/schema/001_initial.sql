@@ -92,3 +92,27 @@ CREATE TABLE hookd_counters (
     name text PRIMARY KEY,
     n bigint NOT NULL
 );
+
+-- Fasten Connect: connections, stored exports (a record exists once every file of the
+-- export is in exports_dir), and where each resource's line is in those files.
+CREATE TABLE hookd_connections (
+    id text PRIMARY KEY,
+    record jsonb NOT NULL
+);
+CREATE TABLE hookd_exports (
+    connection text NOT NULL,
+    task_id text NOT NULL UNIQUE,
+    record jsonb NOT NULL,
+    PRIMARY KEY (connection, task_id)
+);
+CREATE TABLE hookd_resources (
+    connection text NOT NULL,
+    resource_type text NOT NULL,
+    id text NOT NULL,
+    task_id text NOT NULL,
+    file text NOT NULL,
+    "offset" bigint NOT NULL,
+    len bigint NOT NULL,
+    PRIMARY KEY (connection, resource_type, id)
+);
+CREATE INDEX hookd_resources_task ON hookd_resources (connection, task_id);
