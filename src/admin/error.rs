@@ -113,6 +113,10 @@ impl From<LoginError> for ApiError {
                 StatusCode::NOT_FOUND,
                 "password login is not enabled (set admin.password_hash)",
             ),
+            LoginError::Store(e) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the session cannot be stored: {e}"),
+            ),
         }
     }
 }

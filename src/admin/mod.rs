@@ -74,7 +74,7 @@ impl Admin {
     /// The admin state for `config` over `store`.
     pub fn new(config: Arc<Config>, store: Arc<Store>, pruner: Arc<crate::prune::Pruner>) -> Admin {
         Admin {
-            auth: Auth::new(config.admin.session_ttl_secs),
+            auth: Auth::new(config.admin.session_ttl_secs, &store),
             config,
             store,
             pruner,

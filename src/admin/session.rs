@@ -11,10 +11,11 @@ use super::guard::{self, Caller};
 use super::{Admin, ApiError, Request};
 use crate::clock;
 use crate::config::Config;
+use crate::store::Store;
 use http::{HeaderValue, StatusCode};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use warp::Reply;
 
 /// Name of the session cookie.
@@ -51,6 +52,9 @@ pub struct Auth {
     open_csrf: String,
     ttl_ms: u64,
     verifying: tokio::sync::Semaphore,
+    /// Cluster mode: sessions live in the store, so every instance knows them (and a
+    /// logout on one ends the session on all); the map above is then unused.
+    shared: Option<Arc<Store>>,
 }
 
 /// Why a login failed.
@@ -61,12 +65,15 @@ pub enum LoginError {
     WrongPassword,
     /// No `admin.password_hash` is configured.
     NoPassword,
+    /// The session could not be stored (cluster mode: the database failed).
+    Store(String),
 }
 
 impl Auth {
     /// Sessions that last `ttl_secs`.
-    pub fn new(ttl_secs: u64) -> Auth {
+    pub fn new(ttl_secs: u64, store: &Arc<Store>) -> Auth {
         Auth {
+            shared: store.keeps_sessions().then(|| store.clone()),
             sessions: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             open_csrf: new_token(),
@@ -85,6 +92,17 @@ impl Auth {
         let Some(id) = cookie_header.and_then(cookie_value) else {
             return SessionState::None;
         };
+        if let Some(store) = &self.shared {
+            return match store.session(id, now_ms) {
+                Ok(Some(csrf)) => SessionState::Live { csrf },
+                Ok(None) => SessionState::Expired,
+                Err(e) => {
+                    // Not logged in while the database cannot say: the safe answer.
+                    tracing::warn!(error = %e, "cannot read the session from the store");
+                    SessionState::Expired
+                }
+            };
+        }
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         match sessions.get(id) {
             Some(s) if s.expires_at_ms > now_ms => SessionState::Live {
@@ -101,6 +119,11 @@ impl Auth {
     /// Ends the session named by the cookie, if any.
     pub fn logout(&self, cookie_header: Option<&str>) {
         if let Some(id) = cookie_header.and_then(cookie_value) {
+            if let Some(store) = &self.shared {
+                if let Err(e) = store.remove_session(id) {
+                    tracing::warn!(error = %e, "cannot remove the session from the store");
+                }
+            }
             self.sessions
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -137,6 +160,13 @@ impl Auth {
         self.forgive(ip);
         let id = new_token();
         let csrf = new_token();
+        if let Some(store) = &self.shared {
+            let expires = now_ms.saturating_add(self.ttl_ms);
+            return match store.put_session(&id, &csrf, expires) {
+                Ok(()) => Ok((id, csrf)),
+                Err(e) => Err(LoginError::Store(e.to_string())),
+            };
+        }
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         sessions.retain(|_, s| s.expires_at_ms > now_ms);
         if sessions.len() >= MAX_SESSIONS {
@@ -272,6 +302,9 @@ pub async fn login(admin: &Admin, req: &Request) -> Result<warp::reply::Response
                 }
                 LoginError::Limited(_) => {
                     tracing::warn!(%remote, "failed admin login: too many attempts, refused")
+                }
+                LoginError::Store(ref why) => {
+                    tracing::error!(%remote, error = %why, "admin login: the session cannot be stored")
                 }
                 LoginError::NoPassword => {}
             }

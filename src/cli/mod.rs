@@ -9,6 +9,7 @@
 mod backup;
 mod check_config;
 mod compact;
+mod copy_store;
 mod hash_password;
 mod send;
 mod serve;
@@ -109,6 +110,19 @@ enum Command {
         #[command(flatten)]
         config: ConfigFlag,
     },
+    /// Copy a stopped appliance's data directory (its store) into an empty PostgreSQL
+    /// database, for cluster mode (docs/cluster.md).
+    CopyStore {
+        /// The stopped hookd's data directory.
+        #[arg(long, value_name = "DATA_DIR")]
+        from: PathBuf,
+        /// The database: postgres://user:password@host/dbname (visible to `ps`: prefer --to-file).
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
+        /// A file holding the connection string.
+        #[arg(long, value_name = "FILE")]
+        to_file: Option<PathBuf>,
+    },
     /// Print the argon2 hash of a password for `admin.password_hash`. At a terminal it asks
     /// twice without echo; otherwise it reads one line from standard input.
     HashPassword,
@@ -132,6 +146,7 @@ impl Command {
             Command::Backup { .. } => "backup",
             Command::VerifyData { .. } => "verify-data",
             Command::Compact { .. } => "compact",
+            Command::CopyStore { .. } => "copy-store",
             Command::HashPassword => "hash-password",
             Command::Simulate { .. } => "simulate",
         }
@@ -305,6 +320,7 @@ pub fn main() -> ExitCode {
             None => load(config).and_then(|c| compact::run(&c.data_dir)),
         },
         Command::Simulate { args, .. } => runtime.block_on(simulate::run(args)),
+        Command::CopyStore { from, to, to_file } => copy_store::run(&from, to, to_file),
         Command::HashPassword => hash_password::run(),
     })
 }

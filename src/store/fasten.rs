@@ -381,6 +381,20 @@ impl SledStore {
 }
 
 impl SledStore {
+    /// Every resource index entry of a connection: (type, id, where). For `copy-store`.
+    pub fn resources(&self, connection: &str) -> Result<Vec<(String, String, ResourceLoc)>> {
+        let mut out = Vec::new();
+        let start = prefix(connection).len();
+        for item in self.fasten_tree(RESOURCES)?.scan_prefix(prefix(connection)) {
+            let (key, value) = item.db()?;
+            let rest = String::from_utf8_lossy(&key[start..]).into_owned();
+            if let Some((kind, id)) = rest.split_once('\0') {
+                out.push((kind.to_string(), id.to_string(), decode_loc(&value)?));
+            }
+        }
+        Ok(out)
+    }
+
     /// Removes one export's index entries (those still pointing into it: a newer export's
     /// entry for the same resource stays), then its record and task entry, and flushes.
     /// The files are the caller's (retention removes them after this). Returns the number

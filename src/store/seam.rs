@@ -248,6 +248,46 @@ impl Store {
         on!(self, s => s.remove_export_data(connection, task_id))
     }
 
+    // Web UI sessions. One hookd keeps them in memory (admin::session); a cluster keeps them
+    // here, so a user stays logged in whichever instance answers.
+    /// Whether sessions are kept by the store rather than by the process.
+    pub fn keeps_sessions(&self) -> bool {
+        matches!(self.backend, Backend::Pg(_))
+    }
+    pub fn put_session(&self, id: &str, csrf: &str, expires_at_ms: u64) -> Result<()> {
+        match &self.backend {
+            Backend::Pg(p) => p.put_session(id, csrf, expires_at_ms),
+            Backend::Sled(_) => Ok(()),
+        }
+    }
+    pub fn session(&self, id: &str, now_ms: u64) -> Result<Option<String>> {
+        match &self.backend {
+            Backend::Pg(p) => p.session(id, now_ms),
+            Backend::Sled(_) => Ok(None),
+        }
+    }
+    pub fn remove_session(&self, id: &str) -> Result<()> {
+        match &self.backend {
+            Backend::Pg(p) => p.remove_session(id),
+            Backend::Sled(_) => Ok(()),
+        }
+    }
+
+    /// Loads this embedded store's history into `target`, an empty cluster database
+    /// (`hookd copy-store`). `progress` hears each kind of record as it goes.
+    pub fn copy_to_postgres(
+        &self,
+        target: &Store,
+        progress: impl FnMut(&str, u64),
+    ) -> Result<super::pg::CopyReport> {
+        match (&self.backend, &target.backend) {
+            (Backend::Sled(from), Backend::Pg(to)) => to.copy_from(from, progress),
+            _ => Err(StoreError::Settings(
+                "copy-store copies an embedded store into a PostgreSQL database".into(),
+            )),
+        }
+    }
+
     /// A consistent copy of the embedded store into `dest`. Cluster mode's data is the
     /// database's to back up, with its own tools.
     pub fn backup_to(&self, dest: &Path) -> Result<CopySummary> {

@@ -500,3 +500,156 @@ async fn two_hookds_on_one_database_behave_as_one() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ui_session_holds_on_every_instance_and_a_logout_ends_it_on_all() {
+    let Some(url) = database().await else { return };
+    let extra = format!(
+        "[store]\nkind = \"postgres\"\n[postgres]\nurl = \"{url}\"\n{}",
+        crate::ui::password_config("")
+    );
+    let a = crate::TestServer::start(&extra).await;
+    let b = crate::TestServer::start(&extra).await;
+    let (status, _) = crate::ui::get_with_cookie(&b, "/api/stats", "hookd_session=nope").await;
+    assert_eq!(status, 401);
+    let login = crate::ui::login(&a).await;
+    // One session stored, under a hash of its id, never the id itself.
+    let id = login
+        .cookie
+        .trim_start_matches("hookd_session=")
+        .to_string();
+    let rows: Vec<String> = raw(&url)
+        .await
+        .query("SELECT id_sha256 FROM hookd_sessions", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].len() == 64 && rows[0] != id, "{rows:?}");
+    // Logged in on A, the session holds on B (its cookie and its CSRF token).
+    let (status, _) = crate::ui::get_with_cookie(&b, "/api/stats", &login.cookie).await;
+    assert_eq!(status, 200);
+    let (status, session) = crate::ui::get_with_cookie(&b, "/api/session", &login.cookie).await;
+    assert_eq!(status, 200);
+    assert_eq!(session["csrf_token"], login.csrf.as_str(), "{session}");
+    // Logged out on B: gone on A too.
+    let status = crate::ui::post_with(&b, "/api/logout", &login.cookie, Some(&login.csrf)).await;
+    assert!(status < 300, "{status}");
+    let (status, _) = crate::ui::get_with_cookie(&a, "/api/stats", &login.cookie).await;
+    assert_eq!(status, 401);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_store_moves_an_appliances_history_into_an_empty_database() {
+    use hookd::store::fasten::{ExportRecord, ResourceLoc};
+    let Some(url) = database().await else { return };
+    // An appliance with some history: accepted (processed), duplicate, rejected; a Fasten
+    // connection with an export and its resource index.
+    let s = crate::TestServer::start(&crate::receive::base_config()).await;
+    assert_eq!(
+        s.send_event("std", "evt-a", "webhook.test").await.verdict(),
+        (200, "accepted")
+    );
+    assert_eq!(
+        s.send_event("std", "evt-a", "webhook.test").await.verdict(),
+        (200, "duplicate")
+    );
+    let bad = s
+        .post_signed("std", crate::OTHER_SECRET, "msg_x", "{}")
+        .await;
+    assert_eq!(bad.status, 401);
+    s.wait_for_state("evt-a", "done").await;
+    let store = s.running.as_ref().unwrap().store.clone();
+    store
+        .update_connection("conn-1", |c| c.status = Some("authorized".into()))
+        .unwrap();
+    let mut index = store.resource_indexer("conn-1").unwrap();
+    let loc = ResourceLoc {
+        task_id: "task-1".into(),
+        file: "fhir-1.ndjson".into(),
+        offset: 0,
+        len: 42,
+    };
+    index.add("Patient", "p-1", &loc).unwrap();
+    index.flush().unwrap();
+    drop(index); // it holds the store open
+    store
+        .put_export(&ExportRecord {
+            org_connection_id: "conn-1".into(),
+            task_id: "task-1".into(),
+            event_id: "evt-export".into(),
+            stored_at_ms: 1,
+            files: vec![],
+            total_resources: 1,
+            counts: Default::default(),
+            mismatches: vec![],
+        })
+        .await
+        .unwrap();
+    drop(store);
+    let dir = s.stop().await;
+    let data = dir.path().join("data");
+    let copy = |data: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hookd"))
+            .args(["copy-store", "--from"])
+            .arg(data)
+            .args(["--to", &url])
+            .env("HOOKD_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let out = copy(&data);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("3 deliveries, 1 events (1 attempts), 1 Fasten"),
+        "{text}"
+    );
+    // The cluster goes on where the appliance stopped.
+    let pg = Store::open_postgres(&options(&url, "a", 60_000)).unwrap();
+    let seq = pg.find_event("std", "evt-a").unwrap().expect("the event");
+    let event = pg.event(seq).unwrap().unwrap();
+    assert_eq!(event.state, EventState::Done);
+    assert_eq!(pg.attempts(seq).unwrap().len(), 1);
+    assert_eq!(
+        pg.payload(seq).unwrap().unwrap().as_ref(),
+        crate::event_body("evt-a", "webhook.test").as_bytes()
+    );
+    let all = pg
+        .list_deliveries(&DeliveryFilter::default(), None, 10)
+        .unwrap()
+        .items;
+    let verdicts: Vec<Verdict> = all.iter().map(|d| d.verdict).collect();
+    assert_eq!(
+        verdicts,
+        [Verdict::Rejected, Verdict::Duplicate, Verdict::Accepted]
+    );
+    assert!(pg.original(all[1].id).unwrap().is_some());
+    assert_eq!(
+        accept(&pg, "evt-a", hookd::clock::now_ms()).await.verdict,
+        Verdict::Duplicate,
+        "dedup keys came along"
+    );
+    assert_eq!(
+        pg.connection("conn-1").unwrap().unwrap().status.as_deref(),
+        Some("authorized")
+    );
+    assert_eq!(pg.resource("conn-1", "Patient", "p-1").unwrap(), Some(loc));
+    assert_eq!(pg.exports("conn-1").unwrap().len(), 1);
+    // A second copy into the same database is refused.
+    let again = copy(&data);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already holds hookd"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}

@@ -58,7 +58,7 @@ pub async fn get_with_cookie(s: &TestServer, path: &str, cookie: &str) -> (u16, 
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
 
-async fn post_with(s: &TestServer, path: &str, cookie: &str, csrf: Option<&str>) -> u16 {
+pub async fn post_with(s: &TestServer, path: &str, cookie: &str, csrf: Option<&str>) -> u16 {
     let mut req = s
         .http
         .post(format!("http://{}{path}", s.admin))

@@ -15,7 +15,7 @@ fn from_json<T: serde::de::DeserializeOwned>(what: &str, v: serde_json::Value) -
     })
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value> {
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value> {
     serde_json::to_value(value).map_err(|e| StoreError::Encode(e.to_string()))
 }
 

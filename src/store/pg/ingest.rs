@@ -14,7 +14,7 @@ use tokio_postgres::Transaction;
 
 /// Columns of a delivery row, one vector per column.
 #[derive(Default)]
-struct DeliveryRows {
+pub(super) struct DeliveryRows {
     id: Vec<i64>,
     received_at_ms: Vec<i64>,
     endpoint: Vec<String>,
@@ -31,6 +31,7 @@ struct DeliveryRows {
     event_id: Vec<Option<String>>,
     event_type: Vec<Option<String>>,
     event_seq: Vec<Option<i64>>,
+    latency_us: Vec<Option<i64>>,
 }
 
 fn pairs(headers: &[(String, String)]) -> serde_json::Value {
@@ -60,9 +61,32 @@ impl DeliveryRows {
         self.event_id.push(d.event_id.clone());
         self.event_type.push(d.event_type.clone());
         self.event_seq.push(seq.map(|s| s as i64));
+        self.latency_us.push(None);
     }
 
-    async fn insert(&self, tx: &Transaction<'_>) -> Result<()> {
+    /// A stored delivery as it is (`copy-store`).
+    pub(super) fn push_stored(&mut self, d: &crate::store::Delivery) {
+        let draft = DeliveryDraft {
+            received_at_ms: d.received_at_ms,
+            endpoint: d.endpoint.clone(),
+            remote_addr: d.remote_addr.clone(),
+            request_headers: d.request_headers.clone(),
+            body: d.body.clone(),
+            body_bytes: d.body_bytes,
+            body_truncated: d.body_truncated,
+            verdict: d.verdict,
+            reason: d.reason.clone(),
+            response: d.response.clone(),
+            event_id: d.event_id.clone(),
+            event_type: d.event_type.clone(),
+        };
+        self.push(d.id, &draft, d.verdict, d.event_seq);
+        if let Some(last) = self.latency_us.last_mut() {
+            *last = d.latency_us.map(|l| l as i64);
+        }
+    }
+
+    pub(super) async fn insert(&self, tx: &Transaction<'_>) -> Result<()> {
         if self.id.is_empty() {
             return Ok(());
         }
@@ -70,11 +94,11 @@ impl DeliveryRows {
             "INSERT INTO hookd_deliveries (id, received_at_ms, endpoint, remote_addr,
                  request_headers, body, body_bytes, body_truncated, verdict, reason,
                  response_status, response_headers, response_body, event_id, event_type,
-                 event_seq)
+                 event_seq, latency_us)
              SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[],
                  $5::jsonb[], $6::text[], $7::int8[], $8::bool[], $9::text[], $10::text[],
                  $11::int4[], $12::jsonb[], $13::text[], $14::text[], $15::text[],
-                 $16::int8[])",
+                 $16::int8[], $17::int8[])",
             &[
                 &self.id,
                 &self.received_at_ms,
@@ -92,6 +116,7 @@ impl DeliveryRows {
                 &self.event_id,
                 &self.event_type,
                 &self.event_seq,
+                &self.latency_us,
             ],
         )
         .await

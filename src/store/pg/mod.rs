@@ -12,15 +12,18 @@
 
 mod browse;
 mod conn;
+mod copy;
 pub(crate) mod fasten;
 mod ingest;
 mod node;
 mod prune;
 mod queue;
 mod schema;
+mod sessions;
 mod writer;
 
 pub use conn::{parse as parse_url, PgOptions};
+pub use copy::CopyReport;
 pub use fasten::PgIndexer;
 pub use schema::VERSION as SCHEMA_VERSION;
 

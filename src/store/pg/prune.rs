@@ -8,7 +8,7 @@
 use super::{db, Inner, Result};
 use crate::store::keys::first_id_at;
 
-const DAY_MS: u64 = 86_400_000;
+pub(super) const DAY_MS: u64 = 86_400_000;
 
 /// The advisory lock of a pruning pass ("hookd" + 3).
 const PRUNE_LOCK: i64 = 0x686f_6f6b_6403;
@@ -36,15 +36,18 @@ async fn partitions(client: &impl tokio_postgres::GenericClient) -> Result<Vec<(
 /// for one (a row with no day partition lands in the default one, and is pruned by DELETE).
 pub async fn ensure_partitions(inner: &Inner, now_ms: u64) -> Result<()> {
     let today = (now_ms / DAY_MS) as i64;
+    ensure_days(inner, (today - 1..=today + 2).collect()).await
+}
+
+/// Makes the partitions of `days` (days since the epoch) that do not exist yet.
+pub async fn ensure_days(inner: &Inner, days: Vec<i64>) -> Result<()> {
     let mut client = inner.client().await?;
     let have: std::collections::HashSet<i64> = partitions(&**client)
         .await?
         .into_iter()
         .map(|(_, day)| day)
         .collect();
-    let missing: Vec<i64> = (today - 1..=today + 2)
-        .filter(|d| !have.contains(d))
-        .collect();
+    let missing: Vec<i64> = days.into_iter().filter(|d| !have.contains(d)).collect();
     if missing.is_empty() {
         return Ok(());
     }

@@ -116,7 +116,7 @@ pub async fn claim(
         .collect())
 }
 
-fn outcome_str(o: AttemptOutcome) -> &'static str {
+pub(super) fn outcome_str(o: AttemptOutcome) -> &'static str {
     match o {
         AttemptOutcome::Ok => "ok",
         AttemptOutcome::Error => "error",

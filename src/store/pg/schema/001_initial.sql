@@ -116,3 +116,11 @@ CREATE TABLE hookd_resources (
     PRIMARY KEY (connection, resource_type, id)
 );
 CREATE INDEX hookd_resources_task ON hookd_resources (connection, task_id);
+
+-- Web UI sessions, so a user stays logged in whichever instance answers. The session id
+-- is a bearer credential: only its SHA-256 is stored.
+CREATE TABLE hookd_sessions (
+    id_sha256 text PRIMARY KEY,
+    csrf text NOT NULL,
+    expires_at_ms bigint NOT NULL
+);

@@ -1,0 +1,56 @@
+//! `hookd copy-store --from DATA_DIR --to URL`: moves an appliance's history into a
+//! cluster's PostgreSQL database (see docs/cluster.md). The appliance must be stopped (its
+//! store is opened, and sled allows one process); the database must hold no hookd data yet.
+
+use super::{db_dir, done, Failure, Outcome};
+use crate::store::pg::PgOptions;
+use crate::store::Store;
+use std::path::{Path, PathBuf};
+
+/// The connection string: `--to`, or the file `--to-file` names (a URL holds a password,
+/// and a command line is visible to every user of the machine).
+fn url(to: Option<String>, to_file: Option<PathBuf>) -> Result<String, Failure> {
+    match (to, to_file) {
+        (Some(url), None) => Ok(url),
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| Failure::Usage(format!("cannot read --to-file {}: {e}", path.display()))),
+        _ => Err(Failure::Usage(
+            "give the database as --to postgres://... or --to-file FILE".into(),
+        )),
+    }
+}
+
+pub(super) fn run(from: &Path, to: Option<String>, to_file: Option<PathBuf>) -> Outcome {
+    let db = db_dir(from)?;
+    let options = PgOptions {
+        url: url(to, to_file)?,
+        pool_size: 2,
+        ca_file: None,
+        lease_ms: 60_000,
+        instance: "copy-store".into(),
+    };
+    let source = Store::open(&db, 64).map_err(|e| {
+        Failure::Failed(format!(
+            "cannot open {} (is hookd still running on it?): {e}",
+            db.display()
+        ))
+    })?;
+    let target = Store::open_postgres(&options)
+        .map_err(|e| Failure::Failed(format!("cannot use the database: {e}")))?;
+    let report = source
+        .copy_to_postgres(&target, |what, n| eprintln!("copied {n} {what}"))
+        .map_err(|e| Failure::Failed(format!("copy-store stopped: {e}")))?;
+    done(format_args!(
+        "copied {} into the database: {} deliveries, {} events ({} attempts), {} Fasten \
+         connections ({} exports, {} index entries); move data_dir/exports to the cluster's \
+         shared exports directory",
+        from.display(),
+        report.deliveries,
+        report.events,
+        report.attempts,
+        report.connections,
+        report.exports,
+        report.resources
+    ))
+}
