@@ -21,7 +21,7 @@ pub fn hookd() -> Command {
     Command::new(BIN)
 }
 
-fn spawn(cwd: &Path, args: &[&str]) -> Proc {
+pub fn spawn(cwd: &Path, args: &[&str]) -> Proc {
     let mut command = hookd();
     command
         .args(args)
@@ -232,7 +232,7 @@ fn refuses_to_start_with_a_public_admin_listener_and_no_credential() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("admin.token"));
 }
 
-fn write_config(dir: &Path, extra: &str) -> String {
+pub fn write_config(dir: &Path, extra: &str) -> String {
     let path = dir.join("hookd.toml");
     std::fs::write(&path, config_text(dir, extra)).unwrap();
     path.to_string_lossy().into_owned()
@@ -261,14 +261,14 @@ async fn sigterm_finishes_in_flight_work_and_exits_zero() {
 }
 
 /// Talks to a hookd child process.
-struct Client {
+pub struct Client {
     http: reqwest::Client,
     receiver: String,
     admin: String,
 }
 
 impl Client {
-    fn new(receiver: &str, admin: &str) -> Client {
+    pub fn new(receiver: &str, admin: &str) -> Client {
         Client {
             http: reqwest::Client::new(),
             receiver: receiver.into(),
@@ -276,7 +276,7 @@ impl Client {
         }
     }
 
-    async fn send(&self, id: &str) -> u16 {
+    pub async fn send(&self, id: &str) -> u16 {
         self.try_send(id).await.unwrap_or(0)
     }
 
@@ -300,7 +300,7 @@ impl Client {
         Some(r.status().as_u16())
     }
 
-    async fn state(&self, id: &str) -> Option<String> {
+    pub async fn state(&self, id: &str) -> Option<String> {
         let r = self
             .http
             .get(format!("http://{}/api/events/{id}", self.admin))

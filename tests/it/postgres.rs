@@ -653,3 +653,83 @@ async fn copy_store_moves_an_appliances_history_into_an_empty_database() {
         String::from_utf8_lossy(&again.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hookd_process_killed_mid_attempt_leaves_the_event_to_the_other_after_its_lease() {
+    use crate::binary::{signal, spawn, wait_exit, write_config, Client};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use warp::Filter;
+    let Some(url) = database().await else { return };
+    // The forward target hangs the first attempt (A is in it when it dies) and takes the rest.
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let route = warp::post().and_then(move || {
+        let n = counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n == 0 {
+                tokio::time::sleep(Duration::from_secs(600)).await;
+            }
+            Ok::<_, std::convert::Infallible>(warp::reply())
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sink = listener.local_addr().unwrap();
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    let config = |name: &str, dir: &std::path::Path| {
+        write_config(
+            dir,
+            &format!(
+                "[store]\nkind = \"postgres\"\n[postgres]\nurl = \"{url}\"\nlease_secs = 5\n\
+                 instance = \"{name}\"\n[[endpoints]]\nname = \"std\"\nsecrets = [\"{}\"]\n\
+                 [endpoints.forward]\nurl = \"http://{sink}/in\"\nsecret = \"{}\"\n",
+                crate::SECRET,
+                crate::OTHER_SECRET
+            ),
+        )
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = spawn(dir_a.path(), &["--config", &config("a", dir_a.path())]);
+    let on_a = Client::new(&a.receiver, &a.admin);
+    assert_eq!(on_a.send("evt-k").await, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while on_a.state("evt-k").await.as_deref() != Some("processing") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A never began the attempt"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut b = spawn(dir_b.path(), &["--config", &config("b", dir_b.path())]);
+    let on_b = Client::new(&b.receiver, &b.admin);
+    signal(&a.child, "KILL");
+    wait_exit(&mut a.child, Duration::from_secs(10));
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while on_b.state("evt-k").await.as_deref() != Some("done") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B never finished the event"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "one cut-short attempt, one that worked"
+    );
+    let pg = Store::open_postgres(&options(&url, "check", 60_000)).unwrap();
+    let seq = pg.find_event("std", "evt-k").unwrap().unwrap();
+    let attempts = pg.postgres().unwrap().attempts_by_instance(seq).unwrap();
+    let seen: Vec<(u32, AttemptOutcome, &str)> = attempts
+        .iter()
+        .map(|(a, i)| (a.number, a.outcome, i.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, AttemptOutcome::Interrupted, "a"),
+            (2, AttemptOutcome::Ok, "b")
+        ]
+    );
+    signal(&b.child, "TERM");
+    assert!(wait_exit(&mut b.child, Duration::from_secs(20)).success());
+}
