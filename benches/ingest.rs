@@ -2,7 +2,10 @@
 //! group commit) and, in the same run, against a bare warp handler that only reads the body
 //! and answers 200. Prints requests/s, p50 and p99 latency of both, and the ratio.
 //!
-//! Run: `cargo bench --bench ingest` (options: `-- --secs N --conns N`).
+//! Run: `cargo bench --bench ingest` (options: `-- --secs N --conns N`). With
+//! `--postgres URL` (a server whose user may create databases) it also runs hookd in cluster
+//! mode on a fresh database: one instance, then two with the connections split between
+//! them (as behind a load balancer).
 //! Each server runs on its own 2-thread runtime; the load generator on another, so both
 //! servers face the same client and share the machine the same way.
 
@@ -40,19 +43,25 @@ fn runtime(threads: usize) -> tokio::runtime::Runtime {
 }
 
 fn load(addr: SocketAddr, path: &str, conns: usize, secs: u64) -> Result {
+    load_spread(&[addr], path, conns, secs)
+}
+
+/// Connection `i` sends to `addrs[i % len]`.
+fn load_spread(addrs: &[SocketAddr], path: &str, conns: usize, secs: u64) -> Result {
     let rt = runtime(2);
-    let url = format!("http://{addr}{path}");
+    let urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}{path}")).collect();
     rt.block_on(async move {
         let secret = Secret::parse(SECRET).expect("secret");
         let counter = Arc::new(AtomicU64::new(0));
         let deadline = Instant::now() + Duration::from_secs(secs);
         let mut tasks = Vec::new();
-        for _ in 0..conns {
+        for i in 0..conns {
+            let url = urls[i % urls.len()].clone();
             let client = reqwest::Client::builder()
                 .pool_max_idle_per_host(1)
                 .build()
                 .expect("client");
-            let (url, secret, counter) = (url.clone(), secret.clone(), counter.clone());
+            let (secret, counter) = (secret.clone(), counter.clone());
             tasks.push(tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut errors = 0;
@@ -172,10 +181,29 @@ fn main() {
         running.wait().await;
     });
 
+    let pg_url = args
+        .iter()
+        .position(|a| a == "--postgres")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let mut cluster = Vec::new();
+    if let Some(admin_url) = pg_url {
+        for instances in [1, 2] {
+            let r = postgres_run(&admin_url, instances, conns, secs, base);
+            cluster.push((format!("hookd on PostgreSQL, {instances} instance(s)"), r));
+        }
+    }
+
     println!();
     println!("| server | requests/s | p50 | p99 | errors |");
     println!("|---|---:|---:|---:|---:|");
-    for (name, r) in [("bare warp", &bare), ("hookd", &hookd)] {
+    let rows = [
+        ("bare warp".to_string(), &bare),
+        ("hookd".to_string(), &hookd),
+    ]
+    .into_iter()
+    .chain(cluster.iter().map(|(n, r)| (n.clone(), r)));
+    for (name, r) in rows {
         println!(
             "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} |",
             r.rps(),
@@ -212,4 +240,65 @@ fn main() {
         ),
         Err(e) => println!("cannot read the store back: {e}"),
     }
+}
+
+/// Runs `instances` hookds in cluster mode on a fresh database of the server `admin_url`
+/// names, each on its own 2-thread runtime, and loads them together.
+fn postgres_run(
+    admin_url: &str,
+    instances: usize,
+    conns: usize,
+    secs: u64,
+    base: &std::path::Path,
+) -> Result {
+    let setup = runtime(1);
+    let name = format!("hookd_bench_{}", uuid::Uuid::new_v4().simple());
+    let url = setup.block_on(async {
+        let (client, conn) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+            .await
+            .expect("--postgres reachable");
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        let mut config: tokio_postgres::Config = admin_url.parse().expect("--postgres URL");
+        config.dbname(&name);
+        let host = match &config.get_hosts()[0] {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            #[allow(unreachable_patterns)]
+            _ => "127.0.0.1".into(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let user = config.get_user().unwrap_or("postgres").to_string();
+        format!("postgres://{user}@{host}:{port}/{name}")
+    });
+    let mut servers = Vec::new();
+    for i in 0..instances {
+        let dir = tempfile::tempdir_in(base).expect("tempdir");
+        let text = format!(
+            "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+             [store]\nkind = \"postgres\"\n[postgres]\nurl = \"{url}\"\ninstance = \"bench-{i}\"\n\
+             [[endpoints]]\nname = \"bench\"\nsecrets = [\"{SECRET}\"]\n",
+            dir.path().join("data")
+        );
+        let path = dir.path().join("hookd.toml");
+        std::fs::write(&path, text).expect("config");
+        let config = Config::load(Some(&path), &HashMap::new()).expect("config");
+        let rt = runtime(2);
+        let running = rt
+            .block_on(hookd::server::start(config, None))
+            .expect("hookd starts on PostgreSQL");
+        servers.push((rt, running, dir));
+    }
+    let addrs: Vec<SocketAddr> = servers.iter().map(|(_, r, _)| r.receiver_addr).collect();
+    println!("hookd on PostgreSQL, {instances} instance(s): {conns} connections, {secs} s ...");
+    let result = load_spread(&addrs, "/webhooks/bench", conns, secs);
+    for (rt, running, _dir) in servers {
+        rt.block_on(async {
+            running.shutdown();
+            running.wait().await;
+        });
+    }
+    result
 }

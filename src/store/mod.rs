@@ -110,6 +110,10 @@ pub enum StoreError {
     Migration { version: i32, detail: String },
     #[error("{0}")]
     Settings(String),
+    /// The database aborted a transaction that conflicted with another one (a deadlock or a
+    /// serialization failure); running it again is safe.
+    #[error("the database aborted a conflicting transaction: {0}")]
+    Conflict(String),
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -733,3 +733,45 @@ async fn a_hookd_process_killed_mid_attempt_leaves_the_event_to_the_other_after_
     signal(&b.child, "TERM");
     assert!(wait_exit(&mut b.child, Duration::from_secs(20)).success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_taking_the_same_ids_in_opposite_orders_never_fail() {
+    let Some(url) = database().await else { return };
+    let a = std::sync::Arc::new(Store::open_postgres(&options(&url, "a", 60_000)).unwrap());
+    let b = std::sync::Arc::new(Store::open_postgres(&options(&url, "b", 60_000)).unwrap());
+    let now = hookd::clock::now_ms();
+    for round in 0..20 {
+        let ids: Vec<String> = (0..10).map(|k| format!("r{round}-k{k}")).collect();
+        let mut tasks = Vec::new();
+        for (store, order) in [(a.clone(), false), (b.clone(), true)] {
+            let mut mine = ids.clone();
+            if order {
+                mine.reverse();
+            }
+            for id in mine {
+                let store = store.clone();
+                let event = NewEvent {
+                    event_id: id.clone(),
+                    event_type: "webhook.test".into(),
+                    payload: bytes::Bytes::from(crate::event_body(&id, "webhook.test")),
+                };
+                let d = draft(&id, now);
+                // Each accept either wins its key or is told whose duplicate it is; a batch
+                // aborted by a deadlock would surface here as an error.
+                tasks.push(tokio::spawn(async move {
+                    (id, store.accept(d, event, respond).await)
+                }));
+            }
+        }
+        let mut accepted = std::collections::HashMap::<String, usize>::new();
+        for t in tasks {
+            let (id, result) = t.await.unwrap();
+            let r = result.unwrap_or_else(|e| panic!("{id}: {e}"));
+            if r.verdict == Verdict::Accepted {
+                *accepted.entry(id).or_default() += 1;
+            }
+        }
+        assert_eq!(accepted.len(), 10, "round {round}: {accepted:?}");
+        assert!(accepted.values().all(|n| *n == 1), "{accepted:?}");
+    }
+}

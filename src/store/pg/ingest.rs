@@ -149,6 +149,9 @@ pub async fn insert(tx: &Transaction<'_>, inner: &Inner, run: &[Write]) -> Resul
             _ => unreachable!("only deliveries come in a run"),
         }
     }
+    // Rows go in sorted by their dedup key: two instances inserting the same keys then
+    // take the unique index's locks in one order and cannot deadlock; of two rows with one
+    // key in this batch, the earlier (smaller seq) wins.
     let mut winners = std::collections::HashSet::new();
     let mut originals: HashMap<(&str, &str), i64> = HashMap::new();
     if !seqs.is_empty() {
@@ -160,6 +163,7 @@ pub async fn insert(tx: &Transaction<'_>, inner: &Inner, run: &[Write]) -> Resul
                  SELECT s, e, i, t, r, d, p, 'queued', r
                  FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::int8[],
                      $6::int8[], $7::bytea[]) AS u(s, e, i, t, r, d, p)
+                 ORDER BY e, i, s
                  ON CONFLICT (endpoint, event_id) DO NOTHING
                  RETURNING seq",
                 &[

@@ -64,6 +64,10 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
 pub(crate) fn db(e: tokio_postgres::Error) -> StoreError {
     match e.code() {
         Some(code) if code.code() == DISK_FULL => StoreError::DiskFull(describe(&e)),
+        // deadlock_detected, serialization_failure: the transaction may simply run again.
+        Some(code) if matches!(code.code(), "40P01" | "40001") => {
+            StoreError::Conflict(describe(&e))
+        }
         _ => StoreError::Database(describe(&e)),
     }
 }

@@ -108,8 +108,13 @@ async fn beat(inner: &Inner, now_ms: u64) -> Result<()> {
     let until = (now_ms + inner.lease_ms) as i64;
     client
         .execute(
+            // SKIP LOCKED: a row the writer is finishing or claiming right now needs no
+            // renewal, and waiting for it while holding others could deadlock with the
+            // writer's batch (it updates several rows too, in its own order).
             "UPDATE hookd_events SET lease_until_ms = $2
-             WHERE state = 'processing' AND lease_node = $1",
+             WHERE seq IN (SELECT seq FROM hookd_events
+                           WHERE state = 'processing' AND lease_node = $1
+                           FOR UPDATE SKIP LOCKED)",
             &[&inner.node, &until],
         )
         .await

@@ -52,7 +52,7 @@ async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Write>) {
             fail_all(&inner, batch, Arc::new(StoreError::WriterStopped));
             continue;
         }
-        match apply(&inner, &batch).await {
+        match apply_retrying(&inner, &batch).await {
             Ok(outcomes) => {
                 if crate::store::recovered(&inner.write_error) {
                     tracing::info!("the database takes writes again");
@@ -64,6 +64,23 @@ async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Write>) {
                 inner.set_write_error(Some(e.to_string()));
                 fail_all(&inner, batch, Arc::new(e));
             }
+        }
+    }
+}
+
+/// Times a batch is tried when PostgreSQL aborts it for a deadlock or a serialization
+/// conflict with another instance: nothing of it was committed, so it can simply run again.
+const TRIES: usize = 3;
+
+async fn apply_retrying(inner: &Inner, batch: &[Write]) -> Result<Vec<Outcome>> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match apply(inner, batch).await {
+            Err(StoreError::Conflict(why)) if tries < TRIES => {
+                tracing::debug!(why, "write batch aborted by a conflict; running it again");
+            }
+            other => return other,
         }
     }
 }
