@@ -105,6 +105,24 @@ pub(super) fn stamp(db: &sled::Db) -> Result<()> {
 /// does an open that takes longer than [`OPEN_LIMIT`] (the thread is left behind; the caller
 /// exits).
 pub(super) fn open_guarded(dir: &Path, cache_mb: u64) -> Result<sled::Db> {
+    // A store closed a moment ago (a restart, a tool that just finished with it) can stay
+    // locked for a few milliseconds while sled's background flusher winds down: a lock is
+    // tried again for a short while before it is reported as another process's.
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match open_once(dir, cache_mb) {
+            Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How long a locked store is waited for (see [`open_guarded`]).
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn open_once(dir: &Path, cache_mb: u64) -> Result<sled::Db> {
     remove_unfinished_snapshots(dir)?;
     let config = sled::Config::new()
         .path(dir)
@@ -170,4 +188,30 @@ fn remove_unfinished_snapshots(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_in_use_is_refused_and_one_just_closed_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = open_guarded(dir.path(), 16).unwrap();
+        let started = std::time::Instant::now();
+        let e = open_guarded(dir.path(), 16).unwrap_err();
+        assert!(matches!(e, StoreError::Locked(_)), "{e}");
+        assert!(
+            started.elapsed() < LOCK_PATIENCE * 3,
+            "{:?}",
+            started.elapsed()
+        );
+        // Closed a moment ago: its lock goes with it, and the next open waits for that.
+        drop(first);
+        let again = open_guarded(dir.path(), 16).unwrap();
+        drop(again);
+        let raw = sled::open(dir.path()).unwrap();
+        drop(raw);
+        open_guarded(dir.path(), 16).expect("a store closed just now opens");
+    }
 }

@@ -493,6 +493,9 @@ async fn api_backups_are_refused_without_a_backup_dir() {
 
 #[tokio::test]
 async fn api_backups_go_only_into_a_new_directory_under_the_backup_dir() {
+    if crate::postgres::sled_only() {
+        return;
+    }
     let backups = tempfile::tempdir().unwrap();
     let s = TestServer::start(&backup_config(backups.path())).await;
     s.send_event("std", "bk-1", "webhook.test").await;

@@ -93,7 +93,11 @@ impl TestServer {
         extra: &str,
         processors: Option<Processors>,
     ) -> TestServer {
-        let config = load_config(dir.path(), &config_text(dir.path(), extra));
+        let mut text = config_text(dir.path(), extra);
+        if let Some(store) = postgres::suite_store(dir.path(), extra).await {
+            text.push_str(&store);
+        }
+        let config = load_config(dir.path(), &text);
         let running = server::start(config, processors)
             .await
             .unwrap_or_else(|e| panic!("hookd did not start: {e}"));

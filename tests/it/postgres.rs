@@ -42,6 +42,42 @@ async fn database() -> Option<String> {
     Some(format!("postgres://{user}@{host}:{port}/{name}"))
 }
 
+/// With HOOKD_TEST_STORE=postgres the whole suite's in-process hookds run in cluster mode:
+/// the `[store]`/`[postgres]` sections for the server in `dir`, on a database of its own
+/// (the same one when a test restarts a server on its directory). Tests of the embedded
+/// store itself skip (see [`sled_only`]).
+pub async fn suite_store(dir: &std::path::Path, extra: &str) -> Option<String> {
+    // A test that chooses its store itself keeps it.
+    if std::env::var("HOOKD_TEST_STORE").ok()? != "postgres" || extra.contains("[store]") {
+        return None;
+    }
+    let marker = dir.join("postgres.url");
+    let url = match std::fs::read_to_string(&marker) {
+        Ok(url) => url,
+        Err(_) => {
+            let url = database()
+                .await
+                .expect("HOOKD_TEST_STORE=postgres needs HOOKD_TEST_PG_URL");
+            std::fs::write(&marker, &url).unwrap();
+            url
+        }
+    };
+    Some(format!(
+        "\n[store]\nkind = \"postgres\"\n[postgres]\nurl = \"{url}\"\nlease_secs = 5\n"
+    ))
+}
+
+/// Whether this test is about the embedded store itself (its files, faults, backups): it
+/// says so and is skipped when the suite runs on PostgreSQL.
+pub fn sled_only() -> bool {
+    if std::env::var("HOOKD_TEST_STORE").is_ok_and(|v| v == "postgres") {
+        let line = "skipped: a test of the embedded store; the suite runs on PostgreSQL\n";
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        return true;
+    }
+    false
+}
+
 fn options(url: &str, instance: &str, lease_ms: u64) -> PgOptions {
     PgOptions {
         url: url.into(),
@@ -494,6 +530,11 @@ async fn two_hookds_on_one_database_behave_as_one() {
         .map(|d| d["verdict"].as_str().unwrap())
         .collect();
     assert_eq!(verdicts, ["duplicate", "accepted"], "{list}");
+    let counted = b.api_ok("/api/deliveries?event_id=evt-c1&total=1").await;
+    assert_eq!(counted["total"]["count"], 2, "{counted}");
+    assert_eq!(counted["total"]["exact"], true, "{counted}");
+    let searched = b.api_ok("/api/deliveries?q=HELLO&total=1").await;
+    assert_eq!(searched["items"].as_array().unwrap().len(), 2, "{searched}");
     let stats = a.api_ok("/api/stats").await;
     assert_eq!(stats["deliveries"]["accepted"], 1, "{stats}");
     assert_eq!(stats["deliveries"]["duplicate"], 1, "{stats}");
@@ -549,7 +590,11 @@ async fn copy_store_moves_an_appliances_history_into_an_empty_database() {
     let Some(url) = database().await else { return };
     // An appliance with some history: accepted (processed), duplicate, rejected; a Fasten
     // connection with an export and its resource index.
-    let s = crate::TestServer::start(&crate::receive::base_config()).await;
+    let appliance = format!(
+        "[store]\nkind = \"sled\"\n{}",
+        crate::receive::base_config()
+    );
+    let s = crate::TestServer::start(&appliance).await;
     assert_eq!(
         s.send_event("std", "evt-a", "webhook.test").await.verdict(),
         (200, "accepted")

@@ -313,6 +313,9 @@ async fn worker_count_bounds_concurrent_attempts() {
 
 #[tokio::test]
 async fn attempt_cut_short_by_a_crash_is_claimed_again_at_start_up() {
+    if crate::postgres::sled_only() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("data").join("db");
     std::fs::create_dir_all(&db).unwrap();

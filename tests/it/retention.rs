@@ -152,6 +152,9 @@ async fn dedup_still_catches_a_retry_inside_the_window() {
 
 #[tokio::test]
 async fn start_up_prune_catches_up_after_downtime() {
+    if crate::postgres::sled_only() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let now = hookd::clock::now_ms();
     {
@@ -313,6 +316,9 @@ async fn history(s: &TestServer) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_under_load_holds_every_event_acknowledged_before_it() {
+    if crate::postgres::sled_only() {
+        return;
+    }
     let target = tempfile::tempdir().unwrap();
     let s = TestServer::start(&backup_config(target.path())).await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -349,6 +355,9 @@ async fn backup_under_load_holds_every_event_acknowledged_before_it() {
 
 #[tokio::test]
 async fn a_restored_copy_serves_the_same_history() {
+    if crate::postgres::sled_only() {
+        return;
+    }
     let target = tempfile::tempdir().unwrap();
     let s = TestServer::start(&backup_config(target.path())).await;
     for i in 0..30 {
@@ -452,6 +461,9 @@ async fn verify_data_flags_a_broken_data_directory() {
 
 #[tokio::test]
 async fn backup_command_asks_a_running_hookd_and_compact_shrinks_a_stopped_one() {
+    if crate::postgres::sled_only() {
+        return;
+    }
     let backups = tempfile::tempdir().unwrap();
     let s = TestServer::start(&backup_config(backups.path())).await;
     for i in 0..20 {

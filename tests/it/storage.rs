@@ -122,6 +122,9 @@ fn write_format1_store(db_dir: &Path, now_ms: u64) {
 
 #[tokio::test]
 async fn a_data_directory_of_0_1_0_is_migrated_on_first_start() {
+    if crate::postgres::sled_only() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("data/db");
     write_format1_store(&db, hookd::clock::system_ms());
@@ -242,6 +245,9 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 #[tokio::test]
 async fn a_damaged_store_is_refused_quickly_with_the_way_out() {
+    if crate::postgres::sled_only() {
+        return;
+    }
     let truncated = stopped_data_dir().await;
     let random = stopped_data_dir().await;
     let file = truncated.path().join("data/db/db");
@@ -289,6 +295,9 @@ async fn a_damaged_store_is_refused_quickly_with_the_way_out() {
 
 #[tokio::test]
 async fn an_unfinished_snapshot_does_not_block_the_next_start() {
+    if crate::postgres::sled_only() {
+        return;
+    }
     let dir = stopped_data_dir().await;
     let db = dir.path().join("data/db");
     // What a start-up that ran out of space leaves behind.
@@ -302,6 +311,9 @@ async fn an_unfinished_snapshot_does_not_block_the_next_start() {
 
 #[tokio::test]
 async fn an_unreadable_event_goes_to_dead_and_the_queue_goes_on() {
+    if crate::postgres::sled_only() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("data/db");
     std::fs::create_dir_all(&db).unwrap();
@@ -447,6 +459,9 @@ fn fill(dir: &Path, leave: u64) -> PathBuf {
 
 #[tokio::test]
 async fn a_full_disk_answers_503_and_recovers_without_a_restart() {
+    if crate::postgres::sled_only() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let Some(_mount) = Tmpfs::mount(&dir.path().join("data"), "64m") else {
         return;

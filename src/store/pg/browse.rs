@@ -172,7 +172,7 @@ async fn list_deliveries(
 async fn count_deliveries(inner: Arc<Inner>, filter: DeliveryFilter) -> Result<Count> {
     let w = delivery_where(&filter, None);
     let sql = format!(
-        "SELECT count(*) FROM (SELECT 1 FROM hookd_deliveries d WHERE {} LIMIT {})",
+        "SELECT count(*) FROM (SELECT 1 FROM hookd_deliveries d WHERE {} LIMIT {}) AS matching",
         w.sql(),
         COUNT_LIMIT + 1
     );
