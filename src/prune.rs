@@ -110,7 +110,7 @@ impl Pruner {
     pub fn new(config: &Config, store: Arc<Store>) -> Pruner {
         Pruner {
             store,
-            files: ExportFiles::new(&config.data_dir),
+            files: ExportFiles::at(&config.exports_dir()),
             retention_days: config.retention_days,
             export_retention_days: config.retention.export_retention_days,
             schedule: config.retention.schedule.clone(),

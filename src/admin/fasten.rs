@@ -79,7 +79,7 @@ pub(super) fn resource(admin: &Admin, id: &str, kind: &str, rid: &str) -> ApiRes
             "the index entry of this resource is unusable",
         ));
     }
-    let path = ExportFiles::new(&admin.config.data_dir).file(id, &loc.task_id, &loc.file);
+    let path = ExportFiles::at(&admin.config.exports_dir()).file(id, &loc.task_id, &loc.file);
     let read = || -> std::io::Result<Vec<u8>> {
         let mut f = std::fs::File::open(&path)?;
         f.seek(SeekFrom::Start(loc.offset))?;
@@ -139,7 +139,7 @@ pub(super) fn export_file(admin: &Admin, task: &str, file: &str) -> ApiResult {
         .iter()
         .find(|f| f.name == name)
         .ok_or_else(|| not_found("file in this export"))?;
-    let path = ExportFiles::new(&admin.config.data_dir).file(
+    let path = ExportFiles::at(&admin.config.exports_dir()).file(
         &export.org_connection_id,
         &export.task_id,
         &entry.name,

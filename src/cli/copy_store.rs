@@ -43,7 +43,7 @@ pub(super) fn run(from: &Path, to: Option<String>, to_file: Option<PathBuf>) -> 
         .map_err(|e| Failure::Failed(format!("copy-store stopped: {e}")))?;
     done(format_args!(
         "copied {} into the database: {} deliveries, {} events ({} attempts), {} Fasten \
-         connections ({} exports, {} index entries); move data_dir/exports to the cluster's \
+         connections ({} exports, {} index entries); copy data_dir/exports into the cluster's \
          shared exports directory",
         from.display(),
         report.deliveries,

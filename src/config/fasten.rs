@@ -72,6 +72,7 @@ pub(super) fn build(raw: RawFasten, origin: &Origin) -> Result<Fasten, ConfigErr
             download_hosts: download_hosts?,
             max_export_bytes,
             on_revoke: on_revoke?,
+            exports_dir: raw.exports_dir,
         })
     })();
     problems.finish(fasten)

@@ -167,6 +167,7 @@ pub(super) struct RawFasten {
     pub(super) download_hosts: Option<Vec<String>>,
     pub(super) max_export_bytes: Option<u64>,
     pub(super) on_revoke: Option<String>,
+    pub(super) exports_dir: Option<PathBuf>,
 }
 
 impl RawEndpoint {

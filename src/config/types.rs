@@ -269,6 +269,9 @@ pub struct Fasten {
     pub download_hosts: Vec<DownloadHost>,
     pub max_export_bytes: u64,
     pub on_revoke: OnRevoke,
+    /// Where export files go; `None`: `data_dir/exports`. Cluster mode needs shared storage
+    /// here, so every instance serves what any of them stored.
+    pub exports_dir: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for Fasten {
@@ -284,11 +287,20 @@ impl fmt::Debug for Fasten {
             .field("download_hosts", &self.download_hosts)
             .field("max_export_bytes", &self.max_export_bytes)
             .field("on_revoke", &self.on_revoke)
+            .field("exports_dir", &self.exports_dir)
             .finish()
     }
 }
 
 impl Config {
+    /// The directory of Fasten export files: `fasten.exports_dir`, else `data_dir/exports`.
+    pub fn exports_dir(&self) -> std::path::PathBuf {
+        self.fasten
+            .exports_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(crate::store::exports::DIR))
+    }
+
     /// Looks an endpoint up by name.
     pub fn endpoint(&self, name: &str) -> Option<&Endpoint> {
         self.endpoints.iter().find(|e| e.name == name)

@@ -45,8 +45,13 @@ pub enum Aged {
 impl ExportFiles {
     /// The export files of the data directory `data_dir`.
     pub fn new(data_dir: &Path) -> ExportFiles {
+        ExportFiles::at(&data_dir.join(DIR))
+    }
+
+    /// The export files under `root` (`fasten.exports_dir`).
+    pub fn at(root: &Path) -> ExportFiles {
         ExportFiles {
-            root: data_dir.join(DIR),
+            root: root.to_path_buf(),
         }
     }
 

@@ -1057,3 +1057,36 @@ async fn a_failing_push_receiver_gets_retries_recorded_as_attempts() {
         .all(|r| r.verified && r.webhook_id == "hookd.export.stored.ex-f"));
     t.stop().await;
 }
+
+#[tokio::test]
+async fn exports_go_to_the_configured_exports_dir_and_are_served_and_removed_from_there() {
+    let shared = tempfile::tempdir().unwrap();
+    let root = shared.path().join("exports");
+    let t = setup(
+        api::Options::default(),
+        "delete",
+        &format!("exports_dir = {:?}", root.display().to_string()),
+    )
+    .await;
+    t.store_export("conn-x", "task-x", "x-1").await;
+    assert_eq!(
+        file_names(&root.join("conn-x/task-x")),
+        ["fhir-1-40.ndjson"]
+    );
+    assert!(!t.s.dir.path().join("data/exports/conn-x").exists());
+    // Served from there: the file and one resource.
+    t.s.api_ok("/api/exports/task-x/files/fhir-1-40").await;
+    let patient = fhir::Export::new(fhir::seed_of("task-x/fhir-1-40.jsonl"), 40).resource(0);
+    let found =
+        t.s.api_ok(&format!(
+            "/api/connections/conn-x/resources/Patient/{}",
+            patient["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(found, patient);
+    // A revocation with on_revoke = "delete" removes them there.
+    t.send(&t.spec("patient.authorization_revoked", "conn-x"), "x-2")
+        .await;
+    t.s.wait_for_state("x-2", "done").await;
+    assert!(!root.join("conn-x").exists());
+}

@@ -699,9 +699,31 @@ async fn copy_store_moves_an_appliances_history_into_an_empty_database() {
     );
 }
 
+/// The config file of one hookd process in cluster mode (instance `name`, more `[postgres]`
+/// keys in `postgres`, more tables in `tables`) whose `std` endpoint forwards to `sink`.
+fn cluster_config(
+    dir: &std::path::Path,
+    url: &str,
+    name: &str,
+    sink: std::net::SocketAddr,
+    postgres: &str,
+    tables: &str,
+) -> String {
+    crate::binary::write_config(
+        dir,
+        &format!(
+            "[store]\nkind = \"postgres\"\n[postgres]\nurl = \"{url}\"\ninstance = \"{name}\"\n\
+             {postgres}{tables}[[endpoints]]\nname = \"std\"\nsecrets = [\"{}\"]\n\
+             [endpoints.forward]\nurl = \"http://{sink}/in\"\nsecret = \"{}\"\n",
+            crate::SECRET,
+            crate::OTHER_SECRET
+        ),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hookd_process_killed_mid_attempt_leaves_the_event_to_the_other_after_its_lease() {
-    use crate::binary::{signal, spawn, wait_exit, write_config, Client};
+    use crate::binary::{signal, spawn, wait_exit, Client};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use warp::Filter;
     let Some(url) = database().await else { return };
@@ -721,16 +743,7 @@ async fn a_hookd_process_killed_mid_attempt_leaves_the_event_to_the_other_after_
     let sink = listener.local_addr().unwrap();
     tokio::spawn(warp::serve(route).incoming(listener).run());
     let config = |name: &str, dir: &std::path::Path| {
-        write_config(
-            dir,
-            &format!(
-                "[store]\nkind = \"postgres\"\n[postgres]\nurl = \"{url}\"\nlease_secs = 5\n\
-                 instance = \"{name}\"\n[[endpoints]]\nname = \"std\"\nsecrets = [\"{}\"]\n\
-                 [endpoints.forward]\nurl = \"http://{sink}/in\"\nsecret = \"{}\"\n",
-                crate::SECRET,
-                crate::OTHER_SECRET
-            ),
-        )
+        cluster_config(dir, &url, name, sink, "lease_secs = 5\n", "")
     };
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut a = spawn(dir_a.path(), &["--config", &config("a", dir_a.path())]);
@@ -818,5 +831,97 @@ async fn two_instances_taking_the_same_ids_in_opposite_orders_never_fail() {
         }
         assert_eq!(accepted.len(), 10, "round {round}: {accepted:?}");
         assert!(accepted.values().all(|n| *n == 1), "{accepted:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hookd_processes_take_one_event_id_once_and_show_each_others_deliveries() {
+    use crate::binary::{signal, spawn, wait_exit};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use warp::Filter;
+    let Some(url) = database().await else { return };
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let route = warp::post().map(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        warp::reply()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sink = listener.local_addr().unwrap();
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    let admin = format!("[admin]\ntoken = \"{}\"\n", crate::ADMIN_TOKEN);
+    let config =
+        |name: &str, dir: &std::path::Path| cluster_config(dir, &url, name, sink, "", &admin);
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = spawn(dir_a.path(), &["--config", &config("a", dir_a.path())]);
+    let mut b = spawn(dir_b.path(), &["--config", &config("b", dir_b.path())]);
+    // Ten deliveries of one event id at once, split across the two (a sender's retries
+    // behind a load balancer).
+    let body = crate::event_body("evt-once", "webhook.test");
+    let secret = hookd::secret::Secret::parse(crate::SECRET).unwrap();
+    let http = reqwest::Client::new();
+    let mut sends = Vec::new();
+    for i in 0..10 {
+        let receiver = if i % 2 == 0 { &a.receiver } else { &b.receiver };
+        let ts = hookd::clock::system_secs();
+        let request = http
+            .post(format!("http://{receiver}/webhooks/std"))
+            .header("webhook-id", "msg-once")
+            .header("webhook-timestamp", ts.to_string())
+            .header(
+                "webhook-signature",
+                hookd::verify::sign(&secret, "msg-once", ts, body.as_bytes()),
+            )
+            .body(body.clone());
+        sends.push(tokio::spawn(async move {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+            let v: serde_json::Value = r.json().await.unwrap();
+            v["status"].as_str().unwrap().to_string()
+        }));
+    }
+    let mut verdicts = Vec::new();
+    for s in sends {
+        verdicts.push(s.await.unwrap());
+    }
+    assert_eq!(
+        verdicts.iter().filter(|v| *v == "accepted").count(),
+        1,
+        "{verdicts:?}"
+    );
+    assert_eq!(
+        verdicts.iter().filter(|v| *v == "duplicate").count(),
+        9,
+        "{verdicts:?}"
+    );
+    // Processed once, by one of them; each instance's API shows all ten deliveries.
+    let api = |admin: &str, path: &str| {
+        let request = http
+            .get(format!("http://{admin}{path}"))
+            .bearer_auth(crate::ADMIN_TOKEN);
+        async move {
+            request
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while api(&b.admin, "/api/events/evt-once").await["state"] != "done" {
+        assert!(std::time::Instant::now() < deadline, "never processed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "processed once");
+    for admin in [&a.admin, &b.admin] {
+        let list = api(admin, "/api/deliveries?event_id=evt-once&limit=50").await;
+        assert_eq!(list["items"].as_array().unwrap().len(), 10, "{list}");
+    }
+    for p in [&mut a, &mut b] {
+        signal(&p.child, "TERM");
+        assert!(wait_exit(&mut p.child, Duration::from_secs(20)).success());
     }
 }

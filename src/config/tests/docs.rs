@@ -124,6 +124,7 @@ fn packaged_file_shows_the_real_defaults() {
         "public_id",
         "private_key_file",
         "max_rate_per_sec",
+        "exports_dir",
     ];
     let packaged = repo_file("packaging/hookd.toml");
     let settings = &packaged[..packaged.find("\n# Endpoints.").unwrap()];

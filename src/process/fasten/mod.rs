@@ -95,14 +95,18 @@ fn checked(id: &str, what: &str) -> Result<String, ProcessError> {
 }
 
 impl FastenProcessor {
-    /// A processor storing exports under `data_dir/exports`.
+    /// A processor storing exports under `fasten.exports_dir`, else `data_dir/exports`.
     pub fn new(store: Arc<Store>, config: Fasten, data_dir: &Path) -> Result<Self, SetupError> {
+        let files = match &config.exports_dir {
+            Some(root) => ExportFiles::at(root),
+            None => ExportFiles::new(data_dir),
+        };
         let config = Arc::new(config);
         Ok(FastenProcessor {
             store,
             api: ApiClient::new(config.clone())?,
             config,
-            files: ExportFiles::new(data_dir),
+            files,
             requesting: tokio::sync::Mutex::new(()),
             commits: tokio::sync::Mutex::new(()),
             push: None,
