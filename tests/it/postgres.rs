@@ -925,3 +925,50 @@ async fn two_hookd_processes_take_one_event_id_once_and_show_each_others_deliver
         assert!(wait_exit(&mut p.child, Duration::from_secs(20)).success());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_says_when_the_database_cannot_be_reached_and_recovers_with_it() {
+    let Some(url) = database().await else { return };
+    let name = url.rsplit('/').next().unwrap().to_string();
+    let store = Store::open_postgres(&options(&url, "a", 600)).unwrap();
+    assert_eq!(store.health(), Ok(()));
+    let admin = raw(&std::env::var("HOOKD_TEST_PG_URL").unwrap()).await;
+    // The database goes away (as in a failover or a network split), with nothing sent.
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} ALLOW_CONNECTIONS false;
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ))
+        .await
+        .unwrap();
+    let wait = |want_ok: bool| {
+        let store = &store;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let health = store.health();
+                if health.is_ok() == want_ok {
+                    return health;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "health stayed {health:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let down = wait(false).await.unwrap_err();
+    assert!(down.contains("database cannot be reached"), "{down}");
+    admin
+        .batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await
+        .unwrap();
+    wait(true).await.unwrap();
+    assert_eq!(
+        accept(&store, "after", hookd::clock::now_ms())
+            .await
+            .verdict,
+        Verdict::Accepted
+    );
+}

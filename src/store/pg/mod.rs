@@ -128,6 +128,8 @@ struct Inner {
     backlog: AtomicU64,
     /// Attempt results sent to the writer and not yet committed.
     pending_finishes: AtomicUsize,
+    /// The last heartbeat's failure, until a beat succeeds.
+    db_error: Mutex<Option<String>>,
     /// Answer latencies not written yet: (delivery id, µs).
     latencies: Mutex<Vec<(i64, i64)>>,
 }
@@ -222,10 +224,21 @@ impl PgStore {
         &self.inner.work
     }
 
-    /// Whether the store can take writes: `Err` with the reason when its writer has stopped
-    /// or its last batch failed. Clears itself once a batch succeeds.
+    /// Whether the store can take writes: `Err` with the reason when its writer has stopped,
+    /// its last batch failed (clears once a batch succeeds), or the heartbeat cannot reach
+    /// the database (clears once a beat does).
     pub fn health(&self) -> std::result::Result<(), String> {
-        crate::store::health(&self.inner.writer_alive, &self.inner.write_error)
+        crate::store::health(&self.inner.writer_alive, &self.inner.write_error)?;
+        match self
+            .inner
+            .db_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            Some(e) => Err(format!("the database cannot be reached: {e}")),
+            None => Ok(()),
+        }
     }
 
     /// Returns once every write queued so far is committed.
@@ -429,6 +442,7 @@ async fn connect(
         backlog: AtomicU64::new(0),
         pending_finishes: AtomicUsize::new(0),
         latencies: Mutex::new(Vec::new()),
+        db_error: Mutex::new(None),
     });
     prune::ensure_partitions(&inner, now).await?;
     queue::refresh_backlog(&inner).await?;

@@ -71,8 +71,17 @@ pub async fn heartbeat(inner: Arc<Inner>) {
         tick.tick().await;
         let now = crate::clock::now_ms();
         if let Err(e) = beat(&inner, now).await {
-            tracing::warn!(error = %e, "database heartbeat failed");
+            // Kept for /healthz (and the watchdog) until a beat succeeds: an instance that
+            // cannot reach the database says so even while nobody sends it anything.
+            let mut slot = inner.db_error.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.is_none() {
+                tracing::warn!(error = %e, "database heartbeat failed");
+            }
+            *slot = Some(e.to_string());
             continue;
+        }
+        if crate::store::recovered(&inner.db_error) {
+            tracing::info!("the database answers the heartbeat again");
         }
         // New day partitions are made ahead, once an hour is plenty.
         let hour = now / 3_600_000;
