@@ -39,7 +39,11 @@ async fn database() -> Option<String> {
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let user = config.get_user().unwrap_or("postgres");
-    Some(format!("postgres://{user}@{host}:{port}/{name}"))
+    // Plain TCP to the test server, which also speaks TLS with a certificate of its own CA:
+    // the TLS test asks for TLS itself.
+    Some(format!(
+        "postgres://{user}@{host}:{port}/{name}?sslmode=disable"
+    ))
 }
 
 /// With HOOKD_TEST_STORE=postgres the whole suite's in-process hookds run in cluster mode:
@@ -76,6 +80,12 @@ pub fn sled_only() -> bool {
         return true;
     }
     false
+}
+
+/// The database a test URL names.
+fn db_name(url: &str) -> String {
+    let path = url.rsplit('/').next().unwrap();
+    path.split('?').next().unwrap().to_string()
 }
 
 fn options(url: &str, instance: &str, lease_ms: u64) -> PgOptions {
@@ -929,7 +939,7 @@ async fn two_hookd_processes_take_one_event_id_once_and_show_each_others_deliver
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_says_when_the_database_cannot_be_reached_and_recovers_with_it() {
     let Some(url) = database().await else { return };
-    let name = url.rsplit('/').next().unwrap().to_string();
+    let name = db_name(&url);
     let store = Store::open_postgres(&options(&url, "a", 600)).unwrap();
     assert_eq!(store.health(), Ok(()));
     let admin = raw(&std::env::var("HOOKD_TEST_PG_URL").unwrap()).await;
@@ -970,5 +980,47 @@ async fn health_says_when_the_database_cannot_be_reached_and_recovers_with_it() 
             .await
             .verdict,
         Verdict::Accepted
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_the_database_is_used_and_its_certificate_checked() {
+    let Some(url) = database().await else { return };
+    let Ok(ca) = std::env::var("HOOKD_TEST_PG_CA") else {
+        let line = "skipped: TLS to the database needs HOOKD_TEST_PG_CA (scripts/test sets it)\n";
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        return;
+    };
+    let tls_url = url.replace("sslmode=disable", "sslmode=require");
+    let mut trusted = options(&tls_url, "tls", 60_000);
+    trusted.ca_file = Some(ca.into());
+    let store = Store::open_postgres(&trusted).unwrap();
+    assert_eq!(
+        accept(&store, "over-tls", hookd::clock::now_ms())
+            .await
+            .verdict,
+        Verdict::Accepted
+    );
+    // The server sees hookd's connections encrypted.
+    let name = db_name(&url);
+    let encrypted: i64 = raw(&std::env::var("HOOKD_TEST_PG_URL").unwrap())
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.datname = $1 AND a.application_name = 'hookd' AND s.ssl",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted > 0);
+    // Without the CA (only the public web roots) the server's certificate is refused.
+    let e = Store::open_postgres(&options(&tls_url, "tls-2", 60_000))
+        .err()
+        .expect("an unknown issuer is refused")
+        .to_string();
+    assert!(
+        e.to_lowercase().contains("certificate") && e.contains("postgres.ca_file"),
+        "{e}"
     );
 }

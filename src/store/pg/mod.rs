@@ -57,6 +57,12 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
         }
         source = s.source();
     }
+    if text.contains("invalid peer certificate") {
+        text.push_str(
+            " (set postgres.ca_file to the CA that signed the database's certificate, or \
+             sslmode=disable in the URL on a network you trust)",
+        );
+    }
     text
 }
 
