@@ -60,10 +60,14 @@ function fastenExports(d) {
 function attemptsTable(event) {
   if (!event) return el("p", { class: "muted" }, "This delivery created no event.");
   if (!event.attempts.length) return el("p", { class: "muted" }, "No attempts yet.");
-  return table({ id: "attempts" }, ["#", "Processor", "Started", "Took", "Outcome", "Detail / error"],
+  // In cluster mode each attempt names the hookd instance that made it.
+  const cluster = event.attempts.some((a) => a.instance);
+  return table({ id: "attempts" },
+    ["#", "Processor", ...(cluster ? ["Instance"] : []), "Started", "Took", "Outcome", "Detail / error"],
     event.attempts.map((a) => el("tr", {},
       el("td", { class: "num" }, a.number),
       el("td", {}, a.processor),
+      cluster ? el("td", { class: "mono nowrap instance" }, a.instance || "") : null,
       el("td", { class: "mono" }, fmtTime(a.started_at_ms)),
       el("td", { class: "num" }, `${a.finished_at_ms - a.started_at_ms} ms`),
       el("td", {}, el("span", { class: `badge ${a.outcome === "ok" ? "s-done" : "s-dead"}` }, a.outcome)),

@@ -71,6 +71,17 @@ pub fn one(admin: &Admin, id: &str, query: &str) -> Result<Value, ApiError> {
     });
     let mut value = serde_json::to_value(&event).unwrap_or(Value::Null);
     value["attempts"] = serde_json::to_value(attempts).unwrap_or(Value::Null);
+    // In cluster mode each attempt also names the instance that made it.
+    let instances: std::collections::HashMap<u32, String> =
+        admin.store.attempt_instances(seq)?.into_iter().collect();
+    if let Some(list) = value["attempts"].as_array_mut() {
+        for a in list {
+            let number = a["number"].as_u64().unwrap_or(0) as u32;
+            if let Some(instance) = instances.get(&number) {
+                a["instance"] = Value::String(instance.clone());
+            }
+        }
+    }
     value["payload"] = payload.unwrap_or(Value::Null);
     Ok(value)
 }

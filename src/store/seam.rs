@@ -152,6 +152,18 @@ impl Store {
     pub fn attempts(&self, seq: u64) -> Result<Vec<Attempt>> {
         on!(self, s => s.attempts(seq))
     }
+    /// The instance that made each attempt, by number: cluster mode's; empty for the
+    /// embedded store (one hookd made them all).
+    pub fn attempt_instances(&self, seq: u64) -> Result<Vec<(u32, String)>> {
+        match &self.backend {
+            Backend::Pg(p) => Ok(p
+                .attempts_by_instance(seq)?
+                .into_iter()
+                .map(|(a, instance)| (a.number, instance))
+                .collect()),
+            Backend::Sled(_) => Ok(Vec::new()),
+        }
+    }
     pub fn find_event(&self, endpoint: &str, event_id: &str) -> Result<Option<u64>> {
         on!(self, s => s.find_event(endpoint, event_id))
     }

@@ -364,6 +364,24 @@ async fn operator_journey_in_headless_chromium() {
     c.goto(&format!("{base}/#/delivery/{delivery}"))
         .await
         .unwrap();
+    // The attempts name the instance that made each only in cluster mode.
+    wait_until(
+        &c,
+        "document.querySelector('#attempts')",
+        "the attempts table",
+    )
+    .await;
+    let headings = js(
+        &c,
+        "return [...document.querySelectorAll('#attempts th')].map(th => th.textContent);",
+    )
+    .await;
+    let cluster = std::env::var("HOOKD_TEST_STORE").is_ok_and(|v| v == "postgres");
+    assert_eq!(
+        headings.as_array().unwrap().iter().any(|h| h == "Instance"),
+        cluster,
+        "{headings}"
+    );
     for accept in [false, true] {
         c.wait()
             .for_element(Locator::Css("#replay"))

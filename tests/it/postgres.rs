@@ -532,6 +532,14 @@ async fn two_hookds_on_one_database_behave_as_one() {
     // B's API shows what A received, processed once by one of them.
     let event = b.wait_for_state("evt-c1", "done").await;
     assert_eq!(event["attempts"].as_array().unwrap().len(), 1, "{event}");
+    // Each attempt names the instance that made it (the hookds here are named host:pid).
+    let instance = event["attempts"][0]["instance"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        instance.contains(&format!(":{}", std::process::id())),
+        "{event}"
+    );
     let list = b.api_ok("/api/deliveries?event_id=evt-c1").await;
     let verdicts: Vec<&str> = list["items"]
         .as_array()
