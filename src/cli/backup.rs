@@ -9,6 +9,14 @@ use std::path::{Path, PathBuf};
 /// Copies the configured hookd (online if it answers on its admin listener, offline if it
 /// is stopped) into the new directory `to`.
 pub(super) async fn run(config: &Config, to: &Path) -> Outcome {
+    if matches!(config.store, crate::config::StoreKind::Postgres(_)) {
+        return Err(Failure::Usage(
+            "this configuration is in cluster mode (store.kind = \"postgres\"): its data is in \
+             PostgreSQL, backed up with PostgreSQL's tools (pg_dump, pg_basebackup, a standby), \
+             and its export files with fasten.exports_dir's storage; see docs/cluster.md"
+                .into(),
+        ));
+    }
     let to = target(&in_backup_dir(config, to))?;
     refuse_inside(&config.data_dir, &to)?;
     let result = online_or_offline(config, &to).await;

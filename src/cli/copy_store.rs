@@ -44,7 +44,8 @@ pub(super) fn run(from: &Path, to: Option<String>, to_file: Option<PathBuf>) -> 
     done(format_args!(
         "copied {} into the database: {} deliveries, {} events ({} attempts), {} Fasten \
          connections ({} exports, {} index entries); copy data_dir/exports into the cluster's \
-         shared exports directory",
+         exports_dir, and its endpoint secrets (data_dir/secrets) into the cluster's \
+         [[endpoints]]",
         from.display(),
         report.deliveries,
         report.events,

@@ -59,6 +59,21 @@ pub(super) fn build(
         .map(|a| problems.ok(alerts::build_alerts(a, origin)));
     let push = raw.push.map(|p| problems.ok(alerts::build_push(p, origin)));
     let store = problems.ok(store::build(raw.store, raw.postgres, origin));
+    // A secret generated into one instance's data_dir is unknown to the others: behind a
+    // load balancer, half the deliveries would be refused.
+    if default_endpoint && matches!(store, Some(store::StoreKind::Postgres(_))) {
+        problems.add(
+            origin.err(
+                "endpoints",
+                Invalid::Connection(
+                    "cluster mode (store.kind = \"postgres\") needs its [[endpoints]] configured \
+                 with their secrets, the same on every instance: a secret generated in one \
+                 instance's data_dir would be unknown to the others"
+                        .into(),
+                ),
+            ),
+        );
+    }
     if let (Some(receive), Some(endpoints)) = (&receive, &endpoints) {
         for (i, e) in endpoints.iter().enumerate() {
             if e.max_body_bytes > receive.body_budget_bytes {

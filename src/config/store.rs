@@ -32,36 +32,41 @@ pub(super) fn build(
 ) -> Result<StoreKind, ConfigError> {
     let mut problems = Problems::default();
     let kind = store.kind.unwrap_or_else(|| "sled".into());
-    let out = match (kind.as_str(), postgres) {
-        ("sled", None) => Some(StoreKind::Sled),
-        ("sled", Some(_)) => {
-            problems.add(origin.err(
+    let out =
+        match (kind.as_str(), postgres) {
+            ("sled", None) => Some(StoreKind::Sled),
+            ("sled", Some(_)) => {
+                problems.add(origin.err(
                 "store.kind",
-                Invalid::Required("\"postgres\" to use the [postgres] section"),
+                Invalid::Connection(
+                    "is \"sled\" (the default), but a [postgres] section is set: set kind = \
+                     \"postgres\" to use it, or remove it"
+                        .into(),
+                ),
             ));
-            None
-        }
-        ("postgres", None) => {
-            problems.add(origin.err(
-                "postgres.url",
-                Invalid::Required("with store.kind = \"postgres\" (or postgres.url_file)"),
-            ));
-            None
-        }
-        ("postgres", Some(raw)) => problems
-            .ok(postgres_options(raw, origin))
-            .map(StoreKind::Postgres),
-        (other, _) => {
-            problems.add(origin.err(
-                "store.kind",
-                Invalid::NotOneOf {
-                    value: other.to_string(),
-                    choices: KINDS,
-                },
-            ));
-            None
-        }
-    };
+                None
+            }
+            ("postgres", None) => {
+                problems.add(origin.err(
+                    "postgres.url",
+                    Invalid::Required("with store.kind = \"postgres\" (or postgres.url_file)"),
+                ));
+                None
+            }
+            ("postgres", Some(raw)) => problems
+                .ok(postgres_options(raw, origin))
+                .map(StoreKind::Postgres),
+            (other, _) => {
+                problems.add(origin.err(
+                    "store.kind",
+                    Invalid::NotOneOf {
+                        value: other.to_string(),
+                        choices: KINDS,
+                    },
+                ));
+                None
+            }
+        };
     problems.finish(out)
 }
 
@@ -105,6 +110,17 @@ fn postgres_options(raw: RawPostgres, origin: &Origin) -> Result<PgOptions, Conf
     let instance = raw.instance.unwrap_or_else(default_instance);
     if instance.trim().is_empty() {
         problems.add(origin.err("postgres.instance", Invalid::Zero));
+    }
+    if let Some(path) = &raw.ca_file {
+        if let Err(e) = std::fs::read(path) {
+            problems.add(origin.err(
+                "postgres.ca_file",
+                Invalid::Unreadable {
+                    path: path.clone(),
+                    source: e,
+                },
+            ));
+        }
     }
     let options = url.map(|url| PgOptions {
         url,

@@ -281,6 +281,30 @@ fn a_bare_backup_name_goes_into_the_configured_backup_dir() {
 }
 
 #[test]
+fn backup_in_cluster_mode_points_to_the_databases_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hookd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nkind = \"postgres\"\n[postgres]\nurl = \"postgres://db.invalid/hookd\"\n\
+             [[endpoints]]\nname = \"std\"\nsecrets = [\"{}\"]\n",
+            crate::SECRET
+        ),
+    )
+    .unwrap();
+    let out = hookd()
+        .arg("--config")
+        .arg(&config)
+        .args(["backup", "--to", "copy"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("pg_dump"), "{}", stderr(&out));
+}
+
+#[test]
 fn output_into_a_closed_pipe_ends_the_command_without_a_panic() {
     // `hookd ... | head -0`: the reader is gone before the command writes.
     let mut child = hookd()

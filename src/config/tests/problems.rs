@@ -355,8 +355,23 @@ fn the_store_sections_name_their_keys_and_never_the_password() {
         "{e}"
     );
     assert!(!e.contains("s3cret"), "{e}");
+    let e = err("[store]\nkind = \"postgres\"\n[postgres]\nurl = \"postgres://db/hookd\"\n");
+    assert!(
+        e.contains("endpoints") && e.contains("same on every instance"),
+        "{e}"
+    );
+    let e = err("[postgres]\nurl = \"postgres://db/hookd\"\n");
+    assert!(e.contains("set kind = \"postgres\""), "{e}");
+    let e = err(
+        "[store]\nkind = \"postgres\"\n[postgres]\nurl = \"postgres://db/h\"\nca_file = \"/nope/ca.pem\"\n",
+    );
+    assert!(
+        e.contains("postgres.ca_file") && e.contains("/nope/ca.pem"),
+        "{e}"
+    );
     let ok = load_str(
-        "[store]\nkind = \"postgres\"\n[postgres]\nurl = \"postgres://db/hookd\"\ninstance = \"a\"\n",
+        "[store]\nkind = \"postgres\"\n[postgres]\nurl = \"postgres://db/hookd\"\ninstance = \"a\"\n\
+         [[endpoints]]\nname = \"std\"\nsecrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n",
         &[],
     )
     .unwrap();

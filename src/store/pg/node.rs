@@ -27,14 +27,23 @@ pub async fn take(client: &mut Client, name: &str, now_ms: u64) -> Result<i32> {
         .await
         .map_err(db)?;
     let rows = tx
-        .query("SELECT node, heartbeat_ms FROM hookd_instances", &[])
+        .query("SELECT node, heartbeat_ms, name FROM hookd_instances", &[])
         .await
         .map_err(db)?;
-    let busy: std::collections::HashSet<i32> = rows
+    let live =
+        |r: &&tokio_postgres::Row| (r.get::<_, i64>(1) as u64).saturating_add(STALE_MS) > now_ms;
+    if rows
         .iter()
-        .filter(|r| (r.get::<_, i64>(1) as u64).saturating_add(STALE_MS) > now_ms)
-        .map(|r| r.get(0))
-        .collect();
+        .filter(live)
+        .any(|r| r.get::<_, String>(2) == name)
+    {
+        tracing::warn!(
+            instance = name,
+            "another live instance has this name: attempts will not tell the two apart; give \
+             each instance its own postgres.instance"
+        );
+    }
+    let busy: std::collections::HashSet<i32> = rows.iter().filter(live).map(|r| r.get(0)).collect();
     let node = (0..NODES).find(|n| !busy.contains(n)).ok_or_else(|| {
         StoreError::Database(format!(
             "all {NODES} node numbers are taken by live instances (hookd_instances)"
