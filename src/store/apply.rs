@@ -52,8 +52,8 @@ pub(super) fn apply(shared: &Shared, tx: &mut Tx, write: &Write) -> Result<Outco
             respond,
             ..
         } => Outcome::Accepted(accept(shared, tx, draft, event, *respond)?),
-        Write::Record { draft, .. } => {
-            let id = shared.ids.next(draft.received_at_ms);
+        Write::Record { draft, id, .. } => {
+            let id = id.unwrap_or_else(|| shared.ids.next(draft.received_at_ms));
             let rec = delivery_record(draft, BodyRec::Inline(draft.body.clone()));
             tx.insert(&keys::id_key(keys::DELIVERY, id), codec::encode(&rec)?);
             Outcome::Recorded(id)

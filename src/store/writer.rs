@@ -44,6 +44,8 @@ pub(super) enum Write {
     },
     Record {
         draft: DeliveryDraft,
+        /// The id, when the caller chose it (a write nobody waits for).
+        id: Option<u64>,
         reply: Reply<u64>,
     },
     Claim {
@@ -147,7 +149,12 @@ impl Writer {
     }
 
     pub async fn record(&self, draft: DeliveryDraft) -> Result<u64> {
-        self.ask(|reply| Write::Record { draft, reply }).await
+        self.ask(|reply| Write::Record {
+            draft,
+            id: None,
+            reply,
+        })
+        .await
     }
 
     pub async fn claim(&self, now_ms: u64, max: usize) -> Result<Vec<(Event, bytes::Bytes)>> {
@@ -156,6 +163,17 @@ impl Writer {
 
     pub fn finish(&self, seq: u64, attempt: Attempt, next: Next) -> Result<(), Arc<StoreError>> {
         self.send(Write::Finish { seq, attempt, next })
+    }
+
+    /// Queues a delivery under `id` without waiting for it (nothing was acknowledged, so
+    /// the request need not wait for the disk or the database).
+    pub fn record_unanswered(&self, draft: DeliveryDraft, id: u64) -> Result<(), Arc<StoreError>> {
+        let (reply, _) = oneshot::channel();
+        self.send(Write::Record {
+            draft,
+            id: Some(id),
+            reply,
+        })
     }
 
     pub async fn flush(&self) -> Result<()> {
@@ -301,7 +319,7 @@ fn reply_all(shared: &Shared, batch: Vec<Write>, outcomes: Vec<Outcome>) {
                 }
                 let _ = reply.send(Ok(a));
             }
-            (Write::Record { draft, reply }, Outcome::Recorded(id)) => {
+            (Write::Record { draft, reply, .. }, Outcome::Recorded(id)) => {
                 counts
                     .verdict(draft.verdict)
                     .fetch_add(1, Ordering::Relaxed);

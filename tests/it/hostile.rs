@@ -516,9 +516,12 @@ async fn an_api_key_header_is_neither_stored_nor_shown() {
         }
         assert_eq!(request.send().await.unwrap().status().as_u16(), expected);
     }
-    let page = s.api_ok("/api/deliveries").await;
+    let page = eventually(WAIT, "both deliveries logged", || async {
+        let page = s.api_ok("/api/deliveries").await;
+        (page["items"].as_array().unwrap().len() == 2).then_some(page)
+    })
+    .await;
     let items = page["items"].as_array().unwrap();
-    assert_eq!(items.len(), 2);
     for item in items {
         let full = s
             .api_ok(&format!("/api/deliveries/{}", item["id"].as_str().unwrap()))

@@ -1032,3 +1032,39 @@ async fn tls_to_the_database_is_used_and_its_certificate_checked() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_requests_are_logged_without_waiting_for_the_database() {
+    let Some(url) = database().await else { return };
+    let store = Store::open_postgres(&options(&url, "a", 600)).unwrap();
+    let mut rejected = draft("bad", hookd::clock::now_ms());
+    rejected.verdict = Verdict::Rejected;
+    rejected.reason = "no v1 signature matches".into();
+    let id = store.record(rejected).unwrap();
+    store.flush().await.unwrap();
+    let d = store
+        .delivery(id)
+        .unwrap()
+        .expect("the rejected delivery is logged");
+    assert_eq!(
+        (d.verdict, d.reason.as_str()),
+        (Verdict::Rejected, "no v1 signature matches")
+    );
+    // Rejections beyond the logging rate are counted, added up by the heartbeat.
+    for _ in 0..3 {
+        store.count_unlogged_rejection().unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while store
+        .stats(hookd::clock::now_ms())
+        .unwrap()
+        .rejected_unlogged
+        != 3
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the count never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -145,7 +145,10 @@ pub async fn insert(tx: &Transaction<'_>, inner: &Inner, run: &[Write]) -> Resul
                 dids.push(delivery_id as i64);
                 payloads.push(event.payload.as_ref());
             }
-            Write::Record { draft, .. } => ids.push((inner.ids.next(draft.received_at_ms), None)),
+            Write::Record { draft, id, .. } => ids.push((
+                id.unwrap_or_else(|| inner.ids.next(draft.received_at_ms)),
+                None,
+            )),
             _ => unreachable!("only deliveries come in a run"),
         }
     }

@@ -134,6 +134,8 @@ struct Inner {
     backlog: AtomicU64,
     /// Attempt results sent to the writer and not yet committed.
     pending_finishes: AtomicUsize,
+    /// Rejections counted and not stored, not yet added to `hookd_counters`.
+    unlogged: AtomicU64,
     /// The last heartbeat's failure, until a beat succeeds.
     db_error: Mutex<Option<String>>,
     /// Answer latencies not written yet: (delivery id, µs).
@@ -262,10 +264,16 @@ impl PgStore {
         self.inner.backlog.load(Ordering::Relaxed)
     }
 
-    /// Records a rejected delivery (committed like any other: the writer batches it).
+    /// Records a rejected delivery. Nothing was acknowledged, so the request does not wait:
+    /// the id is chosen here and the writer's next batch commits it. (Waiting would hold a
+    /// runtime thread for a database round trip per refused request, which a flood of
+    /// unsigned requests would turn against the receiver.)
     pub fn record(&self, draft: crate::store::DeliveryDraft) -> Result<u64> {
-        let writer = self.writer.clone();
-        self.block(move |_| async move { writer.record(draft).await })
+        let id = self.inner.ids.next(draft.received_at_ms);
+        self.writer
+            .record_unanswered(draft, id)
+            .map_err(StoreError::Shared)?;
+        Ok(id)
     }
 
     /// Records a delivery that creates no event; returns once committed.
@@ -273,21 +281,11 @@ impl PgStore {
         self.writer.record(draft).await
     }
 
-    /// Counts a rejected delivery that was not stored.
+    /// Counts a rejected delivery that was not stored; the heartbeat adds the count up in
+    /// the database (one statement a beat, however many were refused).
     pub fn count_unlogged_rejection(&self) -> Result<()> {
-        self.block(|inner| async move {
-            inner
-                .client()
-                .await?
-                .execute(
-                    "INSERT INTO hookd_counters (name, n) VALUES ('rejected_unlogged', 1)
-                     ON CONFLICT (name) DO UPDATE SET n = hookd_counters.n + 1",
-                    &[],
-                )
-                .await
-                .map_err(db)?;
-            Ok(())
-        })
+        self.inner.unlogged.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Accepts `event` unless its id was already accepted on this endpoint by any instance,
@@ -449,6 +447,7 @@ async fn connect(
         pending_finishes: AtomicUsize::new(0),
         latencies: Mutex::new(Vec::new()),
         db_error: Mutex::new(None),
+        unlogged: AtomicU64::new(0),
     });
     prune::ensure_partitions(&inner, now).await?;
     queue::refresh_backlog(&inner).await?;

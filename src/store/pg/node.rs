@@ -149,6 +149,21 @@ async fn beat(inner: &Inner, now_ms: u64) -> Result<()> {
             .await
             .map_err(db)?;
     }
+    let unlogged = inner.unlogged.swap(0, Ordering::Relaxed) as i64;
+    if unlogged > 0 {
+        let added = client
+            .execute(
+                "INSERT INTO hookd_counters (name, n) VALUES ('rejected_unlogged', $1)
+                 ON CONFLICT (name) DO UPDATE SET n = hookd_counters.n + excluded.n",
+                &[&unlogged],
+            )
+            .await;
+        if let Err(e) = added {
+            // Kept for the next beat.
+            inner.unlogged.fetch_add(unlogged as u64, Ordering::Relaxed);
+            return Err(db(e));
+        }
+    }
     drop(client);
     queue::expire_leases(inner, now_ms).await?;
     queue::refresh_backlog(inner).await
