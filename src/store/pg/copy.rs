@@ -107,16 +107,7 @@ impl PgStore {
 
         let unlogged = from.stats(now)?.rejected_unlogged as i64;
         self.block(move |inner| async move {
-            inner
-                .client()
-                .await?
-                .execute(
-                    "INSERT INTO hookd_counters (name, n) VALUES ('rejected_unlogged', $1)
-                     ON CONFLICT (name) DO UPDATE SET n = hookd_counters.n + excluded.n",
-                    &[&unlogged],
-                )
-                .await
-                .map_err(db)?;
+            super::node::add_unlogged(&**inner.client().await?, unlogged).await?;
             super::queue::refresh_backlog(&inner).await
         })?;
         Ok(report)

@@ -151,20 +151,29 @@ async fn beat(inner: &Inner, now_ms: u64) -> Result<()> {
     }
     let unlogged = inner.unlogged.swap(0, Ordering::Relaxed) as i64;
     if unlogged > 0 {
-        let added = client
-            .execute(
-                "INSERT INTO hookd_counters (name, n) VALUES ('rejected_unlogged', $1)
-                 ON CONFLICT (name) DO UPDATE SET n = hookd_counters.n + excluded.n",
-                &[&unlogged],
-            )
-            .await;
-        if let Err(e) = added {
+        if let Err(e) = add_unlogged(&**client, unlogged).await {
             // Kept for the next beat.
             inner.unlogged.fetch_add(unlogged as u64, Ordering::Relaxed);
-            return Err(db(e));
+            return Err(e);
         }
     }
     drop(client);
     queue::expire_leases(inner, now_ms).await?;
     queue::refresh_backlog(inner).await
+}
+
+/// Adds `n` to the count of rejections that were counted but not stored.
+pub(super) async fn add_unlogged(
+    client: &impl tokio_postgres::GenericClient,
+    n: i64,
+) -> Result<()> {
+    client
+        .execute(
+            "INSERT INTO hookd_counters (name, n) VALUES ('rejected_unlogged', $1)
+             ON CONFLICT (name) DO UPDATE SET n = hookd_counters.n + excluded.n",
+            &[&n],
+        )
+        .await
+        .map_err(db)?;
+    Ok(())
 }
