@@ -74,9 +74,11 @@ async fn start_browser(profile: &Path) -> (Driver, Client) {
 const NAV_VISIBLE: &str = "return [...document.querySelectorAll('#top, #top nav a, #logout')]
     .some(e => e.offsetParent !== null || getComputedStyle(e).display !== 'none' && e.getClientRects().length > 0);";
 
-/// Waits (bounded) until `script` (a JS expression) is true in the page.
+/// Waits (bounded) until `script` (a JS expression) is true in the page. A view draws
+/// itself in two steps (an empty table, then its rows once fetched), so an expression that
+/// throws on a missing element counts as "not yet", not as a failure.
 async fn wait_until(c: &Client, script: &str, what: &str) {
-    let script = &format!("return !!({script});");
+    let script = &format!("try {{ return !!({script}); }} catch (_) {{ return false; }}");
     let deadline = std::time::Instant::now() + WAIT;
     while js(c, script).await != true {
         if std::time::Instant::now() > deadline {
@@ -837,7 +839,7 @@ async fn deliveries_pages_in_headless_chromium() {
     click(&c, "#tz").await;
     wait_until(
         &c,
-        "/ [+-]\\d\\d:\\d\\d$/.test(document.querySelector('#deliveries tr[data-id] td').textContent)",
+        "(td => td && / [+-]\\d\\d:\\d\\d$/.test(td.textContent))(document.querySelector('#deliveries tr[data-id] td'))",
         "times in local time, with their offset",
     )
     .await;
@@ -947,6 +949,12 @@ async fn deliveries_pages_in_headless_chromium() {
 
     // The filters: endpoints from the configuration, a type prefix, text in the bodies.
     c.goto(&format!("{base}/#/deliveries")).await.unwrap();
+    wait_until(
+        &c,
+        "document.querySelector('#f-endpoint option[value=\"fasten-live\"]')",
+        "the endpoint filter",
+    )
+    .await;
     let endpoints = js(
         &c,
         "return [...document.querySelectorAll('#f-endpoint option')].map(o => o.value);",
