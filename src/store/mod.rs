@@ -171,6 +171,9 @@ struct Shared {
     handles: std::sync::RwLock<Option<Arc<Handles>>>,
     /// Set by a failed write: the next batch reopens the database first.
     needs_reopen: AtomicBool,
+    /// How many times the database was reopened: tells the flusher which batches were
+    /// applied on an opening whose flush failed.
+    openings: AtomicU64,
     ids: keys::IdGen,
     counts: Counts,
     work: Notify,
@@ -232,6 +235,7 @@ impl Shared {
         }
         let db = open::open_guarded(&self.dir, self.cache_mb)?;
         *slot = Some(Arc::new(Handles::new(db)?));
+        self.openings.fetch_add(1, Ordering::Relaxed);
         drop(slot);
         counts::recount(self)?;
         tracing::warn!("the store was reopened after a write failure");
@@ -306,6 +310,7 @@ impl SledStore {
             cache_mb,
             handles: std::sync::RwLock::new(Some(Arc::new(h))),
             needs_reopen: AtomicBool::new(false),
+            openings: AtomicU64::new(0),
             ids: keys::IdGen::new(floor),
             counts: Counts::default(),
             work: Notify::new(),
