@@ -153,8 +153,9 @@ fn claim(tx: &mut Tx, now_ms: u64, max: usize) -> Result<Claimed> {
                 let before = status.state;
                 status.state = EventState::Processing;
                 status.next_attempt_at_ms = None;
+                // The status says `processing` until the result: start-up re-queues it if
+                // the process stops first (no separate in-flight entry, one key fewer).
                 put_status(tx, seq, &status)?;
-                tx.insert(&keys::id_key(keys::INFLIGHT, seq), &[]);
                 // The attempt is on record before it starts: a crash cannot hide it.
                 let number = status.attempts + 1;
                 let running = Attempt {
@@ -195,7 +196,6 @@ fn finish(
     attempt: &Attempt,
     next: Next,
 ) -> Result<Option<(EventState, EventState)>> {
-    tx.remove(&keys::id_key(keys::INFLIGHT, seq));
     // A look-up, not a decode: the event's record holds the payload, and the status that
     // the claim wrote is all a result needs.
     if tx.get(&keys::id_key(keys::EVENT, seq))?.is_none() {
@@ -347,6 +347,80 @@ mod tests {
         assert_eq!(
             store.delivery(a.delivery_id).unwrap().unwrap().latency_us,
             Some(777)
+        );
+    }
+
+    fn event(id: &str) -> NewEvent {
+        NewEvent {
+            event_id: id.into(),
+            event_type: "t".into(),
+            payload: bytes::Bytes::from(format!("{{\"id\":\"{id}\"}}")),
+        }
+    }
+
+    /// A claim is the status and the running attempt (and the queue entry's removal): no
+    /// in-flight entry. A stop before the result leaves the status `processing`, which the
+    /// next start finds and re-queues, the attempt kept as interrupted.
+    #[tokio::test]
+    async fn a_claim_cut_short_by_a_stop_is_found_by_its_status_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), 16).unwrap();
+        let a = store
+            .accept(draft("evt-1"), event("evt-1"), respond)
+            .await
+            .unwrap();
+        let claimed = store.claim(u64::MAX / 2, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        let expected: std::collections::BTreeMap<char, usize> =
+            [('a', 1), ('d', 1), ('e', 1), ('k', 1), ('s', 1)].into();
+        assert_eq!(kinds(&store), expected);
+        drop(store);
+        let store = SledStore::open(dir.path(), 16).unwrap();
+        assert_eq!(store.requeue_inflight(2_000_000_000_000).unwrap(), 1);
+        let event = store.event(a.seq).unwrap().unwrap();
+        assert_eq!(event.state, EventState::Queued);
+        let attempts = store.attempts(a.seq).unwrap();
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(attempts[0].outcome, AttemptOutcome::Interrupted);
+        // Once: a second call finds nothing more.
+        assert_eq!(store.requeue_inflight(2_000_000_000_000).unwrap(), 0);
+    }
+
+    /// A format 2 store marked a claim with an in-flight entry: it is re-queued too, the
+    /// entry removed, and the store restamped as the current format.
+    #[tokio::test]
+    async fn a_format_2_stores_in_flight_entry_is_honoured_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), 16).unwrap();
+        let a = store
+            .accept(draft("evt-1"), event("evt-1"), respond)
+            .await
+            .unwrap();
+        store.claim(u64::MAX / 2, 10).await.unwrap();
+        {
+            // What format 2 wrote: an in-flight entry, and a status that is not
+            // `processing` (so only the entry can tell).
+            let h = store.shared.h().unwrap();
+            h.log
+                .insert(keys::id_key(keys::INFLIGHT, a.seq), &[])
+                .unwrap();
+            h.log.remove(keys::id_key(keys::STATUS, a.seq)).unwrap();
+            h.meta
+                .insert(keys::FORMAT_KEY, &keys::u64_bytes(2))
+                .unwrap();
+            h.db.flush().unwrap();
+        }
+        drop(store);
+        let store = SledStore::open(dir.path(), 16).unwrap();
+        assert_eq!(
+            crate::store::open::stored_format(&store.shared.h().unwrap().db).unwrap(),
+            Some(crate::store::FORMAT)
+        );
+        assert_eq!(store.requeue_inflight(2_000_000_000_000).unwrap(), 1);
+        assert!(!kinds(&store).contains_key(&'i'));
+        assert_eq!(
+            store.event(a.seq).unwrap().unwrap().state,
+            EventState::Queued
         );
     }
 }

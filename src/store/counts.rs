@@ -65,8 +65,9 @@ impl Counts {
     }
 }
 
-/// Rebuilds the counters from the records.
-pub(super) fn recount(shared: &Shared) -> Result<()> {
+/// Rebuilds the counters from the records; returns the events whose status says
+/// `processing` (at start-up: the attempts a stop cut short).
+pub(super) fn recount(shared: &Shared) -> Result<Vec<u64>> {
     let log = &shared.h()?.log;
     let watermark = shared.watermark.load(Ordering::Relaxed);
     let mut verdicts = [0u64; 4];
@@ -91,6 +92,7 @@ pub(super) fn recount(shared: &Shared) -> Result<()> {
     }
     let mut states = [0i64; 5];
     let mut with_status = 0i64;
+    let mut processing = Vec::new();
     for item in log.range(keys::kind_range(keys::STATUS)) {
         let (key, bytes) = item.db()?;
         let seq = keys::key_id(&key).unwrap_or(0);
@@ -98,6 +100,9 @@ pub(super) fn recount(shared: &Shared) -> Result<()> {
         let state = codec::decode::<StatusRec>(&format!("status of event {seq}"), &bytes)
             .map(|s| s.state)
             .unwrap_or(EventState::Dead);
+        if state == EventState::Processing {
+            processing.push(seq);
+        }
         states[state.index()] += 1;
         with_status += 1;
     }
@@ -120,7 +125,7 @@ pub(super) fn recount(shared: &Shared) -> Result<()> {
         .counts
         .rejected_unlogged
         .store(unlogged, Ordering::Relaxed);
-    Ok(())
+    Ok(processing)
 }
 
 impl SledStore {

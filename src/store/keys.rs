@@ -26,7 +26,8 @@ pub const STATUS: u8 = b's';
 pub const DEDUP: u8 = b'k';
 /// (due ms, seq) → (): the durable queue.
 pub const QUEUE: u8 = b'q';
-/// seq → () while a worker runs the event.
+/// seq → () while a worker ran the event: written by format 2 only. Format 3 finds events
+/// cut short by their `processing` status; entries left by format 2 are re-queued once.
 pub const INFLIGHT: u8 = b'i';
 /// (seq, number) → attempt.
 pub const ATTEMPT: u8 = b'a';

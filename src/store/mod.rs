@@ -196,6 +196,9 @@ struct Shared {
     writer_alive: AtomicBool,
     /// The last write batch's failure, until a later batch succeeds.
     write_error: Mutex<Option<String>>,
+    /// Events whose status said `processing` when the store was opened: attempts a stop cut
+    /// short, taken by [`SledStore::requeue_inflight`].
+    processing_at_open: Mutex<Vec<u64>>,
 }
 
 impl Shared {
@@ -237,6 +240,7 @@ impl Shared {
         *slot = Some(Arc::new(Handles::new(db)?));
         self.openings.fetch_add(1, Ordering::Relaxed);
         drop(slot);
+        // Events processing now are being run by this process's workers: nothing to re-queue.
         counts::recount(self)?;
         tracing::warn!("the store was reopened after a write failure");
         Ok(())
@@ -322,8 +326,13 @@ impl SledStore {
             batch_floor: AtomicU64::new(u64::MAX),
             writer_alive: AtomicBool::new(true),
             write_error: Mutex::new(None),
+            processing_at_open: Mutex::new(Vec::new()),
         });
-        counts::recount(&shared)?;
+        let processing = counts::recount(&shared)?;
+        *shared
+            .processing_at_open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = processing;
         let writer = Writer::start(shared.clone()).map_err(from_io)?;
         let indexer = Indexer::start(shared.clone()).map_err(from_io)?;
         Ok(SledStore {

@@ -12,7 +12,18 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The data format this build reads and writes.
-pub const FORMAT: u64 = 2;
+///
+/// Format 3 differs from format 2 in one thing: a claim no longer writes an `inflight` entry
+/// (the event's status says `processing`, and start-up finds it while it counts the states).
+/// A format 2 store reads the same, and its `inflight` entries are still honoured once, so
+/// it is migrated by restamping. The number changes so that a format 2 build, which would
+/// not re-queue an event cut short without its `inflight` entry, refuses a format 3 store.
+pub const FORMAT: u64 = 3;
+
+/// Formats whose records this build reads as they are (see [`FORMAT`]).
+pub(super) fn reads_as_is(format: u64) -> bool {
+    format == FORMAT || format == 2
+}
 
 /// How long sled may take to open a store before it is declared damaged. Healthy stores of
 /// millions of records open in a second or two.
@@ -27,6 +38,12 @@ pub(super) fn open(dir: &Path, cache_mb: u64) -> Result<sled::Db> {
             if !dir.join(FORMAT_FILE).exists() {
                 write_format_file(dir)?; // a copy made by backup or compaction
             }
+            Ok(db)
+        }
+        Some(found) if reads_as_is(found) => {
+            tracing::info!(store = %dir.display(), "data format {found} restamped as format {FORMAT}");
+            stamp(&db)?;
+            write_format_file(dir)?;
             Ok(db)
         }
         Some(found) if found > FORMAT => Err(StoreError::NewerFormat {

@@ -78,18 +78,27 @@ impl SledStore {
         let h = shared.h()?;
         let mut tx = Tx::new(&h.log);
         let mut n = 0;
-        let inflight: Vec<_> = shared
+        // Format 2 marked them with `inflight` entries (removed here, once); format 3 by
+        // their status alone, found when the store was opened.
+        let mut cut_short: std::collections::BTreeSet<u64> = std::mem::take(
+            &mut *shared
+                .processing_at_open
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        )
+        .into_iter()
+        .collect();
+        for key in shared
             .h()?
             .log
             .range(keys::kind_range(keys::INFLIGHT))
             .keys()
-            .collect::<sled::Result<_>>()
-            .db()?;
-        for key in inflight {
+        {
+            let key = key.db()?;
             tx.remove(&key);
-            let Some(seq) = keys::key_id(&key) else {
-                continue;
-            };
+            cut_short.extend(keys::key_id(&key));
+        }
+        for seq in cut_short {
             let received_at = match tx::event_of(&tx, seq) {
                 Ok(Some((rec, _))) => rec.received_at_ms,
                 Ok(None) => continue,

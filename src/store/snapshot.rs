@@ -52,7 +52,7 @@ fn open_stopped(src: &Path) -> Result<sled::Db> {
     }
     let db = open::open_guarded(src, 64)?;
     match open::stored_format(&db)? {
-        Some(open::FORMAT) => Ok(db),
+        Some(found) if open::reads_as_is(found) => Ok(db),
         Some(found) if found > open::FORMAT => Err(StoreError::NewerFormat {
             path: src.to_path_buf(),
             found,
@@ -190,8 +190,7 @@ fn repair(db: &sled::Db) -> Result<CopySummary> {
                 batch.insert(&keys::queue_key(due, seq), &[]);
             }
             // Re-queued by the next start, like after a stop mid-attempt.
-            EventState::Processing => batch.insert(&keys::id_key(keys::INFLIGHT, seq), &[]),
-            EventState::Done | EventState::Dead => {}
+            EventState::Processing | EventState::Done | EventState::Dead => {}
         }
         summary.events += 1;
         if summary.events % COPY_BATCH as u64 == 0 {
