@@ -285,7 +285,9 @@ fn main() {
         let (pruner, done) = (pruner.clone(), done.clone());
         std::thread::spawn(move || {
             let t = Instant::now();
-            let report = pruner.prune_at(hookd::clock::system_ms()).expect("prune");
+            let report = pruner
+                .prune_at_low_priority(hookd::clock::system_ms())
+                .expect("prune");
             done.store(true, Ordering::Relaxed);
             (report, t.elapsed())
         })
