@@ -67,7 +67,6 @@ pub struct Status {
     pub running: bool,
 }
 
-/// Sleeps [`REST_FACTOR`] times as long as the work begun at `started` took.
 /// Runs `f` on a new thread named `name` whose CPU priority is the lowest (nice 19). On
 /// Linux the nice value belongs to the thread, so the rest of the process keeps its own.
 fn low_priority<T: Send + 'static>(
@@ -83,6 +82,7 @@ fn low_priority<T: Send + 'static>(
     })
 }
 
+/// Sleeps [`REST_FACTOR`] times as long as the work begun at `started` took.
 fn rest(started: std::time::Instant) {
     std::thread::sleep((started.elapsed() * REST_FACTOR).max(Duration::from_millis(1)));
 }

@@ -62,17 +62,7 @@ pub(super) fn build(
     // A secret generated into one instance's data_dir is unknown to the others: behind a
     // load balancer, half the deliveries would be refused.
     if default_endpoint && matches!(store, Some(store::StoreKind::Postgres(_))) {
-        problems.add(
-            origin.err(
-                "endpoints",
-                Invalid::Connection(
-                    "cluster mode (store.kind = \"postgres\") needs its [[endpoints]] configured \
-                 with their secrets, the same on every instance: a secret generated in one \
-                 instance's data_dir would be unknown to the others"
-                        .into(),
-                ),
-            ),
-        );
+        problems.add(origin.err("endpoints", Invalid::ClusterNeedsEndpoints));
     }
     if let (Some(receive), Some(endpoints)) = (&receive, &endpoints) {
         for (i, e) in endpoints.iter().enumerate() {

@@ -153,6 +153,12 @@ pub enum Invalid {
     NotHttpUrl(String),
     #[error("{0}")]
     Connection(String),
+    /// `store.kind` is sled while a `[postgres]` section is set.
+    #[error("is \"sled\" (the default), but a [postgres] section is set: set kind = \"postgres\" to use it, or remove it")]
+    PostgresUnused,
+    /// Cluster mode with the generated default endpoint.
+    #[error("cluster mode (store.kind = \"postgres\") needs its [[endpoints]] configured with their secrets, the same on every instance: a secret generated in one instance's data_dir would be unknown to the others")]
+    ClusterNeedsEndpoints,
     #[error("`{value}` is not one of: {choices}")]
     NotOneOf {
         value: String,

@@ -32,41 +32,33 @@ pub(super) fn build(
 ) -> Result<StoreKind, ConfigError> {
     let mut problems = Problems::default();
     let kind = store.kind.unwrap_or_else(|| "sled".into());
-    let out =
-        match (kind.as_str(), postgres) {
-            ("sled", None) => Some(StoreKind::Sled),
-            ("sled", Some(_)) => {
-                problems.add(origin.err(
-                "store.kind",
-                Invalid::Connection(
-                    "is \"sled\" (the default), but a [postgres] section is set: set kind = \
-                     \"postgres\" to use it, or remove it"
-                        .into(),
-                ),
+    let out = match (kind.as_str(), postgres) {
+        ("sled", None) => Some(StoreKind::Sled),
+        ("sled", Some(_)) => {
+            problems.add(origin.err("store.kind", Invalid::PostgresUnused));
+            None
+        }
+        ("postgres", None) => {
+            problems.add(origin.err(
+                "postgres.url",
+                Invalid::Required("with store.kind = \"postgres\" (or postgres.url_file)"),
             ));
-                None
-            }
-            ("postgres", None) => {
-                problems.add(origin.err(
-                    "postgres.url",
-                    Invalid::Required("with store.kind = \"postgres\" (or postgres.url_file)"),
-                ));
-                None
-            }
-            ("postgres", Some(raw)) => problems
-                .ok(postgres_options(raw, origin))
-                .map(StoreKind::Postgres),
-            (other, _) => {
-                problems.add(origin.err(
-                    "store.kind",
-                    Invalid::NotOneOf {
-                        value: other.to_string(),
-                        choices: KINDS,
-                    },
-                ));
-                None
-            }
-        };
+            None
+        }
+        ("postgres", Some(raw)) => problems
+            .ok(postgres_options(raw, origin))
+            .map(StoreKind::Postgres),
+        (other, _) => {
+            problems.add(origin.err(
+                "store.kind",
+                Invalid::NotOneOf {
+                    value: other.to_string(),
+                    choices: KINDS,
+                },
+            ));
+            None
+        }
+    };
     problems.finish(out)
 }
 
