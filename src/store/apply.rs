@@ -269,38 +269,8 @@ pub(super) fn replay(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::model::ResponseLog;
+    use crate::store::testing::{draft, event, respond};
     use crate::store::SledStore;
-
-    fn draft(event_id: &str) -> DeliveryDraft {
-        DeliveryDraft {
-            received_at_ms: 1_700_000_000_000,
-            endpoint: "std".into(),
-            remote_addr: None,
-            request_headers: vec![("webhook-id".into(), event_id.into())],
-            body: format!("{{\"id\":\"{event_id}\"}}"),
-            body_bytes: 12,
-            body_truncated: false,
-            verdict: Verdict::Accepted,
-            reason: String::new(),
-            response: ResponseLog {
-                status: 200,
-                headers: vec![],
-                body: String::new(),
-            },
-            event_id: Some(event_id.into()),
-            event_type: Some("t".into()),
-        }
-    }
-
-    fn respond(_: Verdict) -> (String, ResponseLog) {
-        let log = ResponseLog {
-            status: 200,
-            headers: vec![],
-            body: String::new(),
-        };
-        (String::new(), log)
-    }
 
     /// Keys per kind in the log tree.
     fn kinds(store: &SledStore) -> std::collections::BTreeMap<char, usize> {
@@ -318,12 +288,7 @@ mod tests {
         let store = SledStore::open(dir.path(), 16).unwrap();
         let d = draft("evt-1");
         let body = d.body.clone();
-        let event = NewEvent {
-            event_id: "evt-1".into(),
-            event_type: "t".into(),
-            payload: bytes::Bytes::from(body.clone()),
-        };
-        let a = store.accept(d, event, respond).await.unwrap();
+        let a = store.accept(d, event("evt-1"), respond).await.unwrap();
         assert_eq!(a.verdict, Verdict::Accepted);
         // delivery, event, dedup key, queue entry: nothing else on the ack path.
         let expected: std::collections::BTreeMap<char, usize> =
@@ -350,12 +315,15 @@ mod tests {
         );
     }
 
-    fn event(id: &str) -> NewEvent {
-        NewEvent {
-            event_id: id.into(),
-            event_type: "t".into(),
-            payload: bytes::Bytes::from(format!("{{\"id\":\"{id}\"}}")),
-        }
+    /// A store in `dir` holding one accepted event, claimed and never finished.
+    async fn claimed_once(dir: &std::path::Path) -> (SledStore, Accepted) {
+        let store = SledStore::open(dir, 16).unwrap();
+        let a = store
+            .accept(draft("evt-1"), event("evt-1"), respond)
+            .await
+            .unwrap();
+        assert_eq!(store.claim(u64::MAX / 2, 10).await.unwrap().len(), 1);
+        (store, a)
     }
 
     /// A claim is the status and the running attempt (and the queue entry's removal): no
@@ -364,13 +332,7 @@ mod tests {
     #[tokio::test]
     async fn a_claim_cut_short_by_a_stop_is_found_by_its_status_at_the_next_start() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path(), 16).unwrap();
-        let a = store
-            .accept(draft("evt-1"), event("evt-1"), respond)
-            .await
-            .unwrap();
-        let claimed = store.claim(u64::MAX / 2, 10).await.unwrap();
-        assert_eq!(claimed.len(), 1);
+        let (store, a) = claimed_once(dir.path()).await;
         let expected: std::collections::BTreeMap<char, usize> =
             [('a', 1), ('d', 1), ('e', 1), ('k', 1), ('s', 1)].into();
         assert_eq!(kinds(&store), expected);
@@ -391,12 +353,7 @@ mod tests {
     #[tokio::test]
     async fn a_format_2_stores_in_flight_entry_is_honoured_once() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path(), 16).unwrap();
-        let a = store
-            .accept(draft("evt-1"), event("evt-1"), respond)
-            .await
-            .unwrap();
-        store.claim(u64::MAX / 2, 10).await.unwrap();
+        let (store, a) = claimed_once(dir.path()).await;
         {
             // What format 2 wrote: an in-flight entry, and a status that is not
             // `processing` (so only the entry can tell).

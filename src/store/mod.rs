@@ -33,6 +33,8 @@ mod queue;
 mod seam;
 mod search;
 pub mod snapshot;
+#[cfg(test)]
+mod testing;
 mod tx;
 mod writer;
 

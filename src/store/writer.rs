@@ -453,8 +453,7 @@ fn reply_all(shared: &Shared, batch: Vec<Write>, outcomes: Vec<Outcome>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ingest::{DeliveryDraft, NewEvent};
-    use crate::store::model::ResponseLog;
+    use crate::store::testing::{draft, event, respond};
     use crate::store::SledStore;
     use std::sync::atomic::AtomicBool;
     use std::time::Duration;
@@ -463,43 +462,6 @@ mod tests {
     pub(super) static HOLD_FLUSHES: std::sync::Mutex<()> = std::sync::Mutex::new(());
     /// Set by a test: the next flush fails.
     pub(super) static FAIL_NEXT_FLUSH: AtomicBool = AtomicBool::new(false);
-
-    fn respond(_: Verdict) -> (String, ResponseLog) {
-        let log = ResponseLog {
-            status: 200,
-            headers: vec![],
-            body: String::new(),
-        };
-        (String::new(), log)
-    }
-
-    fn delivery(event_id: &str) -> (DeliveryDraft, NewEvent) {
-        let body = format!("{{\"id\":\"{event_id}\"}}");
-        let draft = DeliveryDraft {
-            received_at_ms: 1_700_000_000_000,
-            endpoint: "std".into(),
-            remote_addr: None,
-            request_headers: vec![],
-            body: body.clone(),
-            body_bytes: body.len(),
-            body_truncated: false,
-            verdict: Verdict::Accepted,
-            reason: String::new(),
-            response: ResponseLog {
-                status: 200,
-                headers: vec![],
-                body: String::new(),
-            },
-            event_id: Some(event_id.into()),
-            event_type: Some("t".into()),
-        };
-        let event = NewEvent {
-            event_id: event_id.into(),
-            event_type: "t".into(),
-            payload: bytes::Bytes::from(body),
-        };
-        (draft, event)
-    }
 
     /// A batch applied while an earlier one waits for its flush may have read the earlier
     /// one's records: a redelivery applied then is a duplicate of an event not yet on disk.
@@ -514,18 +476,12 @@ mod tests {
         let held = HOLD_FLUSHES.lock().unwrap();
         let first = {
             let store = store.clone();
-            tokio::spawn(async move {
-                let (d, e) = delivery("evt-1");
-                store.accept(d, e, respond).await
-            })
+            tokio::spawn(async move { store.accept(draft("evt-1"), event("evt-1"), respond).await })
         };
         tokio::time::sleep(Duration::from_millis(200)).await;
         let again = {
             let store = store.clone();
-            tokio::spawn(async move {
-                let (d, e) = delivery("evt-1");
-                store.accept(d, e, respond).await
-            })
+            tokio::spawn(async move { store.accept(draft("evt-1"), event("evt-1"), respond).await })
         };
         tokio::time::sleep(Duration::from_millis(200)).await;
         // Both were applied (the writer does not wait for the flusher) and neither answered.
@@ -537,9 +493,11 @@ mod tests {
             again.await.unwrap().is_err(),
             "the batch applied behind it, on the same opening"
         );
-        // The store reopens and takes the redelivery, once.
-        let (d, e) = delivery("evt-2");
-        let a = store.accept(d, e, respond).await.unwrap();
+        // The store reopens and takes deliveries again, and says it is healthy.
+        let a = store
+            .accept(draft("evt-2"), event("evt-2"), respond)
+            .await
+            .unwrap();
         assert_eq!(a.verdict, Verdict::Accepted);
         assert!(store.health().is_ok());
     }

@@ -1,0 +1,45 @@
+//! Deliveries and answers for the store's own unit tests, spelled once.
+
+use super::ingest::{DeliveryDraft, NewEvent};
+use super::model::{ResponseLog, Verdict};
+
+/// An accepted delivery of `event_id` on endpoint `std`, its body `{"id":"<event_id>"}`.
+pub(super) fn draft(event_id: &str) -> DeliveryDraft {
+    let body = format!("{{\"id\":\"{event_id}\"}}");
+    DeliveryDraft {
+        received_at_ms: 1_700_000_000_000,
+        endpoint: "std".into(),
+        remote_addr: None,
+        request_headers: vec![("webhook-id".into(), event_id.into())],
+        body_bytes: body.len(),
+        body,
+        body_truncated: false,
+        verdict: Verdict::Accepted,
+        reason: String::new(),
+        response: ok_response(),
+        event_id: Some(event_id.into()),
+        event_type: Some("t".into()),
+    }
+}
+
+/// The event [`draft`] carries.
+pub(super) fn event(event_id: &str) -> NewEvent {
+    NewEvent {
+        event_id: event_id.into(),
+        event_type: "t".into(),
+        payload: bytes::Bytes::from(format!("{{\"id\":\"{event_id}\"}}")),
+    }
+}
+
+/// A `Respond` that answers 200 with nothing to say, whatever the verdict.
+pub(super) fn respond(_: Verdict) -> (String, ResponseLog) {
+    (String::new(), ok_response())
+}
+
+fn ok_response() -> ResponseLog {
+    ResponseLog {
+        status: 200,
+        headers: vec![],
+        body: String::new(),
+    }
+}
