@@ -136,6 +136,8 @@ struct Inner {
     pending_finishes: AtomicUsize,
     /// Rejections counted and not stored, not yet added to `hookd_counters`.
     unlogged: AtomicU64,
+    /// Taken while `unlogged` is added to the database (see `node::write_unlogged`).
+    unlogged_turn: tokio::sync::Mutex<()>,
     /// The last heartbeat's failure, until a beat succeeds.
     db_error: Mutex<Option<String>>,
     /// Answer latencies not written yet: (delivery id, µs).
@@ -249,9 +251,14 @@ impl PgStore {
         }
     }
 
-    /// Returns once every write queued so far is committed.
+    /// Returns once every write queued so far is committed, the count of unstored
+    /// rejections included (a stop would otherwise lose what the heartbeat had not added).
     pub async fn flush(&self) -> Result<()> {
-        self.writer.flush().await
+        self.writer.flush().await?;
+        self.run(
+            |inner| async move { node::write_unlogged(&inner, &**inner.client().await?).await },
+        )
+        .await
     }
 
     /// Indexes are the database's own, always current.
@@ -448,6 +455,7 @@ async fn connect(
         latencies: Mutex::new(Vec::new()),
         db_error: Mutex::new(None),
         unlogged: AtomicU64::new(0),
+        unlogged_turn: tokio::sync::Mutex::new(()),
     });
     prune::ensure_partitions(&inner, now).await?;
     queue::refresh_backlog(&inner).await?;

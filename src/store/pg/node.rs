@@ -149,17 +149,27 @@ async fn beat(inner: &Inner, now_ms: u64) -> Result<()> {
             .await
             .map_err(db)?;
     }
-    let unlogged = inner.unlogged.swap(0, Ordering::Relaxed) as i64;
-    if unlogged > 0 {
-        if let Err(e) = add_unlogged(&**client, unlogged).await {
-            // Kept for the next beat.
-            inner.unlogged.fetch_add(unlogged as u64, Ordering::Relaxed);
-            return Err(e);
-        }
-    }
+    write_unlogged(inner, &**client).await?;
     drop(client);
     queue::expire_leases(inner, now_ms).await?;
     queue::refresh_backlog(inner).await
+}
+
+/// Adds the rejections counted in memory since the last call to the database's count (the
+/// heartbeat's, and the flush at a stop's). On failure they stay counted for the next call.
+pub(super) async fn write_unlogged(
+    inner: &Inner,
+    client: &impl tokio_postgres::GenericClient,
+) -> Result<()> {
+    // One writer at a time: a flush returns only once a beat's addition has landed too.
+    let _turn = inner.unlogged_turn.lock().await;
+    let n = inner.unlogged.swap(0, Ordering::Relaxed);
+    if n == 0 {
+        return Ok(());
+    }
+    add_unlogged(client, n as i64).await.inspect_err(|_| {
+        inner.unlogged.fetch_add(n, Ordering::Relaxed);
+    })
 }
 
 /// Adds `n` to the count of rejections that were counted but not stored.
