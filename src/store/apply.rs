@@ -24,24 +24,115 @@ pub(super) enum Outcome {
     Flushed,
 }
 
-/// The first `max` queue keys due by `now_ms` that no earlier claim in the batch took.
-fn due_keys(tx: &Tx, now_ms: u64, max: usize) -> Result<Vec<IVec>> {
+/// An event a claim may take: when it is due, its seq, and its queue entry (`None` for a new
+/// event, found after the claim cursor).
+struct Candidate {
+    due: u64,
+    seq: u64,
+    queue_key: Option<IVec>,
+}
+
+/// The first `max` queue entries due by `now_ms` that no earlier claim in the batch took.
+fn due_entries(tx: &Tx, now_ms: u64, max: usize) -> Result<Vec<Candidate>> {
     let mut out = Vec::new();
     for item in tx.tree.range(keys::kind_range(keys::QUEUE)) {
         let (key, _) = item.db()?;
-        match keys::parse_queue_key(&key) {
-            Some((due, _)) if due <= now_ms => {}
+        let (due, seq) = match keys::parse_queue_key(&key) {
+            Some((due, seq)) if due <= now_ms => (due, seq),
             _ => break,
-        }
+        };
         if matches!(tx.overlay.get(key.as_ref()), Some(None)) {
             continue; // taken by an earlier claim in this batch
         }
-        out.push(key);
+        out.push(Candidate {
+            due,
+            seq,
+            queue_key: Some(key),
+        });
         if out.len() >= max {
             break;
         }
     }
     Ok(out)
+}
+
+/// The claim cursor: see [`keys::CURSOR`].
+pub(super) fn cursor(tx: &Tx) -> Result<u64> {
+    Ok(tx
+        .get(keys::CURSOR)?
+        .and_then(|v| keys::read_u64(&v))
+        .unwrap_or(0))
+}
+
+/// New events after the cursor, in seq order: up to `max` of them, each with whether it is
+/// one to claim (`false`: it has a status already, so a queue entry or a result speaks for
+/// it, and the cursor may pass it). New events are due at once; their id's time orders them
+/// among the queue's entries.
+fn new_events(tx: &Tx, from: u64, max: usize) -> Result<Vec<(u64, bool)>> {
+    let mut out = Vec::new();
+    let mut wanted = 0;
+    // Bounded, so a claim never walks far past what it can take.
+    for item in tx
+        .tree
+        .range(keys::id_range(
+            keys::EVENT,
+            from.saturating_add(1),
+            u64::MAX,
+        ))
+        .keys()
+        .take(max.saturating_mul(4) + 16)
+    {
+        let Some(seq) = keys::key_id(&item.db()?) else {
+            continue;
+        };
+        let fresh = tx.get(&keys::id_key(keys::STATUS, seq))?.is_none();
+        out.push((seq, fresh));
+        wanted += usize::from(fresh);
+        if wanted >= max {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The events one claim takes, due first (queue entries and new events merged), and where
+/// the cursor moves: past the new events taken and the ones passed over before them.
+fn choose(tx: &Tx, now_ms: u64, max: usize) -> Result<(Vec<Candidate>, Option<u64>)> {
+    let queued = due_entries(tx, now_ms, max)?;
+    let from = cursor(tx)?;
+    let scanned = new_events(tx, from, max)?;
+    let mut fresh = scanned
+        .iter()
+        .filter(|(_, claim)| *claim)
+        .map(|&(seq, _)| Candidate {
+            due: keys::id_time_ms(seq),
+            seq,
+            queue_key: None,
+        })
+        .peekable();
+    let mut queued = queued.into_iter().peekable();
+    let mut chosen = Vec::new();
+    while chosen.len() < max {
+        let take_queued = match (queued.peek(), fresh.peek()) {
+            (Some(q), Some(f)) => q.due <= f.due,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        chosen.extend(if take_queued {
+            queued.next()
+        } else {
+            fresh.next()
+        });
+    }
+    // The cursor passes every scanned event up to the first new one left for later.
+    let left = fresh.peek().map(|c| c.seq);
+    let moved = scanned
+        .iter()
+        .map(|&(seq, _)| seq)
+        .take_while(|seq| left.is_none_or(|l| *seq < l))
+        .last();
+    Ok((chosen, moved))
 }
 
 pub(super) fn apply(shared: &Shared, tx: &mut Tx, write: &Write) -> Result<Outcome> {
@@ -121,8 +212,8 @@ fn accept(
             &keys::id_key(keys::EVENT, seq),
             codec::encode_event(&record, &event.payload)?,
         );
+        // No queue entry: the claim cursor finds a new event (one key fewer per ack).
         tx.insert(&dedup, &keys::u64_bytes(seq));
-        tx.insert(&keys::queue_key(now, seq), &[]);
     }
     Ok(Accepted {
         verdict,
@@ -136,11 +227,18 @@ type Claimed = (Vec<(Event, bytes::Bytes, EventState)>, Vec<EventState>);
 fn claim(tx: &mut Tx, now_ms: u64, max: usize) -> Result<Claimed> {
     let mut claimed = Vec::new();
     let mut dead = Vec::new();
-    for key in due_keys(tx, now_ms, max)? {
-        tx.remove(&key);
-        let Some((_, seq)) = keys::parse_queue_key(&key) else {
-            continue;
-        };
+    let (chosen, moved) = choose(tx, now_ms, max)?;
+    if let Some(seq) = moved {
+        tx.insert(keys::CURSOR, &keys::u64_bytes(seq));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for Candidate { seq, queue_key, .. } in chosen {
+        if let Some(key) = &queue_key {
+            tx.remove(key);
+        }
+        if !seen.insert(seq) {
+            continue; // a new event that also had a queue entry (a store copied by hand)
+        }
         let read = event_of(tx, seq).and_then(|found| {
             found
                 .map(|(rec, payload)| {
@@ -149,6 +247,18 @@ fn claim(tx: &mut Tx, now_ms: u64, max: usize) -> Result<Claimed> {
                 .transpose()
         });
         match read {
+            // A queue entry of an event that is running or finished is stale: dropped (with
+            // the remove above), never a second run.
+            Ok(Some((_, _, status)))
+                if queue_key.is_some()
+                    && !matches!(status.state, EventState::Queued | EventState::Retrying) =>
+            {
+                tracing::warn!(
+                    seq,
+                    state = status.state.as_str(),
+                    "stale queue entry dropped"
+                );
+            }
             Ok(Some((rec, payload, mut status))) => {
                 let before = status.state;
                 status.state = EventState::Processing;
@@ -283,16 +393,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_accepted_delivery_is_four_keys_and_its_body_is_stored_once() {
+    async fn an_accepted_delivery_is_three_keys_and_its_body_is_stored_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path(), 16).unwrap();
         let d = draft("evt-1");
         let body = d.body.clone();
         let a = store.accept(d, event("evt-1"), respond).await.unwrap();
         assert_eq!(a.verdict, Verdict::Accepted);
-        // delivery, event, dedup key, queue entry: nothing else on the ack path.
+        // delivery, event, dedup key: nothing else on the ack path (no queue entry; the
+        // claim cursor was set when the store was made).
         let expected: std::collections::BTreeMap<char, usize> =
-            [('d', 1), ('e', 1), ('k', 1), ('q', 1)].into();
+            [('c', 1), ('d', 1), ('e', 1), ('k', 1)].into();
         assert_eq!(kinds(&store), expected);
         let h = store.shared.h().unwrap();
         let stored = h
@@ -334,7 +445,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, a) = claimed_once(dir.path()).await;
         let expected: std::collections::BTreeMap<char, usize> =
-            [('a', 1), ('d', 1), ('e', 1), ('k', 1), ('s', 1)].into();
+            [('a', 1), ('c', 1), ('d', 1), ('e', 1), ('k', 1), ('s', 1)].into();
         assert_eq!(kinds(&store), expected);
         drop(store);
         let store = SledStore::open(dir.path(), 16).unwrap();
@@ -379,5 +490,166 @@ mod tests {
             store.event(a.seq).unwrap().unwrap().state,
             EventState::Queued
         );
+    }
+
+    /// New events are claimed from the cursor in order, each once, and the cursor is on disk
+    /// with the claim: a restart neither repeats nor skips one.
+    #[tokio::test]
+    async fn new_events_are_claimed_in_order_from_the_cursor_once_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), 16).unwrap();
+        let mut seqs = Vec::new();
+        for id in ["evt-1", "evt-2", "evt-3"] {
+            seqs.push(
+                store
+                    .accept(draft(id), event(id), respond)
+                    .await
+                    .unwrap()
+                    .seq,
+            );
+        }
+        assert!(store.next_due().unwrap().is_some());
+        let first: Vec<u64> = store
+            .claim(u64::MAX / 2, 2)
+            .await
+            .unwrap()
+            .iter()
+            .map(|(e, _)| e.seq)
+            .collect();
+        assert_eq!(first, seqs[..2]);
+        drop(store);
+        let store = SledStore::open(dir.path(), 16).unwrap();
+        assert_eq!(store.requeue_inflight(u64::MAX / 2).unwrap(), 2);
+        let mut next: Vec<u64> = store
+            .claim(u64::MAX / 2, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|(e, _)| e.seq)
+            .collect();
+        next.sort();
+        // The third (never claimed) and the two cut short, re-queued: each once.
+        assert_eq!(next, seqs);
+        assert!(store.claim(u64::MAX / 2, 10).await.unwrap().is_empty());
+        assert_eq!(store.next_due().unwrap(), None);
+    }
+
+    /// Queue entries of retries and new events are taken in due order, whichever comes first.
+    #[tokio::test]
+    async fn a_claim_merges_due_retries_and_new_events_by_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), 16).unwrap();
+        let old = store
+            .accept(draft("evt-1"), event("evt-1"), respond)
+            .await
+            .unwrap();
+        store.claim(u64::MAX / 2, 1).await.unwrap();
+        let new = store
+            .accept(draft("evt-2"), event("evt-2"), respond)
+            .await
+            .unwrap();
+        // evt-1 failed and is due again before evt-2 was received.
+        let failed = Attempt {
+            number: 1,
+            processor: "test".into(),
+            started_at_ms: 1,
+            finished_at_ms: 2,
+            outcome: AttemptOutcome::Error,
+            detail: "refused".into(),
+        };
+        store.finish(old.seq, failed, Next::RetryAt(1)).unwrap();
+        store.flush().await.unwrap();
+        assert_eq!(store.next_due().unwrap(), Some(1));
+        let claimed = store.claim(u64::MAX / 2, 1).await.unwrap();
+        assert_eq!(claimed[0].0.seq, old.seq);
+        let claimed = store.claim(u64::MAX / 2, 1).await.unwrap();
+        assert_eq!(claimed[0].0.seq, new.seq);
+        assert!(store.claim(u64::MAX / 2, 1).await.unwrap().is_empty());
+    }
+
+    /// A queue entry of an event that has finished (a copy made by hand, say) does not run
+    /// it again: the entry is dropped.
+    #[tokio::test]
+    async fn a_stale_queue_entry_never_runs_a_finished_event_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, a) = claimed_once(dir.path()).await;
+        let done = Attempt {
+            number: 1,
+            processor: "test".into(),
+            started_at_ms: 1,
+            finished_at_ms: 2,
+            outcome: AttemptOutcome::Ok,
+            detail: String::new(),
+        };
+        store.finish(a.seq, done, Next::Done).unwrap();
+        store.flush().await.unwrap();
+        store
+            .shared
+            .h()
+            .unwrap()
+            .log
+            .insert(keys::queue_key(5, a.seq), &[])
+            .unwrap();
+        assert!(store.claim(u64::MAX / 2, 10).await.unwrap().is_empty());
+        assert!(!kinds(&store).contains_key(&'q'));
+        assert_eq!(store.event(a.seq).unwrap().unwrap().state, EventState::Done);
+    }
+
+    /// A format 3 store has a queue entry for every new event: restamping moves the cursor
+    /// past them, so each runs once, from its queue entry.
+    #[tokio::test]
+    async fn a_format_3_stores_queue_is_claimed_once_after_the_restamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), 16).unwrap();
+        let mut seqs = Vec::new();
+        for id in ["evt-1", "evt-2"] {
+            seqs.push(
+                store
+                    .accept(draft(id), event(id), respond)
+                    .await
+                    .unwrap()
+                    .seq,
+            );
+        }
+        {
+            let h = store.shared.h().unwrap();
+            for seq in &seqs {
+                h.log
+                    .insert(keys::queue_key(keys::id_time_ms(*seq), *seq), &[])
+                    .unwrap();
+            }
+            h.log.remove(keys::CURSOR).unwrap();
+            h.meta
+                .insert(keys::FORMAT_KEY, &keys::u64_bytes(3))
+                .unwrap();
+            h.db.flush().unwrap();
+        }
+        drop(store);
+        let store = SledStore::open(dir.path(), 16).unwrap();
+        let h = store.shared.h().unwrap();
+        assert_eq!(
+            crate::store::open::stored_format(&h.db).unwrap(),
+            Some(crate::store::FORMAT)
+        );
+        assert_eq!(
+            h.log
+                .get(keys::CURSOR)
+                .unwrap()
+                .and_then(|v| keys::read_u64(&v)),
+            Some(seqs[1])
+        );
+        let mut claimed = Vec::new();
+        for _ in 0..3 {
+            claimed.extend(
+                store
+                    .claim(u64::MAX / 2, 1)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|(e, _)| e.seq),
+            );
+        }
+        assert_eq!(claimed, seqs);
+        assert!(!kinds(&store).contains_key(&'q'));
     }
 }

@@ -173,7 +173,12 @@ pub(super) fn check_db(db: &sled::Db) -> Result<Report> {
         }
     }
     let events = check_records(&log, watermark, &mut r)?;
-    check_queue(&log, &events, &mut r)?;
+    let cursor = log
+        .get(keys::CURSOR)
+        .db()?
+        .and_then(|v| keys::read_u64(&v))
+        .unwrap_or(0);
+    check_queue(&log, &events, cursor, &mut r)?;
     Ok(r)
 }
 
@@ -227,8 +232,9 @@ fn check_records(log: &sled::Tree, watermark: u64, r: &mut Report) -> Result<Has
     Ok(events)
 }
 
-/// Statuses, the queue, in-flight marks, dedup keys and attempts against the events.
-fn check_queue(log: &sled::Tree, events: &HashSet<u64>, r: &mut Report) -> Result<()> {
+/// Statuses, the queue, in-flight marks, dedup keys and attempts against the events. A new
+/// event (no status) after the claim `cursor` needs no queue entry: a claim finds it there.
+fn check_queue(log: &sled::Tree, events: &HashSet<u64>, cursor: u64, r: &mut Report) -> Result<()> {
     let mut states: HashMap<u64, EventState> = HashMap::new();
     for item in log.range(keys::kind_range(keys::STATUS)) {
         let (key, bytes) = item.db()?;
@@ -280,8 +286,9 @@ fn check_queue(log: &sled::Tree, events: &HashSet<u64>, r: &mut Report) -> Resul
         if !deduped.contains(seq) {
             r.problem(format!("event {seq} has no dedup key pointing at it"));
         }
+        let new = *seq > cursor && !states.contains_key(seq);
         match state(*seq) {
-            s @ (EventState::Queued | EventState::Retrying) if !queued.contains(seq) => {
+            s @ (EventState::Queued | EventState::Retrying) if !queued.contains(seq) && !new => {
                 r.problem(format!("{} event {seq} has no queue entry", s.as_str()))
             }
             _ => {}
@@ -294,4 +301,33 @@ fn check_queue(log: &sled::Tree, events: &HashSet<u64>, r: &mut Report) -> Resul
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::{draft, event, respond};
+    use crate::store::SledStore;
+
+    /// A new event after the claim cursor needs no queue entry; one the cursor has passed
+    /// without a claim (no status) would never run, and is reported.
+    #[tokio::test]
+    async fn a_waiting_event_must_be_queued_or_after_the_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), 16).unwrap();
+        let a = store
+            .accept(draft("evt-1"), event("evt-1"), respond)
+            .await
+            .unwrap();
+        store.flush().await.unwrap();
+        let h = store.shared.h().unwrap();
+        assert!(check_db(&h.db).unwrap().consistent());
+        h.log.insert(keys::CURSOR, &keys::u64_bytes(a.seq)).unwrap();
+        let report = check_db(&h.db).unwrap();
+        assert!(!report.consistent());
+        assert_eq!(
+            report.problems,
+            [format!("queued event {} has no queue entry", a.seq)]
+        );
+    }
 }

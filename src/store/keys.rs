@@ -24,7 +24,8 @@ pub const EVENT: u8 = b'e';
 pub const STATUS: u8 = b's';
 /// (endpoint, event id) → event seq.
 pub const DEDUP: u8 = b'k';
-/// (due ms, seq) → (): the durable queue.
+/// (due ms, seq) → (): the durable queue of events that were claimed before (retries,
+/// re-queues after a stop, replays). A new event has no entry: see [`CURSOR`].
 pub const QUEUE: u8 = b'q';
 /// seq → () while a worker ran the event: written by format 2 only. Format 3 finds events
 /// cut short by their `processing` status; entries left by format 2 are re-queued once.
@@ -36,6 +37,10 @@ pub const ATTEMPT: u8 = b'a';
 pub const INDEX: u8 = b'x';
 /// The delivery id up to which the indexes are complete.
 pub const WATERMARK: &[u8] = b"w";
+/// The claim cursor (format 4): every event up to this seq has been claimed at least once
+/// (or has a queue entry). An event after it with no status is new and due, so accepting
+/// one writes no queue entry: claims read new events in seq order from here.
+pub const CURSOR: &[u8] = b"c";
 
 /// Bits of an id below the millisecond timestamp.
 const SEQ_BITS: u32 = 22;

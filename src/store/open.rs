@@ -13,16 +13,22 @@ use std::time::Duration;
 
 /// The data format this build reads and writes.
 ///
-/// Format 3 differs from format 2 in one thing: a claim no longer writes an `inflight` entry
-/// (the event's status says `processing`, and start-up finds it while it counts the states).
-/// A format 2 store reads the same, and its `inflight` entries are still honoured once, so
-/// it is migrated by restamping. The number changes so that a format 2 build, which would
-/// not re-queue an event cut short without its `inflight` entry, refuses a format 3 store.
-pub const FORMAT: u64 = 3;
+/// - Format 3 differs from format 2 in one thing: a claim no longer writes an `inflight`
+///   entry (the event's status says `processing`, and start-up finds it while it counts the
+///   states). Format 2's `inflight` entries are still honoured once.
+/// - Format 4 differs from format 3 in one thing: accepting an event writes no queue entry.
+///   Claims read new events after a claim cursor ([`keys::CURSOR`]); the queue holds only
+///   events claimed before (retries, re-queues, replays). An older store's queue entries
+///   stay valid: restamping sets the cursor past its last event.
+///
+/// Older stores read the same, so they are migrated by restamping. The number changes so
+/// that an older build, which would never claim an event that has no queue entry, refuses
+/// a newer store.
+pub const FORMAT: u64 = 4;
 
 /// Formats whose records this build reads as they are (see [`FORMAT`]).
 pub(super) fn reads_as_is(format: u64) -> bool {
-    format == FORMAT || format == 2
+    (2..=FORMAT).contains(&format)
 }
 
 /// How long sled may take to open a store before it is declared damaged. Healthy stores of
@@ -111,6 +117,7 @@ pub(super) fn stored_format(db: &sled::Db) -> Result<Option<u64>> {
 
 /// Records [`FORMAT`] in a store, durably.
 pub(super) fn stamp(db: &sled::Db) -> Result<()> {
+    super::queue::cursor_past_all(&db.open_tree(keys::LOG_TREE).db()?, false)?;
     let meta = db.open_tree(keys::META_TREE).db()?;
     meta.insert(keys::FORMAT_KEY, &keys::u64_bytes(FORMAT))
         .db()?;

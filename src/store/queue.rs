@@ -27,19 +27,52 @@ pub enum ReplayError {
     Store(#[from] StoreError),
 }
 
+/// Moves the claim cursor past every event stored, unless the store has one already: a
+/// store of format 1 to 3 (and a copy whose queue was rebuilt, `force`) has a queue entry
+/// for each new event, and a claim must not find those events a second time.
+pub(super) fn cursor_past_all(log: &sled::Tree, force: bool) -> Result<()> {
+    if !force && log.contains_key(keys::CURSOR).db()? {
+        return Ok(());
+    }
+    let last = log
+        .range(keys::kind_range(keys::EVENT))
+        .next_back()
+        .transpose()
+        .db()?
+        .and_then(|(key, _)| keys::key_id(&key))
+        .unwrap_or(0);
+    log.insert(keys::CURSOR, &keys::u64_bytes(last)).db()?;
+    Ok(())
+}
+
 impl SledStore {
-    /// When the first queued event is due (ms), if any.
+    /// When the first queued event is due (ms), if any: the first queue entry, or the first
+    /// new event after the claim cursor (due since it was received).
     pub fn next_due(&self) -> Result<Option<u64>> {
-        Ok(self
-            .shared
-            .h()?
+        let h = self.shared.h()?;
+        let queued = h
             .log
             .range(keys::kind_range(keys::QUEUE))
             .next()
             .transpose()
             .db()?
             .and_then(|(key, _)| keys::parse_queue_key(&key))
-            .map(|(due, _)| due))
+            .map(|(due, _)| due);
+        let from = apply::cursor(&Tx::new(&h.log))?.saturating_add(1);
+        let fresh = h
+            .log
+            .range(keys::id_range(keys::EVENT, from, u64::MAX))
+            .next()
+            .transpose()
+            .db()?
+            .map(|(key, bytes)| match codec::decode_event("event", &bytes) {
+                Ok((rec, _)) => rec.received_at_ms,
+                Err(_) => keys::key_id(&key).map_or(0, keys::id_time_ms),
+            });
+        Ok(match (queued, fresh) {
+            (Some(q), Some(f)) => Some(q.min(f)),
+            (q, f) => q.or(f),
+        })
     }
 
     /// Takes up to `max` due events off the queue, marks them `processing`, records the

@@ -207,6 +207,8 @@ fn repair(db: &sled::Db) -> Result<CopySummary> {
         }
     }
     log.apply_batch(batch).db()?;
+    // Every queued event has a queue entry again: the cursor must not find them too.
+    super::queue::cursor_past_all(&log, true)?;
     Ok(summary)
 }
 
