@@ -213,31 +213,28 @@ impl Pruner {
     fn prune_inner(&self, now_ms: u64) -> Result<PruneReport, PruneError> {
         let cutoff = now_ms.saturating_sub(u64::from(self.retention_days) * DAY_MS);
         let mut report = PruneReport::default();
-        loop {
-            if self.stopping(&mut report) {
-                return Ok(report);
+        // Deliveries first (an accepted one's record holds its event, and goes with it),
+        // then the events of older formats that have records of their own.
+        for events in [false, true] {
+            let mut from = 0;
+            loop {
+                if self.stopping(&mut report) {
+                    return Ok(report);
+                }
+                let t = std::time::Instant::now();
+                let batch = if events {
+                    self.store.prune_events(cutoff, from, self.batch)?
+                } else {
+                    self.store.prune_deliveries(cutoff, from, self.batch)?
+                };
+                report.deliveries += batch.deliveries as u64;
+                report.events += batch.events as u64;
+                match batch.next {
+                    Some(next) => from = next,
+                    None => break,
+                }
+                rest(t);
             }
-            let t = std::time::Instant::now();
-            let n = self.store.prune_deliveries(cutoff, self.batch)?;
-            report.deliveries += n as u64;
-            if n < self.batch {
-                break;
-            }
-            rest(t);
-        }
-        let mut from = 0;
-        loop {
-            if self.stopping(&mut report) {
-                return Ok(report);
-            }
-            let t = std::time::Instant::now();
-            let batch = self.store.prune_events(cutoff, from, self.batch)?;
-            report.events += batch.removed as u64;
-            match batch.next {
-                Some(next) => from = next,
-                None => break,
-            }
-            rest(t);
         }
         let export_cutoff = UNIX_EPOCH
             + Duration::from_millis(

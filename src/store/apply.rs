@@ -3,11 +3,13 @@
 //! ([`super::writer`]) calls these in order within one [`Tx`], so each sees the batch's
 //! earlier writes.
 
-use super::codec::{self, BodyRec, EventRec, StatusRec};
+use super::codec::{self, BodyRec, StatusRec};
 use super::ingest::{Accepted, DeliveryDraft, NewEvent};
 use super::model::{Attempt, AttemptOutcome, Event, EventState, Verdict};
 use super::queue::{Next, ReplayError};
-use super::tx::{body_ref, delivery_record, event_of, put_status, status_of, to_event, Tx};
+use super::tx::{
+    body_ref, delivery_record, event_bytes, event_of, put_status, status_of, to_event, Tx,
+};
 use super::writer::{Respond, Write};
 use super::{keys, Db, Result, Shared, StoreError};
 use sled::IVec;
@@ -64,28 +66,25 @@ pub(super) fn cursor(tx: &Tx) -> Result<u64> {
         .unwrap_or(0))
 }
 
-/// New events after the cursor, in seq order: up to `max` of them, each with whether it is
-/// one to claim (`false`: it has a status already, so a queue entry or a result speaks for
-/// it, and the cursor may pass it). New events are due at once; their id's time orders them
-/// among the queue's entries.
-fn new_events(tx: &Tx, from: u64, max: usize) -> Result<Vec<(u64, bool)>> {
+/// How many records after the cursor one claim looks at, at most: deliveries that carry no
+/// event (duplicates, filtered, rejected) lie between new events, and the cursor passes them.
+pub(super) const CURSOR_SCAN: usize = 1024;
+
+/// New events after the cursor and below `below`, in seq order: up to `max` of them, each
+/// with whether it is one to claim. The cursor may pass the others: deliveries that carry
+/// no event, and events with a status already (a queue entry or a result speaks for them).
+/// New events are due at once; their id's time orders them among the queue's entries.
+fn new_events(tx: &Tx, from: u64, below: u64, max: usize) -> Result<Vec<(u64, bool)>> {
     let mut out = Vec::new();
     let mut wanted = 0;
-    // Bounded, so a claim never walks far past what it can take.
-    for item in tx
-        .tree
-        .range(keys::id_range(
-            keys::EVENT,
-            from.saturating_add(1),
-            u64::MAX,
-        ))
-        .keys()
-        .take(max.saturating_mul(4) + 16)
-    {
-        let Some(seq) = keys::key_id(&item.db()?) else {
+    let range = keys::id_range(keys::DELIVERY, from.saturating_add(1), below);
+    for item in tx.tree.range(range).take(CURSOR_SCAN) {
+        let (key, bytes) = item.db()?;
+        let Some(seq) = keys::key_id(&key) else {
             continue;
         };
-        let fresh = tx.get(&keys::id_key(keys::STATUS, seq))?.is_none();
+        let fresh =
+            codec::carries_event(&bytes) && tx.get(&keys::id_key(keys::STATUS, seq))?.is_none();
         out.push((seq, fresh));
         wanted += usize::from(fresh);
         if wanted >= max {
@@ -97,10 +96,13 @@ fn new_events(tx: &Tx, from: u64, max: usize) -> Result<Vec<(u64, bool)>> {
 
 /// The events one claim takes, due first (queue entries and new events merged), and where
 /// the cursor moves: past the new events taken and the ones passed over before them.
-fn choose(tx: &Tx, now_ms: u64, max: usize) -> Result<(Vec<Candidate>, Option<u64>)> {
+///
+/// Only events below `below` are looked at: the ids this batch hands out (its own accepts,
+/// not yet in the tree) start there, and the cursor must not pass them.
+fn choose(tx: &Tx, now_ms: u64, max: usize, below: u64) -> Result<(Vec<Candidate>, Option<u64>)> {
     let queued = due_entries(tx, now_ms, max)?;
     let from = cursor(tx)?;
-    let scanned = new_events(tx, from, max)?;
+    let scanned = new_events(tx, from, below, max)?;
     let mut fresh = scanned
         .iter()
         .filter(|(_, claim)| *claim)
@@ -150,7 +152,8 @@ pub(super) fn apply(shared: &Shared, tx: &mut Tx, write: &Write) -> Result<Outco
             Outcome::Recorded(id)
         }
         Write::Claim { now_ms, max, .. } => {
-            let (claimed, dead) = claim(tx, *now_ms, *max)?;
+            let below = shared.batch_floor.load(std::sync::atomic::Ordering::SeqCst);
+            let (claimed, dead) = claim(tx, *now_ms, *max, below)?;
             Outcome::Claimed(claimed, dead)
         }
         Write::Finish { seq, attempt, next } => {
@@ -171,9 +174,10 @@ fn accept(
     let delivery_id = shared.ids.next(now);
     let dedup = keys::dedup_key(&draft.endpoint, &event.event_id);
     let existing = tx.get(&dedup)?.and_then(|v| keys::read_u64(&v));
+    // An accepted delivery's record is its event's record: the event's seq is its id.
     let (verdict, seq) = match existing {
         Some(seq) => (Verdict::Duplicate, seq),
-        None => (Verdict::Accepted, shared.ids.next(now)),
+        None => (Verdict::Accepted, delivery_id),
     };
     let (reason, mut response) = respond(verdict);
     // Headers are the receiver's (request id etc.), whatever the verdict.
@@ -181,8 +185,8 @@ fn accept(
     let body = match verdict {
         Verdict::Accepted => body_ref(&draft.body, &event.payload),
         // A retry usually repeats the original body: then it, too, points at the payload.
-        _ => match tx.get(&keys::id_key(keys::EVENT, seq))? {
-            Some(bytes) => match codec::decode_event("event", &bytes) {
+        _ => match event_bytes(tx, seq)? {
+            Some(bytes) => match codec::decode_event_at(seq, &bytes) {
                 Ok((_, stored)) if stored == event.payload.as_ref() => {
                     body_ref(&draft.body, stored)
                 }
@@ -196,24 +200,20 @@ fn accept(
     rec.reason = reason;
     rec.response = response;
     rec.event_seq = Some(seq);
-    tx.insert(
-        &keys::id_key(keys::DELIVERY, delivery_id),
-        codec::encode(&rec)?,
-    );
+    let key = keys::id_key(keys::DELIVERY, delivery_id);
     if verdict == Verdict::Accepted {
-        let record = EventRec {
-            endpoint: draft.endpoint.clone(),
-            event_id: event.event_id.clone(),
-            event_type: event.event_type.clone(),
-            received_at_ms: now,
-            delivery_id,
-        };
+        // The event is the delivery's endpoint, id, type and time, and the payload after
+        // them; the dedup key names it. No queue entry: the claim cursor finds a new event.
+        // Two keys per ack.
+        rec.event_id = Some(event.event_id.clone());
+        rec.event_type = Some(event.event_type.clone());
         tx.insert(
-            &keys::id_key(keys::EVENT, seq),
-            codec::encode_event(&record, &event.payload)?,
+            &key,
+            codec::encode_delivery_with_event(&rec, &event.payload)?,
         );
-        // No queue entry: the claim cursor finds a new event (one key fewer per ack).
         tx.insert(&dedup, &keys::u64_bytes(seq));
+    } else {
+        tx.insert(&key, codec::encode(&rec)?);
     }
     Ok(Accepted {
         verdict,
@@ -224,10 +224,10 @@ fn accept(
 
 type Claimed = (Vec<(Event, bytes::Bytes, EventState)>, Vec<EventState>);
 
-fn claim(tx: &mut Tx, now_ms: u64, max: usize) -> Result<Claimed> {
+fn claim(tx: &mut Tx, now_ms: u64, max: usize, below: u64) -> Result<Claimed> {
     let mut claimed = Vec::new();
     let mut dead = Vec::new();
-    let (chosen, moved) = choose(tx, now_ms, max)?;
+    let (chosen, moved) = choose(tx, now_ms, max, below)?;
     if let Some(seq) = moved {
         tx.insert(keys::CURSOR, &keys::u64_bytes(seq));
     }
@@ -308,7 +308,7 @@ fn finish(
 ) -> Result<Option<(EventState, EventState)>> {
     // A look-up, not a decode: the event's record holds the payload, and the status that
     // the claim wrote is all a result needs.
-    if tx.get(&keys::id_key(keys::EVENT, seq))?.is_none() {
+    if event_bytes(tx, seq)?.is_none() {
         return Ok(None);
     }
     tx.insert(
@@ -393,28 +393,39 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_accepted_delivery_is_three_keys_and_its_body_is_stored_once() {
+    async fn an_accepted_delivery_is_two_keys_and_its_body_is_stored_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path(), 16).unwrap();
         let d = draft("evt-1");
         let body = d.body.clone();
         let a = store.accept(d, event("evt-1"), respond).await.unwrap();
         assert_eq!(a.verdict, Verdict::Accepted);
-        // delivery, event, dedup key: nothing else on the ack path (no queue entry; the
-        // claim cursor was set when the store was made).
+        assert_eq!(a.seq, a.delivery_id, "the delivery's record is the event's");
+        // The delivery (holding the event) and the dedup key: nothing else on the ack path,
+        // no event record of its own, no queue entry (the claim cursor was set when the
+        // store was made).
         let expected: std::collections::BTreeMap<char, usize> =
-            [('c', 1), ('d', 1), ('e', 1), ('k', 1)].into();
+            [('c', 1), ('d', 1), ('k', 1)].into();
         assert_eq!(kinds(&store), expected);
         let h = store.shared.h().unwrap();
-        let stored = h
+        let copies: usize = h
             .log
-            .get(keys::id_key(keys::DELIVERY, a.delivery_id))
-            .unwrap()
-            .unwrap();
-        assert!(
-            !stored.windows(body.len()).any(|w| w == body.as_bytes()),
-            "the body is in the event record only"
+            .iter()
+            .values()
+            .map(|v| {
+                v.unwrap()
+                    .windows(body.len())
+                    .filter(|w| *w == body.as_bytes())
+                    .count()
+            })
+            .sum();
+        assert_eq!(copies, 1, "the body is stored once");
+        let event = store.event(a.seq).unwrap().unwrap();
+        assert_eq!(
+            (event.event_id.as_str(), event.delivery_id),
+            ("evt-1", a.delivery_id)
         );
+        assert_eq!(store.payload(a.seq).unwrap().unwrap(), body.as_bytes());
         assert_eq!(store.delivery(a.delivery_id).unwrap().unwrap().body, body);
         // The indexes and the latency follow, without a write of their own on the ack path.
         store.set_latency(a.delivery_id, 777).unwrap();
@@ -445,7 +456,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, a) = claimed_once(dir.path()).await;
         let expected: std::collections::BTreeMap<char, usize> =
-            [('a', 1), ('c', 1), ('d', 1), ('e', 1), ('k', 1), ('s', 1)].into();
+            [('a', 1), ('c', 1), ('d', 1), ('k', 1), ('s', 1)].into();
         assert_eq!(kinds(&store), expected);
         drop(store);
         let store = SledStore::open(dir.path(), 16).unwrap();

@@ -152,7 +152,10 @@ impl SledStore {
             .get(keys::id_key(keys::DELIVERY, id))
             .db()?
         {
-            Some(bytes) => Ok(Some(codec::decode(&format!("delivery {id}"), &bytes)?)),
+            Some(bytes) => Ok(Some(codec::decode_delivery(
+                &format!("delivery {id}"),
+                &bytes,
+            )?)),
             None => Ok(None),
         }
     }
@@ -252,7 +255,7 @@ impl SledStore {
     /// One event by its seq.
     pub fn event(&self, seq: u64) -> Result<Option<Event>> {
         let h = self.shared.h()?;
-        match h.log.get(keys::id_key(keys::EVENT, seq)).db()? {
+        match tx::event_bytes(&tx::Tx::new(&h.log), seq)? {
             Some(bytes) => self.event_from(seq, &bytes).map(Some),
             None => Ok(None),
         }
@@ -263,7 +266,7 @@ impl SledStore {
     fn event_from(&self, seq: u64, bytes: &[u8]) -> Result<Event> {
         let h = self.shared.h()?;
         let tx = tx::Tx::new(&h.log);
-        let rec = match codec::decode_event(&format!("event {seq}"), bytes) {
+        let rec = match codec::decode_event_at(seq, bytes) {
             Ok((rec, _)) => rec,
             Err(e) => EventRec {
                 endpoint: String::new(),
@@ -326,19 +329,32 @@ impl SledStore {
         if lo >= hi || limit == 0 {
             return Ok(page);
         }
-        let range = self
-            .shared
-            .h()?
-            .log
-            .range(keys::id_range(keys::EVENT, lo, hi))
-            .rev();
+        let log = &self.shared.h()?.log;
+        // Events are in their accepted delivery's record (format 4), or in records of their
+        // own (older formats): both ranges, merged newest first. Deliveries that carry no
+        // event count against the budget too, so a page never walks far.
+        let tagged = |kind: u8, wanted: fn(&[u8]) -> bool| {
+            log.range(keys::id_range(kind, lo, hi))
+                .rev()
+                .map(move |item| {
+                    let (key, value) = item.db()?;
+                    let seq = keys::key_id(&key).unwrap_or(0);
+                    Ok((seq, wanted(&value).then_some(value)))
+                })
+        };
+        let range = newest_first(
+            tagged(keys::DELIVERY, codec::carries_event),
+            tagged(keys::EVENT, |_| true),
+        );
         for (scanned, entry) in range.enumerate() {
-            let (key, value) = entry.db()?;
-            let seq = keys::key_id(&key).unwrap_or(0);
+            let (seq, value) = entry?;
             if scanned >= SCAN_BUDGET {
                 page.next_cursor = Some(seq.saturating_add(1));
                 return Ok(page);
             }
+            let Some(value) = value else {
+                continue;
+            };
             let event = self.event_from(seq, &value)?;
             if filter.matches(&event) {
                 page.items.push(event);
@@ -395,13 +411,26 @@ impl SledStore {
             for item in log.range(keys::id_range(keys::DELIVERY, tail_lo, hi)) {
                 let (key, bytes) = item.db()?;
                 let id = keys::key_id(&key).unwrap_or(0);
-                if let Ok(d) = codec::decode::<DeliveryRec>("delivery", &bytes) {
+                if let Ok(d) = codec::decode_delivery("delivery", &bytes) {
                     count(id, d.verdict.index());
                 }
             }
         }
         Ok(out)
     }
+}
+
+/// Two streams of `(id, value)`, each newest first, merged into one newest-first stream.
+fn newest_first<T>(
+    a: impl Iterator<Item = Result<(u64, T)>>,
+    b: impl Iterator<Item = Result<(u64, T)>>,
+) -> impl Iterator<Item = Result<(u64, T)>> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(Ok((x, _))), Some(Ok((y, _)))) if y > x => b.next(),
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    })
 }
 
 impl EventRec {

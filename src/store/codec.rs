@@ -1,4 +1,4 @@
-//! How format 2 encodes records: a leading layout byte, then postcard.
+//! How the store encodes records (formats 2 to 4): a leading layout byte, then postcard.
 //!
 //! postcard rather than bincode: its wire format is specified and frozen for 1.x, integers
 //! are varints (ids, times and counts take a few bytes instead of eight), and it needs no
@@ -13,8 +13,14 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 /// The record layout this build writes.
 const LAYOUT: u8 = 1;
+/// The layout of a delivery record that carries its event (format 4): the delivery's
+/// metadata framed like an event's, then the event's payload. An accepted delivery is its
+/// event's record, so accepting one writes one record, not two.
+const WITH_EVENT: u8 = 2;
 
 /// A delivery as stored; its id is the key, its latency lives in the verdict index entry.
+/// An accepted delivery's record also holds its event: the event's payload follows it
+/// (see [`encode_delivery_with_event`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeliveryRec {
     pub received_at_ms: u64,
@@ -102,22 +108,77 @@ fn unreadable(what: &str, detail: impl std::fmt::Display) -> StoreError {
 
 /// An event value: layout byte, metadata length (u32), metadata, payload.
 pub fn encode_event(event: &EventRec, payload: &[u8]) -> Result<Vec<u8>, StoreError> {
-    let meta = postcard::to_allocvec(event).map_err(|e| StoreError::Encode(e.to_string()))?;
+    encode_framed(LAYOUT, event, payload)
+}
+
+/// The metadata and payload of an event value.
+pub fn decode_event<'a>(what: &str, bytes: &'a [u8]) -> Result<(EventRec, &'a [u8]), StoreError> {
+    decode_framed(LAYOUT, what, bytes)
+}
+
+/// A delivery record that carries its event's payload (see [`WITH_EVENT`]).
+pub fn encode_delivery_with_event(d: &DeliveryRec, payload: &[u8]) -> Result<Vec<u8>, StoreError> {
+    encode_framed(WITH_EVENT, d, payload)
+}
+
+/// Whether a delivery record carries its event (a look at the first byte only).
+pub fn carries_event(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&WITH_EVENT)
+}
+
+/// A delivery record of either layout.
+pub fn decode_delivery(what: &str, bytes: &[u8]) -> Result<DeliveryRec, StoreError> {
+    if carries_event(bytes) {
+        decode_framed(WITH_EVENT, what, bytes).map(|(d, _)| d)
+    } else {
+        decode(what, bytes)
+    }
+}
+
+/// The event in record `bytes` of event `seq`: a delivery record that carries it, or an
+/// event record of its own (older formats).
+pub fn decode_event_at(seq: u64, bytes: &[u8]) -> Result<(EventRec, &[u8]), StoreError> {
+    let what = format!("event {seq}");
+    if !carries_event(bytes) {
+        return decode_event(&what, bytes);
+    }
+    let (d, payload): (DeliveryRec, _) = decode_framed(WITH_EVENT, &what, bytes)?;
+    let rec = EventRec {
+        endpoint: d.endpoint,
+        event_id: d.event_id.unwrap_or_default(),
+        event_type: d.event_type.unwrap_or_default(),
+        received_at_ms: d.received_at_ms,
+        delivery_id: seq,
+    };
+    Ok((rec, payload))
+}
+
+/// Layout byte, metadata length (u32), postcard metadata, payload: reading the metadata is
+/// a decode of its bytes only, and the payload is a slice.
+fn encode_framed<T: Serialize>(
+    layout: u8,
+    meta: &T,
+    payload: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let meta = postcard::to_allocvec(meta).map_err(|e| StoreError::Encode(e.to_string()))?;
     let mut out = Vec::with_capacity(5 + meta.len() + payload.len());
-    out.push(LAYOUT);
+    out.push(layout);
     out.extend_from_slice(&(meta.len() as u32).to_be_bytes());
     out.extend_from_slice(&meta);
     out.extend_from_slice(payload);
     Ok(out)
 }
 
-/// The metadata and payload of an event value.
-pub fn decode_event<'a>(what: &str, bytes: &'a [u8]) -> Result<(EventRec, &'a [u8]), StoreError> {
-    let (layout, rest) = bytes
+fn decode_framed<'a, T: DeserializeOwned>(
+    layout: u8,
+    what: &str,
+    bytes: &'a [u8],
+) -> Result<(T, &'a [u8]), StoreError> {
+    let (found, rest) = bytes
         .split_first()
         .ok_or_else(|| unreadable(what, "empty"))?;
-    if *layout != LAYOUT {
-        return Err(unreadable(what, format!("unknown layout {layout}")));
+    if *found != layout {
+        return Err(unreadable(what, format!("unknown layout {found}")));
     }
     let len = rest
         .get(..4)
@@ -127,8 +188,8 @@ pub fn decode_event<'a>(what: &str, bytes: &'a [u8]) -> Result<(EventRec, &'a [u
     let meta = rest
         .get(4..4 + len)
         .ok_or_else(|| unreadable(what, "short"))?;
-    let event = postcard::from_bytes(meta).map_err(|e| unreadable(what, e))?;
-    Ok((event, &rest[4 + len..]))
+    let meta = postcard::from_bytes(meta).map_err(|e| unreadable(what, e))?;
+    Ok((meta, &rest[4 + len..]))
 }
 
 /// Decodes an attempt.

@@ -2,7 +2,7 @@
 //! from the records (verdicts from the index and the part of the log it has not reached yet,
 //! states from the status records).
 
-use super::codec::{self, DeliveryRec, StatusRec};
+use super::codec::{self, StatusRec};
 use super::keys::{self, IndexKind};
 use super::model::{EventState, Verdict};
 use super::{Db, Result, Shared, SledStore};
@@ -79,7 +79,7 @@ pub(super) fn recount(shared: &Shared) -> Result<Vec<u64>> {
     for item in log.range(tail) {
         let (key, bytes) = item.db()?;
         let id = keys::key_id(&key).unwrap_or(0);
-        match codec::decode::<DeliveryRec>(&format!("delivery {id}"), &bytes) {
+        match codec::decode_delivery(&format!("delivery {id}"), &bytes) {
             Ok(d) => verdicts[d.verdict.index()] += 1,
             Err(e) => tracing::warn!(error = %e, "not counted"),
         }
@@ -91,7 +91,6 @@ pub(super) fn recount(shared: &Shared) -> Result<Vec<u64>> {
             .store(verdicts[v.index()], Ordering::Relaxed);
     }
     let mut states = [0i64; 5];
-    let mut with_status = 0i64;
     let mut processing = Vec::new();
     for item in log.range(keys::kind_range(keys::STATUS)) {
         let (key, bytes) = item.db()?;
@@ -104,10 +103,33 @@ pub(super) fn recount(shared: &Shared) -> Result<Vec<u64>> {
             processing.push(seq);
         }
         states[state.index()] += 1;
-        with_status += 1;
     }
-    let events = log.range(keys::kind_range(keys::EVENT)).count() as i64;
-    states[EventState::Queued.index()] += (events - with_status).max(0);
+    // Events without a status are new (queued): after the claim cursor, in their accepted
+    // delivery's record; or, from an older format, in records of their own.
+    let has_status = |seq: u64| log.contains_key(keys::id_key(keys::STATUS, seq)).db();
+    let mut new = 0i64;
+    let cursor = log
+        .get(keys::CURSOR)
+        .db()?
+        .and_then(|v| keys::read_u64(&v))
+        .unwrap_or(0);
+    for item in log.range(keys::id_range(
+        keys::DELIVERY,
+        cursor.saturating_add(1),
+        u64::MAX,
+    )) {
+        let (key, bytes) = item.db()?;
+        let seq = keys::key_id(&key).unwrap_or(0);
+        if codec::carries_event(&bytes) && !has_status(seq)? {
+            new += 1;
+        }
+    }
+    for key in log.range(keys::kind_range(keys::EVENT)).keys() {
+        if !has_status(keys::key_id(&key.db()?).unwrap_or(0))? {
+            new += 1;
+        }
+    }
+    states[EventState::Queued.index()] += new;
     for s in EventState::ALL {
         shared
             .counts

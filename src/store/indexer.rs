@@ -62,7 +62,7 @@ fn index_batch(shared: &Shared, upto: u64, max: usize) -> Result<usize> {
         };
         last = Some(id);
         n += 1;
-        let d: DeliveryRec = match codec::decode(&format!("delivery {id}"), &bytes) {
+        let d: DeliveryRec = match codec::decode_delivery(&format!("delivery {id}"), &bytes) {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "not indexed (verify-data reports it)");

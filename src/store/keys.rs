@@ -16,9 +16,12 @@ pub const FORMAT_KEY: &[u8] = b"format";
 /// `meta` key of the count of rejections beyond the logging rate.
 pub const REJECTED_UNLOGGED: &[u8] = b"rejected_unlogged";
 
-/// delivery id → delivery record.
+/// delivery id → delivery record (an accepted one also holds its event and payload).
 pub const DELIVERY: u8 = b'd';
-/// event seq → event record (identity and payload; never changes).
+/// event seq → event record (identity and payload; never changes). Since format 4 an
+/// event is in its accepted delivery's record (its seq is that delivery's id); records of
+/// their own are left by older formats, and written by retention for an event that must
+/// outlive its delivery's record.
 pub const EVENT: u8 = b'e';
 /// event seq → processing status; absent while the event was never claimed.
 pub const STATUS: u8 = b's';

@@ -117,7 +117,7 @@ pub(super) fn stored_format(db: &sled::Db) -> Result<Option<u64>> {
 
 /// Records [`FORMAT`] in a store, durably.
 pub(super) fn stamp(db: &sled::Db) -> Result<()> {
-    super::queue::cursor_past_all(&db.open_tree(keys::LOG_TREE).db()?, false)?;
+    super::queue::cursor_past_all(&db.open_tree(keys::LOG_TREE).db()?)?;
     let meta = db.open_tree(keys::META_TREE).db()?;
     meta.insert(keys::FORMAT_KEY, &keys::u64_bytes(FORMAT))
         .db()?;

@@ -2,33 +2,42 @@
 //! finished events (with their status, attempts and dedup key) older than a cut-off, a
 //! bounded batch at a time.
 //!
-//! Each batch is one atomic `apply_batch`, run by the caller (the pruner, on a blocking
-//! thread), not by the writer thread: inside the writer, every ack of that group commit would
-//! wait for the deletes, and deletes need no fsync (a prune lost in a crash simply runs
-//! again). Event batches re-check each event's state under the store's mutation lock, so a
-//! replay that re-queued it since wins. Deliveries are removed only where the indexer has
-//! been, so it never writes entries for a delivery that is gone.
+//! An accepted delivery's record is also its event's (format 4), so it goes only when the
+//! event may go: once it has finished, and no delivery of its event id came after the
+//! cut-off (its dedup key must live as long as the delivery records, so that a late retry
+//! inside the window is still recognised as a duplicate). Until then the record stays, and
+//! the delivery with it. Events of older formats have records of their own, pruned by
+//! [`SledStore::prune_events`] under the same rule.
+//!
+//! Batches are run by the caller (the pruner, on a blocking thread), not by the writer
+//! thread: inside the writer, every ack of that group commit would wait for the deletes, and
+//! deletes need no fsync (a prune lost in a crash simply runs again). Each chunk re-checks
+//! its events' states under the store's mutation lock, so a replay that re-queued one since
+//! wins. Deliveries are removed only where the indexer has been, so it never writes entries
+//! for a delivery that is gone.
 
-use super::codec::{self, DeliveryRec, EventRec, StatusRec};
+use super::codec::{self, DeliveryRec, EventRec};
 use super::keys::{self, IndexKind};
-use super::model::EventState;
+use super::model::{EventState, Verdict};
 use super::tx::{self, Tx};
-use super::{indexer, Db, Result, SledStore};
+use super::{indexer, Db, Handles, Result, SledStore};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
-/// Events removed under one hold of the store's mutation lock, and deliveries removed per
-/// `apply_batch`. sled's `apply_batch` holds a lock that every write (an ack's group commit
-/// included) waits for, for about 6 µs a key: 16 events or deliveries are 60-100 keys, under
-/// a millisecond of waiting for an ack behind them.
+/// Records removed under one hold of the store's mutation lock. sled's `apply_batch` holds
+/// a lock that every write (an ack's group commit included) waits for, for about 6 µs a
+/// key: 16 deliveries or events are 60-100 keys, under a millisecond of waiting for an ack
+/// behind them.
 const LOCKED_CHUNK: usize = 16;
 
-/// What one event batch did.
+/// What one prune batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct EventBatch {
-    /// Events removed (with status, attempts and dedup key).
-    pub removed: usize,
-    /// Where the next batch continues; `None` once every event before the cut-off was seen.
+pub struct PruneBatch {
+    /// Delivery records removed, with their index entries.
+    pub deliveries: usize,
+    /// Events removed, with their status, attempts and dedup key.
+    pub events: usize,
+    /// Where the next batch continues; `None` once every record before the cut-off was seen.
     pub next: Option<u64>,
 }
 
@@ -38,69 +47,78 @@ fn finished(state: EventState) -> bool {
     matches!(state, EventState::Done | EventState::Dead)
 }
 
-impl SledStore {
-    /// Removes up to `max` delivery records received before `cutoff_ms`, with their index
-    /// entries. Returns how many went; fewer than `max` means none are left.
-    pub fn prune_deliveries(&self, cutoff_ms: u64, max: usize) -> Result<usize> {
-        let shared = &self.shared;
-        let end = keys::first_id_at(cutoff_ms);
-        // Deliveries stored with a past time (imports, tests) can be older than the cut-off
-        // and not indexed yet: index them first, so their entries go with them.
-        indexer::catch_up(shared, end.saturating_sub(1))?;
-        let indexed_below = shared.watermark.load(Ordering::Relaxed).saturating_add(1);
-        let end = end.min(indexed_below);
-        let mut batches = Vec::new();
-        let mut verdicts = Vec::new();
-        for (i, item) in shared
-            .h()?
-            .log
-            .range(keys::id_range(keys::DELIVERY, 0, end))
-            .take(max)
-            .enumerate()
-        {
-            if i % LOCKED_CHUNK == 0 {
-                batches.push(sled::Batch::default());
-            }
-            let batch = batches.last_mut().expect("pushed above");
-            let (key, bytes) = item.db()?;
-            let id = keys::key_id(&key).unwrap_or(0);
-            batch.remove(key);
-            // An unreadable record still goes; its index entries cannot be named
-            // (verify-data reports them).
-            if let Ok(d) = codec::decode::<DeliveryRec>("delivery", &bytes) {
-                for entry in indexer::entries(id, &d) {
-                    batch.remove(entry);
-                }
-                verdicts.push(d.verdict);
-            }
-        }
-        let n = verdicts.len();
-        if n == 0 {
-            return Ok(0);
-        }
-        // Each chunk is atomic (a delivery goes with its index entries); the chunks are
-        // applied one by one so an ack never waits behind the whole batch.
-        for batch in batches {
-            shared.h()?.log.apply_batch(batch).db()?;
-        }
-        for v in verdicts {
-            shared.counts.verdict(v).fetch_sub(1, Ordering::Relaxed);
-        }
-        Ok(n)
-    }
+/// A record the prune looked at, in one chunk.
+enum Found {
+    /// A delivery with no event in it: it goes.
+    Delivery(sled::IVec, Option<DeliveryRec>),
+    /// A record holding an event (an accepted delivery's, or one of its own): it goes with
+    /// the event, if the event may go. Otherwise a delivery's record still goes, its event
+    /// moved to a record of its own.
+    Event {
+        key: sled::IVec,
+        seq: u64,
+        rec: EventRec,
+        d: Option<DeliveryRec>,
+        bytes: sled::IVec,
+    },
+}
 
-    /// Removes finished events accepted before `cutoff_ms`, looking at up to `max` events
-    /// from seq `from` on. An event stays while a delivery of its event id was received after
-    /// the cut-off, so its dedup key lives at least as long as the delivery records: a late
-    /// retry inside the window is still recognised as a duplicate.
-    pub fn prune_events(&self, cutoff_ms: u64, from: u64, max: usize) -> Result<EventBatch> {
+impl SledStore {
+    /// Removes delivery records received before `cutoff_ms`, with their index entries,
+    /// looking at up to `max` of them from id `from` on. A record holding an event that may
+    /// not go yet stays (see the module comment).
+    pub fn prune_deliveries(&self, cutoff_ms: u64, from: u64, max: usize) -> Result<PruneBatch> {
         let shared = &self.shared;
         let first_kept = keys::first_id_at(cutoff_ms);
-        let recent = self.unindexed_event_ids()?;
-        let mut candidates: Vec<(u64, EventRec)> = Vec::new();
+        // Deliveries stored with a past time (imports, tests) can be older than the cut-off
+        // and not indexed yet: index them first, so their entries go with them.
+        indexer::catch_up(shared, first_kept.saturating_sub(1))?;
+        let indexed_below = shared.watermark.load(Ordering::Relaxed).saturating_add(1);
+        let end = first_kept.min(indexed_below);
+        let mut found = Vec::new();
         let mut next = None;
-        let mut scanned = 0;
         for item in shared
+            .h()?
+            .log
+            .range(keys::id_range(keys::DELIVERY, from, end))
+        {
+            let (key, bytes) = item.db()?;
+            let id = keys::key_id(&key).unwrap_or(0);
+            if found.len() == max {
+                next = Some(id);
+                break;
+            }
+            // An unreadable record still goes; its index entries cannot be named
+            // (verify-data reports them).
+            let d = codec::decode_delivery("delivery", &bytes).ok();
+            found.push(match codec::decode_event_at(id, &bytes) {
+                Ok((rec, _)) if codec::carries_event(&bytes) => Found::Event {
+                    key,
+                    seq: id,
+                    rec,
+                    d,
+                    bytes,
+                },
+                _ => Found::Delivery(key, d),
+            });
+        }
+        let (deliveries, events) = self.remove_found(found, first_kept)?;
+        Ok(PruneBatch {
+            deliveries,
+            events,
+            next,
+        })
+    }
+
+    /// Removes finished events accepted before `cutoff_ms` that have records of their own
+    /// (older formats), looking at up to `max` of them from seq `from` on; see the module
+    /// comment for when an event stays.
+    pub fn prune_events(&self, cutoff_ms: u64, from: u64, max: usize) -> Result<PruneBatch> {
+        let first_kept = keys::first_id_at(cutoff_ms);
+        let mut found = Vec::new();
+        let mut next = None;
+        for item in self
+            .shared
             .h()?
             .log
             .range(keys::id_range(keys::EVENT, from, first_kept))
@@ -109,60 +127,114 @@ impl SledStore {
             let Some(seq) = keys::key_id(&key) else {
                 continue;
             };
-            if scanned == max {
+            if found.len() == max {
                 next = Some(seq);
                 break;
             }
-            scanned += 1;
-            let Ok((rec, _)) = codec::decode_event("event", &bytes) else {
-                continue; // left for verify-data to report
-            };
-            if recent.contains(&rec.event_id) || self.seen_since(&rec.event_id, first_kept)? {
-                continue;
+            // An unreadable one is left for verify-data to report.
+            if let Ok((rec, _)) = codec::decode_event("event", &bytes) {
+                found.push(Found::Event {
+                    key,
+                    seq,
+                    rec,
+                    d: None,
+                    bytes,
+                });
             }
-            candidates.push((seq, rec));
         }
-        if candidates.is_empty() {
-            return Ok(EventBatch { removed: 0, next });
-        }
-        // The mutation lock is taken per small chunk, so a write batch (an ack) waits
-        // behind at most one chunk of removals, however large the prune's batch.
-        let mut removed = 0;
-        for chunk in candidates.chunks(LOCKED_CHUNK) {
+        let (deliveries, events) = self.remove_found(found, first_kept)?;
+        Ok(PruneBatch {
+            deliveries,
+            events,
+            next,
+        })
+    }
+
+    /// Removes what may go of `found`, a small chunk at a time under the mutation lock, so
+    /// a write batch (an ack) waits behind at most one chunk. Returns how many deliveries
+    /// and events went.
+    fn remove_found(&self, found: Vec<Found>, first_kept: u64) -> Result<(usize, usize)> {
+        let shared = &self.shared;
+        // Event ids seen in deliveries the indexer has not reached: read once, when needed.
+        let mut recent: Option<HashSet<String>> = None;
+        let (mut deliveries, mut events_removed) = (0, 0);
+        for chunk in found.chunks(LOCKED_CHUNK) {
+            let mut events = Vec::new();
+            for f in chunk {
+                if let Found::Event { rec, .. } = f {
+                    if recent.is_none() {
+                        recent = Some(self.unindexed_event_ids()?);
+                    }
+                    let late = recent.as_ref().is_some_and(|r| r.contains(&rec.event_id))
+                        || self.seen_since(&rec.event_id, first_kept)?;
+                    events.push(!late);
+                }
+            }
             let guard = shared.lock();
             let h = shared.h()?;
             let mut tx = Tx::new(&h.log);
+            let mut verdicts: Vec<Verdict> = Vec::new();
             let mut states = Vec::new();
-            for (seq, rec) in chunk {
-                let seq = *seq;
-                let state = match tx::status_of(&tx, seq, rec.received_at_ms) {
-                    Ok(StatusRec { state, .. }) => state,
-                    Err(_) => continue,
+            let mut may_go = events.into_iter();
+            for f in chunk {
+                let (key, d) = match f {
+                    Found::Delivery(key, d) => (key, d),
+                    Found::Event {
+                        key,
+                        seq,
+                        rec,
+                        d,
+                        bytes,
+                    } => {
+                        let may_go = may_go.next().unwrap_or(false);
+                        let state = tx::status_of(&tx, *seq, rec.received_at_ms).ok();
+                        match state.map(|s| s.state) {
+                            Some(state) if may_go && finished(state) => {
+                                remove_event(&mut tx, &h, *seq, rec)?;
+                                states.push(state);
+                            }
+                            // The event stays and its delivery goes: the event moves to a
+                            // record of its own. A new one joins the queue, since claims
+                            // look for new events in deliveries' records only.
+                            _ if key.first() == Some(&keys::DELIVERY) => {
+                                let Ok((_, payload)) = codec::decode_event_at(*seq, bytes) else {
+                                    continue;
+                                };
+                                tx.insert(
+                                    &keys::id_key(keys::EVENT, *seq),
+                                    codec::encode_event(rec, payload)?,
+                                );
+                                if tx.get(&keys::id_key(keys::STATUS, *seq))?.is_none() {
+                                    tx.insert(&keys::queue_key(rec.received_at_ms, *seq), &[]);
+                                }
+                            }
+                            _ => continue,
+                        }
+                        (key, d)
+                    }
                 };
-                if !finished(state) {
-                    continue;
+                tx.remove(key);
+                if key.first() == Some(&keys::DELIVERY) {
+                    deliveries += 1;
                 }
-                tx.remove(&keys::id_key(keys::EVENT, seq));
-                tx.remove(&keys::id_key(keys::STATUS, seq));
-                let mut prefix = vec![keys::ATTEMPT];
-                prefix.extend_from_slice(&keys::u64_bytes(seq));
-                for a in h.log.scan_prefix(prefix).keys() {
-                    tx.remove(&a.db()?);
+                if let Some(d) = d {
+                    for entry in indexer::entries(keys::key_id(key).unwrap_or(0), d) {
+                        tx.remove(&entry);
+                    }
+                    verdicts.push(d.verdict);
                 }
-                let dedup = keys::dedup_key(&rec.endpoint, &rec.event_id);
-                if tx.get(&dedup)?.and_then(|v| keys::read_u64(&v)) == Some(seq) {
-                    tx.remove(&dedup);
-                }
-                states.push(state);
             }
             tx.commit()?;
             drop(guard);
-            for s in &states {
-                shared.counts.removed(*s);
+            events_removed += states.len();
+            for s in states {
+                shared.counts.removed(s);
             }
-            removed += states.len();
+            for v in verdicts {
+                shared.counts.verdict(v).fetch_sub(1, Ordering::Relaxed);
+            }
         }
-        Ok(EventBatch { removed, next })
+        Ok((deliveries, events_removed))
     }
 
     /// Whether an indexed delivery with this event id was received at or after id `since`.
@@ -198,11 +270,27 @@ impl SledStore {
             let (_, bytes) = item.db()?;
             if let Ok(DeliveryRec {
                 event_id: Some(id), ..
-            }) = codec::decode("delivery", &bytes)
+            }) = codec::decode_delivery("delivery", &bytes)
             {
                 ids.insert(id);
             }
         }
         Ok(ids)
     }
+}
+
+/// Removes what an event has besides its record: status, attempts, and its dedup key (if
+/// the key still names it).
+fn remove_event(tx: &mut Tx, h: &Handles, seq: u64, rec: &EventRec) -> Result<()> {
+    tx.remove(&keys::id_key(keys::STATUS, seq));
+    let mut prefix = vec![keys::ATTEMPT];
+    prefix.extend_from_slice(&keys::u64_bytes(seq));
+    for a in h.log.scan_prefix(prefix).keys() {
+        tx.remove(&a.db()?);
+    }
+    let dedup = keys::dedup_key(&rec.endpoint, &rec.event_id);
+    if tx.get(&dedup)?.and_then(|v| keys::read_u64(&v)) == Some(seq) {
+        tx.remove(&dedup);
+    }
+    Ok(())
 }

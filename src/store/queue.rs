@@ -27,20 +27,24 @@ pub enum ReplayError {
     Store(#[from] StoreError),
 }
 
-/// Moves the claim cursor past every event stored, unless the store has one already: a
-/// store of format 1 to 3 (and a copy whose queue was rebuilt, `force`) has a queue entry
-/// for each new event, and a claim must not find those events a second time.
-pub(super) fn cursor_past_all(log: &sled::Tree, force: bool) -> Result<()> {
-    if !force && log.contains_key(keys::CURSOR).db()? {
+/// Sets the claim cursor past every record stored, unless the store has one already: a
+/// store of format 1 to 3 has a queue entry for each new event, and a claim must not find
+/// those events a second time.
+pub(super) fn cursor_past_all(log: &sled::Tree) -> Result<()> {
+    if log.contains_key(keys::CURSOR).db()? {
         return Ok(());
     }
-    let last = log
-        .range(keys::kind_range(keys::EVENT))
-        .next_back()
-        .transpose()
-        .db()?
-        .and_then(|(key, _)| keys::key_id(&key))
-        .unwrap_or(0);
+    let mut last = 0;
+    for kind in [keys::EVENT, keys::DELIVERY] {
+        if let Some((key, _)) = log
+            .range(keys::kind_range(kind))
+            .next_back()
+            .transpose()
+            .db()?
+        {
+            last = last.max(keys::key_id(&key).unwrap_or(0));
+        }
+    }
     log.insert(keys::CURSOR, &keys::u64_bytes(last)).db()?;
     Ok(())
 }
@@ -59,16 +63,29 @@ impl SledStore {
             .and_then(|(key, _)| keys::parse_queue_key(&key))
             .map(|(due, _)| due);
         let from = apply::cursor(&Tx::new(&h.log))?.saturating_add(1);
-        let fresh = h
+        let mut fresh = None;
+        let mut scanned = 0;
+        for item in h
             .log
-            .range(keys::id_range(keys::EVENT, from, u64::MAX))
-            .next()
-            .transpose()
-            .db()?
-            .map(|(key, bytes)| match codec::decode_event("event", &bytes) {
-                Ok((rec, _)) => rec.received_at_ms,
-                Err(_) => keys::key_id(&key).map_or(0, keys::id_time_ms),
-            });
+            .range(keys::id_range(keys::DELIVERY, from, u64::MAX))
+            .take(apply::CURSOR_SCAN)
+        {
+            let (key, bytes) = item.db()?;
+            let seq = keys::key_id(&key).unwrap_or(0);
+            scanned += 1;
+            if codec::carries_event(&bytes) {
+                fresh = Some(match codec::decode_event_at(seq, &bytes) {
+                    Ok((rec, _)) => rec.received_at_ms,
+                    Err(_) => keys::id_time_ms(seq),
+                });
+                break;
+            }
+            // A long run of deliveries without an event: due now, so that a claim moves the
+            // cursor past them.
+            if scanned == apply::CURSOR_SCAN {
+                fresh = Some(keys::id_time_ms(seq));
+            }
+        }
         Ok(match (queued, fresh) {
             (Some(q), Some(f)) => Some(q.min(f)),
             (q, f) => q.or(f),

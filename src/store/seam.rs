@@ -10,7 +10,7 @@ use super::pg::{PgOptions, PgStore};
 use super::snapshot::CopySummary;
 use super::{
     Accepted, Attempt, Count, Delivery, DeliveryDraft, DeliveryFilter, DeliveryPage, Event,
-    EventBatch, EventFilter, EventPage, HourCounts, NewEvent, Next, Original, ReplayError, Respond,
+    EventFilter, EventPage, HourCounts, NewEvent, Next, Original, PruneBatch, ReplayError, Respond,
     Result, SledStore, Stats, StoreError,
 };
 use std::path::Path;
@@ -206,10 +206,10 @@ impl Store {
     }
 
     // Retention.
-    pub fn prune_deliveries(&self, cutoff_ms: u64, max: usize) -> Result<usize> {
-        on!(self, s => s.prune_deliveries(cutoff_ms, max))
+    pub fn prune_deliveries(&self, cutoff_ms: u64, from: u64, max: usize) -> Result<PruneBatch> {
+        on!(self, s => s.prune_deliveries(cutoff_ms, from, max))
     }
-    pub fn prune_events(&self, cutoff_ms: u64, from: u64, max: usize) -> Result<EventBatch> {
+    pub fn prune_events(&self, cutoff_ms: u64, from: u64, max: usize) -> Result<PruneBatch> {
         on!(self, s => s.prune_events(cutoff_ms, from, max))
     }
 

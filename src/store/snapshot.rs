@@ -13,9 +13,10 @@
 //!
 //! A fresh copy holds no garbage, which is also how compaction gives disk space back.
 
-use super::codec::{self, DeliveryRec, StatusRec};
+use super::codec::{self, StatusRec};
 use super::keys;
 use super::model::EventState;
+use super::tx;
 use super::{check, from_io, indexer, open, Db, Result, SledStore, StoreError};
 use std::path::{Path, PathBuf};
 
@@ -128,7 +129,7 @@ fn reindex(log: &sled::Tree) -> Result<()> {
         let (key, bytes) = item.db()?;
         let id = keys::key_id(&key).unwrap_or(0);
         watermark = watermark.max(id);
-        let Ok(d) = codec::decode::<DeliveryRec>("delivery", &bytes) else {
+        let Ok(d) = codec::decode_delivery("delivery", &bytes) else {
             continue;
         };
         for entry in indexer::entries(id, &d) {
@@ -165,32 +166,47 @@ fn repair(db: &sled::Db) -> Result<CopySummary> {
     }
     reindex(&log)?;
     let mut batch = sled::Batch::default();
-    for item in log.range(keys::kind_range(keys::EVENT)) {
-        let (key, bytes) = item.db()?;
-        let Some(seq) = keys::key_id(&key) else {
-            continue;
-        };
-        let Ok((rec, _)) = codec::decode_event("event", &bytes) else {
+    let cursor = log
+        .get(keys::CURSOR)
+        .db()?
+        .and_then(|v| keys::read_u64(&v))
+        .unwrap_or(0);
+    let mut kept = std::collections::HashSet::new();
+    for item in tx::all_events(&log) {
+        let (seq, key, bytes) = item?;
+        let Ok((rec, _)) = codec::decode_event_at(seq, &bytes) else {
             batch.remove(key);
             summary.dropped_incomplete += 1;
             continue;
         };
-        let status = match log.get(keys::id_key(keys::STATUS, seq)).db()? {
-            Some(b) => codec::decode::<StatusRec>("status", &b)
-                .unwrap_or_else(|_| StatusRec::fresh(rec.received_at_ms)),
-            None => StatusRec::fresh(rec.received_at_ms),
-        };
+        kept.insert(seq);
+        let stored = log.get(keys::id_key(keys::STATUS, seq)).db()?.map(|b| {
+            codec::decode::<StatusRec>("status", &b)
+                .unwrap_or_else(|_| StatusRec::fresh(rec.received_at_ms))
+        });
         batch.insert(
             keys::dedup_key(&rec.endpoint, &rec.event_id),
             &keys::u64_bytes(seq),
         );
-        match status.state {
-            EventState::Queued | EventState::Retrying => {
-                let due = status.next_attempt_at_ms.unwrap_or(rec.received_at_ms);
-                batch.insert(&keys::queue_key(due, seq), &[]);
+        let new = key.first() == Some(&keys::DELIVERY) && seq > cursor;
+        match stored {
+            // A new event after the claim cursor: a claim finds it there.
+            None if new => {}
+            // One the copied cursor has passed although its claim is not in the copy: it
+            // gets a status and a queue entry, like an event re-queued after a stop.
+            None => {
+                let status = StatusRec::fresh(rec.received_at_ms);
+                batch.insert(&keys::id_key(keys::STATUS, seq), codec::encode(&status)?);
+                batch.insert(&keys::queue_key(rec.received_at_ms, seq), &[]);
             }
-            // Re-queued by the next start, like after a stop mid-attempt.
-            EventState::Processing | EventState::Done | EventState::Dead => {}
+            Some(status) => match status.state {
+                EventState::Queued | EventState::Retrying => {
+                    let due = status.next_attempt_at_ms.unwrap_or(rec.received_at_ms);
+                    batch.insert(&keys::queue_key(due, seq), &[]);
+                }
+                // Re-queued by the next start, like after a stop mid-attempt.
+                EventState::Processing | EventState::Done | EventState::Dead => {}
+            },
         }
         summary.events += 1;
         if summary.events % COPY_BATCH as u64 == 0 {
@@ -201,14 +217,12 @@ fn repair(db: &sled::Db) -> Result<CopySummary> {
         for key in log.range(keys::kind_range(kind)).keys() {
             let key = key.db()?;
             let seq = keys::key_id(&key).unwrap_or(0);
-            if !log.contains_key(keys::id_key(keys::EVENT, seq)).db()? {
+            if !kept.contains(&seq) {
                 batch.remove(key);
             }
         }
     }
     log.apply_batch(batch).db()?;
-    // Every queued event has a queue entry again: the cursor must not find them too.
-    super::queue::cursor_past_all(&log, true)?;
     Ok(summary)
 }
 

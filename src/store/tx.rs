@@ -94,12 +94,35 @@ pub(super) fn status_of(tx: &Tx, seq: u64, received_at_ms: u64) -> Result<Status
     }
 }
 
-/// The event record of `seq` and its payload, if the event exists.
+/// The record holding event `seq`: its accepted delivery's record (format 4), or a record
+/// of its own (older formats).
+pub(super) fn event_bytes(tx: &Tx, seq: u64) -> Result<Option<IVec>> {
+    if let Some(bytes) = tx.get(&keys::id_key(keys::DELIVERY, seq))? {
+        if codec::carries_event(&bytes) {
+            return Ok(Some(bytes));
+        }
+    }
+    tx.get(&keys::id_key(keys::EVENT, seq))
+}
+
+/// Every stored event's seq, key and record: the records of their own (older formats), then
+/// the accepted deliveries' records (format 4); in seq order within each run.
+pub(super) fn all_events(log: &sled::Tree) -> impl Iterator<Item = Result<(u64, IVec, IVec)>> + '_ {
+    let own = log.range(keys::kind_range(keys::EVENT));
+    let in_deliveries = log.range(keys::kind_range(keys::DELIVERY));
+    own.chain(in_deliveries).filter_map(|item| match item.db() {
+        Ok((key, value)) => (key.first() == Some(&keys::EVENT) || codec::carries_event(&value))
+            .then(|| Ok((keys::key_id(&key).unwrap_or(0), key, value))),
+        Err(e) => Some(Err(e)),
+    })
+}
+
+/// The event `seq` and its payload, if the event exists.
 pub(super) fn event_of(tx: &Tx, seq: u64) -> Result<Option<(EventRec, bytes::Bytes)>> {
-    let Some(bytes) = tx.get(&keys::id_key(keys::EVENT, seq))? else {
+    let Some(bytes) = event_bytes(tx, seq)? else {
         return Ok(None);
     };
-    let (rec, payload) = codec::decode_event(&format!("event {seq}"), &bytes)?;
+    let (rec, payload) = codec::decode_event_at(seq, &bytes)?;
     Ok(Some((rec, bytes::Bytes::copy_from_slice(payload))))
 }
 

@@ -327,11 +327,13 @@ async fn an_unreadable_event_goes_to_dead_and_the_queue_goes_on() {
     };
     {
         let raw = sled::open(&db).unwrap();
-        let mut key = vec![b'e'];
+        // The event is in its accepted delivery's record: layout byte 2 ("a delivery that
+        // carries its event"), then bytes that are not one.
+        let mut key = vec![b'd'];
         key.extend_from_slice(&poisoned.to_be_bytes());
         raw.open_tree("log")
             .unwrap()
-            .insert(key, &b"\x07not a record"[..])
+            .insert(key, &b"\x02not a record"[..])
             .unwrap()
             .expect("the event record");
         raw.flush().unwrap();

@@ -376,11 +376,22 @@ impl PgStore {
 
     /// Drops the delivery log's days wholly before `cutoff_ms` (and older rows of the
     /// default partition). 0 when another instance is pruning now: its pass covers it.
-    pub fn prune_deliveries(&self, cutoff_ms: u64, _max: usize) -> Result<usize> {
+    /// One call does it all: `next` is always `None`.
+    pub fn prune_deliveries(
+        &self,
+        cutoff_ms: u64,
+        _from: u64,
+        _max: usize,
+    ) -> Result<crate::store::PruneBatch> {
         self.block(move |inner| async move {
-            Ok(prune::prune_deliveries(&inner, cutoff_ms)
+            let deliveries = prune::prune_deliveries(&inner, cutoff_ms)
                 .await?
-                .unwrap_or(0) as usize)
+                .unwrap_or(0) as usize;
+            Ok(crate::store::PruneBatch {
+                deliveries,
+                events: 0,
+                next: None,
+            })
         })
     }
 
@@ -391,14 +402,15 @@ impl PgStore {
         cutoff_ms: u64,
         _from: u64,
         max: usize,
-    ) -> Result<crate::store::EventBatch> {
+    ) -> Result<crate::store::PruneBatch> {
         self.block(move |inner| async move {
-            let removed = prune::prune_events(&inner, cutoff_ms, max)
+            let events = prune::prune_events(&inner, cutoff_ms, max)
                 .await?
                 .unwrap_or(0) as usize;
-            Ok(crate::store::EventBatch {
-                removed,
-                next: (removed >= max && max > 0).then_some(0),
+            Ok(crate::store::PruneBatch {
+                deliveries: 0,
+                events,
+                next: (events >= max && max > 0).then_some(0),
             })
         })
     }
