@@ -222,4 +222,41 @@ mod tests {
         );
         assert!(decode_event("e", &bytes[..6]).is_err());
     }
+
+    #[test]
+    fn a_delivery_that_carries_its_event_reads_as_either() {
+        let d = DeliveryRec {
+            received_at_ms: 9,
+            endpoint: "std".into(),
+            remote_addr: None,
+            request_headers: vec![("webhook-id".into(), "evt".into())],
+            body: BodyRec::Payload(7),
+            body_bytes: 7,
+            body_truncated: false,
+            verdict: Verdict::Accepted,
+            reason: String::new(),
+            response: ResponseLog {
+                status: 200,
+                headers: vec![],
+                body: String::new(),
+            },
+            event_id: Some("evt".into()),
+            event_type: Some("t".into()),
+            event_seq: Some(42),
+        };
+        let bytes = encode_delivery_with_event(&d, b"{\"a\":1}").unwrap();
+        assert!(carries_event(&bytes));
+        assert!(!carries_event(&encode(&d).unwrap()));
+        assert_eq!(decode_delivery("d", &bytes).unwrap().event_seq, Some(42));
+        assert_eq!(decode_delivery("d", &encode(&d).unwrap()).unwrap().body, d.body);
+        let (event, payload) = decode_event_at(42, &bytes).unwrap();
+        assert_eq!(
+            (event.event_id.as_str(), event.delivery_id, payload),
+            ("evt", 42, &b"{\"a\":1}"[..])
+        );
+        // An event record of its own (older formats) reads through the same call.
+        let own = encode_event(&event, payload).unwrap();
+        assert_eq!(decode_event_at(42, &own).unwrap().0.endpoint, "std");
+        assert!(decode_event_at(42, &bytes[..8]).is_err());
+    }
 }
