@@ -209,7 +209,7 @@ fn accept(
         rec.event_type = Some(event.event_type.clone());
         tx.insert(
             &key,
-            codec::encode_delivery_with_event(&rec, &event.payload)?,
+            codec::encode_delivery_with_event(rec, &event.payload)?,
         );
         tx.insert(&dedup, &keys::u64_bytes(seq));
     } else {

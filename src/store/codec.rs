@@ -117,8 +117,21 @@ pub fn decode_event<'a>(what: &str, bytes: &'a [u8]) -> Result<(EventRec, &'a [u
 }
 
 /// A delivery record that carries its event's payload (see [`WITH_EVENT`]).
-pub fn encode_delivery_with_event(d: &DeliveryRec, payload: &[u8]) -> Result<Vec<u8>, StoreError> {
-    encode_framed(WITH_EVENT, d, payload)
+///
+/// The metadata is the event's identity first, then the rest of the delivery (without the
+/// fields the identity already holds), so that reading the event decodes only its identity.
+pub fn encode_delivery_with_event(
+    mut d: DeliveryRec,
+    payload: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let head = EventRec {
+        endpoint: std::mem::take(&mut d.endpoint),
+        event_id: d.event_id.take().unwrap_or_default(),
+        event_type: d.event_type.take().unwrap_or_default(),
+        received_at_ms: d.received_at_ms,
+        delivery_id: 0, // the key
+    };
+    encode_framed(WITH_EVENT, &(head, d), payload)
 }
 
 /// Whether a delivery record carries its event (a look at the first byte only).
@@ -128,29 +141,26 @@ pub fn carries_event(bytes: &[u8]) -> bool {
 
 /// A delivery record of either layout.
 pub fn decode_delivery(what: &str, bytes: &[u8]) -> Result<DeliveryRec, StoreError> {
-    if carries_event(bytes) {
-        decode_framed(WITH_EVENT, what, bytes).map(|(d, _)| d)
-    } else {
-        decode(what, bytes)
+    if !carries_event(bytes) {
+        return decode(what, bytes);
     }
+    let ((head, mut d), _): ((EventRec, DeliveryRec), _) = decode_framed(WITH_EVENT, what, bytes)?;
+    d.endpoint = head.endpoint;
+    d.event_id = Some(head.event_id);
+    d.event_type = Some(head.event_type);
+    Ok(d)
 }
 
-/// The event in record `bytes` of event `seq`: a delivery record that carries it, or an
-/// event record of its own (older formats).
+/// The event in record `bytes` of event `seq`: a delivery record that carries it (only its
+/// identity is decoded), or an event record of its own (older formats).
 pub fn decode_event_at(seq: u64, bytes: &[u8]) -> Result<(EventRec, &[u8]), StoreError> {
     let what = format!("event {seq}");
     if !carries_event(bytes) {
         return decode_event(&what, bytes);
     }
-    let (d, payload): (DeliveryRec, _) = decode_framed(WITH_EVENT, &what, bytes)?;
-    let rec = EventRec {
-        endpoint: d.endpoint,
-        event_id: d.event_id.unwrap_or_default(),
-        event_type: d.event_type.unwrap_or_default(),
-        received_at_ms: d.received_at_ms,
-        delivery_id: seq,
-    };
-    Ok((rec, payload))
+    let (mut head, payload): (EventRec, _) = decode_framed(WITH_EVENT, &what, bytes)?;
+    head.delivery_id = seq;
+    Ok((head, payload))
 }
 
 /// Layout byte, metadata length (u32), postcard metadata, payload: reading the metadata is
@@ -244,11 +254,23 @@ mod tests {
             event_type: Some("t".into()),
             event_seq: Some(42),
         };
-        let bytes = encode_delivery_with_event(&d, b"{\"a\":1}").unwrap();
+        let bytes = encode_delivery_with_event(d.clone(), b"{\"a\":1}").unwrap();
         assert!(carries_event(&bytes));
         assert!(!carries_event(&encode(&d).unwrap()));
-        assert_eq!(decode_delivery("d", &bytes).unwrap().event_seq, Some(42));
-        assert_eq!(decode_delivery("d", &encode(&d).unwrap()).unwrap().body, d.body);
+        let back = decode_delivery("d", &bytes).unwrap();
+        assert_eq!(
+            (
+                back.endpoint.as_str(),
+                back.event_id.as_deref(),
+                back.event_seq
+            ),
+            ("std", Some("evt"), Some(42))
+        );
+        assert_eq!(back.request_headers, d.request_headers);
+        assert_eq!(
+            decode_delivery("d", &encode(&d).unwrap()).unwrap().body,
+            d.body
+        );
         let (event, payload) = decode_event_at(42, &bytes).unwrap();
         assert_eq!(
             (event.event_id.as_str(), event.delivery_id, payload),

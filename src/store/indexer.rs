@@ -1,5 +1,5 @@
 //! The indexer: writes the secondary indexes (by endpoint, verdict, event type and event id)
-//! behind the ack path, so an acknowledgement costs four keys instead of eight.
+//! behind the ack path, so an acknowledgement costs two keys instead of six.
 //!
 //! A thread wakes a few times a second and indexes the deliveries stored since the watermark,
 //! up to the last id handed out a second earlier and below any write batch still in progress

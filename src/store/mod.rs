@@ -1,13 +1,15 @@
 //! Storage: the only module that touches sled.
 //!
-//! Format 2 (see the `keys` module): every record lives in one tree, `log`, under a first byte per kind —
-//! deliveries, events (identity and payload, written once), event status (written from the
-//! first claim on), dedup keys, the queue, inflight markers, attempts, and the secondary
-//! indexes. An accepted delivery is four keys (delivery, event, dedup, queue) in one atomic
+//! Format 4 (see the `keys` module): every record lives in one tree, `log`, under a first
+//! byte per kind — deliveries (an accepted one also holds its event: identity and payload,
+//! written once), event status (written from the first claim on), dedup keys, the queue of
+//! events claimed before, attempts, the secondary indexes, and the claim cursor after which
+//! new events are found. An accepted delivery is two keys (delivery, dedup) in one atomic
 //! `apply_batch`, made durable by the writer's group commit before anyone is answered. The
 //! indexes the UI filters by are written behind that, by the indexer, from a durable
 //! watermark; the answer's latency rides along in the verdict index entry, so it costs no
-//! write of its own. `meta` records the data format and a counter.
+//! write of its own. `meta` records the data format and a counter. Events of older formats
+//! keep records of their own (and their queue entries).
 //!
 //! Files: `writer` (group commit), `ingest` (receiving), `queue` (claiming and results),
 //! `browse` (reads for the UI), `search` (index choice, body search, counts, duplicates), `counts` (counters and stats), `indexer`, `prune`

@@ -5,11 +5,13 @@
 //! receiving (receiving is not paused at all). Keys copied at different moments can disagree
 //! about events that changed during the copy, so the copy is then repaired from its primary
 //! records: dedup keys, queue and inflight entries are rebuilt from the event and status
-//! records; statuses and attempts without their event are dropped; every delivery gets its
-//! index entries and entries without a delivery go. Every event acknowledged before
-//! the copy began has its event record in the source for the whole copy (only retention
-//! removes them, and only finished events past the window), so it is in the copy, queued if
-//! it had not finished.
+//! records (a new event after the copied claim cursor needs none); statuses and attempts
+//! without their event are dropped; every delivery gets its index entries and entries
+//! without a delivery go. Every event acknowledged before the copy began has its record in
+//! the source for the whole copy: only retention removes one, and only a finished event past
+//! the window. Retention may move an unfinished event from its delivery's record to one of
+//! its own, which lies after it in key order, so the copy finds it in one place or both.
+//! So it is in the copy, queued if it had not finished.
 //!
 //! A fresh copy holds no garbage, which is also how compaction gives disk space back.
 
@@ -179,7 +181,11 @@ fn repair(db: &sled::Db) -> Result<CopySummary> {
             summary.dropped_incomplete += 1;
             continue;
         };
-        kept.insert(seq);
+        // Copied in both places while retention moved it (see the module comment): the
+        // record of its own, seen first, stands for it.
+        if !kept.insert(seq) {
+            continue;
+        }
         let stored = log.get(keys::id_key(keys::STATUS, seq)).db()?.map(|b| {
             codec::decode::<StatusRec>("status", &b)
                 .unwrap_or_else(|_| StatusRec::fresh(rec.received_at_ms))
