@@ -663,4 +663,27 @@ mod tests {
         assert_eq!(claimed, seqs);
         assert!(!kinds(&store).contains_key(&'q'));
     }
+
+    /// The claim cursor may lie past every record still stored (they were pruned) and past
+    /// the clock (it was set back): a new event still gets an id after it, and runs.
+    #[tokio::test]
+    async fn new_ids_start_after_the_claim_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path(), 16).unwrap();
+            let h = store.shared.h().unwrap();
+            let ahead = keys::first_id_at(1_800_000_000_000);
+            h.log.insert(keys::CURSOR, &keys::u64_bytes(ahead)).unwrap();
+            h.db.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path(), 16).unwrap();
+        // The draft's time is 1_700_000_000_000, before the cursor.
+        let a = store
+            .accept(draft("evt-1"), event("evt-1"), respond)
+            .await
+            .unwrap();
+        assert!(a.seq > keys::first_id_at(1_800_000_000_000));
+        let claimed = store.claim(u64::MAX / 2, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+    }
 }

@@ -299,14 +299,23 @@ impl SledStore {
     /// seconds, never by a panic or a hang.
     pub fn open(dir: &Path, cache_mb: u64) -> Result<SledStore> {
         let h = Handles::new(open::open(dir, cache_mb)?)?;
-        // Ids continue after the largest one stored, whatever the clock says now.
+        // Ids continue after the largest one stored, whatever the clock says now, and after
+        // the claim cursor (the records it passed may all be pruned): a new event's id must
+        // lie after the cursor, or no claim would find it.
+        let cursor = h
+            .log
+            .get(keys::CURSOR)
+            .db()?
+            .and_then(|v| keys::read_u64(&v))
+            .unwrap_or(0);
         let floor = [keys::DELIVERY, keys::EVENT]
             .iter()
             .filter_map(|k| h.log.range(keys::kind_range(*k)).next_back())
             .filter_map(|r| r.ok())
             .filter_map(|(k, _)| keys::key_id(&k))
             .max()
-            .unwrap_or(0);
+            .unwrap_or(0)
+            .max(cursor);
         let watermark = h
             .log
             .get(keys::WATERMARK)

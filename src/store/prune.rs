@@ -2,12 +2,15 @@
 //! finished events (with their status, attempts and dedup key) older than a cut-off, a
 //! bounded batch at a time.
 //!
-//! An accepted delivery's record is also its event's (format 4), so it goes only when the
-//! event may go: once it has finished, and no delivery of its event id came after the
-//! cut-off (its dedup key must live as long as the delivery records, so that a late retry
-//! inside the window is still recognised as a duplicate). Until then the record stays, and
-//! the delivery with it. Events of older formats have records of their own, pruned by
-//! [`SledStore::prune_events`] under the same rule.
+//! An accepted delivery's record is also its event's (format 4). When the record's time
+//! comes, the event goes with it if it has finished and no later delivery of its id is
+//! left (a duplicate's body may point into it, and its dedup key must live as long as the
+//! delivery records, so that a late retry inside the window is still recognised as a
+//! duplicate). Otherwise the event moves to a record of its own, and the delivery goes.
+//! Events in records of their own (moved, or from older formats) are pruned by
+//! [`SledStore::prune_events`], after the deliveries: once finished, with no delivery of
+//! their id inside the window. Whether a delivery of the id is left is read again under the
+//! writer's lock, so a duplicate accepted meanwhile keeps its event.
 //!
 //! Batches are run by the caller (the pruner, on a blocking thread), not by the writer
 //! thread: inside the writer, every ack of that group commit would wait for the deletes, and
@@ -65,8 +68,8 @@ enum Found {
 
 impl SledStore {
     /// Removes delivery records received before `cutoff_ms`, with their index entries,
-    /// looking at up to `max` of them from id `from` on. A record holding an event that may
-    /// not go yet stays (see the module comment).
+    /// looking at up to `max` of them from id `from` on. The event in a record that goes
+    /// goes with it if it may, or else moves to a record of its own (see the module comment).
     pub fn prune_deliveries(&self, cutoff_ms: u64, from: u64, max: usize) -> Result<PruneBatch> {
         let shared = &self.shared;
         let first_kept = keys::first_id_at(cutoff_ms);
@@ -88,8 +91,9 @@ impl SledStore {
                 next = Some(id);
                 break;
             }
-            // An unreadable record still goes; its index entries cannot be named
-            // (verify-data reports them).
+            // An unreadable delivery still goes; its index entries cannot be named
+            // (verify-data reports them). An unreadable one that holds an event stays, like
+            // an unreadable event record, for verify-data to report with its status.
             let d = codec::decode_delivery("delivery", &bytes).ok();
             found.push(match codec::decode_event_at(id, &bytes) {
                 Ok((rec, _)) if codec::carries_event(&bytes) => Found::Event {
@@ -99,6 +103,7 @@ impl SledStore {
                     d,
                     bytes,
                 },
+                Err(_) if codec::carries_event(&bytes) => continue,
                 _ => Found::Delivery(key, d),
             });
         }
@@ -155,22 +160,49 @@ impl SledStore {
     /// and events went.
     fn remove_found(&self, found: Vec<Found>, first_kept: u64) -> Result<(usize, usize)> {
         let shared = &self.shared;
-        // Event ids seen in deliveries the indexer has not reached: read once, when needed.
-        let mut recent: Option<HashSet<String>> = None;
+        // Event ids of the deliveries the indexer has not reached, and where that look ends.
+        let mut recent = HashSet::new();
+        let mut unread = None;
         let (mut deliveries, mut events_removed) = (0, 0);
         for chunk in found.chunks(LOCKED_CHUNK) {
-            let mut events = Vec::new();
-            for f in chunk {
-                if let Found::Event { rec, .. } = f {
-                    if recent.is_none() {
-                        recent = Some(self.unindexed_event_ids()?);
+            let has_events = chunk.iter().any(|f| matches!(f, Found::Event { .. }));
+            let mut late = Vec::new();
+            if has_events {
+                let from = unread
+                    .unwrap_or_else(|| shared.watermark.load(Ordering::Relaxed).saturating_add(1));
+                unread = Some(self.event_ids_from(from, &mut recent)?);
+                for f in chunk {
+                    if let Found::Event { key, seq, rec, .. } = f {
+                        // An event in its accepted delivery's record waits for every later
+                        // delivery of its id to go first (a duplicate's body points into it);
+                        // one of its own, for those inside the window.
+                        let since = match key.first() {
+                            Some(&keys::DELIVERY) => seq.saturating_add(1),
+                            _ => first_kept,
+                        };
+                        late.push(
+                            recent.contains(&rec.event_id)
+                                || self.seen_since(&rec.event_id, since)?,
+                        );
                     }
-                    let late = recent.as_ref().is_some_and(|r| r.contains(&rec.event_id))
-                        || self.seen_since(&rec.event_id, first_kept)?;
-                    events.push(!late);
                 }
             }
             let guard = shared.lock();
+            // A duplicate stored since the look above (the writer waits for this lock now)
+            // keeps its event too.
+            let mut newer = HashSet::new();
+            if let Some(from) = unread.filter(|_| has_events) {
+                self.event_ids_from(from, &mut newer)?;
+            }
+            let events: Vec<bool> = chunk
+                .iter()
+                .filter_map(|f| match f {
+                    Found::Event { rec, .. } => Some(!newer.contains(&rec.event_id)),
+                    Found::Delivery(..) => None,
+                })
+                .zip(late)
+                .map(|(not_newer, late)| not_newer && !late)
+                .collect();
             let h = shared.h()?;
             let mut tx = Tx::new(&h.log);
             let mut verdicts: Vec<Verdict> = Vec::new();
@@ -253,21 +285,18 @@ impl SledStore {
             .is_some_and(|k| k.starts_with(&prefix)))
     }
 
-    /// The event ids of the deliveries the indexer has not reached yet.
-    fn unindexed_event_ids(&self) -> Result<HashSet<String>> {
-        let from = self
-            .shared
-            .watermark
-            .load(Ordering::Relaxed)
-            .saturating_add(1);
-        let mut ids = HashSet::new();
+    /// Adds the event ids of the deliveries from id `from` on to `ids`; returns the id after
+    /// the last one read (where the next look starts).
+    fn event_ids_from(&self, from: u64, ids: &mut HashSet<String>) -> Result<u64> {
+        let mut next = from;
         for item in self
             .shared
             .h()?
             .log
             .range(keys::id_range(keys::DELIVERY, from, u64::MAX))
         {
-            let (_, bytes) = item.db()?;
+            let (key, bytes) = item.db()?;
+            next = keys::key_id(&key).unwrap_or(0).saturating_add(1).max(next);
             if let Ok(DeliveryRec {
                 event_id: Some(id), ..
             }) = codec::decode_delivery("delivery", &bytes)
@@ -275,13 +304,15 @@ impl SledStore {
                 ids.insert(id);
             }
         }
-        Ok(ids)
+        Ok(next)
     }
 }
 
 /// Removes what an event has besides its record: status, attempts, and its dedup key (if
 /// the key still names it).
 fn remove_event(tx: &mut Tx, h: &Handles, seq: u64, rec: &EventRec) -> Result<()> {
+    // A copy made while retention moved the event may hold it in both places.
+    tx.remove(&keys::id_key(keys::EVENT, seq));
     tx.remove(&keys::id_key(keys::STATUS, seq));
     let mut prefix = vec![keys::ATTEMPT];
     prefix.extend_from_slice(&keys::u64_bytes(seq));

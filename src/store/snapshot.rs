@@ -182,8 +182,9 @@ fn repair(db: &sled::Db) -> Result<CopySummary> {
             continue;
         };
         // Copied in both places while retention moved it (see the module comment): the
-        // record of its own, seen first, stands for it.
+        // delivery's record keeps it, and the record of its own, seen first, goes.
         if !kept.insert(seq) {
+            batch.remove(&keys::id_key(keys::EVENT, seq));
             continue;
         }
         let stored = log.get(keys::id_key(keys::STATUS, seq)).db()?.map(|b| {
@@ -362,4 +363,66 @@ pub fn dir_size(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::model::{Attempt, AttemptOutcome};
+    use crate::store::testing::{draft, event, respond};
+    use crate::store::Next;
+
+    /// A live copy can catch an event in both places while retention moves it to a record
+    /// of its own: the copy keeps it once, in its delivery's record, as it was (done).
+    #[tokio::test]
+    async fn an_event_copied_in_both_places_is_kept_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = {
+            let store = SledStore::open(dir.path(), 16).unwrap();
+            let a = store
+                .accept(draft("evt-1"), event("evt-1"), respond)
+                .await
+                .unwrap();
+            store.claim(u64::MAX / 2, 1).await.unwrap();
+            let done = Attempt {
+                number: 1,
+                processor: "test".into(),
+                started_at_ms: 1,
+                finished_at_ms: 2,
+                outcome: AttemptOutcome::Ok,
+                detail: String::new(),
+            };
+            store.finish(a.seq, done, Next::Done).unwrap();
+            store.flush().await.unwrap();
+            let h = store.shared.h().unwrap();
+            let tx = tx::Tx::new(&h.log);
+            let (rec, payload) = tx::event_of(&tx, a.seq).unwrap().unwrap();
+            h.log
+                .insert(
+                    keys::id_key(keys::EVENT, a.seq),
+                    codec::encode_event(&rec, &payload).unwrap(),
+                )
+                .unwrap();
+            h.db.flush().unwrap();
+            a
+        };
+        compact(dir.path()).unwrap();
+        let store = SledStore::open(dir.path(), 16).unwrap();
+        let h = store.shared.h().unwrap();
+        assert!(!h
+            .log
+            .contains_key(keys::id_key(keys::EVENT, a.seq))
+            .unwrap());
+        assert_eq!(
+            store.event(a.seq).unwrap().unwrap().state,
+            crate::store::EventState::Done
+        );
+        let events = store
+            .list_events(&Default::default(), None, 10)
+            .unwrap()
+            .items;
+        assert_eq!(events.len(), 1);
+        assert!(store.claim(u64::MAX / 2, 10).await.unwrap().is_empty());
+        assert!(check::check_db(&h.db).unwrap().consistent());
+    }
 }

@@ -126,6 +126,44 @@ async fn a_batch_larger_than_one_chunk_goes_whole() {
     assert_eq!(report.counts["index"], 4, "{:?}", report.counts);
 }
 
+/// An event whose record is its accepted delivery's is not removed while a later delivery
+/// of its id is left, even one that is also past the window: a duplicate's body points into
+/// the event. A prune cut short between batches leaves every kept delivery readable.
+#[tokio::test]
+async fn an_event_outlives_its_record_while_a_later_duplicate_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, pruner) = open(dir.path(), "");
+    let now = hookd::clock::now_ms();
+    let old = now - 20 * DAY;
+    let first = deliver(&store, "twice", old).await;
+    let again = deliver(&store, "twice", old + 1).await;
+    assert_eq!(again.verdict, Verdict::Duplicate);
+    process_due(&store, old + 1, Next::Done).await;
+    store.index_now().unwrap();
+    let cutoff = now - 15 * DAY;
+
+    // One record per batch: the event's delivery goes first, the duplicate waits.
+    let batch = store.prune_deliveries(cutoff, 0, 1).unwrap();
+    assert_eq!((batch.deliveries, batch.events), (1, 0));
+    assert!(store.delivery(first.delivery_id).unwrap().is_none());
+    let event = store.event(first.seq).unwrap().expect("moved, not removed");
+    assert_eq!(event.state, hookd::store::EventState::Done);
+    assert!(store.delivery(again.delivery_id).unwrap().is_some());
+    assert!(
+        store.payload(first.seq).unwrap().is_some(),
+        "the payload the duplicate's body points into is still there"
+    );
+
+    // The whole prune removes the rest: the duplicate, then the event.
+    let report = pruner.prune_at(now).unwrap();
+    assert_eq!((report.deliveries, report.events), (1, 1), "{report:?}");
+    assert!(store.event(first.seq).unwrap().is_none());
+    assert_eq!(store.find_event("std", "twice").unwrap(), None);
+    drop((pruner, store));
+    let report = check::check(&dir.path().join("data/db")).unwrap();
+    assert!(report.consistent(), "{:?}", report.problems);
+}
+
 #[tokio::test]
 async fn dedup_still_catches_a_retry_inside_the_window() {
     let dir = tempfile::tempdir().unwrap();
