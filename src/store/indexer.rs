@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 const LAG: Duration = Duration::from_secs(1);
 /// How often it wakes.
 const TICK: Duration = Duration::from_millis(200);
-/// Deliveries indexed per batch. Small: sled's `apply_batch` holds a lock every writer
-/// waits for (about 6 µs a key), so a batch of thousands (tens of thousands of keys) stalled
-/// acks for ~50 ms; 25 deliveries are 100 keys, well under a millisecond.
+/// Deliveries indexed per pass, between two moves of the watermark. Small, from when a pass
+/// was one `apply_batch` whose lock every write waited for (thousands of deliveries stalled
+/// acks for ~50 ms); with single inserts it only bounds a pass's work.
 const BATCH: usize = 25;
 
 /// The index entries of a delivery: by endpoint, verdict, type and event id.
