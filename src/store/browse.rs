@@ -458,7 +458,7 @@ impl EventState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::{draft, event, respond};
+    use crate::store::testing::{accept, draft};
     use crate::store::SledStore;
 
     /// The event list walks deliveries' records: a long run of deliveries that hold no event
@@ -468,10 +468,7 @@ mod tests {
     async fn the_event_list_steps_over_deliveries_without_events_a_bounded_run_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path(), 16).unwrap();
-        let a = store
-            .accept(draft("evt-1"), event("evt-1"), respond)
-            .await
-            .unwrap();
+        let a = accept(&store, "evt-1").await;
         let mut rejected = draft("none");
         rejected.verdict = Verdict::Rejected;
         rejected.event_id = None;

@@ -235,25 +235,11 @@ mod tests {
 
     #[test]
     fn a_delivery_that_carries_its_event_reads_as_either() {
-        let d = DeliveryRec {
-            received_at_ms: 9,
-            endpoint: "std".into(),
-            remote_addr: None,
-            request_headers: vec![("webhook-id".into(), "evt".into())],
-            body: BodyRec::Payload(7),
-            body_bytes: 7,
-            body_truncated: false,
-            verdict: Verdict::Accepted,
-            reason: String::new(),
-            response: ResponseLog {
-                status: 200,
-                headers: vec![],
-                body: String::new(),
-            },
-            event_id: Some("evt".into()),
-            event_type: Some("t".into()),
-            event_seq: Some(42),
-        };
+        let mut d = crate::store::tx::delivery_record(
+            &crate::store::testing::draft("evt"),
+            BodyRec::Payload(7),
+        );
+        d.event_seq = Some(42);
         let bytes = encode_delivery_with_event(d.clone(), b"{\"a\":1}").unwrap();
         assert!(carries_event(&bytes));
         assert!(!carries_event(&encode(&d).unwrap()));

@@ -43,3 +43,23 @@ fn ok_response() -> ResponseLog {
         body: String::new(),
     }
 }
+
+/// Accepts [`event`]`(event_id)` on `store` as [`draft`] carries it.
+pub(super) async fn accept(store: &super::SledStore, event_id: &str) -> super::Accepted {
+    store
+        .accept(draft(event_id), event(event_id), respond)
+        .await
+        .expect("accepted")
+}
+
+/// A finished attempt number 1 with this outcome.
+pub(super) fn attempt(outcome: super::AttemptOutcome) -> super::Attempt {
+    super::Attempt {
+        number: 1,
+        processor: "test".into(),
+        started_at_ms: 1,
+        finished_at_ms: 2,
+        outcome,
+        detail: String::new(),
+    }
+}

@@ -42,6 +42,13 @@ fn open(dir: &Path, extra: &str) -> (Arc<Store>, Pruner) {
     (store, pruner)
 }
 
+/// verify-data finds nothing wrong in the stopped store under `dir`.
+fn assert_consistent(dir: &Path) -> check::Report {
+    let report = check::check(&dir.join("data/db")).unwrap();
+    assert!(report.consistent(), "{:?}", report.problems);
+    report
+}
+
 #[tokio::test]
 async fn older_records_go_younger_stay_and_unfinished_events_are_kept() {
     let dir = tempfile::tempdir().unwrap();
@@ -91,8 +98,7 @@ async fn older_records_go_younger_stay_and_unfinished_events_are_kept() {
     ran.sort();
     assert_eq!(ran, [waiting.seq, young.seq]);
     drop((pruner, store));
-    let report = check::check(&dir.path().join("data/db")).unwrap();
-    assert!(report.consistent(), "{:?}", report.problems);
+    assert_consistent(dir.path());
 }
 
 /// A prune batch is removed in small atomic chunks (so an ack never waits behind all of it):
@@ -120,8 +126,7 @@ async fn a_batch_larger_than_one_chunk_goes_whole() {
     assert!(store.delivery(kept.delivery_id).unwrap().is_some());
     store.index_now().unwrap();
     drop((pruner, store));
-    let report = check::check(&dir.path().join("data/db")).unwrap();
-    assert!(report.consistent(), "{:?}", report.problems);
+    let report = assert_consistent(dir.path());
     // Only the young delivery's four index entries are left.
     assert_eq!(report.counts["index"], 4, "{:?}", report.counts);
 }
@@ -160,8 +165,7 @@ async fn an_event_outlives_its_record_while_a_later_duplicate_is_kept() {
     assert!(store.event(first.seq).unwrap().is_none());
     assert_eq!(store.find_event("std", "twice").unwrap(), None);
     drop((pruner, store));
-    let report = check::check(&dir.path().join("data/db")).unwrap();
-    assert!(report.consistent(), "{:?}", report.problems);
+    assert_consistent(dir.path());
 }
 
 #[tokio::test]
