@@ -145,14 +145,11 @@ fn held_by_another(file: &Path) -> bool {
 pub(super) fn check_db(db: &sled::Db) -> Result<Report> {
     let log = db.open_tree(keys::LOG_TREE).db()?;
     let mut r = Report::default();
-    let watermark = log
-        .get(keys::WATERMARK)
-        .db()?
-        .and_then(|v| keys::read_u64(&v))
-        .unwrap_or(0);
+    let watermark = tx::stored_u64(&log, keys::WATERMARK)?;
+    let cursor = tx::stored_u64(&log, keys::CURSOR)?;
+    // Events are counted where they are found (most inside their deliveries' records).
     let kinds = [
         ("deliveries", keys::DELIVERY),
-        ("events", keys::EVENT),
         ("statuses", keys::STATUS),
         ("dedup", keys::DEDUP),
         ("queue", keys::QUEUE),
@@ -173,38 +170,27 @@ pub(super) fn check_db(db: &sled::Db) -> Result<Report> {
             r.record_bytes += (k.len() + v.len()) as u64;
         }
     }
-    let mut in_deliveries = HashSet::new();
-    let events = check_records(&log, watermark, &mut in_deliveries, &mut r)?;
-    // Most events are inside their accepted delivery's record: counted where found.
+    let events = check_records(&log, watermark, cursor, &mut r)?;
     r.counts.insert("events".into(), events.len() as u64);
-    let cursor = log
-        .get(keys::CURSOR)
-        .db()?
-        .and_then(|v| keys::read_u64(&v))
-        .unwrap_or(0);
-    check_queue(&log, &events, &in_deliveries, cursor, &mut r)?;
+    check_queue(&log, &events, &mut r)?;
     Ok(r)
 }
 
-/// Events, deliveries and index entries; returns the readable events' sequence numbers.
-/// The second set holds the events inside their accepted deliveries' records.
-fn check_records(
-    log: &sled::Tree,
-    watermark: u64,
-    in_deliveries: &mut HashSet<u64>,
-    r: &mut Report,
-) -> Result<HashSet<u64>> {
+/// The readable events, each with whether a claim finds it after the claim `cursor` (in its
+/// accepted delivery's record, past the cursor) should it have no status.
+type Events = HashMap<u64, bool>;
+
+/// Events, deliveries and index entries; returns the readable events.
+fn check_records(log: &sled::Tree, watermark: u64, cursor: u64, r: &mut Report) -> Result<Events> {
     // Events first: deliveries point into them. An accepted delivery's record holds its
     // event (format 4); older events have records of their own.
-    let mut events = HashSet::new();
+    let mut events = Events::new();
     for item in tx::all_events(log) {
         let (seq, key, bytes) = item?;
         match codec::decode_event_at(seq, &bytes) {
             Ok(_) => {
-                events.insert(seq);
-                if key.first() == Some(&keys::DELIVERY) {
-                    in_deliveries.insert(seq);
-                }
+                let after_cursor = key.first() == Some(&keys::DELIVERY) && seq > cursor;
+                events.insert(seq, after_cursor);
             }
             Err(e) => r.problem(e.to_string()),
         }
@@ -224,7 +210,7 @@ fn check_records(
                     }
                 }
                 if let (BodyRec::Payload(_), Some(seq)) = (&d.body, d.event_seq) {
-                    if !events.contains(&seq) {
+                    if !events.contains_key(&seq) {
                         r.problem(format!(
                             "delivery {id}: the event holding its body ({seq}) is gone"
                         ));
@@ -248,20 +234,13 @@ fn check_records(
 }
 
 /// Statuses, the queue, in-flight marks, dedup keys and attempts against the events. A new
-/// event (no status) in a delivery's record after the claim `cursor` needs no queue entry:
-/// a claim finds it there.
-fn check_queue(
-    log: &sled::Tree,
-    events: &HashSet<u64>,
-    in_deliveries: &HashSet<u64>,
-    cursor: u64,
-    r: &mut Report,
-) -> Result<()> {
+/// event (no status) that a claim finds after the cursor needs no queue entry.
+fn check_queue(log: &sled::Tree, events: &Events, r: &mut Report) -> Result<()> {
     let mut states: HashMap<u64, EventState> = HashMap::new();
     for item in log.range(keys::kind_range(keys::STATUS)) {
         let (key, bytes) = item.db()?;
         let seq = keys::key_id(&key).unwrap_or(0);
-        if !events.contains(&seq) {
+        if !events.contains_key(&seq) {
             r.problem(format!("status of missing event {seq}"));
         }
         match codec::decode::<StatusRec>(&format!("status of event {seq}"), &bytes) {
@@ -276,7 +255,7 @@ fn check_queue(
     for key in log.range(keys::kind_range(keys::QUEUE)).keys() {
         let seq = keys::parse_queue_key(&key.db()?).map_or(0, |(_, seq)| seq);
         queued.insert(seq);
-        if !events.contains(&seq) {
+        if !events.contains_key(&seq) {
             r.problem(format!("queue entry points at missing event {seq}"));
         } else if !matches!(state(seq), EventState::Queued | EventState::Retrying) {
             r.problem(format!(
@@ -300,15 +279,15 @@ fn check_queue(
         let (_, v) = item.db()?;
         let seq = keys::read_u64(&v).unwrap_or(0);
         deduped.insert(seq);
-        if !events.contains(&seq) {
+        if !events.contains_key(&seq) {
             r.problem(format!("dedup key points at missing event {seq}"));
         }
     }
-    for seq in events {
+    for (seq, after_cursor) in events {
         if !deduped.contains(seq) {
             r.problem(format!("event {seq} has no dedup key pointing at it"));
         }
-        let new = *seq > cursor && in_deliveries.contains(seq) && !states.contains_key(seq);
+        let new = *after_cursor && !states.contains_key(seq);
         match state(*seq) {
             s @ (EventState::Queued | EventState::Retrying) if !queued.contains(seq) && !new => {
                 r.problem(format!("{} event {seq} has no queue entry", s.as_str()))
@@ -318,7 +297,7 @@ fn check_queue(
     }
     for key in log.range(keys::kind_range(keys::ATTEMPT)).keys() {
         let seq = keys::key_id(&key.db()?).unwrap_or(0);
-        if !events.contains(&seq) {
+        if !events.contains_key(&seq) {
             r.problem(format!("attempt log of missing event {seq}"));
         }
     }
@@ -328,7 +307,7 @@ fn check_queue(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::{draft, event, respond};
+    use crate::store::testing::accept;
     use crate::store::SledStore;
 
     /// A new event after the claim cursor needs no queue entry; one the cursor has passed
@@ -337,10 +316,7 @@ mod tests {
     async fn a_waiting_event_must_be_queued_or_after_the_cursor() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path(), 16).unwrap();
-        let a = store
-            .accept(draft("evt-1"), event("evt-1"), respond)
-            .await
-            .unwrap();
+        let a = accept(&store, "evt-1").await;
         store.flush().await.unwrap();
         let h = store.shared.h().unwrap();
         assert!(check_db(&h.db).unwrap().consistent());

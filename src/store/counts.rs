@@ -5,6 +5,7 @@
 use super::codec::{self, StatusRec};
 use super::keys::{self, IndexKind};
 use super::model::{EventState, Verdict};
+use super::tx;
 use super::{Db, Result, Shared, SledStore};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -108,11 +109,7 @@ pub(super) fn recount(shared: &Shared) -> Result<Vec<u64>> {
     // delivery's record; or, from an older format, in records of their own.
     let has_status = |seq: u64| log.contains_key(keys::id_key(keys::STATUS, seq)).db();
     let mut new = 0i64;
-    let cursor = log
-        .get(keys::CURSOR)
-        .db()?
-        .and_then(|v| keys::read_u64(&v))
-        .unwrap_or(0);
+    let cursor = tx::stored_u64(log, keys::CURSOR)?;
     for item in log.range(keys::id_range(
         keys::DELIVERY,
         cursor.saturating_add(1),

@@ -302,26 +302,8 @@ impl SledStore {
         // Ids continue after the largest one stored, whatever the clock says now, and after
         // the claim cursor (the records it passed may all be pruned): a new event's id must
         // lie after the cursor, or no claim would find it.
-        let cursor = h
-            .log
-            .get(keys::CURSOR)
-            .db()?
-            .and_then(|v| keys::read_u64(&v))
-            .unwrap_or(0);
-        let floor = [keys::DELIVERY, keys::EVENT]
-            .iter()
-            .filter_map(|k| h.log.range(keys::kind_range(*k)).next_back())
-            .filter_map(|r| r.ok())
-            .filter_map(|(k, _)| keys::key_id(&k))
-            .max()
-            .unwrap_or(0)
-            .max(cursor);
-        let watermark = h
-            .log
-            .get(keys::WATERMARK)
-            .db()?
-            .and_then(|v| keys::read_u64(&v))
-            .unwrap_or(0);
+        let floor = tx::last_id(&h.log)?.max(tx::stored_u64(&h.log, keys::CURSOR)?);
+        let watermark = tx::stored_u64(&h.log, keys::WATERMARK)?;
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             cache_mb,

@@ -168,11 +168,7 @@ fn repair(db: &sled::Db) -> Result<CopySummary> {
     }
     reindex(&log)?;
     let mut batch = sled::Batch::default();
-    let cursor = log
-        .get(keys::CURSOR)
-        .db()?
-        .and_then(|v| keys::read_u64(&v))
-        .unwrap_or(0);
+    let cursor = tx::stored_u64(&log, keys::CURSOR)?;
     let mut kept = std::collections::HashSet::new();
     for item in tx::all_events(&log) {
         let (seq, key, bytes) = item?;
@@ -368,8 +364,8 @@ pub fn dir_size(dir: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::model::{Attempt, AttemptOutcome};
-    use crate::store::testing::{draft, event, respond};
+    use crate::store::model::AttemptOutcome;
+    use crate::store::testing::{accept, attempt};
     use crate::store::Next;
 
     /// A live copy can catch an event in both places while retention moves it to a record
@@ -379,19 +375,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = {
             let store = SledStore::open(dir.path(), 16).unwrap();
-            let a = store
-                .accept(draft("evt-1"), event("evt-1"), respond)
-                .await
-                .unwrap();
+            let a = accept(&store, "evt-1").await;
             store.claim(u64::MAX / 2, 1).await.unwrap();
-            let done = Attempt {
-                number: 1,
-                processor: "test".into(),
-                started_at_ms: 1,
-                finished_at_ms: 2,
-                outcome: AttemptOutcome::Ok,
-                detail: String::new(),
-            };
+            let done = attempt(AttemptOutcome::Ok);
             store.finish(a.seq, done, Next::Done).unwrap();
             store.flush().await.unwrap();
             let h = store.shared.h().unwrap();

@@ -105,6 +105,27 @@ pub(super) fn event_bytes(tx: &Tx, seq: u64) -> Result<Option<IVec>> {
     tx.get(&keys::id_key(keys::EVENT, seq))
 }
 
+/// A number the store keeps under `key` (the claim cursor, the index watermark); 0 when it
+/// has none yet.
+pub(super) fn stored_u64(log: &sled::Tree, key: &[u8]) -> Result<u64> {
+    Ok(log
+        .get(key)
+        .db()?
+        .and_then(|v| keys::read_u64(&v))
+        .unwrap_or(0))
+}
+
+/// The largest id of a delivery or event stored (0 in an empty store).
+pub(super) fn last_id(log: &sled::Tree) -> Result<u64> {
+    let mut last = 0;
+    for kind in [keys::DELIVERY, keys::EVENT] {
+        if let Some(key) = log.range(keys::kind_range(kind)).keys().next_back() {
+            last = last.max(keys::key_id(&key.db()?).unwrap_or(0));
+        }
+    }
+    Ok(last)
+}
+
 /// Every stored event's seq, key and record: the records of their own (older formats), then
 /// the accepted deliveries' records (format 4); in seq order within each run.
 pub(super) fn all_events(log: &sled::Tree) -> impl Iterator<Item = Result<(u64, IVec, IVec)>> + '_ {
