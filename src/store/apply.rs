@@ -74,7 +74,7 @@ pub(super) const CURSOR_SCAN: usize = 1024;
 /// with whether it is one to claim. The cursor may pass the others: deliveries that carry
 /// no event, and events with a status already (a queue entry or a result speaks for them).
 /// New events are due at once; their id's time orders them among the queue's entries.
-fn new_events(tx: &Tx, from: u64, below: u64, max: usize) -> Result<Vec<(u64, bool)>> {
+pub(super) fn new_events(tx: &Tx, from: u64, below: u64, max: usize) -> Result<Vec<(u64, bool)>> {
     let mut out = Vec::new();
     let mut wanted = 0;
     let range = keys::id_range(keys::DELIVERY, from.saturating_add(1), below);
@@ -379,7 +379,7 @@ pub(super) fn replay(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::{draft, event, respond};
+    use crate::store::testing::{accept, attempt, draft, event, respond};
     use crate::store::SledStore;
 
     /// Keys per kind in the log tree.
@@ -440,10 +440,7 @@ mod tests {
     /// A store in `dir` holding one accepted event, claimed and never finished.
     async fn claimed_once(dir: &std::path::Path) -> (SledStore, Accepted) {
         let store = SledStore::open(dir, 16).unwrap();
-        let a = store
-            .accept(draft("evt-1"), event("evt-1"), respond)
-            .await
-            .unwrap();
+        let a = accept(&store, "evt-1").await;
         assert_eq!(store.claim(u64::MAX / 2, 10).await.unwrap().len(), 1);
         (store, a)
     }
@@ -511,13 +508,7 @@ mod tests {
         let store = SledStore::open(dir.path(), 16).unwrap();
         let mut seqs = Vec::new();
         for id in ["evt-1", "evt-2", "evt-3"] {
-            seqs.push(
-                store
-                    .accept(draft(id), event(id), respond)
-                    .await
-                    .unwrap()
-                    .seq,
-            );
+            seqs.push(accept(&store, id).await.seq);
         }
         assert!(store.next_due().unwrap().is_some());
         let first: Vec<u64> = store
@@ -550,24 +541,11 @@ mod tests {
     async fn a_claim_merges_due_retries_and_new_events_by_time() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path(), 16).unwrap();
-        let old = store
-            .accept(draft("evt-1"), event("evt-1"), respond)
-            .await
-            .unwrap();
+        let old = accept(&store, "evt-1").await;
         store.claim(u64::MAX / 2, 1).await.unwrap();
-        let new = store
-            .accept(draft("evt-2"), event("evt-2"), respond)
-            .await
-            .unwrap();
+        let new = accept(&store, "evt-2").await;
         // evt-1 failed and is due again before evt-2 was received.
-        let failed = Attempt {
-            number: 1,
-            processor: "test".into(),
-            started_at_ms: 1,
-            finished_at_ms: 2,
-            outcome: AttemptOutcome::Error,
-            detail: "refused".into(),
-        };
+        let failed = attempt(AttemptOutcome::Error);
         store.finish(old.seq, failed, Next::RetryAt(1)).unwrap();
         store.flush().await.unwrap();
         assert_eq!(store.next_due().unwrap(), Some(1));
@@ -584,14 +562,7 @@ mod tests {
     async fn a_stale_queue_entry_never_runs_a_finished_event_again() {
         let dir = tempfile::tempdir().unwrap();
         let (store, a) = claimed_once(dir.path()).await;
-        let done = Attempt {
-            number: 1,
-            processor: "test".into(),
-            started_at_ms: 1,
-            finished_at_ms: 2,
-            outcome: AttemptOutcome::Ok,
-            detail: String::new(),
-        };
+        let done = attempt(AttemptOutcome::Ok);
         store.finish(a.seq, done, Next::Done).unwrap();
         store.flush().await.unwrap();
         store
@@ -614,13 +585,7 @@ mod tests {
         let store = SledStore::open(dir.path(), 16).unwrap();
         let mut seqs = Vec::new();
         for id in ["evt-1", "evt-2"] {
-            seqs.push(
-                store
-                    .accept(draft(id), event(id), respond)
-                    .await
-                    .unwrap()
-                    .seq,
-            );
+            seqs.push(accept(&store, id).await.seq);
         }
         {
             let h = store.shared.h().unwrap();
@@ -678,12 +643,37 @@ mod tests {
         }
         let store = SledStore::open(dir.path(), 16).unwrap();
         // The draft's time is 1_700_000_000_000, before the cursor.
-        let a = store
-            .accept(draft("evt-1"), event("evt-1"), respond)
-            .await
-            .unwrap();
+        let a = accept(&store, "evt-1").await;
         assert!(a.seq > keys::first_id_at(1_800_000_000_000));
         let claimed = store.claim(u64::MAX / 2, 10).await.unwrap();
         assert_eq!(claimed.len(), 1);
+    }
+
+    /// The next due time is that of the first new event a claim would take: one the cursor
+    /// has not passed that has a status already (as a restored copy can show) does not count.
+    #[tokio::test]
+    async fn next_due_is_the_first_new_event_a_claim_would_take() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), 16).unwrap();
+        let mut seqs = Vec::new();
+        for (id, at) in [("evt-1", 1_000), ("evt-2", 2_000)] {
+            let mut d = draft(id);
+            d.received_at_ms = at;
+            seqs.push(store.accept(d, event(id), respond).await.unwrap().seq);
+        }
+        assert_eq!(store.next_due().unwrap(), Some(1_000));
+        let mut done = StatusRec::fresh(1_000);
+        done.state = EventState::Done;
+        store
+            .shared
+            .h()
+            .unwrap()
+            .log
+            .insert(
+                keys::id_key(keys::STATUS, seqs[0]),
+                codec::encode(&done).unwrap(),
+            )
+            .unwrap();
+        assert_eq!(store.next_due().unwrap(), Some(2_000));
     }
 }

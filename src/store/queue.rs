@@ -34,17 +34,7 @@ pub(super) fn cursor_past_all(log: &sled::Tree) -> Result<()> {
     if log.contains_key(keys::CURSOR).db()? {
         return Ok(());
     }
-    let mut last = 0;
-    for kind in [keys::EVENT, keys::DELIVERY] {
-        if let Some((key, _)) = log
-            .range(keys::kind_range(kind))
-            .next_back()
-            .transpose()
-            .db()?
-        {
-            last = last.max(keys::key_id(&key).unwrap_or(0));
-        }
-    }
+    let last = tx::last_id(log)?;
     log.insert(keys::CURSOR, &keys::u64_bytes(last)).db()?;
     Ok(())
 }
@@ -62,30 +52,21 @@ impl SledStore {
             .db()?
             .and_then(|(key, _)| keys::parse_queue_key(&key))
             .map(|(due, _)| due);
-        let from = apply::cursor(&Tx::new(&h.log))?.saturating_add(1);
-        let mut fresh = None;
-        let mut scanned = 0;
-        for item in h
-            .log
-            .range(keys::id_range(keys::DELIVERY, from, u64::MAX))
-            .take(apply::CURSOR_SCAN)
-        {
-            let (key, bytes) = item.db()?;
-            let seq = keys::key_id(&key).unwrap_or(0);
-            scanned += 1;
-            if codec::carries_event(&bytes) {
-                fresh = Some(match codec::decode_event_at(seq, &bytes) {
-                    Ok((rec, _)) => rec.received_at_ms,
-                    Err(_) => keys::id_time_ms(seq),
-                });
-                break;
+        // The first new event a claim would take; or, after a long run of records the
+        // cursor may pass (deliveries without an event), now, so that a claim moves it on.
+        let tx = Tx::new(&h.log);
+        let scanned = apply::new_events(&tx, apply::cursor(&tx)?, u64::MAX, 1)?;
+        let fresh = match scanned.last() {
+            Some(&(seq, true)) => Some(match tx::event_bytes(&tx, seq)? {
+                Some(bytes) => codec::decode_event_at(seq, &bytes)
+                    .map_or(keys::id_time_ms(seq), |(rec, _)| rec.received_at_ms),
+                None => keys::id_time_ms(seq),
+            }),
+            Some(&(seq, false)) if scanned.len() == apply::CURSOR_SCAN => {
+                Some(keys::id_time_ms(seq))
             }
-            // A long run of deliveries without an event: due now, so that a claim moves the
-            // cursor past them.
-            if scanned == apply::CURSOR_SCAN {
-                fresh = Some(keys::id_time_ms(seq));
-            }
-        }
+            _ => None,
+        };
         Ok(match (queued, fresh) {
             (Some(q), Some(f)) => Some(q.min(f)),
             (q, f) => q.or(f),
