@@ -166,49 +166,39 @@ impl SledStore {
         let (mut deliveries, mut events_removed) = (0, 0);
         for chunk in found.chunks(LOCKED_CHUNK) {
             let has_events = chunk.iter().any(|f| matches!(f, Found::Event { .. }));
-            let mut late = Vec::new();
             if has_events {
                 let from = unread
                     .unwrap_or_else(|| shared.watermark.load(Ordering::Relaxed).saturating_add(1));
                 unread = Some(self.event_ids_from(from, &mut recent)?);
-                for f in chunk {
-                    if let Found::Event { key, seq, rec, .. } = f {
-                        // An event in its accepted delivery's record waits for every later
-                        // delivery of its id to go first (a duplicate's body points into it);
-                        // one of its own, for those inside the window.
+            }
+            // Whether a later delivery of each event's id is indexed: index reads, made
+            // before the lock. An event in its accepted delivery's record waits for every
+            // later delivery of its id to go first (a duplicate's body points into it); one
+            // of its own, for those inside the window.
+            let indexed_later = chunk
+                .iter()
+                .map(|f| match f {
+                    Found::Event { key, seq, rec, .. } => {
                         let since = match key.first() {
                             Some(&keys::DELIVERY) => seq.saturating_add(1),
                             _ => first_kept,
                         };
-                        late.push(
-                            recent.contains(&rec.event_id)
-                                || self.seen_since(&rec.event_id, since)?,
-                        );
+                        self.seen_since(&rec.event_id, since)
                     }
-                }
-            }
-            let guard = shared.lock();
-            // A duplicate stored since the look above (the writer waits for this lock now)
-            // keeps its event too.
-            let mut newer = HashSet::new();
-            if let Some(from) = unread.filter(|_| has_events) {
-                self.event_ids_from(from, &mut newer)?;
-            }
-            let events: Vec<bool> = chunk
-                .iter()
-                .filter_map(|f| match f {
-                    Found::Event { rec, .. } => Some(!newer.contains(&rec.event_id)),
-                    Found::Delivery(..) => None,
+                    Found::Delivery(..) => Ok(false),
                 })
-                .zip(late)
-                .map(|(not_newer, late)| not_newer && !late)
-                .collect();
+                .collect::<Result<Vec<bool>>>()?;
+            let guard = shared.lock();
+            // Deliveries stored since the look above (the writer waits for this lock now):
+            // a duplicate among them keeps its event too.
+            if let Some(from) = unread.filter(|_| has_events) {
+                unread = Some(self.event_ids_from(from, &mut recent)?);
+            }
             let h = shared.h()?;
             let mut tx = Tx::new(&h.log);
             let mut verdicts: Vec<Verdict> = Vec::new();
             let mut states = Vec::new();
-            let mut may_go = events.into_iter();
-            for f in chunk {
+            for (f, indexed_later) in chunk.iter().zip(indexed_later) {
                 let (key, d) = match f {
                     Found::Delivery(key, d) => (key, d),
                     Found::Event {
@@ -218,7 +208,7 @@ impl SledStore {
                         d,
                         bytes,
                     } => {
-                        let may_go = may_go.next().unwrap_or(false);
+                        let may_go = !indexed_later && !recent.contains(&rec.event_id);
                         let state = tx::status_of(&tx, *seq, rec.received_at_ms).ok();
                         match state.map(|s| s.state) {
                             Some(state) if may_go && finished(state) => {
