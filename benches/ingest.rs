@@ -176,10 +176,14 @@ fn main() {
     let stats = hookd_rt
         .block_on(async { running.store.stats(hookd::clock::now_ms()) })
         .expect("stats");
+    let stopping = Instant::now();
     hookd_rt.block_on(async {
         running.shutdown();
         running.wait().await;
     });
+    // A stop completes the indexes: its time shows how far the indexer trailed the load (it
+    // keeps about a second behind; much more means it could not keep up with this rate).
+    let stop_secs = stopping.elapsed().as_secs_f64();
 
     let pg_url = args
         .iter()
@@ -223,6 +227,7 @@ fn main() {
         .copied()
         .unwrap_or(0)
         .max(1);
+    println!("hookd stopped in {stop_secs:.1} s (completing the indexes last)");
     println!(
         "hookd stored {accepted} accepted deliveries; data dir {:.1} MB ({:.0} bytes per delivery)",
         stats.store_bytes as f64 / 1e6,
@@ -233,11 +238,13 @@ fn main() {
     // sliding retention window, so this is what sets the disk bill.
     let db = dir.path().join("data").join("db");
     match hookd::store::check::check(&db) {
-        Ok(report) => println!(
-            "live records {:.1} MB: {:.0} bytes per delivery",
-            report.record_bytes as f64 / 1e6,
-            report.record_bytes as f64 / accepted as f64
-        ),
+        Ok(report) => {
+            println!(
+                "live records {:.1} MB: {:.0} bytes per delivery",
+                report.record_bytes as f64 / 1e6,
+                report.record_bytes as f64 / accepted as f64
+            );
+        }
         Err(e) => println!("cannot read the store back: {e}"),
     }
 }

@@ -4,6 +4,7 @@
 //! earlier writes.
 
 use super::codec::{self, BodyRec, StatusRec};
+use super::indexer::Indexed;
 use super::ingest::{Accepted, DeliveryDraft, NewEvent};
 use super::model::{Attempt, AttemptOutcome, Event, EventState, Verdict};
 use super::queue::{Next, ReplayError};
@@ -149,6 +150,7 @@ pub(super) fn apply(shared: &Shared, tx: &mut Tx, write: &Write) -> Result<Outco
             let id = id.unwrap_or_else(|| shared.ids.next(draft.received_at_ms));
             let rec = delivery_record(draft, BodyRec::Inline(draft.body.clone()));
             tx.insert(&keys::id_key(keys::DELIVERY, id), codec::encode(&rec)?);
+            tx.written.push((id, Indexed::of(&rec)));
             Outcome::Recorded(id)
         }
         Write::Claim { now_ms, max, .. } => {
@@ -202,11 +204,14 @@ fn accept(
     rec.event_seq = Some(seq);
     let key = keys::id_key(keys::DELIVERY, delivery_id);
     if verdict == Verdict::Accepted {
+        rec.event_id = Some(event.event_id.clone());
+        rec.event_type = Some(event.event_type.clone());
+    }
+    tx.written.push((delivery_id, Indexed::of(&rec)));
+    if verdict == Verdict::Accepted {
         // The event is the delivery's endpoint, id, type and time, and the payload after
         // them; the dedup key names it. No queue entry: the claim cursor finds a new event.
         // Two keys per ack.
-        rec.event_id = Some(event.event_id.clone());
-        rec.event_type = Some(event.event_type.clone());
         tx.insert(
             &key,
             codec::encode_delivery_with_event(rec, &event.payload)?,

@@ -3,100 +3,292 @@
 //!
 //! A thread wakes a few times a second and indexes the deliveries stored since the watermark,
 //! up to the last id handed out a second earlier and below any write batch still in progress
-//! (so every delivery with a smaller id is in the log by then). Index entries and the
-//! new watermark go in one atomic batch and are not flushed: after a crash the indexer starts
+//! (so every delivery with a smaller id is in the log by then). The writers hand it the
+//! deliveries they wrote (see [`Fresh`]); older ones it reads from the log. Index entries,
+//! then the new watermark, are inserted and not flushed: after a crash the indexer starts
 //! again from the watermark that reached the disk, and rewriting an entry is harmless. The
 //! verdict entry carries the answer's latency, so latency costs no write of its own. Readers
 //! treat deliveries above the watermark as the not-yet-indexed tail and filter them directly.
 
 use super::codec::{self, DeliveryRec};
 use super::keys::{self, IndexKind};
+use super::model::Verdict;
 use super::{Db, Result, Shared};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// How far the indexer stays behind the newest id.
 const LAG: Duration = Duration::from_secs(1);
 /// How often it wakes.
 const TICK: Duration = Duration::from_millis(200);
-/// Deliveries indexed per batch. Small: sled's `apply_batch` holds a lock every writer
-/// waits for (about 6 µs a key), so a batch of thousands (tens of thousands of keys) stalled
-/// acks for ~50 ms; 25 deliveries are 100 keys, well under a millisecond.
-const BATCH: usize = 25;
+/// Deliveries indexed per pass: how often the watermark moves, and how much is written
+/// again after a crash.
+const BATCH: usize = 100;
 
 /// The index entries of a delivery: by endpoint, verdict, type and event id.
 pub(super) fn entries(id: u64, d: &DeliveryRec) -> Vec<Vec<u8>> {
-    let mut out = vec![
-        keys::index_key(IndexKind::Endpoint, &d.endpoint, id),
-        keys::index_key(IndexKind::Verdict, d.verdict.as_str(), id),
-    ];
-    if let Some(t) = &d.event_type {
-        out.push(keys::index_key(IndexKind::EventType, t, id));
-    }
-    if let Some(i) = &d.event_id {
-        out.push(keys::index_key(IndexKind::EventId, i, id));
-    }
-    out
+    Indexed::of(d).entries(id)
 }
 
-/// Indexes up to `max` deliveries with ids in (watermark, `upto`]; returns how many.
-fn index_batch(shared: &Shared, upto: u64, max: usize) -> Result<usize> {
+/// What the indexes say of one delivery, handed to the indexer by whoever wrote it.
+#[derive(Debug, Clone)]
+pub(super) struct Indexed {
+    endpoint: String,
+    verdict: Verdict,
+    event_type: Option<String>,
+    event_id: Option<String>,
+}
+
+impl Indexed {
+    pub fn of(d: &DeliveryRec) -> Indexed {
+        Indexed {
+            endpoint: d.endpoint.clone(),
+            verdict: d.verdict,
+            event_type: d.event_type.clone(),
+            event_id: d.event_id.clone(),
+        }
+    }
+
+    fn entries(&self, id: u64) -> Vec<Vec<u8>> {
+        let mut out = vec![
+            keys::index_key(IndexKind::Endpoint, &self.endpoint, id),
+            keys::index_key(IndexKind::Verdict, self.verdict.as_str(), id),
+        ];
+        if let Some(t) = &self.event_type {
+            out.push(keys::index_key(IndexKind::EventType, t, id));
+        }
+        if let Some(i) = &self.event_id {
+            out.push(keys::index_key(IndexKind::EventId, i, id));
+        }
+        out
+    }
+}
+
+/// Deliveries written since the store was opened and not yet indexed, as their writers
+/// handed them over. Reading them back from the log cost the indexer two thirds of its time
+/// (sled's iterator walks the tree from the root for every record, then the whole record
+/// is decoded for four fields), and the indexer competed with the ack path for the same two
+/// cores. The log stays the truth: ids below `complete_from` (written before this opening,
+/// or dropped when the feed overflowed) are read from it as before.
+pub(super) struct Fresh {
+    inner: Mutex<FreshInner>,
+    /// Signalled when the indexer took deliveries (see [`Fresh::wait_below`]).
+    taken: Condvar,
+}
+
+struct FreshInner {
+    /// Every delivery written with an id from here on is in `items` until it is indexed.
+    complete_from: u64,
+    /// The largest id offered so far: where the feed can start again after it was dropped.
+    max_offered: u64,
+    items: BTreeMap<u64, Indexed>,
+}
+
+/// Deliveries kept in the feed at most (about 100 bytes each). An indexer this far behind
+/// (a stalled disk) reads the log again, as after a restart.
+const MAX_FRESH: usize = 200_000;
+
+/// Deliveries the indexer may trail the writer by before the writer waits for it: about
+/// five seconds of the most this machine acks. A burst is acked at full speed and indexed
+/// after it; a sustained rate above what the indexer keeps up with is slowed to its pace,
+/// so the unindexed tail that readers filter directly stays short.
+pub(super) const HOLD: usize = 50_000;
+/// The longest the writer waits for the indexer before each batch: an indexer that cannot
+/// write (its errors are logged) must not stop the acks.
+const HOLD_WAIT: Duration = Duration::from_millis(500);
+
+impl Fresh {
+    /// A feed for a store whose largest stored id is `floor`.
+    pub fn new(floor: u64) -> Fresh {
+        Fresh {
+            inner: Mutex::new(FreshInner {
+                complete_from: floor.saturating_add(1),
+                max_offered: floor,
+                items: BTreeMap::new(),
+            }),
+            taken: Condvar::new(),
+        }
+    }
+
+    /// Waits, at most [`HOLD_WAIT`], until the indexer trails by no more than `most`
+    /// deliveries. Returns whether it had to wait.
+    pub fn wait_below(&self, most: usize) -> bool {
+        let f = self.lock();
+        if f.items.len() <= most {
+            return false;
+        }
+        let (_f, _timeout) = self
+            .taken
+            .wait_timeout_while(f, HOLD_WAIT, |f| f.items.len() > most)
+            .unwrap_or_else(|p| p.into_inner());
+        true
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FreshInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands over deliveries that are now in the log (their batch was applied).
+    pub fn offer(&self, written: impl IntoIterator<Item = (u64, Indexed)>) {
+        let mut f = self.lock();
+        for (id, item) in written {
+            f.max_offered = f.max_offered.max(id);
+            if id >= f.complete_from {
+                f.items.insert(id, item);
+            }
+        }
+        if f.items.len() > MAX_FRESH {
+            f.restart();
+        }
+    }
+
+    /// Forgets what it holds: the indexer reads those deliveries from the log. Used after
+    /// the database was reopened (a batch applied before a failed flush may be gone).
+    pub fn forget(&self) {
+        self.lock().restart();
+        self.taken.notify_all();
+    }
+
+    /// Up to `max` deliveries with ids in `from..=upto`, in id order, or `None` when the
+    /// feed is not complete from `from` on (the log must be read).
+    fn take(&self, from: u64, upto: u64, max: usize) -> Option<Vec<(u64, Indexed)>> {
+        let mut f = self.lock();
+        if from < f.complete_from {
+            return None;
+        }
+        // Anything below `from` was indexed already (or arrived after the indexer passed it,
+        // as a late write would have been missed in the log too).
+        let rest = f.items.split_off(&from);
+        f.items = rest;
+        let ids: Vec<u64> = f
+            .items
+            .range(from..=upto)
+            .map(|(id, _)| *id)
+            .take(max)
+            .collect();
+        let taken = ids
+            .into_iter()
+            .filter_map(|id| f.items.remove(&id).map(|item| (id, item)))
+            .collect();
+        self.taken.notify_all();
+        Some(taken)
+    }
+
+    /// The first id the feed is complete from.
+    fn complete_from(&self) -> u64 {
+        self.lock().complete_from
+    }
+}
+
+impl FreshInner {
+    fn restart(&mut self) {
+        self.items.clear();
+        // Every id offered so far is below it; one offered later with a smaller id is
+        // dropped on arrival and read from the log.
+        self.complete_from = self.max_offered.saturating_add(1);
+    }
+}
+
+/// Indexes up to `max` deliveries with ids in (watermark, `upto`]; returns whether the
+/// indexes are now complete up to `upto`.
+fn index_batch(shared: &Shared, upto: u64, max: usize) -> Result<bool> {
     // The indexer thread and a catch-up asked for by retention take turns, so the watermark
     // only moves forward.
     let _turn = shared.indexing.lock().unwrap_or_else(|p| p.into_inner());
     let from = shared.watermark.load(Ordering::Relaxed);
     if upto <= from {
-        return Ok(0);
+        return Ok(true);
     }
-    let range = keys::id_range(keys::DELIVERY, from + 1, upto.saturating_add(1));
-    let mut batch = sled::Batch::default();
-    let mut last = None;
-    let mut n = 0;
-    let mut latencies = Vec::new();
-    for item in shared.h()?.log.range(range).take(max) {
-        let (key, bytes) = item.db()?;
-        let Some(id) = keys::key_id(&key) else {
-            continue;
-        };
-        last = Some(id);
-        n += 1;
-        let d: DeliveryRec = match codec::decode_delivery(&format!("delivery {id}"), &bytes) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(error = %e, "not indexed (verify-data reports it)");
-                continue;
-            }
-        };
-        latencies.push((id, entries(id, &d)));
-    }
-    // Fewer than `max`: everything up to `upto` was seen.
-    let watermark = if n < max { upto } else { last.unwrap_or(from) };
+    let (seen, reach) = match shared.fresh.take(from + 1, upto, max) {
+        Some(written) => (Seen::of(written), upto),
+        // Below the feed: read the log, up to where the feed takes over.
+        None => {
+            let reach = upto.min(shared.fresh.complete_from().saturating_sub(1));
+            (from_log(shared, from, reach, max)?, reach)
+        }
+    };
+    // Fewer than `max`: everything up to `reach` was seen.
+    let watermark = if seen.count < max {
+        reach
+    } else {
+        seen.last.unwrap_or(from)
+    };
+    let mut writes = Vec::with_capacity(seen.items.len() * 4);
     {
         let mut pending = shared.latencies.lock().unwrap_or_else(|p| p.into_inner());
-        for (id, entries) in latencies {
+        for (id, item) in seen.items {
             let latency = pending.remove(&id);
-            for key in entries {
+            for key in item.entries(id) {
                 let is_verdict = key.get(1) == Some(&(IndexKind::Verdict as u8));
                 match latency {
-                    Some(us) if is_verdict => batch.insert(key, &keys::u64_bytes(us)),
-                    _ => batch.insert(key, &[]),
+                    Some(us) if is_verdict => writes.push((key, keys::u64_bytes(us).to_vec())),
+                    _ => writes.push((key, Vec::new())),
                 }
             }
         }
         // Latencies of deliveries indexed without one are of no use any more.
         pending.retain(|id, _| *id > watermark);
     }
-    batch.insert(keys::WATERMARK, &keys::u64_bytes(watermark));
-    shared.h()?.log.apply_batch(batch).db()?;
+    // One insert at a time, not one `apply_batch`: sled's batch takes a process-wide lock
+    // that stops every other read and write, so a batch of index entries stalled the acks
+    // behind it. Single inserts run beside the writer's batches. The watermark goes last:
+    // sled recovers a prefix of its log, so a watermark that survived a crash has every
+    // entry before it (and entries written again after a crash are the same bytes).
+    let h = shared.h()?;
+    for (key, value) in writes {
+        h.log.insert(key, value).db()?;
+    }
+    h.log
+        .insert(keys::WATERMARK, &keys::u64_bytes(watermark))
+        .db()?;
     shared.watermark.store(watermark, Ordering::Relaxed);
-    Ok(n)
+    Ok(watermark >= upto)
+}
+
+/// The deliveries one indexing batch found.
+struct Seen {
+    items: Vec<(u64, Indexed)>,
+    /// How many ids were seen, readable or not.
+    count: usize,
+    /// The largest id seen.
+    last: Option<u64>,
+}
+
+impl Seen {
+    fn of(items: Vec<(u64, Indexed)>) -> Seen {
+        Seen {
+            count: items.len(),
+            last: items.last().map(|(id, _)| *id),
+            items,
+        }
+    }
+}
+
+/// Up to `max` deliveries with ids in (`from`, `upto`], read from the log. One that cannot
+/// be read is not indexed (verify-data reports it) but is seen, so the watermark passes it.
+fn from_log(shared: &Shared, from: u64, upto: u64, max: usize) -> Result<Seen> {
+    let mut seen = Seen::of(Vec::new());
+    let range = keys::id_range(keys::DELIVERY, from + 1, upto.saturating_add(1));
+    for item in shared.h()?.log.range(range).take(max) {
+        let (key, bytes) = item.db()?;
+        let Some(id) = keys::key_id(&key) else {
+            continue;
+        };
+        seen.count += 1;
+        seen.last = Some(id);
+        match codec::decode_delivery(&format!("delivery {id}"), &bytes) {
+            Ok(d) => seen.items.push((id, Indexed::of(&d))),
+            Err(e) => tracing::warn!(error = %e, "not indexed (verify-data reports it)"),
+        }
+    }
+    Ok(seen)
 }
 
 /// Indexes everything up to `upto`.
 pub(super) fn catch_up(shared: &Shared, upto: u64) -> Result<()> {
-    while index_batch(shared, upto, BATCH)? == BATCH {}
+    while !index_batch(shared, upto, BATCH)? {}
     Ok(())
 }
 
@@ -136,7 +328,7 @@ impl Indexer {
                     let target = target.min(floor.saturating_sub(1));
                     loop {
                         match index_batch(&shared, target, BATCH) {
-                            Ok(n) if n == BATCH && !stopping.load(Ordering::Relaxed) => {}
+                            Ok(false) if !stopping.load(Ordering::Relaxed) => {}
                             Ok(_) => break,
                             Err(e) => {
                                 tracing::warn!(error = %e, "indexing failed; retrying");
@@ -157,5 +349,168 @@ impl Indexer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::model::Verdict;
+    use super::super::testing::{accept, draft};
+    use super::super::SledStore;
+    use super::*;
+
+    /// The delivery ids under one index value, in id order.
+    fn indexed(store: &SledStore, kind: IndexKind, value: &str) -> Vec<u64> {
+        let h = store.shared.h().expect("open");
+        h.log
+            .scan_prefix(keys::index_prefix(kind, value))
+            .keys()
+            .map(|k| keys::index_key_id(&k.expect("key")).expect("id"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn deliveries_of_this_opening_come_from_the_feed_and_older_ones_from_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (old_accept, old_reject) = {
+            let store = SledStore::open(dir.path(), 16).expect("open");
+            let a = accept(&store, "a").await;
+            let mut rejected = draft("r");
+            rejected.verdict = Verdict::Rejected;
+            let r = store.record(rejected).expect("recorded");
+            (a.delivery_id, r)
+        };
+        // A crash lost the first opening's index writes (they are not flushed).
+        {
+            let db = super::super::open::open_guarded(dir.path(), 16).expect("raw");
+            let log = db.open_tree(keys::LOG_TREE).expect("log");
+            for key in log.range(keys::kind_range(keys::INDEX)).keys() {
+                log.remove(key.expect("key")).expect("removed");
+            }
+            log.remove(keys::WATERMARK).expect("removed");
+            db.flush().expect("flushed");
+        }
+        let store = SledStore::open(dir.path(), 16).expect("reopen");
+        let b = accept(&store, "b").await;
+        let dup = accept(&store, "a").await;
+        assert_eq!(dup.verdict, Verdict::Duplicate);
+        let mut rejected = draft("r2");
+        rejected.verdict = Verdict::Rejected;
+        let new_reject = store.record(rejected).expect("recorded");
+        assert_eq!(store.shared.fresh.lock().items.len(), 3);
+        store.index_now().expect("indexed");
+
+        assert_eq!(
+            indexed(&store, IndexKind::EventId, "a"),
+            vec![old_accept, dup.delivery_id]
+        );
+        assert_eq!(
+            indexed(&store, IndexKind::EventId, "b"),
+            vec![b.delivery_id]
+        );
+        assert_eq!(
+            indexed(&store, IndexKind::Verdict, "rejected"),
+            vec![old_reject, new_reject]
+        );
+        assert_eq!(
+            indexed(&store, IndexKind::Verdict, "duplicate"),
+            vec![dup.delivery_id]
+        );
+        assert_eq!(indexed(&store, IndexKind::EventType, "t").len(), 5);
+        assert_eq!(indexed(&store, IndexKind::Endpoint, "std").len(), 5);
+        assert!(store.shared.fresh.lock().items.is_empty());
+        assert_eq!(
+            store.shared.watermark.load(Ordering::Relaxed),
+            store.shared.ids.last()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_clean_stop_leaves_the_indexes_complete() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let last = {
+            let store = SledStore::open(dir.path(), 16).expect("open");
+            accept(&store, "a").await;
+            accept(&store, "b").await.delivery_id
+        };
+        let store = SledStore::open(dir.path(), 16).expect("reopen");
+        assert_eq!(store.shared.watermark.load(Ordering::Relaxed), last);
+        assert_eq!(indexed(&store, IndexKind::EventId, "b"), vec![last]);
+    }
+
+    fn item() -> Indexed {
+        Indexed::of(&super::super::tx::delivery_record(
+            &draft("x"),
+            codec::BodyRec::Inline(String::new()),
+        ))
+    }
+
+    fn ids(taken: Option<Vec<(u64, Indexed)>>) -> Vec<u64> {
+        taken
+            .expect("complete")
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_writer_waits_for_an_indexer_far_behind_but_not_forever() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(dir.path(), 16).expect("open");
+        // Deliveries the indexer will not reach (their ids are far ahead of any handed out).
+        let far = u64::MAX / 2;
+        store
+            .shared
+            .fresh
+            .offer((0..=HOLD as u64).map(|i| (far + i, item())));
+        let started = Instant::now();
+        let a = accept(&store, "a").await;
+        assert!(started.elapsed() >= HOLD_WAIT);
+        assert_eq!(a.verdict, Verdict::Accepted);
+    }
+
+    #[test]
+    fn waiting_for_the_indexer_ends_when_it_takes_enough() {
+        let fresh = Arc::new(Fresh::new(0));
+        fresh.offer((1..=3).map(|id| (id, item())));
+        assert!(!fresh.wait_below(3));
+        let indexer = {
+            let fresh = fresh.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                fresh.take(1, 2, 10)
+            })
+        };
+        assert!(fresh.wait_below(1));
+        assert_eq!(ids(indexer.join().expect("joined")), vec![1, 2]);
+        assert_eq!(fresh.lock().items.len(), 1);
+    }
+
+    #[test]
+    fn the_feed_answers_only_where_it_is_complete() {
+        let fresh = Fresh::new(10);
+        // Ids up to the floor were written before this opening: the log has them.
+        assert!(fresh.take(5, 20, 10).is_none());
+        fresh.offer([(13, item()), (11, item()), (12, item())]);
+        assert_eq!(ids(fresh.take(11, 12, 10)), vec![11, 12]);
+        assert_eq!(ids(fresh.take(13, 20, 10)), vec![13]);
+        assert_eq!(ids(fresh.take(14, 20, 10)), Vec::<u64>::new());
+
+        // An indexer far behind: the feed drops what it holds and starts past all it saw.
+        let top = 100 + MAX_FRESH as u64;
+        fresh.offer((100..=top).map(|id| (id, item())));
+        assert_eq!(fresh.complete_from(), top + 1);
+        assert!(fresh.take(100, u64::MAX, 10).is_none());
+        // A write that lands late, below the restart, is left to the log.
+        fresh.offer([(top, item())]);
+        assert!(fresh.lock().items.is_empty());
+        fresh.offer([(top + 1, item())]);
+        assert_eq!(ids(fresh.take(top + 1, u64::MAX, 10)), vec![top + 1]);
+
+        // After the database was reopened, too.
+        fresh.offer([(top + 7, item())]);
+        fresh.forget();
+        assert_eq!(fresh.complete_from(), top + 8);
+        assert!(fresh.lock().items.is_empty());
     }
 }

@@ -4,6 +4,7 @@
 //! (nothing was acknowledged).
 
 use super::codec::{self, BodyRec};
+use super::indexer::Indexed;
 use super::model::{ResponseLog, Verdict};
 use super::tx;
 use super::writer::Respond;
@@ -58,6 +59,7 @@ impl SledStore {
             .log
             .insert(keys::id_key(keys::DELIVERY, id), codec::encode(&rec)?)
             .db()?;
+        self.shared.fresh.offer([(id, Indexed::of(&rec))]);
         self.shared
             .counts
             .verdict(draft.verdict)

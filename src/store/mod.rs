@@ -187,6 +187,8 @@ struct Shared {
     latencies: Mutex<HashMap<u64, u64>>,
     /// The delivery id up to which the indexes are complete.
     watermark: AtomicU64,
+    /// Deliveries written but not yet indexed, handed to the indexer in memory.
+    fresh: indexer::Fresh,
     /// Held by everything that reads records and writes back what it decided (the writer's
     /// batches, retention's batches), so each such batch is serializable without sled's
     /// transactions.
@@ -244,6 +246,7 @@ impl Shared {
         *slot = Some(Arc::new(Handles::new(db)?));
         self.openings.fetch_add(1, Ordering::Relaxed);
         drop(slot);
+        self.fresh.forget();
         // Events processing now are being run by this process's workers: nothing to re-queue.
         counts::recount(self)?;
         tracing::warn!("the store was reopened after a write failure");
@@ -316,6 +319,7 @@ impl SledStore {
             pending_finishes: AtomicUsize::new(0),
             latencies: Mutex::new(HashMap::new()),
             watermark: AtomicU64::new(watermark),
+            fresh: indexer::Fresh::new(floor),
             mutate: Mutex::new(()),
             indexing: Mutex::new(()),
             batch_floor: AtomicU64::new(u64::MAX),
@@ -377,5 +381,10 @@ impl Drop for SledStore {
     fn drop(&mut self) {
         self.indexer.stop();
         self.writer.stop();
+        // A clean stop leaves the indexes complete: the next start's readers then have no
+        // unindexed tail to filter (after a burst, up to `indexer::HOLD` deliveries).
+        if let Err(e) = indexer::catch_up(&self.shared, self.shared.ids.last()) {
+            tracing::warn!(error = %e, "indexes left incomplete; the next start completes them");
+        }
     }
 }

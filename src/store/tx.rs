@@ -5,6 +5,7 @@
 //! a record's key and encoding are spelled once.
 
 use super::codec::{self, BodyRec, DeliveryRec, EventRec, StatusRec};
+use super::indexer::Indexed;
 use super::ingest::DeliveryDraft;
 use super::model::Event;
 use super::{keys, Db, Result};
@@ -17,6 +18,8 @@ pub(super) struct Tx<'a> {
     pub(super) tree: &'a sled::Tree,
     pub(super) overlay: HashMap<Vec<u8>, Option<IVec>>,
     batch: sled::Batch,
+    /// The deliveries this batch writes, for the indexer once the batch is applied.
+    pub(super) written: Vec<(u64, Indexed)>,
 }
 
 impl<'a> Tx<'a> {
@@ -25,6 +28,7 @@ impl<'a> Tx<'a> {
             tree,
             overlay: HashMap::new(),
             batch: sled::Batch::default(),
+            written: Vec::new(),
         }
     }
 

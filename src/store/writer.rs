@@ -125,6 +125,8 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
+                    // An indexer far behind: let it catch up a little first.
+                    shared.fresh.wait_below(super::indexer::HOLD);
                     run_batch(&shared, std::mem::take(&mut batch), &to_flusher);
                 }
                 // Every batch handed over is answered before the store closes.
@@ -263,10 +265,15 @@ fn run_batch(shared: &Shared, batch: Vec<Write>, flusher: &std::sync::mpsc::Send
             }
         }
     }
+    let written = std::mem::take(&mut tx.written);
     let applied = match failed {
         Some(e) => Err(e),
         None => tx.commit(),
     };
+    if applied.is_ok() {
+        // Before the floor lifts: the indexer may then pass these ids.
+        shared.fresh.offer(written);
+    }
     shared.batch_floor.store(u64::MAX, Ordering::SeqCst);
     drop(guard);
     if let Err(e) = applied {
