@@ -84,6 +84,10 @@ struct FreshInner {
     /// The largest id offered so far: where the feed can start again after it was dropped.
     max_offered: u64,
     items: BTreeMap<u64, Indexed>,
+    /// How many times the indexer took from the feed.
+    takes: u64,
+    /// `takes` when a wait for the indexer ran out: until it takes again, nobody waits.
+    stalled_at: Option<u64>,
 }
 
 /// Deliveries kept in the feed at most (about 100 bytes each). An indexer this far behind
@@ -107,6 +111,8 @@ impl Fresh {
                 complete_from: floor.saturating_add(1),
                 max_offered: floor,
                 items: BTreeMap::new(),
+                takes: 0,
+                stalled_at: None,
             }),
             taken: Condvar::new(),
         }
@@ -114,15 +120,22 @@ impl Fresh {
 
     /// Waits, at most [`HOLD_WAIT`], until the indexer trails by no more than `most`
     /// deliveries. Returns whether it had to wait.
+    /// An indexer that took nothing during a whole wait is stuck (its errors are logged):
+    /// the writer then goes on without waiting until it takes again, so a broken indexer
+    /// costs the acks one wait, not one per batch.
     pub fn wait_below(&self, most: usize) -> bool {
         let f = self.lock();
-        if f.items.len() <= most {
+        if f.items.len() <= most || f.stalled_at == Some(f.takes) {
             return false;
         }
-        let (_f, _timeout) = self
+        let before = f.takes;
+        let (mut f, timeout) = self
             .taken
             .wait_timeout_while(f, HOLD_WAIT, |f| f.items.len() > most)
             .unwrap_or_else(|p| p.into_inner());
+        if timeout.timed_out() && f.takes == before {
+            f.stalled_at = Some(before);
+        }
         true
     }
 
@@ -172,6 +185,7 @@ impl Fresh {
             .into_iter()
             .filter_map(|id| f.items.remove(&id).map(|item| (id, item)))
             .collect();
+        f.takes += 1;
         self.taken.notify_all();
         Some(taken)
     }
@@ -467,6 +481,8 @@ mod tests {
         let a = accept(&store, "a").await;
         assert!(started.elapsed() >= HOLD_WAIT);
         assert_eq!(a.verdict, Verdict::Accepted);
+        // The indexer took nothing meanwhile: the next batches do not wait for it again.
+        assert!(!store.shared.fresh.wait_below(HOLD));
     }
 
     #[test]
