@@ -6,8 +6,8 @@
 //! events claimed before, attempts, the secondary indexes, and the claim cursor after which
 //! new events are found. An accepted delivery is two keys (delivery, dedup) in one atomic
 //! `apply_batch`, made durable by the writer's group commit before anyone is answered. The
-//! indexes the UI filters by are written behind that, by the indexer, from a durable
-//! watermark; the answer's latency rides along in the verdict index entry, so it costs no
+//! indexes the UI filters by are written behind that, by the indexer (handed each delivery
+//! in memory by its writer), from a durable watermark; the answer's latency rides along in the verdict index entry, so it costs no
 //! write of its own. `meta` records the data format and a counter. Events of older formats
 //! keep records of their own (and their queue entries).
 //!
