@@ -7,9 +7,10 @@
 //! new events are found. An accepted delivery is two keys (delivery, dedup) in one atomic
 //! `apply_batch`, made durable by the writer's group commit before anyone is answered. The
 //! indexes the UI filters by are written behind that, by the indexer (handed each delivery
-//! in memory by its writer), from a durable watermark; the answer's latency rides along in the verdict index entry, so it costs no
-//! write of its own. `meta` records the data format and a counter. Events of older formats
-//! keep records of their own (and their queue entries).
+//! in memory by its writer), from a durable watermark; the answer's latency rides along in
+//! the verdict index entry, so it costs no write of its own. `meta` records the data format
+//! and a counter. Events of older formats keep records of their own (and their queue
+//! entries).
 //!
 //! Files: `writer` (group commit), `ingest` (receiving), `queue` (claiming and results),
 //! `browse` (reads for the UI), `search` (index choice, body search, counts, duplicates), `counts` (counters and stats), `indexer`, `prune`
