@@ -13,7 +13,7 @@
 use super::codec::{self, DeliveryRec};
 use super::keys::{self, IndexKind};
 use super::model::Verdict;
-use super::{Db, Result, Shared};
+use super::{Db, Handles, Result, Shared};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -84,9 +84,9 @@ struct FreshInner {
     /// The largest id offered so far: where the feed can start again after it was dropped.
     max_offered: u64,
     items: BTreeMap<u64, Indexed>,
-    /// How many times the indexer took from the feed.
-    takes: u64,
-    /// `takes` when a wait for the indexer ran out: until it takes again, nobody waits.
+    /// How many indexing passes succeeded.
+    passes: u64,
+    /// `passes` when a wait for the indexer ran out: until it passes again, nobody waits.
     stalled_at: Option<u64>,
 }
 
@@ -111,7 +111,7 @@ impl Fresh {
                 complete_from: floor.saturating_add(1),
                 max_offered: floor,
                 items: BTreeMap::new(),
-                takes: 0,
+                passes: 0,
                 stalled_at: None,
             }),
             taken: Condvar::new(),
@@ -121,19 +121,19 @@ impl Fresh {
     /// Waits, at most [`HOLD_WAIT`], until the indexer trails by no more than `most`
     /// deliveries. Returns whether it had to wait.
     /// An indexer that took nothing during a whole wait is stuck (its errors are logged):
-    /// the writer then goes on without waiting until it takes again, so a broken indexer
+    /// the writer then goes on without waiting until it passes again, so a broken indexer
     /// costs the acks one wait, not one per batch.
     pub fn wait_below(&self, most: usize) -> bool {
         let f = self.lock();
-        if f.items.len() <= most || f.stalled_at == Some(f.takes) {
+        if f.items.len() <= most || f.stalled_at == Some(f.passes) {
             return false;
         }
-        let before = f.takes;
+        let before = f.passes;
         let (mut f, timeout) = self
             .taken
             .wait_timeout_while(f, HOLD_WAIT, |f| f.items.len() > most)
             .unwrap_or_else(|p| p.into_inner());
-        if timeout.timed_out() && f.takes == before {
+        if timeout.timed_out() && f.passes == before {
             f.stalled_at = Some(before);
         }
         true
@@ -157,10 +157,20 @@ impl Fresh {
         }
     }
 
-    /// Forgets what it holds: the indexer reads those deliveries from the log. Used after
-    /// the database was reopened (a batch applied before a failed flush may be gone).
-    pub fn forget(&self) {
-        self.lock().restart();
+    /// Forgets what it holds: every id up to `handed_out` (the last one handed out) is read
+    /// from the log. Used after the database was reopened (a batch applied before a failed
+    /// flush may be gone) and after a failed indexing pass (what it took was not written).
+    pub fn forget(&self, handed_out: u64) {
+        let mut f = self.lock();
+        f.max_offered = f.max_offered.max(handed_out);
+        f.restart();
+        drop(f);
+        self.taken.notify_all();
+    }
+
+    /// Notes a successful indexing pass (from the feed or the log).
+    fn passed(&self) {
+        self.lock().passes += 1;
         self.taken.notify_all();
     }
 
@@ -185,7 +195,6 @@ impl Fresh {
             .into_iter()
             .filter_map(|id| f.items.remove(&id).map(|item| (id, item)))
             .collect();
-        f.takes += 1;
         self.taken.notify_all();
         Some(taken)
     }
@@ -215,12 +224,13 @@ fn index_batch(shared: &Shared, upto: u64, max: usize) -> Result<bool> {
     if upto <= from {
         return Ok(true);
     }
-    let (seen, reach) = match shared.fresh.take(from + 1, upto, max) {
-        Some(written) => (Seen::of(written), upto),
+    let h = shared.h()?;
+    let (seen, reach, fed) = match shared.fresh.take(from + 1, upto, max) {
+        Some(written) => (Seen::of(written), upto, true),
         // Below the feed: read the log, up to where the feed takes over.
         None => {
             let reach = upto.min(shared.fresh.complete_from().saturating_sub(1));
-            (from_log(shared, from, reach, max)?, reach)
+            (from_log(&h, from, reach, max)?, reach, false)
         }
     };
     // Fewer than `max`: everything up to `reach` was seen.
@@ -250,14 +260,22 @@ fn index_batch(shared: &Shared, upto: u64, max: usize) -> Result<bool> {
     // behind it. Single inserts run beside the writer's batches. The watermark goes last:
     // sled recovers a prefix of its log, so a watermark that survived a crash has every
     // entry before it (and entries written again after a crash are the same bytes).
-    let h = shared.h()?;
-    for (key, value) in writes {
-        h.log.insert(key, value).db()?;
+    let written = writes
+        .into_iter()
+        .chain([(
+            keys::WATERMARK.to_vec(),
+            keys::u64_bytes(watermark).to_vec(),
+        )])
+        .try_for_each(|(key, value)| h.log.insert(key, value).db().map(drop));
+    if let Err(e) = written {
+        // What was taken from the feed is not in it any more: read it from the log.
+        if fed {
+            shared.fresh.forget(shared.ids.last());
+        }
+        return Err(e);
     }
-    h.log
-        .insert(keys::WATERMARK, &keys::u64_bytes(watermark))
-        .db()?;
     shared.watermark.store(watermark, Ordering::Relaxed);
+    shared.fresh.passed();
     Ok(watermark >= upto)
 }
 
@@ -282,10 +300,10 @@ impl Seen {
 
 /// Up to `max` deliveries with ids in (`from`, `upto`], read from the log. One that cannot
 /// be read is not indexed (verify-data reports it) but is seen, so the watermark passes it.
-fn from_log(shared: &Shared, from: u64, upto: u64, max: usize) -> Result<Seen> {
+fn from_log(h: &Handles, from: u64, upto: u64, max: usize) -> Result<Seen> {
     let mut seen = Seen::of(Vec::new());
     let range = keys::id_range(keys::DELIVERY, from + 1, upto.saturating_add(1));
-    for item in shared.h()?.log.range(range).take(max) {
+    for item in h.log.range(range).take(max) {
         let (key, bytes) = item.db()?;
         let Some(id) = keys::key_id(&key) else {
             continue;
@@ -525,8 +543,8 @@ mod tests {
 
         // After the database was reopened, too.
         fresh.offer([(top + 7, item())]);
-        fresh.forget();
-        assert_eq!(fresh.complete_from(), top + 8);
+        fresh.forget(top + 9);
+        assert_eq!(fresh.complete_from(), top + 10);
         assert!(fresh.lock().items.is_empty());
     }
 }

@@ -223,6 +223,9 @@ impl Shared {
     /// Closes and reopens the database (see [`Handles`]), then recounts: the batch that
     /// failed may or may not have reached the disk (nobody was answered for it).
     fn reopen(&self) -> Result<()> {
+        // No indexing pass runs across the swap: one would write what it took from the feed
+        // (deliveries the failed flush may have lost) into the new database.
+        let _indexing = self.indexing.lock().unwrap_or_else(|p| p.into_inner());
         let mut slot = self.handles.write().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = slot.take() {
             // Readers finish with their copies within moments; sled keeps its lock until
@@ -244,10 +247,17 @@ impl Shared {
             }
         }
         let db = open::open_guarded(&self.dir, self.cache_mb)?;
-        *slot = Some(Arc::new(Handles::new(db)?));
+        let h = Handles::new(db)?;
+        // The indexes and watermark written since the last flush may be gone too.
+        self.watermark
+            .store(tx::stored_u64(&h.log, keys::WATERMARK)?, Ordering::Relaxed);
+        *slot = Some(Arc::new(h));
+        // Still under the handles' lock: a delivery whose id was handed out before this
+        // point may have gone to the old database, so every such id is read from the log.
+        // (Receivers take their id first and the handles after.)
+        self.fresh.forget(self.ids.last());
         self.openings.fetch_add(1, Ordering::Relaxed);
         drop(slot);
-        self.fresh.forget();
         // Events processing now are being run by this process's workers: nothing to re-queue.
         counts::recount(self)?;
         tracing::warn!("the store was reopened after a write failure");
@@ -380,8 +390,9 @@ impl SledStore {
 
 impl Drop for SledStore {
     fn drop(&mut self) {
-        self.indexer.stop();
+        // The writer first: while it drains its last writes it may wait for the indexer.
         self.writer.stop();
+        self.indexer.stop();
         // A clean stop leaves the indexes complete: the next start's readers then have no
         // unindexed tail to filter (after a burst, up to `indexer::HOLD` deliveries).
         if let Err(e) = indexer::catch_up(&self.shared, self.shared.ids.last()) {

@@ -507,5 +507,10 @@ mod tests {
             .unwrap();
         assert_eq!(a.verdict, Verdict::Accepted);
         assert!(store.health().is_ok());
+        // What the indexer was handed before the reopen is read from the log again: every
+        // index entry names a delivery the reopened store has, and every delivery its entries.
+        store.index_now().unwrap();
+        let report = super::super::check::check_db(&store.shared.h().unwrap().db).unwrap();
+        assert!(report.consistent(), "{:?}", report.problems);
     }
 }
