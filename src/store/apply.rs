@@ -4,7 +4,6 @@
 //! earlier writes.
 
 use super::codec::{self, BodyRec, StatusRec};
-use super::indexer::Indexed;
 use super::ingest::{Accepted, DeliveryDraft, NewEvent};
 use super::model::{Attempt, AttemptOutcome, Event, EventState, Verdict};
 use super::queue::{Next, ReplayError};
@@ -149,8 +148,7 @@ pub(super) fn apply(shared: &Shared, tx: &mut Tx, write: &Write) -> Result<Outco
         Write::Record { draft, id, .. } => {
             let id = id.unwrap_or_else(|| shared.ids.next(draft.received_at_ms));
             let rec = delivery_record(draft, BodyRec::Inline(draft.body.clone()));
-            tx.insert(&keys::id_key(keys::DELIVERY, id), codec::encode(&rec)?);
-            tx.written.push((id, Indexed::of(&rec)));
+            tx.put_delivery(id, rec, None)?;
             Outcome::Recorded(id)
         }
         Write::Claim { now_ms, max, .. } => {
@@ -202,23 +200,16 @@ fn accept(
     rec.reason = reason;
     rec.response = response;
     rec.event_seq = Some(seq);
-    let key = keys::id_key(keys::DELIVERY, delivery_id);
-    if verdict == Verdict::Accepted {
-        rec.event_id = Some(event.event_id.clone());
-        rec.event_type = Some(event.event_type.clone());
-    }
-    tx.written.push((delivery_id, Indexed::of(&rec)));
     if verdict == Verdict::Accepted {
         // The event is the delivery's endpoint, id, type and time, and the payload after
         // them; the dedup key names it. No queue entry: the claim cursor finds a new event.
         // Two keys per ack.
-        tx.insert(
-            &key,
-            codec::encode_delivery_with_event(rec, &event.payload)?,
-        );
+        rec.event_id = Some(event.event_id.clone());
+        rec.event_type = Some(event.event_type.clone());
+        tx.put_delivery(delivery_id, rec, Some(&event.payload))?;
         tx.insert(&dedup, &keys::u64_bytes(seq));
     } else {
-        tx.insert(&key, codec::encode(&rec)?);
+        tx.put_delivery(delivery_id, rec, None)?;
     }
     Ok(Accepted {
         verdict,

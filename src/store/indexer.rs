@@ -120,9 +120,10 @@ impl Fresh {
 
     /// Waits, at most [`HOLD_WAIT`], until the indexer trails by no more than `most`
     /// deliveries. Returns whether it had to wait.
-    /// An indexer that took nothing during a whole wait is stuck (its errors are logged):
-    /// the writer then goes on without waiting until it passes again, so a broken indexer
-    /// costs the acks one wait, not one per batch.
+    ///
+    /// An indexer that finished no pass during a whole wait is stuck (its errors are
+    /// logged): nobody waits for it again until it finishes one, so a broken indexer costs
+    /// the acks one wait, not one per batch.
     pub fn wait_below(&self, most: usize) -> bool {
         let f = self.lock();
         if f.items.len() <= most || f.stalled_at == Some(f.passes) {
@@ -174,34 +175,29 @@ impl Fresh {
         self.taken.notify_all();
     }
 
-    /// Up to `max` deliveries with ids in `from..=upto`, in id order, or `None` when the
-    /// feed is not complete from `from` on (the log must be read).
-    fn take(&self, from: u64, upto: u64, max: usize) -> Option<Vec<(u64, Indexed)>> {
+    /// Up to `max` deliveries with ids in `from..=upto`, in id order; or, when the feed is
+    /// not complete from `from` on, `Err` with the id it is complete from (the log must be
+    /// read up to there).
+    fn take(&self, from: u64, upto: u64, max: usize) -> Result<Vec<(u64, Indexed)>, u64> {
         let mut f = self.lock();
         if from < f.complete_from {
-            return None;
+            return Err(f.complete_from);
         }
-        // Anything below `from` was indexed already (or arrived after the indexer passed it,
-        // as a late write would have been missed in the log too).
-        let rest = f.items.split_off(&from);
-        f.items = rest;
-        let ids: Vec<u64> = f
-            .items
-            .range(from..=upto)
-            .map(|(id, _)| *id)
-            .take(max)
-            .collect();
-        let taken = ids
-            .into_iter()
-            .filter_map(|id| f.items.remove(&id).map(|item| (id, item)))
-            .collect();
+        let mut taken = Vec::new();
+        while let Some(entry) = f.items.first_entry() {
+            let id = *entry.key();
+            if id < from {
+                // Indexed already (it arrived after the indexer passed its id, as a late
+                // write would have been missed in the log too).
+                entry.remove();
+            } else if id <= upto && taken.len() < max {
+                taken.push(entry.remove_entry());
+            } else {
+                break;
+            }
+        }
         self.taken.notify_all();
-        Some(taken)
-    }
-
-    /// The first id the feed is complete from.
-    fn complete_from(&self) -> u64 {
-        self.lock().complete_from
+        Ok(taken)
     }
 }
 
@@ -226,10 +222,10 @@ fn index_batch(shared: &Shared, upto: u64, max: usize) -> Result<bool> {
     }
     let h = shared.h()?;
     let (seen, reach, fed) = match shared.fresh.take(from + 1, upto, max) {
-        Some(written) => (Seen::of(written), upto, true),
+        Ok(written) => (Seen::of(written), upto, true),
         // Below the feed: read the log, up to where the feed takes over.
-        None => {
-            let reach = upto.min(shared.fresh.complete_from().saturating_sub(1));
+        Err(complete_from) => {
+            let reach = upto.min(complete_from.saturating_sub(1));
             (from_log(&h, from, reach, max)?, reach, false)
         }
     };
@@ -477,7 +473,7 @@ mod tests {
         ))
     }
 
-    fn ids(taken: Option<Vec<(u64, Indexed)>>) -> Vec<u64> {
+    fn ids(taken: std::result::Result<Vec<(u64, Indexed)>, u64>) -> Vec<u64> {
         taken
             .expect("complete")
             .into_iter()
@@ -524,17 +520,21 @@ mod tests {
     fn the_feed_answers_only_where_it_is_complete() {
         let fresh = Fresh::new(10);
         // Ids up to the floor were written before this opening: the log has them.
-        assert!(fresh.take(5, 20, 10).is_none());
+        assert_eq!(fresh.take(5, 20, 10).err(), Some(11));
         fresh.offer([(13, item()), (11, item()), (12, item())]);
         assert_eq!(ids(fresh.take(11, 12, 10)), vec![11, 12]);
         assert_eq!(ids(fresh.take(13, 20, 10)), vec![13]);
         assert_eq!(ids(fresh.take(14, 20, 10)), Vec::<u64>::new());
+        // One that arrives after the indexer passed its id is dropped, not indexed late.
+        fresh.offer([(12, item()), (15, item()), (16, item())]);
+        assert_eq!(ids(fresh.take(14, 20, 1)), vec![15]);
+        assert_eq!(fresh.lock().items.keys().collect::<Vec<_>>(), vec![&16]);
+        assert_eq!(ids(fresh.take(17, 20, 10)), Vec::<u64>::new());
 
         // An indexer far behind: the feed drops what it holds and starts past all it saw.
         let top = 100 + MAX_FRESH as u64;
         fresh.offer((100..=top).map(|id| (id, item())));
-        assert_eq!(fresh.complete_from(), top + 1);
-        assert!(fresh.take(100, u64::MAX, 10).is_none());
+        assert_eq!(fresh.take(100, u64::MAX, 10).err(), Some(top + 1));
         // A write that lands late, below the restart, is left to the log.
         fresh.offer([(top, item())]);
         assert!(fresh.lock().items.is_empty());
@@ -544,7 +544,7 @@ mod tests {
         // After the database was reopened, too.
         fresh.offer([(top + 7, item())]);
         fresh.forget(top + 9);
-        assert_eq!(fresh.complete_from(), top + 10);
+        assert_eq!(fresh.take(top + 1, u64::MAX, 10).err(), Some(top + 10));
         assert!(fresh.lock().items.is_empty());
     }
 }

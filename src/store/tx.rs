@@ -19,7 +19,7 @@ pub(super) struct Tx<'a> {
     pub(super) overlay: HashMap<Vec<u8>, Option<IVec>>,
     batch: sled::Batch,
     /// The deliveries this batch writes, for the indexer once the batch is applied.
-    pub(super) written: Vec<(u64, Indexed)>,
+    written: Vec<(u64, Indexed)>,
 }
 
 impl<'a> Tx<'a> {
@@ -43,6 +43,29 @@ impl<'a> Tx<'a> {
         let value = value.into();
         self.batch.insert(key, value.clone());
         self.overlay.insert(key.to_vec(), Some(value));
+    }
+
+    /// Writes delivery `id` (holding its event, followed by `event_payload`, when it
+    /// carries one) and notes it for the indexer: every delivery a batch writes goes
+    /// through here, so none is left unindexed.
+    pub fn put_delivery(
+        &mut self,
+        id: u64,
+        rec: DeliveryRec,
+        event_payload: Option<&[u8]>,
+    ) -> Result<()> {
+        self.written.push((id, Indexed::of(&rec)));
+        let value = match event_payload {
+            Some(payload) => codec::encode_delivery_with_event(rec, payload)?,
+            None => codec::encode(&rec)?,
+        };
+        self.insert(&keys::id_key(keys::DELIVERY, id), value);
+        Ok(())
+    }
+
+    /// The deliveries written so far (see [`Tx::put_delivery`]), handed over once.
+    pub fn take_written(&mut self) -> Vec<(u64, Indexed)> {
+        std::mem::take(&mut self.written)
     }
 
     pub fn remove(&mut self, key: &[u8]) {

@@ -265,7 +265,7 @@ fn run_batch(shared: &Shared, batch: Vec<Write>, flusher: &std::sync::mpsc::Send
             }
         }
     }
-    let written = std::mem::take(&mut tx.written);
+    let written = tx.take_written();
     let applied = match failed {
         Some(e) => Err(e),
         None => tx.commit(),
