@@ -11,7 +11,7 @@
 use crate::clock;
 use crate::config::Config;
 use crate::store::exports::Aged;
-use crate::store::{ExportFiles, Store, StoreError};
+use crate::store::{ExportFiles, PruneBatch, Store, StoreError};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -215,18 +215,16 @@ impl Pruner {
         let mut report = PruneReport::default();
         // Deliveries first (an accepted one's record holds its event, and goes with it),
         // then the events of older formats that have records of their own.
-        for events in [false, true] {
+        type Step = fn(&Store, u64, u64, usize) -> Result<PruneBatch, StoreError>;
+        let steps: [Step; 2] = [Store::prune_deliveries, Store::prune_events];
+        for step in steps {
             let mut from = 0;
             loop {
                 if self.stopping(&mut report) {
                     return Ok(report);
                 }
                 let t = std::time::Instant::now();
-                let batch = if events {
-                    self.store.prune_events(cutoff, from, self.batch)?
-                } else {
-                    self.store.prune_deliveries(cutoff, from, self.batch)?
-                };
+                let batch = step(&self.store, cutoff, from, self.batch)?;
                 report.deliveries += batch.deliveries as u64;
                 report.events += batch.events as u64;
                 match batch.next {

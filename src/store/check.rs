@@ -189,8 +189,7 @@ fn check_records(log: &sled::Tree, watermark: u64, cursor: u64, r: &mut Report) 
         let (seq, key, bytes) = item?;
         match codec::decode_event_at(seq, &bytes) {
             Ok(_) => {
-                let after_cursor = key.first() == Some(&keys::DELIVERY) && seq > cursor;
-                events.insert(seq, after_cursor);
+                events.insert(seq, tx::found_after_cursor(&key, seq, cursor));
             }
             Err(e) => r.problem(e.to_string()),
         }

@@ -191,7 +191,7 @@ fn repair(db: &sled::Db) -> Result<CopySummary> {
             keys::dedup_key(&rec.endpoint, &rec.event_id),
             &keys::u64_bytes(seq),
         );
-        let new = key.first() == Some(&keys::DELIVERY) && seq > cursor;
+        let new = tx::found_after_cursor(&key, seq, cursor);
         match stored {
             // A new event after the claim cursor: a claim finds it there.
             None if new => {}

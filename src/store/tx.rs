@@ -165,6 +165,13 @@ pub(super) fn all_events(log: &sled::Tree) -> impl Iterator<Item = Result<(u64, 
     })
 }
 
+/// Whether a claim finds the event `seq`, read from the record under `key`, as new after
+/// the claim `cursor` (should it have no status): only an event in its accepted delivery's
+/// record past the cursor. Older events have queue entries instead.
+pub(super) fn found_after_cursor(key: &[u8], seq: u64, cursor: u64) -> bool {
+    key.first() == Some(&keys::DELIVERY) && seq > cursor
+}
+
 /// The event `seq` and its payload, if the event exists.
 pub(super) fn event_of(tx: &Tx, seq: u64) -> Result<Option<(EventRec, bytes::Bytes)>> {
     let Some(bytes) = event_bytes(tx, seq)? else {
