@@ -426,7 +426,20 @@ mod tests {
         // The indexes and the latency follow, without a write of their own on the ack path.
         store.set_latency(a.delivery_id, 777).unwrap();
         store.index_now().unwrap();
-        assert_eq!(kinds(&store)[&'x'], 4);
+        // One chunk each by endpoint, verdict and type; no event id entry, as the dedup
+        // key finds the delivery by its event id.
+        assert_eq!(kinds(&store)[&'y'], 3);
+        assert!(!kinds(&store).contains_key(&'x'));
+        let by_event_id: Vec<u64> = crate::store::chunks::ids(
+            &h.log,
+            crate::store::keys::IndexKind::EventId,
+            "evt-1",
+            0,
+            u64::MAX,
+        )
+        .map(|id| id.unwrap())
+        .collect();
+        assert_eq!(by_event_id, [a.delivery_id]);
         assert_eq!(
             store.delivery(a.delivery_id).unwrap().unwrap().latency_us,
             Some(777)
@@ -573,6 +586,25 @@ mod tests {
         assert_eq!(store.event(a.seq).unwrap().unwrap().state, EventState::Done);
     }
 
+    /// Stamps the store with an older `format`, closes it and opens it again, as a newer
+    /// hookd would: it comes back restamped.
+    fn reopened_as(store: SledStore, dir: &std::path::Path, format: u64) -> SledStore {
+        {
+            let h = store.shared.h().unwrap();
+            h.meta
+                .insert(keys::FORMAT_KEY, &keys::u64_bytes(format))
+                .unwrap();
+            h.db.flush().unwrap();
+        }
+        drop(store);
+        let store = SledStore::open(dir, 16).unwrap();
+        assert_eq!(
+            crate::store::open::stored_format(&store.shared.h().unwrap().db).unwrap(),
+            Some(crate::store::FORMAT)
+        );
+        store
+    }
+
     /// A format 3 store has a queue entry for every new event: restamping moves the cursor
     /// past them, so each runs once, from its queue entry.
     #[tokio::test]
@@ -591,18 +623,9 @@ mod tests {
                     .unwrap();
             }
             h.log.remove(keys::CURSOR).unwrap();
-            h.meta
-                .insert(keys::FORMAT_KEY, &keys::u64_bytes(3))
-                .unwrap();
-            h.db.flush().unwrap();
         }
-        drop(store);
-        let store = SledStore::open(dir.path(), 16).unwrap();
+        let store = reopened_as(store, dir.path(), 3);
         let h = store.shared.h().unwrap();
-        assert_eq!(
-            crate::store::open::stored_format(&h.db).unwrap(),
-            Some(crate::store::FORMAT)
-        );
         assert_eq!(
             h.log
                 .get(keys::CURSOR)
@@ -623,6 +646,65 @@ mod tests {
         }
         assert_eq!(claimed, seqs);
         assert!(!kinds(&store).contains_key(&'q'));
+    }
+
+    /// A format 4 store keeps one index key per delivery and value, the latency in the
+    /// verdict key: its first opening by format 5 rebuilds them as chunks, latency kept.
+    #[tokio::test]
+    async fn a_format_4_stores_indexes_are_rebuilt_in_chunks_at_the_restamp() {
+        use crate::store::chunks;
+        use crate::store::keys::IndexKind;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), 16).unwrap();
+        let a = accept(&store, "evt-1").await;
+        let b = accept(&store, "evt-2").await;
+        {
+            let h = store.shared.h().unwrap();
+            for key in h.log.range(keys::kind_range(keys::CHUNK)).keys() {
+                h.log.remove(key.unwrap()).unwrap();
+            }
+            for (id, us) in [(a.delivery_id, 11), (b.delivery_id, 22)] {
+                let event_id = if id == a.delivery_id {
+                    "evt-1"
+                } else {
+                    "evt-2"
+                };
+                for (kind, value) in [
+                    (IndexKind::Endpoint, "std"),
+                    (IndexKind::EventType, "t"),
+                    (IndexKind::EventId, event_id),
+                ] {
+                    h.log.insert(keys::index_key(kind, value, id), &[]).unwrap();
+                }
+                h.log
+                    .insert(
+                        keys::index_key(IndexKind::Verdict, "accepted", id),
+                        &keys::u64_bytes(us),
+                    )
+                    .unwrap();
+            }
+            h.log
+                .insert(keys::WATERMARK, &keys::u64_bytes(b.delivery_id))
+                .unwrap();
+        }
+        let store = reopened_as(store, dir.path(), 4);
+        let h = store.shared.h().unwrap();
+        // The dedup keys find accepted deliveries by event id: no entry of their own.
+        assert!(!kinds(&store).contains_key(&'x'));
+        assert_eq!(kinds(&store)[&'y'], 3);
+        let by_event_id: Vec<u64> = chunks::ids(&h.log, IndexKind::EventId, "evt-2", 0, u64::MAX)
+            .map(|id| id.unwrap())
+            .collect();
+        assert_eq!(by_event_id, [b.delivery_id]);
+        let by_type: Vec<u64> = chunks::ids(&h.log, IndexKind::EventType, "t", 0, u64::MAX)
+            .map(|id| id.unwrap())
+            .collect();
+        assert_eq!(by_type, [b.delivery_id, a.delivery_id]);
+        assert_eq!(
+            store.delivery(b.delivery_id).unwrap().unwrap().latency_us,
+            Some(22)
+        );
+        assert!(crate::store::check::check_db(&h.db).unwrap().consistent());
     }
 
     /// The claim cursor may lie past every record still stored (they were pruned) and past

@@ -6,6 +6,7 @@
 //! however large it has grown. A filter walks the most selective index that applies; the
 //! deliveries the indexer has not reached yet (the last second or so) are filtered directly.
 
+use super::chunks;
 use super::codec::{self, BodyRec, DeliveryRec, EventRec, StatusRec};
 use super::keys::{self, IndexKind};
 use super::model::{Attempt, Delivery, Event, EventState, Verdict};
@@ -180,13 +181,7 @@ impl SledStore {
             .copied();
         let latency_us = match pending {
             Some(us) => Some(us),
-            None => self
-                .shared
-                .h()?
-                .log
-                .get(keys::index_key(IndexKind::Verdict, d.verdict.as_str(), id))
-                .db()?
-                .and_then(|v| keys::read_u64(&v)),
+            None => chunks::latency(&self.shared.h()?.log, d.verdict.as_str(), id)?,
         };
         Ok(Delivery {
             id,
@@ -399,15 +394,14 @@ impl SledStore {
             .saturating_add(1);
         let log = &self.shared.h()?.log;
         for (vi, v) in Verdict::ALL.iter().enumerate() {
-            let start = keys::index_key(IndexKind::Verdict, v.as_str(), lo);
-            let end = keys::index_key(IndexKind::Verdict, v.as_str(), hi.min(indexed_below));
-            if start >= end {
-                continue;
-            }
-            for key in log.range(start..end).keys() {
-                if let Some(id) = keys::index_key_id(&key.db()?) {
-                    count(id, vi);
-                }
+            for id in chunks::ids(
+                log,
+                IndexKind::Verdict,
+                v.as_str(),
+                lo,
+                hi.min(indexed_below),
+            ) {
+                count(id?, vi);
             }
         }
         let tail_lo = lo.max(indexed_below);

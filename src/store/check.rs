@@ -7,11 +7,13 @@
 //! directory and the copy is opened, under the same guard as any open: a damaged store gives
 //! an error within seconds, never a panic or a hang.
 
+use super::chunks::{self, Chunk};
 use super::codec::{self, BodyRec, StatusRec};
-use super::keys;
+use super::indexer::Indexed;
+use super::keys::{self, IndexKind};
 use super::model::EventState;
 use super::tx;
-use super::{indexer, open, Db, Result, StoreError};
+use super::{open, Db, Result, StoreError};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -156,6 +158,7 @@ pub(super) fn check_db(db: &sled::Db) -> Result<Report> {
         ("inflight", keys::INFLIGHT),
         ("attempts", keys::ATTEMPT),
         ("index", keys::INDEX),
+        ("index chunks", keys::CHUNK),
     ];
     for (name, kind) in kinds {
         r.counts.insert(
@@ -194,6 +197,7 @@ fn check_records(log: &sled::Tree, watermark: u64, cursor: u64, r: &mut Report) 
             Err(e) => r.problem(e.to_string()),
         }
     }
+    let chunked = Chunked::read(log, r)?;
     let mut delivery_ids = HashSet::new();
     for item in log.range(keys::kind_range(keys::DELIVERY)) {
         let (key, bytes) = item.db()?;
@@ -202,10 +206,16 @@ fn check_records(log: &sled::Tree, watermark: u64, cursor: u64, r: &mut Report) 
         match codec::decode_delivery(&format!("delivery {id}"), &bytes) {
             Ok(d) => {
                 if id <= watermark {
-                    for entry in indexer::entries(id, &d) {
-                        if !log.contains_key(&entry).db()? {
-                            r.problem(format!("delivery {id} is missing an index entry"));
-                        }
+                    let item = Indexed::of(&d);
+                    let entry = item.event_id_key(id);
+                    let missing = match &entry {
+                        Some(entry) => !log.contains_key(entry).db()?,
+                        None => false,
+                    } || item
+                        .chunked()
+                        .any(|(kind, value)| !chunked.holds(kind, value, id));
+                    if missing {
+                        r.problem(format!("delivery {id} is missing an index entry"));
                     }
                 }
                 if let (BodyRec::Payload(_), Some(seq)) = (&d.body, d.event_seq) {
@@ -226,6 +236,11 @@ fn check_records(log: &sled::Tree, watermark: u64, cursor: u64, r: &mut Report) 
             Some(id) if delivery_ids.contains(&id) => {}
             Some(id) => r.problem(format!("index entry points at missing delivery {id}")),
             None => r.problem("malformed index entry".into()),
+        }
+    }
+    for id in chunked.ids() {
+        if !delivery_ids.contains(&id) {
+            r.problem(format!("index chunk points at missing delivery {id}"));
         }
     }
 
@@ -303,6 +318,55 @@ fn check_queue(log: &sled::Tree, events: &Events, r: &mut Report) -> Result<()> 
     Ok(())
 }
 
+/// What the index chunks hold, as (kind, value number, delivery id).
+struct Chunked {
+    values: HashMap<(IndexKind, String), u32>,
+    entries: HashSet<(IndexKind, u32, u64)>,
+}
+
+impl Chunked {
+    /// Reads every chunk; an unreadable one is a problem.
+    fn read(log: &sled::Tree, r: &mut Report) -> Result<Chunked> {
+        let mut out = Chunked {
+            values: HashMap::new(),
+            entries: HashSet::new(),
+        };
+        for item in log.range(keys::kind_range(keys::CHUNK)) {
+            let (key, bytes) = item.db()?;
+            let kind = chunks::KINDS
+                .into_iter()
+                .find(|k| key.get(1) == Some(&(*k as u8)));
+            let value =
+                keys::index_key_value(&key).map(|v| String::from_utf8_lossy(v).into_owned());
+            let (Some(kind), Some(value), Ok(chunk)) = (kind, value, Chunk::decode(&key, &bytes))
+            else {
+                let value = keys::index_key_value(&key).unwrap_or_default();
+                r.problem(format!(
+                    "unreadable index chunk of {:?} from delivery {}",
+                    String::from_utf8_lossy(value),
+                    keys::index_key_id(&key).unwrap_or(0)
+                ));
+                continue;
+            };
+            let next = out.values.len() as u32;
+            let n = *out.values.entry((kind, value)).or_insert(next);
+            out.entries
+                .extend(chunk.ids.into_iter().map(|id| (kind, n, id)));
+        }
+        Ok(out)
+    }
+
+    fn holds(&self, kind: IndexKind, value: &str, id: u64) -> bool {
+        self.values
+            .get(&(kind, value.to_string()))
+            .is_some_and(|n| self.entries.contains(&(kind, *n, id)))
+    }
+
+    fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.entries.iter().map(|(_, _, id)| *id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,6 +389,48 @@ mod tests {
         assert_eq!(
             report.problems,
             [format!("queued event {} has no queue entry", a.seq)]
+        );
+    }
+
+    /// Every indexed delivery must be in the chunk of each of its values, every id in a
+    /// chunk must be a delivery, and every chunk readable.
+    #[tokio::test]
+    async fn index_chunks_must_match_the_deliveries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), 16).unwrap();
+        let a = accept(&store, "evt-1").await;
+        let b = accept(&store, "evt-2").await;
+        store.index_now().unwrap();
+        let h = store.shared.h().unwrap();
+        assert!(check_db(&h.db).unwrap().consistent());
+        let key = keys::chunk_key(IndexKind::Endpoint, "std", a.delivery_id);
+        let mut chunk = Chunk::decode(&key, &h.log.get(&key).unwrap().unwrap()).unwrap();
+        assert_eq!(chunk.ids, [a.delivery_id, b.delivery_id]);
+        // b left out, an id that is no delivery in.
+        chunk.ids = vec![a.delivery_id, b.delivery_id + 1];
+        h.log
+            .insert(&key, chunk.encode(a.delivery_id).unwrap())
+            .unwrap();
+        let report = check_db(&h.db).unwrap();
+        assert_eq!(
+            report.problems,
+            [
+                format!("delivery {} is missing an index entry", b.delivery_id),
+                format!(
+                    "index chunk points at missing delivery {}",
+                    b.delivery_id + 1
+                ),
+            ]
+        );
+        h.log.insert(&key, &b"\x01\xff"[..]).unwrap();
+        let report = check_db(&h.db).unwrap();
+        assert!(
+            report.problems.contains(&format!(
+                "unreadable index chunk of \"std\" from delivery {}",
+                a.delivery_id
+            )),
+            "{:?}",
+            report.problems
         );
     }
 }

@@ -2,6 +2,7 @@
 //! from the records (verdicts from the index and the part of the log it has not reached yet,
 //! states from the status records).
 
+use super::chunks;
 use super::codec::{self, StatusRec};
 use super::keys::{self, IndexKind};
 use super::model::{EventState, Verdict};
@@ -73,8 +74,14 @@ pub(super) fn recount(shared: &Shared) -> Result<Vec<u64>> {
     let watermark = shared.watermark.load(Ordering::Relaxed);
     let mut verdicts = [0u64; 4];
     for v in Verdict::ALL {
-        let prefix = keys::index_prefix(IndexKind::Verdict, v.as_str());
-        verdicts[v.index()] = log.scan_prefix(prefix).count() as u64;
+        let indexed = chunks::ids(
+            log,
+            IndexKind::Verdict,
+            v.as_str(),
+            0,
+            watermark.saturating_add(1),
+        );
+        verdicts[v.index()] = indexed.count() as u64;
     }
     let tail = keys::id_range(keys::DELIVERY, watermark.saturating_add(1), u64::MAX);
     for item in log.range(tail) {

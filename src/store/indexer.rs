@@ -4,12 +4,14 @@
 //! A thread wakes a few times a second and indexes the deliveries stored since the watermark,
 //! up to the last id handed out a second earlier and below any write batch still in progress
 //! (so every delivery with a smaller id is in the log by then). The writers hand it the
-//! deliveries they wrote (see [`Fresh`]); older ones it reads from the log. Index entries,
-//! then the new watermark, are inserted and not flushed: after a crash the indexer starts
-//! again from the watermark that reached the disk, and rewriting an entry is harmless. The
-//! verdict entry carries the answer's latency, so latency costs no write of its own. Readers
-//! treat deliveries above the watermark as the not-yet-indexed tail and filter them directly.
+//! deliveries they wrote (see [`Fresh`]); older ones it reads from the log. A pass writes
+//! one chunk per endpoint, verdict and type it saw (see `chunks`) and one event id entry
+//! per delivery, then the new watermark, inserted and not flushed: after a crash the indexer
+//! starts again from the watermark that reached the disk. The verdict chunk carries the
+//! answers' latencies, so latency costs no write of its own. Readers treat deliveries above
+//! the watermark as the not-yet-indexed tail and filter them directly.
 
+use super::chunks;
 use super::codec::{self, DeliveryRec};
 use super::keys::{self, IndexKind};
 use super::model::Verdict;
@@ -23,14 +25,9 @@ use std::time::{Duration, Instant};
 const LAG: Duration = Duration::from_secs(1);
 /// How often it wakes.
 const TICK: Duration = Duration::from_millis(200);
-/// Deliveries indexed per pass: how often the watermark moves, and how much is written
-/// again after a crash.
-const BATCH: usize = 100;
-
-/// The index entries of a delivery: by endpoint, verdict, type and event id.
-pub(super) fn entries(id: u64, d: &DeliveryRec) -> Vec<Vec<u8>> {
-    Indexed::of(d).entries(id)
-}
+/// Deliveries indexed per pass: how often the watermark moves, how much is written again
+/// after a crash, and the most ids one chunk of a pass holds.
+const BATCH: usize = 500;
 
 /// What the indexes say of one delivery, handed to the indexer by whoever wrote it.
 #[derive(Debug, Clone)]
@@ -39,6 +36,7 @@ pub(super) struct Indexed {
     verdict: Verdict,
     event_type: Option<String>,
     event_id: Option<String>,
+    event_seq: Option<u64>,
 }
 
 impl Indexed {
@@ -48,21 +46,30 @@ impl Indexed {
             verdict: d.verdict,
             event_type: d.event_type.clone(),
             event_id: d.event_id.clone(),
+            event_seq: d.event_seq,
         }
     }
 
-    fn entries(&self, id: u64) -> Vec<Vec<u8>> {
-        let mut out = vec![
-            keys::index_key(IndexKind::Endpoint, &self.endpoint, id),
-            keys::index_key(IndexKind::Verdict, self.verdict.as_str(), id),
-        ];
-        if let Some(t) = &self.event_type {
-            out.push(keys::index_key(IndexKind::EventType, t, id));
-        }
-        if let Some(i) = &self.event_id {
-            out.push(keys::index_key(IndexKind::EventId, i, id));
-        }
-        out
+    /// Its values in the chunked indexes: endpoint, verdict and (if it has one) type.
+    pub fn chunked(&self) -> impl Iterator<Item = (IndexKind, &str)> {
+        [
+            Some((IndexKind::Endpoint, self.endpoint.as_str())),
+            Some((IndexKind::Verdict, self.verdict.as_str())),
+            self.event_type
+                .as_deref()
+                .map(|t| (IndexKind::EventType, t)),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    /// Its event id entry, if it has an event id and needs one (an accepted delivery that
+    /// holds its event is found by its dedup key).
+    pub fn event_id_key(&self, id: u64) -> Option<Vec<u8>> {
+        self.event_id
+            .as_deref()
+            .filter(|_| chunks::needs_event_id_entry(id, self.verdict, self.event_seq))
+            .map(|e| keys::index_key(IndexKind::EventId, e, id))
     }
 }
 
@@ -235,18 +242,16 @@ fn index_batch(shared: &Shared, upto: u64, max: usize) -> Result<bool> {
     } else {
         seen.last.unwrap_or(from)
     };
-    let mut writes = Vec::with_capacity(seen.items.len() * 4);
+    let mut chunks = chunks::Pass::default();
+    let mut event_ids = Vec::with_capacity(seen.items.len());
     {
         let mut pending = shared.latencies.lock().unwrap_or_else(|p| p.into_inner());
         for (id, item) in seen.items {
             let latency = pending.remove(&id);
-            for key in item.entries(id) {
-                let is_verdict = key.get(1) == Some(&(IndexKind::Verdict as u8));
-                match latency {
-                    Some(us) if is_verdict => writes.push((key, keys::u64_bytes(us).to_vec())),
-                    _ => writes.push((key, Vec::new())),
-                }
+            for (kind, value) in item.chunked() {
+                chunks.add(kind, value, id, latency);
             }
+            event_ids.extend(item.event_id_key(id));
         }
         // Latencies of deliveries indexed without one are of no use any more.
         pending.retain(|id, _| *id > watermark);
@@ -255,14 +260,18 @@ fn index_batch(shared: &Shared, upto: u64, max: usize) -> Result<bool> {
     // that stops every other read and write, so a batch of index entries stalled the acks
     // behind it. Single inserts run beside the writer's batches. The watermark goes last:
     // sled recovers a prefix of its log, so a watermark that survived a crash has every
-    // entry before it (and entries written again after a crash are the same bytes).
-    let written = writes
-        .into_iter()
-        .chain([(
-            keys::WATERMARK.to_vec(),
-            keys::u64_bytes(watermark).to_vec(),
-        )])
-        .try_for_each(|(key, value)| h.log.insert(key, value).db().map(drop));
+    // chunk and entry before it (and entries written again after a crash are the same
+    // bytes; chunks written again replace the lost pass's, see `chunks`).
+    let written = chunks.write(&h.log, from).and_then(|()| {
+        event_ids
+            .into_iter()
+            .map(|key| (key, Vec::new()))
+            .chain([(
+                keys::WATERMARK.to_vec(),
+                keys::u64_bytes(watermark).to_vec(),
+            )])
+            .try_for_each(|(key, value)| h.log.insert(key, value).db().map(drop))
+    });
     if let Err(e) = written {
         // What was taken from the feed is not in it any more: read it from the log.
         if fed {
@@ -390,11 +399,11 @@ mod tests {
     /// The delivery ids under one index value, in id order.
     fn indexed(store: &SledStore, kind: IndexKind, value: &str) -> Vec<u64> {
         let h = store.shared.h().expect("open");
-        h.log
-            .scan_prefix(keys::index_prefix(kind, value))
-            .keys()
-            .map(|k| keys::index_key_id(&k.expect("key")).expect("id"))
-            .collect()
+        let mut ids: Vec<u64> = chunks::ids(&h.log, kind, value, 0, u64::MAX)
+            .map(|id| id.expect("id"))
+            .collect();
+        ids.reverse();
+        ids
     }
 
     #[tokio::test]
@@ -412,8 +421,10 @@ mod tests {
         {
             let db = super::super::open::open_guarded(dir.path(), 16).expect("raw");
             let log = db.open_tree(keys::LOG_TREE).expect("log");
-            for key in log.range(keys::kind_range(keys::INDEX)).keys() {
-                log.remove(key.expect("key")).expect("removed");
+            for kind in [keys::INDEX, keys::CHUNK] {
+                for key in log.range(keys::kind_range(kind)).keys() {
+                    log.remove(key.expect("key")).expect("removed");
+                }
             }
             log.remove(keys::WATERMARK).expect("removed");
             db.flush().expect("flushed");

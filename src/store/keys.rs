@@ -35,9 +35,15 @@ pub const QUEUE: u8 = b'q';
 pub const INFLIGHT: u8 = b'i';
 /// (seq, number) → attempt.
 pub const ATTEMPT: u8 = b'a';
-/// (kind, value, delivery id) → (or, for the verdict entry, the answer's latency in µs):
-/// the secondary indexes, written behind the ack path by the indexer.
+/// (kind, value, delivery id) → (): the event id index, one entry per delivery, written
+/// behind the ack path by the indexer. Formats 2 to 4 also kept the endpoint, verdict (with
+/// the answer's latency in µs as the value) and event type indexes here; format 5 keeps
+/// those in [`CHUNK`]s.
 pub const INDEX: u8 = b'x';
+/// (kind, value, first delivery id) → the ids of deliveries with that value from the first
+/// on (and, by verdict, their answers' latencies): the endpoint, verdict and event type
+/// indexes of format 5, one chunk per value per indexing pass (see `chunks`).
+pub const CHUNK: u8 = b'y';
 /// The delivery id up to which the indexes are complete.
 pub const WATERMARK: &[u8] = b"w";
 /// The claim cursor (format 4): every event up to this seq has been claimed at least once
@@ -116,7 +122,7 @@ pub fn key_id(key: &[u8]) -> Option<u64> {
 }
 
 /// Delivery index kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum IndexKind {
     Endpoint = b'e' as isize,
     Verdict = b'v' as isize,
@@ -136,6 +142,21 @@ pub fn index_prefix(kind: IndexKind, value: &str) -> Vec<u8> {
     key
 }
 
+/// `[y][kind][len u16][value]`: every chunk of this value lies under this prefix, in order
+/// of its first id.
+pub fn chunk_prefix(kind: IndexKind, value: &str) -> Vec<u8> {
+    let mut key = index_prefix(kind, value);
+    key[0] = CHUNK;
+    key
+}
+
+/// A chunk's key: prefix + the id it starts at (no id in the chunk is smaller).
+pub fn chunk_key(kind: IndexKind, value: &str, first: u64) -> Vec<u8> {
+    let mut key = chunk_prefix(kind, value);
+    key.extend_from_slice(&first.to_be_bytes());
+    key
+}
+
 /// An index entry: prefix + delivery id.
 pub fn index_key(kind: IndexKind, value: &str, id: u64) -> Vec<u8> {
     let mut key = index_prefix(kind, value);
@@ -143,13 +164,13 @@ pub fn index_key(kind: IndexKind, value: &str, id: u64) -> Vec<u8> {
     key
 }
 
-/// The delivery id at the end of an index key.
+/// The delivery id at the end of an index key (a chunk's: its first id).
 pub fn index_key_id(key: &[u8]) -> Option<u64> {
     let at = key.len().checked_sub(8)?;
     read_u64(&key[at..])
 }
 
-/// The value of an index key (between its length and the delivery id).
+/// The value of an index or chunk key (between its length and the id).
 pub fn index_key_value(key: &[u8]) -> Option<&[u8]> {
     let len = u16::from_be_bytes(key.get(2..4)?.try_into().ok()?) as usize;
     key.get(4..4 + len)

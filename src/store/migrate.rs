@@ -12,8 +12,8 @@ use super::codec::{self, DeliveryRec, EventRec, StatusRec};
 use super::keys::{self, IndexKind};
 use super::model::{Attempt, Delivery, Event};
 use super::snapshot::sibling;
-use super::tx::body_ref;
-use super::{from_io, indexer, open, Db, Result, StoreError};
+use super::tx::{body_ref, Batched};
+use super::{from_io, open, Db, Result, StoreError};
 use std::path::Path;
 
 /// Tree names of format 1.
@@ -74,7 +74,7 @@ pub(super) fn migrate(dir: &Path, cache_mb: u64) -> Result<()> {
         let src = open::open_guarded(dir, cache_mb)?;
         let out = sled::Config::new().path(&new).open().db()?;
         let counts = copy(&src, &out)?;
-        open::stamp(&out)?;
+        open::stamp(&out, Some(1))?;
         counts
     };
     std::fs::rename(dir, &old).map_err(from_io)?;
@@ -88,38 +88,6 @@ pub(super) fn migrate(dir: &Path, cache_mb: u64) -> Result<()> {
     Ok(())
 }
 
-/// Writes `batch` when it holds [`BATCH`] entries.
-struct Writer<'a> {
-    tree: &'a sled::Tree,
-    batch: sled::Batch,
-    n: usize,
-}
-
-impl<'a> Writer<'a> {
-    fn new(tree: &'a sled::Tree) -> Writer<'a> {
-        Writer {
-            tree,
-            batch: sled::Batch::default(),
-            n: 0,
-        }
-    }
-
-    fn insert(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
-        self.batch.insert(key.as_ref(), value.as_ref());
-        self.n += 1;
-        if self.n % BATCH == 0 {
-            self.tree
-                .apply_batch(std::mem::take(&mut self.batch))
-                .db()?;
-        }
-        Ok(())
-    }
-
-    fn finish(self) -> Result<()> {
-        self.tree.apply_batch(self.batch).db()
-    }
-}
-
 fn prefixed(kind: u8, key: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + key.len());
     out.push(kind);
@@ -130,12 +98,12 @@ fn prefixed(kind: u8, key: &[u8]) -> Vec<u8> {
 /// Copies and re-encodes every record; returns (deliveries, events) migrated.
 fn copy(src: &sled::Db, out: &sled::Db) -> Result<(u64, u64)> {
     let log = out.open_tree(keys::LOG_TREE).db()?;
-    let mut w = Writer::new(&log);
+    let mut w = Batched::new(&log, BATCH);
     let mut skipped = 0u64;
     let events = copy_events(src, &mut w, &mut skipped)?;
     let deliveries = copy_deliveries(src, &mut w, &mut skipped)?;
     copy_queue(src, &mut w, &mut skipped)?;
-    w.finish()?;
+    w.apply()?;
     copy_other_trees(src, out)?;
     if skipped > 0 {
         tracing::error!(
@@ -148,7 +116,7 @@ fn copy(src: &sled::Db, out: &sled::Db) -> Result<(u64, u64)> {
 }
 
 /// Events with their payloads, and their status where it is not a fresh event's.
-fn copy_events(src: &sled::Db, w: &mut Writer, skipped: &mut u64) -> Result<u64> {
+fn copy_events(src: &sled::Db, w: &mut Batched, skipped: &mut u64) -> Result<u64> {
     let payloads = src.open_tree(V1_PAYLOADS).db()?;
     let mut events = 0u64;
     for item in src.open_tree(V1_EVENTS).db()?.iter() {
@@ -185,9 +153,9 @@ fn copy_events(src: &sled::Db, w: &mut Writer, skipped: &mut u64) -> Result<u64>
     Ok(events)
 }
 
-/// Deliveries (a body equal to its event's payload becomes a reference to it), their
-/// index entries with the latency folded in, and the indexer's watermark past them all.
-fn copy_deliveries(src: &sled::Db, w: &mut Writer, skipped: &mut u64) -> Result<u64> {
+/// Deliveries (a body equal to its event's payload becomes a reference to it), and their
+/// latencies for the indexes that the stamp builds (see `reindex`).
+fn copy_deliveries(src: &sled::Db, w: &mut Batched, skipped: &mut u64) -> Result<u64> {
     let payloads = src.open_tree(V1_PAYLOADS).db()?;
     let latency = src.open_tree(V1_LATENCY).db()?;
     let mut deliveries = 0u64;
@@ -220,13 +188,11 @@ fn copy_deliveries(src: &sled::Db, w: &mut Writer, skipped: &mut u64) -> Result<
             event_type: d.event_type,
             event_seq: d.event_seq,
         };
-        let us = latency.get(&key).db()?.and_then(|v| keys::read_u64(&v));
-        for entry in indexer::entries(d.id, &rec) {
-            let is_verdict = entry.get(1) == Some(&(IndexKind::Verdict as u8));
-            match us {
-                Some(us) if is_verdict => w.insert(entry, keys::u64_bytes(us))?,
-                _ => w.insert(entry, [])?,
-            }
+        // The indexes are built when the new store is stamped; the latency, kept only in
+        // the index, is handed over in a verdict entry of format 4's.
+        if let Some(us) = latency.get(&key).db()?.and_then(|v| keys::read_u64(&v)) {
+            let entry = keys::index_key(IndexKind::Verdict, rec.verdict.as_str(), d.id);
+            w.insert(entry, keys::u64_bytes(us))?;
         }
         w.insert(keys::id_key(keys::DELIVERY, d.id), codec::encode(&rec)?)?;
         watermark = watermark.max(d.id);
@@ -237,7 +203,7 @@ fn copy_deliveries(src: &sled::Db, w: &mut Writer, skipped: &mut u64) -> Result<
 }
 
 /// Dedup keys, the queue, in-flight marks and attempts: the same keys under a kind prefix.
-fn copy_queue(src: &sled::Db, w: &mut Writer, skipped: &mut u64) -> Result<()> {
+fn copy_queue(src: &sled::Db, w: &mut Batched, skipped: &mut u64) -> Result<()> {
     for item in src.open_tree(V1_DEDUP).db()?.iter() {
         let (key, value) = item.db()?;
         w.insert(prefixed(keys::DEDUP, &key), value)?;
@@ -266,12 +232,12 @@ fn copy_other_trees(src: &sled::Db, out: &sled::Db) -> Result<()> {
             continue;
         }
         let to = out.open_tree(&name).db()?;
-        let mut w = Writer::new(&to);
+        let mut w = Batched::new(&to, BATCH);
         for item in src.open_tree(&name).db()?.iter() {
             let (k, v) = item.db()?;
             w.insert(k, v)?;
         }
-        w.finish()?;
+        w.apply()?;
     }
     Ok(())
 }

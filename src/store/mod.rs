@@ -20,6 +20,7 @@
 mod apply;
 mod browse;
 pub mod check;
+mod chunks;
 mod codec;
 mod counts;
 pub mod exports;
@@ -33,6 +34,7 @@ mod open;
 pub mod pg;
 mod prune;
 mod queue;
+mod reindex;
 mod seam;
 mod search;
 pub mod snapshot;

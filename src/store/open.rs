@@ -21,10 +21,17 @@ use std::time::Duration;
 ///   events claimed before (retries, re-queues, replays). An older store's queue entries
 ///   stay valid: restamping sets the cursor past its last event.
 ///
-/// Older stores read the same, so they are migrated by restamping. The number changes so
-/// that an older build, which would never claim an event that has no queue entry, refuses
-/// a newer store.
-pub const FORMAT: u64 = 4;
+/// - Format 5 keeps the endpoint, verdict and event type indexes in chunks, one key per
+///   value per indexing pass instead of one per delivery (see `chunks`). An older store's
+///   indexes are rebuilt when it is restamped.
+///
+/// Older stores are migrated by restamping. The number changes so that an older build,
+/// which would never claim an event that has no queue entry or read a chunk, refuses a
+/// newer store.
+pub const FORMAT: u64 = 5;
+
+/// The first format whose indexes are chunked.
+const CHUNKED_FROM: u64 = 5;
 
 /// Formats whose records this build reads as they are (see [`FORMAT`]).
 pub(super) fn reads_as_is(format: u64) -> bool {
@@ -48,7 +55,7 @@ pub(super) fn open(dir: &Path, cache_mb: u64) -> Result<sled::Db> {
         }
         Some(found) if reads_as_is(found) => {
             tracing::info!(store = %dir.display(), "data format {found} restamped as format {FORMAT}");
-            stamp(&db)?;
+            stamp(&db, Some(found))?;
             write_format_file(dir)?;
             Ok(db)
         }
@@ -85,7 +92,7 @@ pub(super) fn open(dir: &Path, cache_mb: u64) -> Result<sled::Db> {
             ),
         }),
         None => {
-            stamp(&db)?;
+            stamp(&db, None)?;
             write_format_file(dir)?;
             Ok(db)
         }
@@ -116,8 +123,13 @@ pub(super) fn stored_format(db: &sled::Db) -> Result<Option<u64>> {
 }
 
 /// Records [`FORMAT`] in a store, durably.
-pub(super) fn stamp(db: &sled::Db) -> Result<()> {
-    super::queue::cursor_past_all(&db.open_tree(keys::LOG_TREE).db()?)?;
+pub(super) fn stamp(db: &sled::Db, from: Option<u64>) -> Result<()> {
+    let log = db.open_tree(keys::LOG_TREE).db()?;
+    if from.is_some_and(|f| f < CHUNKED_FROM) {
+        tracing::info!("rebuilding the indexes in chunks (data format {CHUNKED_FROM})");
+        super::reindex::rebuild(&log)?;
+    }
+    super::queue::cursor_past_all(&log)?;
     let meta = db.open_tree(keys::META_TREE).db()?;
     meta.insert(keys::FORMAT_KEY, &keys::u64_bytes(FORMAT))
         .db()?;

@@ -3,6 +3,7 @@
 //! N", and what a duplicate repeats: its original delivery, and whether its body differs.
 
 use super::browse::{id_bounds, type_prefix, DeliveryFilter, BODY_SCAN_BUDGET};
+use super::chunks::{self, Newest};
 use super::codec::{BodyRec, DeliveryRec};
 use super::keys::{self, IndexKind};
 use super::model::Verdict;
@@ -59,15 +60,12 @@ impl SledStore {
             .load(Ordering::Relaxed)
             .saturating_add(1);
         let conditions = filter.conditions();
-        let (direct_lo, ranges) = match self.index_for(&log, filter)? {
+        let (direct_lo, walks) = match self.index_for(&log, filter)? {
             Some((kind, values)) if lo < indexed_below => (
                 indexed_below.max(lo),
                 values
                     .iter()
-                    .map(|v| {
-                        let end = keys::index_key(kind, v, hi.min(indexed_below));
-                        (keys::index_key(kind, v, lo), end)
-                    })
+                    .map(|v| chunks::ids(&log, kind, v, lo, hi.min(indexed_below)))
                     .collect(),
             ),
             _ => (lo, Vec::new()),
@@ -77,21 +75,7 @@ impl SledStore {
             .keys()
             .rev()
             .map(move |k| Ok((keys::key_id(&k.db()?).unwrap_or(0), conditions > 0)));
-        let indexed = Newest(
-            ranges
-                .into_iter()
-                .map(|(start, end)| {
-                    let ids = log
-                        .range(start..end)
-                        .keys()
-                        .rev()
-                        .map(|k| Ok(keys::index_key_id(&k.db()?).unwrap_or(0)));
-                    Box::new(ids) as Box<dyn Iterator<Item = Result<u64>>>
-                })
-                .map(Iterator::peekable)
-                .collect(),
-        )
-        .map(move |id| Ok((id?, conditions > 1)));
+        let indexed = Newest::of(walks).map(move |id| Ok((id?, conditions > 1)));
         Ok(Box::new(direct.chain(indexed)))
     }
 
@@ -245,8 +229,13 @@ fn contains_ignoring_case(haystack: &[u8], needle: &[u8]) -> bool {
 /// its entries: one seek per value, however many deliveries each has. `false` when there
 /// were more than [`MAX_TYPES`].
 fn index_values(log: &sled::Tree, kind: IndexKind) -> Result<(Vec<String>, bool)> {
-    let end = [keys::INDEX, kind as u8 + 1];
-    let mut from = vec![keys::INDEX, kind as u8];
+    // Chunk keys are laid out as entries are: the value, then an id.
+    let marker = match kind {
+        IndexKind::EventId => keys::INDEX,
+        _ => keys::CHUNK,
+    };
+    let end = [marker, kind as u8 + 1];
+    let mut from = vec![marker, kind as u8];
     let mut values = Vec::new();
     while let Some(key) = log.range(from.clone()..end.to_vec()).keys().next() {
         let key = key.db()?;
@@ -264,26 +253,6 @@ fn index_values(log: &sled::Tree, kind: IndexKind) -> Result<(Vec<String>, bool)
     Ok((values, true))
 }
 
-/// Merges id streams that are each newest first into one newest-first stream.
-struct Newest(Vec<std::iter::Peekable<Box<dyn Iterator<Item = Result<u64>>>>>);
-
-impl Iterator for Newest {
-    type Item = Result<u64>;
-
-    fn next(&mut self) -> Option<Result<u64>> {
-        let mut best: Option<(usize, u64)> = None;
-        for (i, ids) in self.0.iter_mut().enumerate() {
-            match ids.peek() {
-                Some(Err(_)) => return ids.next(),
-                Some(Ok(id)) if best.is_none_or(|(_, b)| *id > b) => best = Some((i, *id)),
-                _ => {}
-            }
-        }
-        let (i, _) = best?;
-        self.0[i].next()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,20 +265,5 @@ mod tests {
         ));
         assert!(!contains_ignoring_case(b"short", b"longer than it"));
         assert!(contains_ignoring_case(b"", b""));
-    }
-
-    #[test]
-    fn merged_ids_stay_newest_first() {
-        let stream = |ids: Vec<u64>| {
-            Box::new(ids.into_iter().map(Ok)) as Box<dyn Iterator<Item = Result<u64>>>
-        };
-        let merged: Vec<u64> = Newest(vec![
-            stream(vec![9, 4, 1]).peekable(),
-            stream(vec![8, 7, 2]).peekable(),
-            stream(vec![]).peekable(),
-        ])
-        .map(|r| r.unwrap())
-        .collect();
-        assert_eq!(merged, [9, 8, 7, 4, 2, 1]);
     }
 }

@@ -6,8 +6,7 @@
 //! about events that changed during the copy, so the copy is then repaired from its primary
 //! records: dedup keys, queue and inflight entries are rebuilt from the event and status
 //! records (a new event after the copied claim cursor needs none); statuses and attempts
-//! without their event are dropped; every delivery gets its index entries and entries
-//! without a delivery go. Every event acknowledged before the copy began has its record in
+//! without their event are dropped; the indexes are rebuilt from the delivery records. Every event acknowledged before the copy began has its record in
 //! the source for the whole copy: only retention removes one, and only a finished event past
 //! the window. Retention may move an unfinished event from its delivery's record to one of
 //! its own, which lies after it in key order, so the copy finds it in one place or both.
@@ -19,7 +18,7 @@ use super::codec::{self, StatusRec};
 use super::keys;
 use super::model::EventState;
 use super::tx;
-use super::{check, from_io, indexer, open, Db, Result, SledStore, StoreError};
+use super::{check, from_io, open, Db, Result, SledStore, StoreError};
 use std::path::{Path, PathBuf};
 
 /// Entries written per batch while copying.
@@ -121,41 +120,6 @@ fn remove_kind(log: &sled::Tree, kind: u8) -> Result<()> {
     log.apply_batch(batch).db()
 }
 
-/// Gives every delivery its index entries (keeping the latency an entry carries), drops
-/// entries of deliveries not in the copy, and sets the watermark past them all.
-fn reindex(log: &sled::Tree) -> Result<()> {
-    let mut batch = sled::Batch::default();
-    let mut n = 0;
-    let mut watermark = 0;
-    for item in log.range(keys::kind_range(keys::DELIVERY)) {
-        let (key, bytes) = item.db()?;
-        let id = keys::key_id(&key).unwrap_or(0);
-        watermark = watermark.max(id);
-        let Ok(d) = codec::decode_delivery("delivery", &bytes) else {
-            continue;
-        };
-        for entry in indexer::entries(id, &d) {
-            if !log.contains_key(&entry).db()? {
-                batch.insert(entry, &[]);
-                n += 1;
-            }
-        }
-        if n >= COPY_BATCH {
-            log.apply_batch(std::mem::take(&mut batch)).db()?;
-            n = 0;
-        }
-    }
-    for key in log.range(keys::kind_range(keys::INDEX)).keys() {
-        let key = key.db()?;
-        let id = keys::index_key_id(&key).unwrap_or(0);
-        if !log.contains_key(keys::id_key(keys::DELIVERY, id)).db()? {
-            batch.remove(key);
-        }
-    }
-    batch.insert(keys::WATERMARK, &keys::u64_bytes(watermark));
-    log.apply_batch(batch).db()
-}
-
 /// Makes a copied store's records agree again (see the module comment).
 fn repair(db: &sled::Db) -> Result<CopySummary> {
     let log = db.open_tree(keys::LOG_TREE).db()?;
@@ -166,7 +130,7 @@ fn repair(db: &sled::Db) -> Result<CopySummary> {
     for kind in [keys::DEDUP, keys::QUEUE, keys::INFLIGHT] {
         remove_kind(&log, kind)?;
     }
-    reindex(&log)?;
+    super::reindex::rebuild(&log)?;
     let mut batch = sled::Batch::default();
     let cursor = tx::stored_u64(&log, keys::CURSOR)?;
     let mut kept = std::collections::HashSet::new();

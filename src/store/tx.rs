@@ -203,3 +203,47 @@ pub(super) fn put_status(tx: &mut Tx, seq: u64, s: &StatusRec) -> Result<()> {
     tx.insert(&keys::id_key(keys::STATUS, seq), codec::encode(s)?);
     Ok(())
 }
+
+/// Writes to a tree in `apply_batch`es of a fixed number of keys: for offline rewrites
+/// (migrations, index rebuilds), where nothing else writes and large batches are fastest.
+pub(super) struct Batched<'a> {
+    tree: &'a sled::Tree,
+    batch: sled::Batch,
+    n: usize,
+    size: usize,
+}
+
+impl<'a> Batched<'a> {
+    pub fn new(tree: &'a sled::Tree, size: usize) -> Batched<'a> {
+        Batched {
+            tree,
+            batch: sled::Batch::default(),
+            n: 0,
+            size: size.max(1),
+        }
+    }
+
+    pub fn insert(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        self.batch.insert(key.as_ref(), value.as_ref());
+        self.counted()
+    }
+
+    pub fn remove(&mut self, key: impl AsRef<[u8]>) -> Result<()> {
+        self.batch.remove(key.as_ref());
+        self.counted()
+    }
+
+    fn counted(&mut self) -> Result<()> {
+        self.n += 1;
+        if self.n == self.size {
+            self.apply()?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is waiting.
+    pub fn apply(&mut self) -> Result<()> {
+        self.n = 0;
+        self.tree.apply_batch(std::mem::take(&mut self.batch)).db()
+    }
+}
