@@ -687,6 +687,17 @@ mod tests {
                 .insert(keys::WATERMARK, &keys::u64_bytes(b.delivery_id))
                 .unwrap();
         }
+        {
+            let h = store.shared.h().unwrap();
+            h.meta
+                .insert(keys::FORMAT_KEY, &keys::u64_bytes(4))
+                .unwrap();
+            h.db.flush().unwrap();
+        }
+        // verify-data checks a format 4 store's indexes as the next start will rebuild them
+        // (it has no chunks yet: they are not missing).
+        let report = crate::store::check::check(dir.path()).unwrap();
+        assert!(report.consistent(), "{:?}", report.problems);
         let store = reopened_as(store, dir.path(), 4);
         let h = store.shared.h().unwrap();
         // The dedup keys find accepted deliveries by event id: no entry of their own.
@@ -705,6 +716,37 @@ mod tests {
             Some(22)
         );
         assert!(crate::store::check::check_db(&h.db).unwrap().consistent());
+    }
+
+    /// A rebuild of the indexes cut short (the start was killed) is resumed by the next
+    /// start, whatever the format says by then.
+    #[tokio::test]
+    async fn an_unfinished_rebuild_of_the_indexes_is_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), 16).unwrap();
+        let a = accept(&store, "evt-1").await;
+        store.index_now().unwrap();
+        {
+            let h = store.shared.h().unwrap();
+            for key in h.log.range(keys::kind_range(keys::CHUNK)).keys() {
+                h.log.remove(key.unwrap()).unwrap();
+            }
+            h.meta.insert(keys::REINDEXING, &[]).unwrap();
+        }
+        let store = reopened_as(store, dir.path(), crate::store::FORMAT);
+        let h = store.shared.h().unwrap();
+        assert_eq!(kinds(&store)[&'y'], 3);
+        assert!(!h.meta.contains_key(keys::REINDEXING).unwrap());
+        let by_type: Vec<u64> = crate::store::chunks::ids(
+            &h.log,
+            crate::store::keys::IndexKind::EventType,
+            "t",
+            0,
+            u64::MAX,
+        )
+        .map(|id| id.unwrap())
+        .collect();
+        assert_eq!(by_type, [a.delivery_id]);
     }
 
     /// The claim cursor may lie past every record still stored (they were pruned) and past

@@ -104,6 +104,15 @@ pub fn check(db_dir: &Path) -> Result<Report> {
         other => other,
     })?;
     let report = match open::stored_format(&db)? {
+        // An older format's indexes (or those of a rebuild cut short) are rebuilt by the
+        // next start: the copy's are rebuilt the same way, and checked as that leaves them.
+        Some(found)
+            if open::reads_as_is(found)
+                && (found < open::FORMAT || open::reindex_pending(&db)?) =>
+        {
+            super::reindex::rebuild(&db.open_tree(keys::LOG_TREE).db()?)?;
+            check_db(&db)
+        }
         Some(found) if open::reads_as_is(found) => check_db(&db),
         Some(found) if found > open::FORMAT => Err(StoreError::NewerFormat {
             path: db_dir.to_path_buf(),

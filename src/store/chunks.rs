@@ -189,15 +189,26 @@ pub(super) fn remove_ids(
             continue;
         };
         let last = chunk.ids.last().copied().unwrap_or(0);
-        let n = rest.partition_point(|g| *g <= last).max(1);
+        let n = rest.partition_point(|g| *g <= last);
+        if n == 0 {
+            // Past this chunk's end and before the next one's start: in no chunk (a
+            // delivery the indexer never saw). The chunk is left as it is: this call may
+            // have written it already, and rewriting it from `log` would undo that.
+            rest = &rest[1..];
+            continue;
+        }
+        let before = chunk.ids.len();
         chunk.remove(&rest[..n]);
+        rest = &rest[n..];
+        if chunk.ids.len() == before {
+            continue;
+        }
         if chunk.ids.is_empty() {
             tx.remove(&key);
         } else {
             let first = keys::index_key_id(&key).unwrap_or(0);
             tx.insert(&key, chunk.encode(first)?);
         }
-        rest = &rest[n..];
     }
     Ok(())
 }
@@ -494,5 +505,29 @@ mod tests {
         assert_eq!(latency(&log, "accepted", 21).unwrap(), Some(210));
         assert_eq!(latency(&log, "accepted", 20).unwrap(), None);
         assert_eq!(latency(&log, "rejected", 21).unwrap(), None);
+    }
+
+    /// An id in no chunk (past one chunk's end, before the next one's start) does not bring
+    /// back a chunk the same call emptied.
+    #[test]
+    fn an_id_in_no_chunk_leaves_the_chunks_as_removed() {
+        let log = tree();
+        let mut p = Pass::default();
+        for id in [100, 110, 120] {
+            p.add(IndexKind::Endpoint, "a", id, None);
+        }
+        p.write(&log, 99).unwrap();
+        let mut tx = Tx::new(&log);
+        remove_ids(
+            &mut tx,
+            &log,
+            IndexKind::Endpoint,
+            "a",
+            &[100, 110, 120, 125],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        assert_eq!(newest_first(&log, 0, u64::MAX), Vec::<u64>::new());
+        assert_eq!(log.scan_prefix([keys::CHUNK]).count(), 0);
     }
 }

@@ -13,6 +13,8 @@ pub const META_TREE: &str = "meta";
 
 /// `meta` key of the data format (u64, big-endian).
 pub const FORMAT_KEY: &[u8] = b"format";
+/// `meta` key present while a rebuild of the indexes that a restamp began is unfinished.
+pub const REINDEXING: &[u8] = b"reindexing";
 /// `meta` key of the count of rejections beyond the logging rate.
 pub const REJECTED_UNLOGGED: &[u8] = b"rejected_unlogged";
 

@@ -48,6 +48,7 @@ pub(super) fn open(dir: &Path, cache_mb: u64) -> Result<sled::Db> {
     let db = open_guarded(dir, cache_mb)?;
     match stored_format(&db)? {
         Some(FORMAT) => {
+            finish_reindex(&db)?;
             if !dir.join(FORMAT_FILE).exists() {
                 write_format_file(dir)?; // a copy made by backup or compaction
             }
@@ -125,13 +126,39 @@ pub(super) fn stored_format(db: &sled::Db) -> Result<Option<u64>> {
 /// Records [`FORMAT`] in a store, durably.
 pub(super) fn stamp(db: &sled::Db, from: Option<u64>) -> Result<()> {
     let log = db.open_tree(keys::LOG_TREE).db()?;
-    if from.is_some_and(|f| f < CHUNKED_FROM) {
-        tracing::info!("rebuilding the indexes in chunks (data format {CHUNKED_FROM})");
-        super::reindex::rebuild(&log)?;
+    let meta = db.open_tree(keys::META_TREE).db()?;
+    // The rebuild is noted before the new format is stamped, both before it starts: a start
+    // cut short during it resumes it, and an older build refuses the half-rebuilt store.
+    let rebuild = from.is_some_and(|f| f < CHUNKED_FROM);
+    if rebuild {
+        meta.insert(keys::REINDEXING, &[]).db()?;
     }
     super::queue::cursor_past_all(&log)?;
     let meta = db.open_tree(keys::META_TREE).db()?;
     meta.insert(keys::FORMAT_KEY, &keys::u64_bytes(FORMAT))
+        .db()?;
+    db.flush().db()?;
+    finish_reindex(db)
+}
+
+/// Whether a rebuild of the indexes that a restamp began is unfinished.
+pub(super) fn reindex_pending(db: &sled::Db) -> Result<bool> {
+    db.open_tree(keys::META_TREE)
+        .db()?
+        .contains_key(keys::REINDEXING)
+        .db()
+}
+
+/// Runs (or, after a start cut short, resumes) the rebuild of the indexes a restamp began.
+pub(super) fn finish_reindex(db: &sled::Db) -> Result<()> {
+    if !reindex_pending(db)? {
+        return Ok(());
+    }
+    tracing::info!("rebuilding the indexes in chunks (data format {CHUNKED_FROM}); a large store takes a while");
+    super::reindex::rebuild(&db.open_tree(keys::LOG_TREE).db()?)?;
+    db.open_tree(keys::META_TREE)
+        .db()?
+        .remove(keys::REINDEXING)
         .db()?;
     db.flush().db()?;
     Ok(())
