@@ -44,7 +44,7 @@ pub(super) fn rebuild(log: &sled::Tree) -> Result<()> {
         watermark = watermark.max(id);
         seen += 1;
         if seen % PROGRESS_EVERY == 0 {
-            progress(seen);
+            progress("deliveries indexed", seen);
         }
         let Ok(d) = codec::decode_delivery("delivery", &bytes) else {
             continue;
@@ -73,17 +73,26 @@ pub(super) fn rebuild(log: &sled::Tree) -> Result<()> {
         chunk_keys.insert(key);
     }
     out.apply()?;
-    // Only now what the new indexes replace goes.
-    for key in log.range(keys::kind_range(keys::CHUNK)).keys() {
+    // Only now what the new indexes replace goes (most of the time: about four keys per
+    // delivery of an older format).
+    let mut removed = 0u64;
+    let old = log
+        .range(keys::kind_range(keys::CHUNK))
+        .keys()
+        .map(|key| (key, &chunk_keys))
+        .chain(
+            log.range(keys::kind_range(keys::INDEX))
+                .keys()
+                .map(|key| (key, &entry_keys)),
+        );
+    for (key, kept) in old {
         let key = key.db()?;
-        if !chunk_keys.contains(key.as_ref()) {
+        if !kept.contains(key.as_ref()) {
             out.remove(key)?;
-        }
-    }
-    for key in log.range(keys::kind_range(keys::INDEX)).keys() {
-        let key = key.db()?;
-        if !entry_keys.contains(key.as_ref()) {
-            out.remove(key)?;
+            removed += 1;
+            if removed % (4 * PROGRESS_EVERY) == 0 {
+                progress("old index keys removed", removed);
+            }
         }
     }
     out.insert(keys::WATERMARK, keys::u64_bytes(watermark))?;
@@ -92,8 +101,8 @@ pub(super) fn rebuild(log: &sled::Tree) -> Result<()> {
 
 /// Says how far a rebuild is, and asks systemd (when it started hookd) for more time to
 /// start: a store of millions of deliveries takes longer than its default start timeout.
-fn progress(deliveries: u64) {
-    tracing::info!(deliveries, "rebuilding the indexes");
+fn progress(step: &str, done: u64) {
+    tracing::info!("rebuilding the indexes: {done} {step}");
     let _ = sd_notify::notify(
         false,
         &[sd_notify::NotifyState::ExtendTimeoutUsec(120_000_000)],
