@@ -245,16 +245,15 @@ fn index_batch(shared: &Shared, upto: u64, max: usize) -> Result<bool> {
     let mut chunks = chunks::Pass::default();
     let mut event_ids = Vec::with_capacity(seen.items.len());
     {
-        let mut pending = shared.latencies.lock().unwrap_or_else(|p| p.into_inner());
+        // Read, not taken: a pass that fails leaves them for the next one.
+        let pending = shared.latencies.lock().unwrap_or_else(|p| p.into_inner());
         for (id, item) in seen.items {
-            let latency = pending.remove(&id);
+            let latency = pending.get(&id).copied();
             for (kind, value) in item.chunked() {
                 chunks.add(kind, value, id, latency);
             }
             event_ids.extend(item.event_id_key(id));
         }
-        // Latencies of deliveries indexed without one are of no use any more.
-        pending.retain(|id, _| *id > watermark);
     }
     // One insert at a time, not one `apply_batch`: sled's batch takes a process-wide lock
     // that stops every other read and write, so a batch of index entries stalled the acks
@@ -262,6 +261,11 @@ fn index_batch(shared: &Shared, upto: u64, max: usize) -> Result<bool> {
     // sled recovers a prefix of its log, so a watermark that survived a crash has every
     // chunk and entry before it (and entries written again after a crash are the same
     // bytes; chunks written again replace the lost pass's, see `chunks`).
+    #[cfg(test)]
+    if shared.fail_next_pass.swap(false, Ordering::SeqCst) {
+        shared.fresh.forget(shared.ids.last());
+        return Err(super::StoreError::Io("indexing pass failed (test)".into()));
+    }
     let written = chunks.write(&h.log, from).and_then(|()| {
         event_ids
             .into_iter()
@@ -280,6 +284,13 @@ fn index_batch(shared: &Shared, upto: u64, max: usize) -> Result<bool> {
         return Err(e);
     }
     shared.watermark.store(watermark, Ordering::Relaxed);
+    // Latencies of the deliveries indexed now (with theirs, or without one) are of no use
+    // any more.
+    shared
+        .latencies
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|id, _| *id > watermark);
     shared.fresh.passed();
     Ok(watermark >= upto)
 }
@@ -462,6 +473,30 @@ mod tests {
             store.shared.watermark.load(Ordering::Relaxed),
             store.shared.ids.last()
         );
+    }
+
+    /// A pass that fails writes nothing and loses nothing: the next one indexes the same
+    /// deliveries (from the log, as the feed forgot them), with their latencies.
+    #[tokio::test]
+    async fn a_failed_pass_leaves_its_deliveries_and_latencies_to_the_next() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledStore::open(dir.path(), 16).expect("open");
+        let a = accept(&store, "a").await;
+        store.set_latency(a.delivery_id, 777).expect("latency");
+        store.shared.fail_next_pass.store(true, Ordering::SeqCst);
+        assert!(store.index_now().is_err());
+        assert!(indexed(&store, IndexKind::Endpoint, "std").is_empty());
+        store.index_now().expect("indexed");
+        assert_eq!(
+            indexed(&store, IndexKind::Endpoint, "std"),
+            vec![a.delivery_id]
+        );
+        let h = store.shared.h().expect("open");
+        assert_eq!(
+            chunks::latency(&h.log, "accepted", a.delivery_id).expect("read"),
+            Some(777)
+        );
+        assert!(store.shared.latencies.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

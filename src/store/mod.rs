@@ -190,6 +190,9 @@ struct Shared {
     latencies: Mutex<HashMap<u64, u64>>,
     /// The delivery id up to which the indexes are complete.
     watermark: AtomicU64,
+    /// Set by a test: the next indexing pass fails before it writes.
+    #[cfg(test)]
+    fail_next_pass: AtomicBool,
     /// Deliveries written but not yet indexed, handed to the indexer in memory.
     fresh: indexer::Fresh,
     /// Held by everything that reads records and writes back what it decided (the writer's
@@ -332,6 +335,8 @@ impl SledStore {
             pending_finishes: AtomicUsize::new(0),
             latencies: Mutex::new(HashMap::new()),
             watermark: AtomicU64::new(watermark),
+            #[cfg(test)]
+            fail_next_pass: AtomicBool::new(false),
             fresh: indexer::Fresh::new(floor),
             mutate: Mutex::new(()),
             indexing: Mutex::new(()),
