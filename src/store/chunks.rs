@@ -273,22 +273,19 @@ fn accepted_with_event_id(log: &sled::Tree, event_id: &str, lo: u64, hi: u64) ->
         else {
             break;
         };
-        let Some(endpoint) = key
-            .get(3..3 + len)
-            .map(|e| String::from_utf8_lossy(e).into_owned())
-        else {
+        let Some(prefix) = key.get(..3 + len) else {
             break;
         };
-        let seq = log
-            .get(keys::dedup_key(&endpoint, event_id))
-            .db()?
-            .and_then(|v| keys::read_u64(&v));
+        // This endpoint's dedup key for the event id: its prefix, then the id.
+        let mut dedup = prefix.to_vec();
+        dedup.extend_from_slice(event_id.as_bytes());
+        let seq = log.get(dedup).db()?.and_then(|v| keys::read_u64(&v));
         if let Some(seq) = seq.filter(|seq| (lo..hi).contains(seq)) {
             if log.contains_key(keys::id_key(keys::DELIVERY, seq)).db()? {
                 found.push(seq);
             }
         }
-        from = key[..3 + len].to_vec();
+        from = prefix.to_vec();
         from.push(0xff);
     }
     found.sort_unstable_by(|a, b| b.cmp(a));
@@ -413,6 +410,36 @@ mod tests {
         .map(|r| r.unwrap())
         .collect();
         assert_eq!(merged, [9, 8, 7, 4, 2, 1]);
+    }
+
+    /// Deliveries by event id: accepted ones through each endpoint's dedup key (if their
+    /// record is still there), others through their entries, merged newest first.
+    #[test]
+    fn an_event_id_finds_accepted_deliveries_on_every_endpoint_by_their_dedup_keys() {
+        let log = tree();
+        for (endpoint, event_id, seq, stored) in [
+            ("a", "x", 3, true),
+            ("b", "x", 7, true),
+            ("b", "y", 9, true),
+            ("c", "x", 11, false),
+        ] {
+            log.insert(keys::dedup_key(endpoint, event_id), &keys::u64_bytes(seq))
+                .unwrap();
+            if stored {
+                log.insert(keys::id_key(keys::DELIVERY, seq), &b"d"[..])
+                    .unwrap();
+            }
+        }
+        log.insert(keys::index_key(IndexKind::EventId, "x", 5), &[])
+            .unwrap();
+        let found = |lo, hi| -> Vec<u64> {
+            ids(&log, IndexKind::EventId, "x", lo, hi)
+                .map(|id| id.unwrap())
+                .collect()
+        };
+        assert_eq!(found(0, u64::MAX), [7, 5, 3]);
+        assert_eq!(found(4, 8), [7, 5]);
+        assert_eq!(found(8, u64::MAX), Vec::<u64>::new());
     }
 
     #[test]
