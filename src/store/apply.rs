@@ -733,7 +733,14 @@ mod tests {
             }
             h.meta.insert(keys::REINDEXING, &[]).unwrap();
         }
+        // The file beside the store still names the format the restamp started from.
+        let file = dir.path().join(crate::store::open::FORMAT_FILE);
+        std::fs::write(&file, "4\n").unwrap();
         let store = reopened_as(store, dir.path(), crate::store::FORMAT);
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap().trim(),
+            crate::store::FORMAT.to_string()
+        );
         let h = store.shared.h().unwrap();
         assert_eq!(kinds(&store)[&'y'], 3);
         assert!(!h.meta.contains_key(keys::REINDEXING).unwrap());

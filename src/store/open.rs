@@ -48,8 +48,10 @@ pub(super) fn open(dir: &Path, cache_mb: u64) -> Result<sled::Db> {
     let db = open_guarded(dir, cache_mb)?;
     match stored_format(&db)? {
         Some(FORMAT) => {
+            // A restamp cut short during its rebuild left the file naming the old format.
+            let resumed = reindex_pending(&db)?;
             finish_reindex(&db)?;
-            if !dir.join(FORMAT_FILE).exists() {
+            if resumed || !dir.join(FORMAT_FILE).exists() {
                 write_format_file(dir)?; // a copy made by backup or compaction
             }
             Ok(db)

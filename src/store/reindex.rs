@@ -32,9 +32,10 @@ pub(super) fn rebuild(log: &sled::Tree) -> Result<()> {
             .map(|at| latencies[at].1)
     };
     let mut out = Batched::new(log, 10_000);
-    // The keys written, so that everything else can go afterwards.
+    // The chunks written (a few per thousand deliveries), so that every other can go
+    // afterwards. Event id entries are judged by their deliveries instead: there can be
+    // millions.
     let mut chunk_keys: HashSet<Vec<u8>> = HashSet::new();
-    let mut entry_keys: HashSet<Vec<u8>> = HashSet::new();
     let mut open: HashMap<(IndexKind, String), (u64, Chunk)> = HashMap::new();
     let mut watermark = 0;
     let mut seen = 0u64;
@@ -64,7 +65,6 @@ pub(super) fn rebuild(log: &sled::Tree) -> Result<()> {
         }
         if let Some(entry) = item.event_id_key(id) {
             out.insert(&entry, [])?;
-            entry_keys.insert(entry);
         }
     }
     for ((kind, value), (first, chunk)) in open {
@@ -79,15 +79,14 @@ pub(super) fn rebuild(log: &sled::Tree) -> Result<()> {
     let old = log
         .range(keys::kind_range(keys::CHUNK))
         .keys()
-        .map(|key| (key, &chunk_keys))
-        .chain(
-            log.range(keys::kind_range(keys::INDEX))
-                .keys()
-                .map(|key| (key, &entry_keys)),
-        );
-    for (key, kept) in old {
+        .chain(log.range(keys::kind_range(keys::INDEX)).keys());
+    for key in old {
         let key = key.db()?;
-        if !kept.contains(key.as_ref()) {
+        let kept = match key.first() {
+            Some(&keys::CHUNK) => chunk_keys.contains(key.as_ref()),
+            _ => is_wanted_entry(log, &key)?,
+        };
+        if !kept {
             out.remove(key)?;
             removed += 1;
             if removed % (4 * PROGRESS_EVERY) == 0 {
@@ -97,6 +96,25 @@ pub(super) fn rebuild(log: &sled::Tree) -> Result<()> {
     }
     out.insert(keys::WATERMARK, keys::u64_bytes(watermark))?;
     out.apply()
+}
+
+/// Whether a per-delivery index key is an event id entry that its delivery needs (the
+/// one the loop above wrote): any other (by endpoint, verdict or type, of an older format;
+/// of an accepted delivery; of a delivery gone or unreadable) goes.
+fn is_wanted_entry(log: &sled::Tree, key: &[u8]) -> Result<bool> {
+    if key.get(1) != Some(&(IndexKind::EventId as u8)) {
+        return Ok(false);
+    }
+    let Some(id) = keys::index_key_id(key) else {
+        return Ok(false);
+    };
+    let Some(bytes) = log.get(keys::id_key(keys::DELIVERY, id)).db()? else {
+        return Ok(false);
+    };
+    Ok(codec::decode_delivery("delivery", &bytes)
+        .ok()
+        .and_then(|d| super::indexer::Indexed::of(&d).event_id_key(id))
+        .is_some_and(|wanted| wanted == key))
 }
 
 /// Says how far a rebuild is, and asks systemd (when it started hookd) for more time to

@@ -102,7 +102,13 @@ pub(super) fn copy_trees(src: &sled::Db, dest: &Path) -> Result<sled::Db> {
 fn copy_db(src: &sled::Db, dest: &Path) -> Result<CopySummary> {
     let out = copy_trees(src, dest)?;
     let mut summary = repair(&out)?;
-    out.flush().db()?;
+    // The repair rebuilt the indexes in this build's form: the copy is a store of this
+    // build's format, whatever the source's (an older build must refuse it).
+    out.open_tree(keys::META_TREE)
+        .db()?
+        .remove(keys::REINDEXING)
+        .db()?;
+    open::stamp(&out, None)?;
     summary.bytes = out.size_on_disk().db()?;
     Ok(summary)
 }
@@ -374,5 +380,26 @@ mod tests {
         assert_eq!(events.len(), 1);
         assert!(store.claim(u64::MAX / 2, 10).await.unwrap().is_empty());
         assert!(check::check_db(&h.db).unwrap().consistent());
+    }
+
+    /// A copy of an older store has this build's indexes, so it says this build's format:
+    /// an older build would read no index in it.
+    #[tokio::test]
+    async fn a_copy_of_an_older_store_is_of_this_format() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path(), 16).unwrap();
+            accept(&store, "evt-1").await;
+            let h = store.shared.h().unwrap();
+            h.meta
+                .insert(keys::FORMAT_KEY, &keys::u64_bytes(4))
+                .unwrap();
+            h.db.flush().unwrap();
+        }
+        compact(dir.path()).unwrap();
+        let db = open::open_guarded(dir.path(), 16).unwrap();
+        assert_eq!(open::stored_format(&db).unwrap(), Some(open::FORMAT));
+        let meta = db.open_tree(keys::META_TREE).unwrap();
+        assert!(!meta.contains_key(keys::REINDEXING).unwrap());
     }
 }
