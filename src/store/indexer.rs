@@ -11,10 +11,10 @@
 //! answers' latencies, so latency costs no write of its own. Readers treat deliveries above
 //! the watermark as the not-yet-indexed tail and filter them directly.
 
-use super::chunks;
 use super::codec::{self, DeliveryRec};
 use super::keys::{self, IndexKind};
 use super::model::Verdict;
+use super::{chunks, event_ids};
 use super::{Db, Handles, Result, Shared};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,7 +68,7 @@ impl Indexed {
     pub fn event_id_key(&self, id: u64) -> Option<Vec<u8>> {
         self.event_id
             .as_deref()
-            .filter(|_| chunks::needs_event_id_entry(id, self.verdict, self.event_seq))
+            .filter(|_| event_ids::needs_entry(id, self.verdict, self.event_seq))
             .map(|e| keys::index_key(IndexKind::EventId, e, id))
     }
 }

@@ -23,6 +23,7 @@ pub mod check;
 mod chunks;
 mod codec;
 mod counts;
+mod event_ids;
 pub mod exports;
 pub mod fasten;
 mod indexer;

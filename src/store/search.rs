@@ -3,8 +3,9 @@
 //! N", and what a duplicate repeats: its original delivery, and whether its body differs.
 
 use super::browse::{id_bounds, type_prefix, DeliveryFilter, BODY_SCAN_BUDGET};
-use super::chunks::{self, Newest};
+use super::chunks;
 use super::codec::{BodyRec, DeliveryRec};
+use super::event_ids::Newest;
 use super::keys::{self, IndexKind};
 use super::model::Verdict;
 use super::{tx, Db, Result, SledStore};
