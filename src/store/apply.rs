@@ -375,7 +375,8 @@ pub(super) fn replay(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::{accept, attempt, draft, event, respond};
+    use crate::store::keys::IndexKind;
+    use crate::store::testing::{accept, attempt, draft, event, indexed, respond};
     use crate::store::SledStore;
 
     /// Keys per kind in the log tree.
@@ -430,16 +431,10 @@ mod tests {
         // key finds the delivery by its event id.
         assert_eq!(kinds(&store)[&'y'], 3);
         assert!(!kinds(&store).contains_key(&'x'));
-        let by_event_id: Vec<u64> = crate::store::chunks::ids(
-            &h.log,
-            crate::store::keys::IndexKind::EventId,
-            "evt-1",
-            0,
-            u64::MAX,
-        )
-        .map(|id| id.unwrap())
-        .collect();
-        assert_eq!(by_event_id, [a.delivery_id]);
+        assert_eq!(
+            indexed(&h.log, IndexKind::EventId, "evt-1"),
+            [a.delivery_id]
+        );
         assert_eq!(
             store.delivery(a.delivery_id).unwrap().unwrap().latency_us,
             Some(777)
@@ -652,8 +647,6 @@ mod tests {
     /// verdict key: its first opening by format 5 rebuilds them as chunks, latency kept.
     #[tokio::test]
     async fn a_format_4_stores_indexes_are_rebuilt_in_chunks_at_the_restamp() {
-        use crate::store::chunks;
-        use crate::store::keys::IndexKind;
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path(), 16).unwrap();
         let a = accept(&store, "evt-1").await;
@@ -663,12 +656,7 @@ mod tests {
             for key in h.log.range(keys::kind_range(keys::CHUNK)).keys() {
                 h.log.remove(key.unwrap()).unwrap();
             }
-            for (id, us) in [(a.delivery_id, 11), (b.delivery_id, 22)] {
-                let event_id = if id == a.delivery_id {
-                    "evt-1"
-                } else {
-                    "evt-2"
-                };
+            for (id, event_id, us) in [(a.delivery_id, "evt-1", 11), (b.delivery_id, "evt-2", 22)] {
                 for (kind, value) in [
                     (IndexKind::Endpoint, "std"),
                     (IndexKind::EventType, "t"),
@@ -686,9 +674,6 @@ mod tests {
             h.log
                 .insert(keys::WATERMARK, &keys::u64_bytes(b.delivery_id))
                 .unwrap();
-        }
-        {
-            let h = store.shared.h().unwrap();
             h.meta
                 .insert(keys::FORMAT_KEY, &keys::u64_bytes(4))
                 .unwrap();
@@ -703,14 +688,14 @@ mod tests {
         // The dedup keys find accepted deliveries by event id: no entry of their own.
         assert!(!kinds(&store).contains_key(&'x'));
         assert_eq!(kinds(&store)[&'y'], 3);
-        let by_event_id: Vec<u64> = chunks::ids(&h.log, IndexKind::EventId, "evt-2", 0, u64::MAX)
-            .map(|id| id.unwrap())
-            .collect();
-        assert_eq!(by_event_id, [b.delivery_id]);
-        let by_type: Vec<u64> = chunks::ids(&h.log, IndexKind::EventType, "t", 0, u64::MAX)
-            .map(|id| id.unwrap())
-            .collect();
-        assert_eq!(by_type, [b.delivery_id, a.delivery_id]);
+        assert_eq!(
+            indexed(&h.log, IndexKind::EventId, "evt-2"),
+            [b.delivery_id]
+        );
+        assert_eq!(
+            indexed(&h.log, IndexKind::EventType, "t"),
+            [b.delivery_id, a.delivery_id]
+        );
         assert_eq!(
             store.delivery(b.delivery_id).unwrap().unwrap().latency_us,
             Some(22)
@@ -744,16 +729,7 @@ mod tests {
         let h = store.shared.h().unwrap();
         assert_eq!(kinds(&store)[&'y'], 3);
         assert!(!h.meta.contains_key(keys::REINDEXING).unwrap());
-        let by_type: Vec<u64> = crate::store::chunks::ids(
-            &h.log,
-            crate::store::keys::IndexKind::EventType,
-            "t",
-            0,
-            u64::MAX,
-        )
-        .map(|id| id.unwrap())
-        .collect();
-        assert_eq!(by_type, [a.delivery_id]);
+        assert_eq!(indexed(&h.log, IndexKind::EventType, "t"), [a.delivery_id]);
     }
 
     /// The claim cursor may lie past every record still stored (they were pruned) and past

@@ -188,19 +188,16 @@ pub(super) fn remove_ids(
             rest = &rest[1..];
             continue;
         };
+        // The ids up to this chunk's end (at least the first: one past its end and before
+        // the next chunk's start is in no chunk, a delivery the indexer never saw).
         let last = chunk.ids.last().copied().unwrap_or(0);
-        let n = rest.partition_point(|g| *g <= last);
-        if n == 0 {
-            // Past this chunk's end and before the next one's start: in no chunk (a
-            // delivery the indexer never saw). The chunk is left as it is: this call may
-            // have written it already, and rewriting it from `log` would undo that.
-            rest = &rest[1..];
-            continue;
-        }
+        let n = rest.partition_point(|g| *g <= last).max(1);
         let before = chunk.ids.len();
         chunk.remove(&rest[..n]);
         rest = &rest[n..];
         if chunk.ids.len() == before {
+            // Nothing of it went. Not rewritten: this call may have written it already
+            // (`log` does not see that), and writing it from `log` would undo it.
             continue;
         }
         if chunk.ids.is_empty() {
@@ -282,6 +279,7 @@ impl Iterator for Walk {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing::indexed;
 
     fn tree() -> sled::Tree {
         let db = sled::Config::new().temporary(true).open().unwrap();
@@ -292,6 +290,23 @@ mod tests {
         ids(log, IndexKind::Endpoint, "a", lo, hi)
             .map(|id| id.unwrap())
             .collect()
+    }
+
+    /// One indexing pass over `ids` (all of value `value`), above watermark `watermark`;
+    /// by verdict each with latency id × 10.
+    fn pass(log: &sled::Tree, kind: IndexKind, value: &str, ids: &[u64], watermark: u64) {
+        let mut p = Pass::default();
+        for &id in ids {
+            p.add(kind, value, id, Some(id * 10));
+        }
+        p.write(log, watermark).unwrap();
+    }
+
+    /// Retention's removal of `gone`, committed.
+    fn remove(log: &sled::Tree, kind: IndexKind, value: &str, gone: &[u64]) {
+        let mut tx = Tx::new(log);
+        remove_ids(&mut tx, log, kind, value, gone).unwrap();
+        tx.commit().unwrap();
     }
 
     #[test]
@@ -314,13 +329,10 @@ mod tests {
     #[test]
     fn walks_run_newest_first_within_their_range_across_chunks() {
         let log = tree();
-        for pass in [[10, 11, 12], [20, 25, 29], [30, 31, 40]] {
-            let mut p = Pass::default();
-            for id in pass {
-                p.add(IndexKind::Endpoint, "a", id, None);
-                p.add(IndexKind::Endpoint, "b", id + 1000, None);
-            }
-            p.write(&log, pass[0] - 1).unwrap();
+        for ids in [[10, 11, 12], [20, 25, 29], [30, 31, 40]] {
+            pass(&log, IndexKind::Endpoint, "a", &ids, ids[0] - 1);
+            let others = ids.map(|id| id + 1000);
+            pass(&log, IndexKind::Endpoint, "b", &others, others[0] - 1);
         }
         assert_eq!(
             newest_first(&log, 0, u64::MAX),
@@ -335,46 +347,22 @@ mod tests {
     #[test]
     fn a_pass_replaces_the_chunks_of_a_lost_pass() {
         let log = tree();
-        let mut first = Pass::default();
-        first.add(IndexKind::Endpoint, "a", 10, None);
-        first.write(&log, 9).unwrap();
+        pass(&log, IndexKind::Endpoint, "a", &[10], 9);
         // A pass whose watermark was lost, then the same deliveries indexed again from 10 on
         // with more of them: one chunk, no id twice.
-        let mut lost = Pass::default();
-        lost.add(IndexKind::Endpoint, "a", 12, None);
-        lost.write(&log, 10).unwrap();
-        let mut again = Pass::default();
-        for id in [11, 12, 13] {
-            again.add(IndexKind::Endpoint, "a", id, None);
-        }
-        again.write(&log, 10).unwrap();
+        pass(&log, IndexKind::Endpoint, "a", &[12], 10);
+        pass(&log, IndexKind::Endpoint, "a", &[11, 12, 13], 10);
         assert_eq!(newest_first(&log, 0, u64::MAX), vec![13, 12, 11, 10]);
     }
 
     #[test]
     fn retention_removes_ids_and_empty_chunks() {
         let log = tree();
-        for pass in [[10, 11, 12], [20, 21, 22]] {
-            let mut p = Pass::default();
-            for id in pass {
-                p.add(IndexKind::Verdict, "accepted", id, Some(id * 10));
-            }
-            p.write(&log, pass[0] - 1).unwrap();
+        for ids in [[10, 11, 12], [20, 21, 22]] {
+            pass(&log, IndexKind::Verdict, "accepted", &ids, ids[0] - 1);
         }
-        let mut tx = Tx::new(&log);
-        remove_ids(
-            &mut tx,
-            &log,
-            IndexKind::Verdict,
-            "accepted",
-            &[10, 11, 12, 20],
-        )
-        .unwrap();
-        tx.commit().unwrap();
-        let left: Vec<u64> = ids(&log, IndexKind::Verdict, "accepted", 0, u64::MAX)
-            .map(|id| id.unwrap())
-            .collect();
-        assert_eq!(left, vec![22, 21]);
+        remove(&log, IndexKind::Verdict, "accepted", &[10, 11, 12, 20]);
+        assert_eq!(indexed(&log, IndexKind::Verdict, "accepted"), vec![22, 21]);
         assert_eq!(
             log.scan_prefix([keys::CHUNK]).count(),
             1,
@@ -391,21 +379,8 @@ mod tests {
     #[test]
     fn an_id_in_no_chunk_leaves_the_chunks_as_removed() {
         let log = tree();
-        let mut p = Pass::default();
-        for id in [100, 110, 120] {
-            p.add(IndexKind::Endpoint, "a", id, None);
-        }
-        p.write(&log, 99).unwrap();
-        let mut tx = Tx::new(&log);
-        remove_ids(
-            &mut tx,
-            &log,
-            IndexKind::Endpoint,
-            "a",
-            &[100, 110, 120, 125],
-        )
-        .unwrap();
-        tx.commit().unwrap();
+        pass(&log, IndexKind::Endpoint, "a", &[100, 110, 120], 99);
+        remove(&log, IndexKind::Endpoint, "a", &[100, 110, 120, 125]);
         assert_eq!(newest_first(&log, 0, u64::MAX), Vec::<u64>::new());
         assert_eq!(log.scan_prefix([keys::CHUNK]).count(), 0);
     }

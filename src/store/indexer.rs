@@ -403,18 +403,13 @@ impl Indexer {
 #[cfg(test)]
 mod tests {
     use super::super::model::Verdict;
-    use super::super::testing::{accept, draft};
+    use super::super::testing::{self, accept, draft};
     use super::super::SledStore;
     use super::*;
 
-    /// The delivery ids under one index value, in id order.
+    /// The delivery ids under one index value, newest first.
     fn indexed(store: &SledStore, kind: IndexKind, value: &str) -> Vec<u64> {
-        let h = store.shared.h().expect("open");
-        let mut ids: Vec<u64> = chunks::ids(&h.log, kind, value, 0, u64::MAX)
-            .map(|id| id.expect("id"))
-            .collect();
-        ids.reverse();
-        ids
+        testing::indexed(&store.shared.h().expect("open").log, kind, value)
     }
 
     #[tokio::test]
@@ -452,7 +447,7 @@ mod tests {
 
         assert_eq!(
             indexed(&store, IndexKind::EventId, "a"),
-            vec![old_accept, dup.delivery_id]
+            vec![dup.delivery_id, old_accept]
         );
         assert_eq!(
             indexed(&store, IndexKind::EventId, "b"),
@@ -460,7 +455,7 @@ mod tests {
         );
         assert_eq!(
             indexed(&store, IndexKind::Verdict, "rejected"),
-            vec![old_reject, new_reject]
+            vec![new_reject, old_reject]
         );
         assert_eq!(
             indexed(&store, IndexKind::Verdict, "duplicate"),

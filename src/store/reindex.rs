@@ -160,7 +160,7 @@ mod tests {
     use crate::store::chunks;
     use crate::store::codec::BodyRec;
     use crate::store::model::Verdict;
-    use crate::store::testing::draft;
+    use crate::store::testing::{draft, indexed};
     use crate::store::tx::delivery_record;
 
     fn delivery(endpoint: &str, verdict: Verdict, event_id: &str) -> Vec<u8> {
@@ -208,10 +208,9 @@ mod tests {
             .unwrap();
         rebuild(&log).unwrap();
 
+        // Oldest first, as the deliveries were written.
         let all = |kind, value: &str| -> Vec<u64> {
-            let mut ids: Vec<u64> = chunks::ids(&log, kind, value, 0, u64::MAX)
-                .map(|id| id.unwrap())
-                .collect();
+            let mut ids = indexed(&log, kind, value);
             ids.reverse();
             ids
         };

@@ -63,3 +63,10 @@ pub(super) fn attempt(outcome: super::AttemptOutcome) -> super::Attempt {
         detail: String::new(),
     }
 }
+
+/// Every delivery id one index holds for `value`, newest first, as a walk reads them.
+pub(super) fn indexed(log: &sled::Tree, kind: super::keys::IndexKind, value: &str) -> Vec<u64> {
+    super::chunks::ids(log, kind, value, 0, u64::MAX)
+        .map(|id| id.expect("index readable"))
+        .collect()
+}
