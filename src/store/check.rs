@@ -104,16 +104,14 @@ pub fn check(db_dir: &Path) -> Result<Report> {
         other => other,
     })?;
     let report = match open::stored_format(&db)? {
-        // An older format's indexes (or those of a rebuild cut short) are rebuilt by the
-        // next start: the copy's are rebuilt the same way, and checked as that leaves them.
-        Some(found)
-            if open::reads_as_is(found)
-                && (found < open::FORMAT || open::reindex_pending(&db)?) =>
-        {
-            super::reindex::rebuild(&db.open_tree(keys::LOG_TREE).db()?)?;
+        Some(found) if open::reads_as_is(found) => {
+            // An older format's indexes (or those of a rebuild cut short) are rebuilt by the
+            // next start: the copy's are rebuilt the same way, and checked as that leaves them.
+            if found < open::FORMAT || open::reindex_pending(&db)? {
+                super::reindex::rebuild_store(&db)?;
+            }
             check_db(&db)
         }
-        Some(found) if open::reads_as_is(found) => check_db(&db),
         Some(found) if found > open::FORMAT => Err(StoreError::NewerFormat {
             path: db_dir.to_path_buf(),
             found,
@@ -216,14 +214,14 @@ fn check_records(log: &sled::Tree, watermark: u64, cursor: u64, r: &mut Report) 
             Ok(d) => {
                 if id <= watermark {
                     let item = Indexed::of(&d);
-                    let entry = item.event_id_key(id);
-                    let missing = match &entry {
+                    let entry_missing = match item.event_id_key(id) {
                         Some(entry) => !log.contains_key(entry).db()?,
                         None => false,
-                    } || item
+                    };
+                    let chunk_missing = item
                         .chunked()
                         .any(|(kind, value)| !chunked.holds(kind, value, id));
-                    if missing {
+                    if entry_missing || chunk_missing {
                         r.problem(format!("delivery {id} is missing an index entry"));
                     }
                 }
@@ -347,18 +345,17 @@ impl Chunked {
                 .find(|k| key.get(1) == Some(&(*k as u8)));
             let value =
                 keys::index_key_value(&key).map(|v| String::from_utf8_lossy(v).into_owned());
-            let (Some(kind), Some(value), Ok(chunk)) = (kind, value, Chunk::decode(&key, &bytes))
+            let (Some(kind), Some(value), Ok(chunk)) = (kind, &value, Chunk::decode(&key, &bytes))
             else {
-                let value = keys::index_key_value(&key).unwrap_or_default();
                 r.problem(format!(
                     "unreadable index chunk of {:?} from delivery {}",
-                    String::from_utf8_lossy(value),
+                    value.as_deref().unwrap_or_default(),
                     keys::index_key_id(&key).unwrap_or(0)
                 ));
                 continue;
             };
             let next = out.values.len() as u32;
-            let n = *out.values.entry((kind, value)).or_insert(next);
+            let n = *out.values.entry((kind, value.clone())).or_insert(next);
             out.entries
                 .extend(chunk.ids.into_iter().map(|id| (kind, n, id)));
         }

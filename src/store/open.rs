@@ -131,12 +131,10 @@ pub(super) fn stamp(db: &sled::Db, from: Option<u64>) -> Result<()> {
     let meta = db.open_tree(keys::META_TREE).db()?;
     // The rebuild is noted before the new format is stamped, both before it starts: a start
     // cut short during it resumes it, and an older build refuses the half-rebuilt store.
-    let rebuild = from.is_some_and(|f| f < CHUNKED_FROM);
-    if rebuild {
+    if from.is_some_and(|f| f < CHUNKED_FROM) {
         meta.insert(keys::REINDEXING, &[]).db()?;
     }
     super::queue::cursor_past_all(&log)?;
-    let meta = db.open_tree(keys::META_TREE).db()?;
     meta.insert(keys::FORMAT_KEY, &keys::u64_bytes(FORMAT))
         .db()?;
     db.flush().db()?;
@@ -157,11 +155,7 @@ pub(super) fn finish_reindex(db: &sled::Db) -> Result<()> {
         return Ok(());
     }
     tracing::info!("rebuilding the indexes in chunks (data format {CHUNKED_FROM}); a large store takes a while");
-    super::reindex::rebuild(&db.open_tree(keys::LOG_TREE).db()?)?;
-    db.open_tree(keys::META_TREE)
-        .db()?
-        .remove(keys::REINDEXING)
-        .db()?;
+    super::reindex::rebuild_store(db)?;
     db.flush().db()?;
     Ok(())
 }

@@ -21,9 +21,21 @@ const CHUNK_IDS: usize = 1_000;
 /// Deliveries between two progress reports.
 const PROGRESS_EVERY: u64 = 100_000;
 
+/// Rebuilds every index of the store, and clears the note that a rebuild is pending (see
+/// `open::stamp`): the one way indexes are rebuilt, whether by a restamp, a restamp resumed,
+/// a copy's repair or verify-data's scratch copy.
+pub(super) fn rebuild_store(db: &sled::Db) -> Result<()> {
+    rebuild(&db.open_tree(keys::LOG_TREE).db()?)?;
+    db.open_tree(keys::META_TREE)
+        .db()?
+        .remove(keys::REINDEXING)
+        .db()?;
+    Ok(())
+}
+
 /// Rebuilds the chunks and event id entries of every readable delivery, removes every other
 /// index key, and sets the watermark past the last delivery.
-pub(super) fn rebuild(log: &sled::Tree) -> Result<()> {
+fn rebuild(log: &sled::Tree) -> Result<()> {
     let latencies = latencies(log)?;
     let latency = |id: u64| {
         latencies

@@ -6,8 +6,9 @@
 //! about events that changed during the copy, so the copy is then repaired from its primary
 //! records: dedup keys, queue and inflight entries are rebuilt from the event and status
 //! records (a new event after the copied claim cursor needs none); statuses and attempts
-//! without their event are dropped; the indexes are rebuilt from the delivery records. Every event acknowledged before the copy began has its record in
-//! the source for the whole copy: only retention removes one, and only a finished event past
+//! without their event are dropped; the indexes are rebuilt from the delivery records.
+//! Every event acknowledged before the copy began has its record in the source for the
+//! whole copy: only retention removes one, and only a finished event past
 //! the window. Retention may move an unfinished event from its delivery's record to one of
 //! its own, which lies after it in key order, so the copy finds it in one place or both.
 //! So it is in the copy, queued if it had not finished.
@@ -104,10 +105,6 @@ fn copy_db(src: &sled::Db, dest: &Path) -> Result<CopySummary> {
     let mut summary = repair(&out)?;
     // The repair rebuilt the indexes in this build's form: the copy is a store of this
     // build's format, whatever the source's (an older build must refuse it).
-    out.open_tree(keys::META_TREE)
-        .db()?
-        .remove(keys::REINDEXING)
-        .db()?;
     open::stamp(&out, None)?;
     summary.bytes = out.size_on_disk().db()?;
     Ok(summary)
@@ -136,7 +133,7 @@ fn repair(db: &sled::Db) -> Result<CopySummary> {
     for kind in [keys::DEDUP, keys::QUEUE, keys::INFLIGHT] {
         remove_kind(&log, kind)?;
     }
-    super::reindex::rebuild(&log)?;
+    super::reindex::rebuild_store(db)?;
     let mut batch = sled::Batch::default();
     let cursor = tx::stored_u64(&log, keys::CURSOR)?;
     let mut kept = std::collections::HashSet::new();
@@ -383,7 +380,8 @@ mod tests {
     }
 
     /// A copy of an older store has this build's indexes, so it says this build's format:
-    /// an older build would read no index in it.
+    /// an older build would read no index in it. A rebuild the source had pending is done
+    /// in the copy.
     #[tokio::test]
     async fn a_copy_of_an_older_store_is_of_this_format() {
         let dir = tempfile::tempdir().unwrap();
@@ -394,6 +392,7 @@ mod tests {
             h.meta
                 .insert(keys::FORMAT_KEY, &keys::u64_bytes(4))
                 .unwrap();
+            h.meta.insert(keys::REINDEXING, &[]).unwrap();
             h.db.flush().unwrap();
         }
         compact(dir.path()).unwrap();
