@@ -255,27 +255,26 @@ fn index_batch(shared: &Shared, upto: u64, max: usize) -> Result<bool> {
             event_ids.extend(item.event_id_key(id));
         }
     }
+    #[cfg(test)]
+    if shared.fail_next_pass.swap(false, Ordering::SeqCst) {
+        shared.fresh.forget(shared.ids.last());
+        return Err(super::StoreError::Io("indexing pass failed (test)".into()));
+    }
     // One insert at a time, not one `apply_batch`: sled's batch takes a process-wide lock
     // that stops every other read and write, so a batch of index entries stalled the acks
     // behind it. Single inserts run beside the writer's batches. The watermark goes last:
     // sled recovers a prefix of its log, so a watermark that survived a crash has every
     // chunk and entry before it (and entries written again after a crash are the same
     // bytes; chunks written again replace the lost pass's, see `chunks`).
-    #[cfg(test)]
-    if shared.fail_next_pass.swap(false, Ordering::SeqCst) {
-        shared.fresh.forget(shared.ids.last());
-        return Err(super::StoreError::Io("indexing pass failed (test)".into()));
-    }
-    let written = chunks.write(&h.log, from).and_then(|()| {
-        event_ids
-            .into_iter()
-            .map(|key| (key, Vec::new()))
-            .chain([(
-                keys::WATERMARK.to_vec(),
-                keys::u64_bytes(watermark).to_vec(),
-            )])
-            .try_for_each(|(key, value)| h.log.insert(key, value).db().map(drop))
-    });
+    let written = (|| {
+        chunks.write(&h.log, from)?;
+        for key in event_ids {
+            h.log.insert(key, &[]).db()?;
+        }
+        h.log
+            .insert(keys::WATERMARK, &keys::u64_bytes(watermark))
+            .db()
+    })();
     if let Err(e) = written {
         // What was taken from the feed is not in it any more: read it from the log.
         if fed {

@@ -37,7 +37,8 @@ pub const QUEUE: u8 = b'q';
 pub const INFLIGHT: u8 = b'i';
 /// (seq, number) → attempt.
 pub const ATTEMPT: u8 = b'a';
-/// (kind, value, delivery id) → (): the event id index, one entry per delivery, written
+/// (kind, value, delivery id) → (): the event id index, one entry per delivery that is not
+/// an accepted one holding its event (its dedup key finds that; see `event_ids`), written
 /// behind the ack path by the indexer. Formats 2 to 4 also kept the endpoint, verdict (with
 /// the answer's latency in µs as the value) and event type indexes here; format 5 keeps
 /// those in [`CHUNK`]s.

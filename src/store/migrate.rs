@@ -159,7 +159,6 @@ fn copy_deliveries(src: &sled::Db, w: &mut Batched, skipped: &mut u64) -> Result
     let payloads = src.open_tree(V1_PAYLOADS).db()?;
     let latency = src.open_tree(V1_LATENCY).db()?;
     let mut deliveries = 0u64;
-    let mut watermark = 0;
     for item in src.open_tree(V1_DELIVERIES).db()?.iter() {
         let (key, bytes) = item.db()?;
         let Ok(d) = serde_json::from_slice::<Delivery>(&bytes) else {
@@ -195,10 +194,8 @@ fn copy_deliveries(src: &sled::Db, w: &mut Batched, skipped: &mut u64) -> Result
             w.insert(entry, keys::u64_bytes(us))?;
         }
         w.insert(keys::id_key(keys::DELIVERY, d.id), codec::encode(&rec)?)?;
-        watermark = watermark.max(d.id);
         deliveries += 1;
     }
-    w.insert(keys::WATERMARK, keys::u64_bytes(watermark))?;
     Ok(deliveries)
 }
 

@@ -1,21 +1,24 @@
 //! Storage: the only module that touches sled.
 //!
-//! Format 4 (see the `keys` module): every record lives in one tree, `log`, under a first
+//! Format 5 (see the `keys` module): every record lives in one tree, `log`, under a first
 //! byte per kind — deliveries (an accepted one also holds its event: identity and payload,
 //! written once), event status (written from the first claim on), dedup keys, the queue of
 //! events claimed before, attempts, the secondary indexes, and the claim cursor after which
 //! new events are found. An accepted delivery is two keys (delivery, dedup) in one atomic
 //! `apply_batch`, made durable by the writer's group commit before anyone is answered. The
 //! indexes the UI filters by are written behind that, by the indexer (handed each delivery
-//! in memory by its writer), from a durable watermark; the answer's latency rides along in
-//! the verdict index entry, so it costs no write of its own. `meta` records the data format
+//! in memory by its writer), from a durable watermark, mostly as chunks of ids (one key per
+//! value per pass); the answer's latency rides along in the verdict chunk, so it costs no
+//! write of its own. `meta` records the data format
 //! and a counter. Events of older formats keep records of their own (and their queue
 //! entries).
 //!
 //! Files: `writer` (group commit), `ingest` (receiving), `queue` (claiming and results),
-//! `browse` (reads for the UI), `search` (index choice, body search, counts, duplicates), `counts` (counters and stats), `indexer`, `prune`
-//! (retention), `check` (`verify-data`), `snapshot` (backup and compaction), `open` (guarded
-//! opening, the format check) and `migrate` (format 1 to 2).
+//! `browse` (reads for the UI), `search` (index choice, body search, counts, duplicates),
+//! `counts` (counters and stats), `indexer` (with `chunks`, `event_ids` and `reindex`: the
+//! indexes' forms and their rebuild), `prune` (retention), `check` (`verify-data`),
+//! `snapshot` (backup and compaction), `open` (guarded opening, the format check) and
+//! `migrate` (format 1 to 2).
 
 mod apply;
 mod browse;

@@ -257,7 +257,7 @@ impl SledStore {
                     verdicts.push(d.verdict);
                 }
             }
-            for ((kind, value), mut ids) in std::mem::take(&mut unindexed) {
+            for ((kind, value), mut ids) in unindexed {
                 ids.sort_unstable();
                 chunks::remove_ids(&mut tx, &h.log, kind, &value, &ids)?;
             }
