@@ -231,9 +231,10 @@ fn contains_ignoring_case(haystack: &[u8], needle: &[u8]) -> bool {
 /// were more than [`MAX_TYPES`].
 fn index_values(log: &sled::Tree, kind: IndexKind) -> Result<(Vec<String>, bool)> {
     // Chunk keys are laid out as entries are: the value, then an id.
-    let marker = match kind {
-        IndexKind::EventId => keys::INDEX,
-        _ => keys::CHUNK,
+    let marker = if chunks::KINDS.contains(&kind) {
+        keys::CHUNK
+    } else {
+        keys::INDEX
     };
     let end = [marker, kind as u8 + 1];
     let mut from = vec![marker, kind as u8];
