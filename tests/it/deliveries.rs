@@ -227,7 +227,20 @@ async fn a_duplicate_links_its_original_and_says_when_its_body_differs() {
         .await;
     assert_eq!(other.verdict(), (200, "duplicate"));
     s.wait_for_state("dup-1", "done").await;
+    // Through the event id index too: the duplicates by their entries, the accepted
+    // original (which has none) by its dedup key.
+    let row_ids = |list: &Value| {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].clone())
+            .collect::<Vec<_>>()
+    };
+    let unindexed = row_ids(&s.api_ok("/api/deliveries?event_id=dup-1").await);
+    index_now(&s);
     let list = s.api_ok("/api/deliveries?event_id=dup-1").await;
+    assert_eq!(row_ids(&list), unindexed);
     let rows = list["items"].as_array().unwrap();
     assert_eq!(rows.len(), 3);
     let (changed, repeated, original) = (&rows[0], &rows[1], &rows[2]);
