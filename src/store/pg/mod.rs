@@ -132,6 +132,8 @@ struct Inner {
     write_error: Mutex<Option<String>>,
     /// Events not finished, as last counted (refreshed by the heartbeat and each batch).
     backlog: AtomicU64,
+    /// Events this instance added to `backlog` since start (see [`Inner::add_backlog`]).
+    backlog_adds: AtomicU64,
     /// Attempt results sent to the writer and not yet committed.
     pending_finishes: AtomicUsize,
     /// Rejections counted and not stored, not yet added to `hookd_counters`.
@@ -145,6 +147,13 @@ struct Inner {
 }
 
 impl Inner {
+    /// Counts an event this instance queued. A count from the database that was running
+    /// meanwhile may have missed it (see `queue::refresh_backlog`).
+    fn add_backlog(&self) {
+        self.backlog_adds.fetch_add(1, Ordering::Relaxed);
+        self.backlog.fetch_add(1, Ordering::Relaxed);
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Object> {
         self.pool.get().await.map_err(pool_error)
     }
@@ -463,6 +472,7 @@ async fn connect(
         writer_alive: AtomicBool::new(true),
         write_error: Mutex::new(None),
         backlog: AtomicU64::new(0),
+        backlog_adds: AtomicU64::new(0),
         pending_finishes: AtomicUsize::new(0),
         latencies: Mutex::new(Vec::new()),
         db_error: Mutex::new(None),

@@ -257,6 +257,7 @@ pub async fn expire_leases(inner: &Inner, now_ms: u64) -> Result<usize> {
 /// Counts the events not finished (the receiver's high-water mark reads it often; the
 /// heartbeat keeps it fresh).
 pub async fn refresh_backlog(inner: &Inner) -> Result<()> {
+    let adds = inner.backlog_adds.load(Ordering::SeqCst);
     let n: i64 = inner
         .client()
         .await?
@@ -268,7 +269,15 @@ pub async fn refresh_backlog(inner: &Inner) -> Result<()> {
         .await
         .map_err(db)?
         .get(0);
-    inner.backlog.store(n as u64, Ordering::Relaxed);
+    // Events accepted here while the count ran may be missing from it: storing the bare
+    // count would undo their increments, and the high-water mark would let them through
+    // uncounted. They are added back. One that the count did see is then counted twice,
+    // until the next beat: the error is at most the events of one count's duration, never
+    // cumulative, and on the side of refusing early.
+    let added = inner.backlog_adds.load(Ordering::SeqCst).wrapping_sub(adds);
+    inner
+        .backlog
+        .store((n as u64).saturating_add(added), Ordering::Relaxed);
     Ok(())
 }
 
@@ -302,7 +311,7 @@ pub async fn replay(inner: &Inner, seq: u64, now_ms: u64) -> Result<Event, Repla
         .await
         .map_err(db)?;
     if let Some(row) = row {
-        inner.backlog.fetch_add(1, Ordering::Relaxed);
+        inner.add_backlog();
         inner.work.notify_one();
         return Ok(to_event(&row, 0));
     }
