@@ -10,6 +10,7 @@
 //! store's (creation time in the high bits) with the node in the low 8 bits, so ids stay
 //! ordered by time and unique across up to 256 live instances without a round trip per id.
 
+mod backlog;
 mod browse;
 mod conn;
 mod copy;
@@ -22,6 +23,7 @@ mod schema;
 mod sessions;
 mod writer;
 
+use backlog::Backlog;
 pub use conn::{parse as parse_url, PgOptions};
 pub use copy::CopyReport;
 pub use fasten::PgIndexer;
@@ -131,9 +133,7 @@ struct Inner {
     writer_alive: AtomicBool,
     write_error: Mutex<Option<String>>,
     /// Events not finished, as last counted (refreshed by the heartbeat and each batch).
-    backlog: AtomicU64,
-    /// Events this instance added to `backlog` since start (see [`Inner::add_backlog`]).
-    backlog_adds: AtomicU64,
+    backlog: Backlog,
     /// Attempt results sent to the writer and not yet committed.
     pending_finishes: AtomicUsize,
     /// Rejections counted and not stored, not yet added to `hookd_counters`.
@@ -147,13 +147,6 @@ struct Inner {
 }
 
 impl Inner {
-    /// Counts an event this instance queued. A count from the database that was running
-    /// meanwhile may have missed it (see `queue::refresh_backlog`).
-    fn add_backlog(&self) {
-        self.backlog_adds.fetch_add(1, Ordering::Relaxed);
-        self.backlog.fetch_add(1, Ordering::Relaxed);
-    }
-
     async fn client(&self) -> Result<deadpool_postgres::Object> {
         self.pool.get().await.map_err(pool_error)
     }
@@ -277,7 +270,7 @@ impl PgStore {
 
     /// Events not finished (queued, retrying, processing) on every instance, as last counted.
     pub fn backlog(&self) -> u64 {
-        self.inner.backlog.load(Ordering::Relaxed)
+        self.inner.backlog.get()
     }
 
     /// Records a rejected delivery. Nothing was acknowledged, so the request does not wait:
@@ -471,8 +464,7 @@ async fn connect(
         work: Notify::new(),
         writer_alive: AtomicBool::new(true),
         write_error: Mutex::new(None),
-        backlog: AtomicU64::new(0),
-        backlog_adds: AtomicU64::new(0),
+        backlog: Backlog::default(),
         pending_finishes: AtomicUsize::new(0),
         latencies: Mutex::new(Vec::new()),
         db_error: Mutex::new(None),

@@ -6,7 +6,6 @@
 use super::{db, Inner, Result};
 use crate::store::model::{Attempt, AttemptOutcome, Event, EventState};
 use crate::store::queue::{Next, ReplayError};
-use std::sync::atomic::Ordering;
 use tokio_postgres::{GenericClient, Row, Transaction};
 
 /// The columns [`to_event`] reads, in its order.
@@ -203,9 +202,7 @@ pub async fn finish(
              the event left to that instance"
         );
     } else if !matches!(next, Next::RetryAt(_)) {
-        let _ = inner
-            .backlog
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        inner.backlog.finished();
     }
     Ok(())
 }
@@ -257,7 +254,7 @@ pub async fn expire_leases(inner: &Inner, now_ms: u64) -> Result<usize> {
 /// Counts the events not finished (the receiver's high-water mark reads it often; the
 /// heartbeat keeps it fresh).
 pub async fn refresh_backlog(inner: &Inner) -> Result<()> {
-    let adds = inner.backlog_adds.load(Ordering::SeqCst);
+    let mark = inner.backlog.begin_count();
     let n: i64 = inner
         .client()
         .await?
@@ -269,15 +266,7 @@ pub async fn refresh_backlog(inner: &Inner) -> Result<()> {
         .await
         .map_err(db)?
         .get(0);
-    // Events accepted here while the count ran may be missing from it: storing the bare
-    // count would undo their increments, and the high-water mark would let them through
-    // uncounted. They are added back. One that the count did see is then counted twice,
-    // until the next beat: the error is at most the events of one count's duration, never
-    // cumulative, and on the side of refusing early.
-    let added = inner.backlog_adds.load(Ordering::SeqCst).wrapping_sub(adds);
-    inner
-        .backlog
-        .store((n as u64).saturating_add(added), Ordering::Relaxed);
+    inner.backlog.settle(mark, n as u64);
     Ok(())
 }
 
@@ -311,7 +300,7 @@ pub async fn replay(inner: &Inner, seq: u64, now_ms: u64) -> Result<Event, Repla
         .await
         .map_err(db)?;
     if let Some(row) = row {
-        inner.add_backlog();
+        inner.backlog.add();
         inner.work.notify_one();
         return Ok(to_event(&row, 0));
     }
