@@ -238,6 +238,11 @@ async fn one_event_id_from_two_instances_at_once_is_accepted_once() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // A flush (a stop makes one) writes what the heartbeat has not written yet.
+    let d2 = &deliveries[1];
+    a.set_latency(d2.id, 4321).unwrap();
+    a.flush().await.unwrap();
+    assert_eq!(a.delivery(d2.id).unwrap().unwrap().latency_us, Some(4321));
     // Processed once: one claim gets it, the other instance finds nothing.
     let got = a.claim(hookd::clock::now_ms(), 10).await.unwrap();
     assert_eq!(got.len(), 1);

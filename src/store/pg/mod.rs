@@ -138,8 +138,9 @@ struct Inner {
     pending_finishes: AtomicUsize,
     /// Rejections counted and not stored, not yet added to `hookd_counters`.
     unlogged: AtomicU64,
-    /// Taken while `unlogged` is added to the database (see `node::write_unlogged`).
-    unlogged_turn: tokio::sync::Mutex<()>,
+    /// Taken while `unlogged` or `latencies` is written to the database, so that a flush
+    /// returns only once a beat's write of them has landed too (see `node::write_unlogged`).
+    noted_turn: tokio::sync::Mutex<()>,
     /// The last heartbeat's failure, until a beat succeeds.
     db_error: Mutex<Option<String>>,
     /// Answer latencies not written yet: (delivery id, µs).
@@ -253,13 +254,16 @@ impl PgStore {
         }
     }
 
-    /// Returns once every write queued so far is committed, the count of unstored
-    /// rejections included (a stop would otherwise lose what the heartbeat had not added).
+    /// Returns once every write queued so far is committed, the answers' latencies and the
+    /// count of unstored rejections included (a stop would otherwise lose what the
+    /// heartbeat had not written).
     pub async fn flush(&self) -> Result<()> {
         self.writer.flush().await?;
-        self.run(
-            |inner| async move { node::write_unlogged(&inner, &**inner.client().await?).await },
-        )
+        self.run(|inner| async move {
+            let client = inner.client().await?;
+            node::write_latencies(&inner, &**client).await?;
+            node::write_unlogged(&inner, &**client).await
+        })
         .await
     }
 
@@ -469,7 +473,7 @@ async fn connect(
         latencies: Mutex::new(Vec::new()),
         db_error: Mutex::new(None),
         unlogged: AtomicU64::new(0),
-        unlogged_turn: tokio::sync::Mutex::new(()),
+        noted_turn: tokio::sync::Mutex::new(()),
     });
     prune::ensure_partitions(&inner, now).await?;
     queue::refresh_backlog(&inner).await?;

@@ -137,22 +137,36 @@ async fn beat(inner: &Inner, now_ms: u64) -> Result<()> {
         )
         .await
         .map_err(db)?;
-    let latencies = std::mem::take(&mut *inner.latencies.lock().unwrap_or_else(|p| p.into_inner()));
-    if !latencies.is_empty() {
-        let (ids, micros): (Vec<i64>, Vec<i64>) = latencies.into_iter().unzip();
-        client
-            .execute(
-                "UPDATE hookd_deliveries d SET latency_us = u.l
-                 FROM unnest($1::int8[], $2::int8[]) AS u(i, l) WHERE d.id = u.i",
-                &[&ids, &micros],
-            )
-            .await
-            .map_err(db)?;
-    }
+    write_latencies(inner, &**client).await?;
     write_unlogged(inner, &**client).await?;
     drop(client);
     queue::expire_leases(inner, now_ms).await?;
     queue::refresh_backlog(inner).await
+}
+
+/// Writes the answers' latencies noted since the last call into their deliveries (the
+/// heartbeat's, and the flush at a stop's). On failure they stay noted for the next call.
+pub(super) async fn write_latencies(
+    inner: &Inner,
+    client: &impl tokio_postgres::GenericClient,
+) -> Result<()> {
+    let _turn = inner.noted_turn.lock().await;
+    let noted = || inner.latencies.lock().unwrap_or_else(|p| p.into_inner());
+    let latencies = std::mem::take(&mut *noted());
+    if latencies.is_empty() {
+        return Ok(());
+    }
+    let (ids, micros): (Vec<i64>, Vec<i64>) = latencies.iter().copied().unzip();
+    client
+        .execute(
+            "UPDATE hookd_deliveries d SET latency_us = u.l
+             FROM unnest($1::int8[], $2::int8[]) AS u(i, l) WHERE d.id = u.i",
+            &[&ids, &micros],
+        )
+        .await
+        .map_err(db)
+        .map(drop)
+        .inspect_err(|_| noted().extend(latencies))
 }
 
 /// Adds the rejections counted in memory since the last call to the database's count (the
@@ -162,7 +176,7 @@ pub(super) async fn write_unlogged(
     client: &impl tokio_postgres::GenericClient,
 ) -> Result<()> {
     // One writer at a time: a flush returns only once a beat's addition has landed too.
-    let _turn = inner.unlogged_turn.lock().await;
+    let _turn = inner.noted_turn.lock().await;
     let n = inner.unlogged.swap(0, Ordering::Relaxed);
     if n == 0 {
         return Ok(());
