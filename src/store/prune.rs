@@ -273,7 +273,7 @@ impl SledStore {
             }
             // The chunk's removals go to disk now, on the prune's time: left in sled's
             // buffer, the next ack's group commit would write them out with its own records
-            // and wait for them (a quarter off the acks' p99 while pruning, benches/README).
+            // and wait for them (a sixth off the acks' p99 while pruning, benches/README.md).
             h.db.flush().db()?;
         }
         Ok((deliveries, events_removed))
