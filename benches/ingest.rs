@@ -238,11 +238,13 @@ fn main() {
     // sliding retention window, so this is what sets the disk bill.
     let db = dir.path().join("data").join("db");
     match hookd::store::check::check(&db) {
-        Ok(report) => println!(
-            "live records {:.1} MB: {:.0} bytes per delivery",
-            report.record_bytes as f64 / 1e6,
-            report.record_bytes as f64 / accepted as f64
-        ),
+        Ok(report) => {
+            println!(
+                "live records {:.1} MB: {:.0} bytes per delivery",
+                report.record_bytes as f64 / 1e6,
+                report.record_bytes as f64 / accepted as f64
+            );
+        }
         Err(e) => println!("cannot read the store back: {e}"),
     }
 }
