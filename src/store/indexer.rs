@@ -255,11 +255,6 @@ fn index_batch(shared: &Shared, upto: u64, max: usize) -> Result<bool> {
             event_ids.extend(item.event_id_key(id));
         }
     }
-    #[cfg(test)]
-    if shared.fail_next_pass.swap(false, Ordering::SeqCst) {
-        shared.fresh.forget(shared.ids.last());
-        return Err(super::StoreError::Io("indexing pass failed (test)".into()));
-    }
     // One insert at a time, not one `apply_batch`: sled's batch takes a process-wide lock
     // that stops every other read and write, so a batch of index entries stalled the acks
     // behind it. Single inserts run beside the writer's batches. The watermark goes last:
@@ -267,6 +262,10 @@ fn index_batch(shared: &Shared, upto: u64, max: usize) -> Result<bool> {
     // chunk and entry before it (and entries written again after a crash are the same
     // bytes; chunks written again replace the lost pass's, see `chunks`).
     let written = (|| {
+        #[cfg(test)]
+        if shared.fail_next_pass.swap(false, Ordering::SeqCst) {
+            return Err(super::StoreError::Io("indexing pass failed (test)".into()));
+        }
         chunks.write(&h.log, from)?;
         for key in event_ids {
             h.log.insert(key, &[]).db()?;
