@@ -107,7 +107,7 @@ pub fn check(db_dir: &Path) -> Result<Report> {
         Some(found) if open::reads_as_is(found) => {
             // An older format's indexes (or those of a rebuild cut short) are rebuilt by the
             // next start: the copy's are rebuilt the same way, and checked as that leaves them.
-            if found < open::FORMAT || open::reindex_pending(&db)? {
+            if open::rebuilds_indexes(&db, found)? {
                 super::reindex::rebuild_store(&db)?;
             }
             check_db(&db)

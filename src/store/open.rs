@@ -49,8 +49,7 @@ pub(super) fn open(dir: &Path, cache_mb: u64) -> Result<sled::Db> {
     match stored_format(&db)? {
         Some(FORMAT) => {
             // A restamp cut short during its rebuild left the file naming the old format.
-            let resumed = reindex_pending(&db)?;
-            finish_reindex(&db)?;
+            let resumed = finish_reindex(&db)?;
             if resumed || !dir.join(FORMAT_FILE).exists() {
                 write_format_file(dir)?; // a copy made by backup or compaction
             }
@@ -138,26 +137,33 @@ pub(super) fn stamp(db: &sled::Db, from: Option<u64>) -> Result<()> {
     meta.insert(keys::FORMAT_KEY, &keys::u64_bytes(FORMAT))
         .db()?;
     db.flush().db()?;
-    finish_reindex(db)
+    finish_reindex(db).map(drop)
 }
 
 /// Whether a rebuild of the indexes that a restamp began is unfinished.
-pub(super) fn reindex_pending(db: &sled::Db) -> Result<bool> {
+fn reindex_pending(db: &sled::Db) -> Result<bool> {
     db.open_tree(keys::META_TREE)
         .db()?
         .contains_key(keys::REINDEXING)
         .db()
 }
 
-/// Runs (or, after a start cut short, resumes) the rebuild of the indexes a restamp began.
-pub(super) fn finish_reindex(db: &sled::Db) -> Result<()> {
+/// Whether opening a store of format `found` rebuilds its indexes: an older form's, or a
+/// rebuild a restamp began and did not finish.
+pub(super) fn rebuilds_indexes(db: &sled::Db, found: u64) -> Result<bool> {
+    Ok(found < CHUNKED_FROM || reindex_pending(db)?)
+}
+
+/// Runs (or, after a start cut short, resumes) the rebuild of the indexes a restamp began;
+/// returns whether there was one to run.
+fn finish_reindex(db: &sled::Db) -> Result<bool> {
     if !reindex_pending(db)? {
-        return Ok(());
+        return Ok(false);
     }
     tracing::info!("rebuilding the indexes in chunks (data format {CHUNKED_FROM}); a large store takes a while");
     super::reindex::rebuild_store(db)?;
     db.flush().db()?;
-    Ok(())
+    Ok(true)
 }
 
 /// Opens sled in `dir` on its own thread: a panic becomes [`StoreError::Damaged`], and so
