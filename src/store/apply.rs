@@ -376,7 +376,7 @@ pub(super) fn replay(
 mod tests {
     use super::*;
     use crate::store::keys::IndexKind;
-    use crate::store::testing::{accept, attempt, draft, event, indexed, respond};
+    use crate::store::testing::{accept, attempt, draft, event, indexed, respond, temp_store};
     use crate::store::SledStore;
 
     /// Keys per kind in the log tree.
@@ -391,8 +391,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_accepted_delivery_is_two_keys_and_its_body_is_stored_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path(), 16).unwrap();
+        let (_dir, store) = temp_store();
         let d = draft("evt-1");
         let body = d.body.clone();
         let a = store.accept(d, event("evt-1"), respond).await.unwrap();
@@ -508,8 +507,7 @@ mod tests {
     /// with the claim: a restart neither repeats nor skips one.
     #[tokio::test]
     async fn new_events_are_claimed_in_order_from_the_cursor_once_across_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path(), 16).unwrap();
+        let (dir, store) = temp_store();
         let mut seqs = Vec::new();
         for id in ["evt-1", "evt-2", "evt-3"] {
             seqs.push(accept(&store, id).await.seq);
@@ -543,8 +541,7 @@ mod tests {
     /// Queue entries of retries and new events are taken in due order, whichever comes first.
     #[tokio::test]
     async fn a_claim_merges_due_retries_and_new_events_by_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path(), 16).unwrap();
+        let (_dir, store) = temp_store();
         let old = accept(&store, "evt-1").await;
         store.claim(u64::MAX / 2, 1).await.unwrap();
         let new = accept(&store, "evt-2").await;
@@ -604,8 +601,7 @@ mod tests {
     /// past them, so each runs once, from its queue entry.
     #[tokio::test]
     async fn a_format_3_stores_queue_is_claimed_once_after_the_restamp() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path(), 16).unwrap();
+        let (dir, store) = temp_store();
         let mut seqs = Vec::new();
         for id in ["evt-1", "evt-2"] {
             seqs.push(accept(&store, id).await.seq);
@@ -647,8 +643,7 @@ mod tests {
     /// verdict key: its first opening by format 5 rebuilds them as chunks, latency kept.
     #[tokio::test]
     async fn a_format_4_stores_indexes_are_rebuilt_in_chunks_at_the_restamp() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path(), 16).unwrap();
+        let (dir, store) = temp_store();
         let a = accept(&store, "evt-1").await;
         let b = accept(&store, "evt-2").await;
         {
@@ -707,8 +702,7 @@ mod tests {
     /// start, whatever the format says by then.
     #[tokio::test]
     async fn an_unfinished_rebuild_of_the_indexes_is_resumed() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path(), 16).unwrap();
+        let (dir, store) = temp_store();
         let a = accept(&store, "evt-1").await;
         store.index_now().unwrap();
         {
@@ -756,8 +750,7 @@ mod tests {
     /// has not passed that has a status already (as a restored copy can show) does not count.
     #[tokio::test]
     async fn next_due_is_the_first_new_event_a_claim_would_take() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path(), 16).unwrap();
+        let (_dir, store) = temp_store();
         let mut seqs = Vec::new();
         for (id, at) in [("evt-1", 1_000), ("evt-2", 2_000)] {
             let mut d = draft(id);

@@ -452,16 +452,14 @@ impl EventState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::{accept, draft};
-    use crate::store::SledStore;
+    use crate::store::testing::{accept, draft, temp_store};
 
     /// The event list walks deliveries' records: a long run of deliveries that hold no event
     /// ends a call early with a cursor (bounded work per call), and the cursor leads on to
     /// the event behind them.
     #[tokio::test]
     async fn the_event_list_steps_over_deliveries_without_events_a_bounded_run_at_a_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path(), 16).unwrap();
+        let (_dir, store) = temp_store();
         let a = accept(&store, "evt-1").await;
         let mut rejected = draft("none");
         rejected.verdict = Verdict::Rejected;

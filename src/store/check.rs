@@ -376,15 +376,13 @@ impl Chunked {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::accept;
-    use crate::store::SledStore;
+    use crate::store::testing::{accept, temp_store};
 
     /// A new event after the claim cursor needs no queue entry; one the cursor has passed
     /// without a claim (no status) would never run, and is reported.
     #[tokio::test]
     async fn a_waiting_event_must_be_queued_or_after_the_cursor() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path(), 16).unwrap();
+        let (_dir, store) = temp_store();
         let a = accept(&store, "evt-1").await;
         store.flush().await.unwrap();
         let h = store.shared.h().unwrap();
@@ -402,8 +400,7 @@ mod tests {
     /// chunk must be a delivery, and every chunk readable.
     #[tokio::test]
     async fn index_chunks_must_match_the_deliveries() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path(), 16).unwrap();
+        let (_dir, store) = temp_store();
         let a = accept(&store, "evt-1").await;
         let b = accept(&store, "evt-2").await;
         store.index_now().unwrap();

@@ -401,7 +401,7 @@ impl Indexer {
 #[cfg(test)]
 mod tests {
     use super::super::model::Verdict;
-    use super::super::testing::{self, accept, draft};
+    use super::super::testing::{self, accept, draft, temp_store};
     use super::super::SledStore;
     use super::*;
 
@@ -472,8 +472,7 @@ mod tests {
     /// deliveries (from the log, as the feed forgot them), with their latencies.
     #[tokio::test]
     async fn a_failed_pass_leaves_its_deliveries_and_latencies_to_the_next() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SledStore::open(dir.path(), 16).expect("open");
+        let (_dir, store) = temp_store();
         let a = accept(&store, "a").await;
         store.set_latency(a.delivery_id, 777).expect("latency");
         store.shared.fail_next_pass.store(true, Ordering::SeqCst);
@@ -522,8 +521,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_writer_waits_for_an_indexer_far_behind_but_not_forever() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SledStore::open(dir.path(), 16).expect("open");
+        let (_dir, store) = temp_store();
         // Deliveries the indexer will not reach (their ids are far ahead of any handed out).
         let far = u64::MAX / 2;
         store

@@ -341,14 +341,12 @@ fn remove_event(tx: &mut Tx, h: &Handles, seq: u64, rec: &EventRec) -> Result<()
 
 #[cfg(test)]
 mod tests {
-    use crate::store::testing::accept;
-    use crate::store::SledStore;
+    use crate::store::testing::{accept, temp_store};
 
     /// A prune leaves nothing of its own for the next flush (an ack's) to write.
     #[tokio::test]
     async fn a_prune_flushes_what_it_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path(), 16).unwrap();
+        let (_dir, store) = temp_store();
         for n in 0..40 {
             accept(&store, &format!("evt-{n}")).await;
         }

@@ -44,6 +44,13 @@ fn ok_response() -> ResponseLog {
     }
 }
 
+/// A store in a fresh temporary directory (kept as long as the returned handle lives).
+pub(super) fn temp_store() -> (tempfile::TempDir, super::SledStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = super::SledStore::open(dir.path(), 16).expect("open");
+    (dir, store)
+}
+
 /// Accepts [`event`]`(event_id)` on `store` as [`draft`] carries it.
 pub(super) async fn accept(store: &super::SledStore, event_id: &str) -> super::Accepted {
     store
