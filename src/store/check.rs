@@ -14,7 +14,7 @@ use super::keys::{self, IndexKind};
 use super::model::EventState;
 use super::tx;
 use super::{open, Db, Result, StoreError};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// Most problems listed one by one; the rest are only counted.
@@ -368,8 +368,10 @@ impl Chunked {
             .is_some_and(|n| self.entries.contains(&(kind, *n, id)))
     }
 
-    fn ids(&self) -> impl Iterator<Item = u64> + '_ {
-        self.entries.iter().map(|(_, _, id)| *id)
+    /// Every delivery id some chunk holds, each once (a delivery is in up to three), in
+    /// order: one problem line per missing delivery, in a stable order.
+    fn ids(&self) -> BTreeSet<u64> {
+        self.entries.iter().map(|(_, _, id)| *id).collect()
     }
 }
 
@@ -409,10 +411,17 @@ mod tests {
         let key = keys::chunk_key(IndexKind::Endpoint, "std", a.delivery_id);
         let mut chunk = Chunk::decode(&key, &h.log.get(&key).unwrap().unwrap()).unwrap();
         assert_eq!(chunk.ids, [a.delivery_id, b.delivery_id]);
-        // b left out, an id that is no delivery in.
+        // b left out, an id that is no delivery in; that id also in the type's chunk,
+        // reported once all the same.
         chunk.ids = vec![a.delivery_id, b.delivery_id + 1];
         h.log
             .insert(&key, chunk.encode(a.delivery_id).unwrap())
+            .unwrap();
+        let by_type = keys::chunk_key(IndexKind::EventType, "t", a.delivery_id);
+        let mut typed = Chunk::decode(&by_type, &h.log.get(&by_type).unwrap().unwrap()).unwrap();
+        typed.ids.push(b.delivery_id + 1);
+        h.log
+            .insert(&by_type, typed.encode(a.delivery_id).unwrap())
             .unwrap();
         let report = check_db(&h.db).unwrap();
         assert_eq!(
