@@ -56,13 +56,7 @@ fn accepted(log: &sled::Tree, event_id: &str, lo: u64, hi: u64) -> Result<Vec<u6
         .transpose()
         .db()?
     {
-        let Some(len) = key
-            .get(1..3)
-            .map(|l| u16::from_be_bytes([l[0], l[1]]) as usize)
-        else {
-            break;
-        };
-        let Some(prefix) = key.get(..3 + len) else {
+        let Some(prefix) = keys::dedup_endpoint_prefix(&key) else {
             break;
         };
         // This endpoint's dedup key for the event id: its prefix, then the id.

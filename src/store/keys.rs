@@ -190,6 +190,13 @@ pub fn dedup_key(endpoint: &str, event_id: &str) -> Vec<u8> {
     key
 }
 
+/// The endpoint part of a dedup key, `[d][len u16][endpoint]`: every dedup key of that
+/// endpoint starts with it.
+pub fn dedup_endpoint_prefix(key: &[u8]) -> Option<&[u8]> {
+    let len = u16::from_be_bytes(key.get(1..3)?.try_into().ok()?) as usize;
+    key.get(..3 + len)
+}
+
 /// Queue key: due time, then event seq, so the first key is the next event to run.
 pub fn queue_key(due_ms: u64, seq: u64) -> [u8; 17] {
     let mut key = [QUEUE; 17];
@@ -263,5 +270,17 @@ mod tests {
         let range = kind_range(DELIVERY);
         assert!(range.start[..] <= d[..] && d[..] < range.end[..]);
         assert_eq!(key_id(&id_key(EVENT, 7)), Some(7));
+    }
+
+    #[test]
+    fn a_dedup_key_names_its_endpoints_prefix() {
+        let key = dedup_key("std", "evt-1");
+        assert_eq!(dedup_endpoint_prefix(&key), Some(&dedup_key("std", "")[..]));
+        assert!(dedup_key("other", "evt-1").starts_with(&dedup_key("other", "")));
+        assert_eq!(
+            dedup_endpoint_prefix(&[DEDUP, 0, 9, b'x']),
+            None,
+            "cut short"
+        );
     }
 }
