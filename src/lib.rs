@@ -15,6 +15,7 @@ pub mod alerts;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod nice;
 pub mod process;
 pub mod prune;
 pub mod ratelimit;

@@ -67,21 +67,6 @@ pub struct Status {
     pub running: bool,
 }
 
-/// Runs `f` on a new thread named `name` whose CPU priority is the lowest (nice 19). On
-/// Linux the nice value belongs to the thread, so the rest of the process keeps its own.
-fn low_priority<T: Send + 'static>(
-    name: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> std::io::Result<std::thread::JoinHandle<T>> {
-    std::thread::Builder::new().name(name.into()).spawn(move || {
-        // SAFETY: setpriority has no memory effects; 0 names the calling thread.
-        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) } != 0 {
-            tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the prune's priority");
-        }
-        f()
-    })
-}
-
 /// Sleeps [`REST_FACTOR`] times as long as the work begun at `started` took.
 fn rest(started: std::time::Instant) {
     std::thread::sleep((started.elapsed() * REST_FACTOR).max(Duration::from_millis(1)));
@@ -187,7 +172,8 @@ impl Pruner {
     /// the prune took 75-115 s instead of 62-79 s. Blocking.
     pub fn prune_at_low_priority(self: &Arc<Self>, now_ms: u64) -> Result<PruneReport, PruneError> {
         let me = self.clone();
-        low_priority("hookd-prune", move || me.prune_at(now_ms))
+        // The lowest CPU priority (nice 19): receiving comes first.
+        crate::nice::spawn("hookd-prune", 19, move || me.prune_at(now_ms))
             .map_err(|e| PruneError::Task(e.to_string()))?
             .join()
             .unwrap_or_else(|_| Err(PruneError::Task("the prune thread panicked".into())))
@@ -293,33 +279,5 @@ impl Pruner {
     pub async fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.running.lock().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn nice_of_this_thread() -> i32 {
-        // SAFETY: getpriority reads a value; errno is cleared first since -1 is valid.
-        unsafe {
-            *libc::__errno_location() = 0;
-            libc::getpriority(libc::PRIO_PROCESS, 0)
-        }
-    }
-
-    #[test]
-    fn the_prune_thread_runs_at_the_lowest_priority_and_leaves_the_callers_alone() {
-        let before = nice_of_this_thread();
-        let inside = low_priority("test-prune", nice_of_this_thread)
-            .unwrap()
-            .join()
-            .unwrap();
-        assert_eq!(inside, 19);
-        assert_eq!(
-            nice_of_this_thread(),
-            before,
-            "the caller's priority is unchanged"
-        );
     }
 }
