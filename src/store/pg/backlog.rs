@@ -1,28 +1,40 @@
 //! The backlog this instance believes the cluster has: events not finished, counted in the
 //! database by the heartbeat and moved in between by what this instance does. The
 //! receiver's high-water mark reads it on every request, so it is an atomic, not a query.
+//!
+//! A count races with this instance's own accepts: one committed just before the count's
+//! snapshot is in the count, one committed just after is not, and both call [`Backlog::add`]
+//! after their COMMIT. So while a count runs the events queued here are listed, and the
+//! count asks the same snapshot which of them it holds ([`Backlog::settle`]): storing the bare
+//! count would drop the ones it missed (the high-water mark would let them through
+//! uncounted), adding them all back would count the others twice (it refused early).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 #[derive(Default)]
 pub(super) struct Backlog {
     events: AtomicU64,
-    /// Events this instance has added since start; see [`Backlog::settle`].
-    adds: AtomicU64,
+    /// While a count runs: the seqs of the events queued here since it began.
+    counting: Mutex<Option<Vec<u64>>>,
 }
-
-/// Where a count from the database began (see [`Backlog::begin_count`]).
-pub(super) struct CountMark(u64);
 
 impl Backlog {
     pub(super) fn get(&self) -> u64 {
         self.events.load(Ordering::Relaxed)
     }
 
-    /// An event this instance queued (accepted or replayed).
-    pub(super) fn add(&self) {
-        self.adds.fetch_add(1, Ordering::SeqCst);
+    fn counting(&self) -> std::sync::MutexGuard<'_, Option<Vec<u64>>> {
+        self.counting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Event `seq` was queued here (accepted or replayed), after its COMMIT.
+    pub(super) fn add(&self, seq: u64) {
+        let mut counting = self.counting();
         self.events.fetch_add(1, Ordering::Relaxed);
+        if let Some(seqs) = counting.as_mut() {
+            seqs.push(seq);
+        }
     }
 
     /// An event this instance finished (done or dead).
@@ -33,19 +45,36 @@ impl Backlog {
     }
 
     /// Taken just before the database counts.
-    pub(super) fn begin_count(&self) -> CountMark {
-        CountMark(self.adds.load(Ordering::SeqCst))
+    pub(super) fn begin_count(&self) {
+        *self.counting() = Some(Vec::new());
     }
 
-    /// Stores the database's count `n`. Events added here while the count ran may be
-    /// missing from it: storing the bare count would undo their increments, and the
-    /// high-water mark would let them through uncounted. They are added back. One that the
-    /// count did see is then counted twice until the next count: the error is at most the
-    /// events of one count's duration, never cumulative, and on the side of refusing early.
-    pub(super) fn settle(&self, mark: CountMark, n: u64) {
-        let added = self.adds.load(Ordering::SeqCst).wrapping_sub(mark.0);
+    /// A count that failed: nothing is listed any more.
+    pub(super) fn abandon_count(&self) {
+        *self.counting() = None;
+    }
+
+    /// The events queued here since the count began.
+    pub(super) fn queued_during_count(&self) -> Vec<u64> {
+        self.counting().clone().unwrap_or_default()
+    }
+
+    /// Stores the database's count `n`, plus those of the `checked` first events queued
+    /// during the count that its snapshot did not hold (`seen` is how many it held). Returns
+    /// false, storing nothing, when more were queued after `checked` was taken: the caller
+    /// checks again. `force` stores anyway, counting every event not checked as missed
+    /// (the error then leans towards refusing early).
+    pub(super) fn settle(&self, n: u64, checked: usize, seen: u64, force: bool) -> bool {
+        let mut counting = self.counting();
+        let queued = counting.as_ref().map_or(0, Vec::len);
+        if queued != checked && !force {
+            return false;
+        }
+        let missed = (queued as u64).saturating_sub(seen);
         self.events
-            .store(n.saturating_add(added), Ordering::Relaxed);
+            .store(n.saturating_add(missed), Ordering::Relaxed);
+        *counting = None;
+        true
     }
 }
 
@@ -54,20 +83,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_count_keeps_the_events_added_while_it_ran() {
+    fn a_count_adds_back_only_the_events_its_snapshot_missed() {
         let b = Backlog::default();
-        let mark = b.begin_count();
-        b.add(); // committed after the database took its count of 4
-        b.settle(mark, 4);
+        b.begin_count();
+        b.add(7); // committed before the database's snapshot: in its count of 4
+        b.add(8); // committed after it: missing from the count
+        let queued = b.queued_during_count();
+        assert_eq!(queued, [7, 8]);
+        assert!(b.settle(4, queued.len(), 1, false));
         assert_eq!(b.get(), 5);
-        // A count with nothing added meanwhile is taken as it is, down as well as up.
+        // A count with nothing queued meanwhile is taken as it is, down as well as up.
         b.finished();
-        let mark = b.begin_count();
-        b.settle(mark, 2);
+        b.begin_count();
+        assert!(b.settle(2, 0, 0, false));
         assert_eq!(b.get(), 2);
         b.finished();
         b.finished();
         b.finished();
         assert_eq!(b.get(), 0, "never below zero");
+    }
+
+    #[test]
+    fn an_event_queued_after_the_check_sends_the_count_round_again() {
+        let b = Backlog::default();
+        b.begin_count();
+        b.add(1);
+        let queued = b.queued_during_count();
+        b.add(2); // after the snapshot was asked about `queued`
+        assert!(!b.settle(10, queued.len(), 0, false), "not settled");
+        assert_eq!(b.get(), 2, "the increments stand meanwhile");
+        // Forced: event 2, never checked, counts as missed.
+        assert!(b.settle(10, queued.len(), 0, true));
+        assert_eq!(b.get(), 12);
+        b.add(3);
+        assert_eq!(b.get(), 13);
+        assert!(b.queued_during_count().is_empty(), "no count runs");
     }
 }

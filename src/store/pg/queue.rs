@@ -254,19 +254,52 @@ pub async fn expire_leases(inner: &Inner, now_ms: u64) -> Result<usize> {
 /// Counts the events not finished (the receiver's high-water mark reads it often; the
 /// heartbeat keeps it fresh).
 pub async fn refresh_backlog(inner: &Inner) -> Result<()> {
-    let mark = inner.backlog.begin_count();
-    let n: i64 = inner
-        .client()
-        .await?
-        .query_one(
-            "SELECT count(*) FROM hookd_events
-             WHERE state IN ('queued', 'retrying', 'processing')",
-            &[],
-        )
+    inner.backlog.begin_count();
+    let counted = count_backlog(inner).await;
+    if counted.is_err() {
+        inner.backlog.abandon_count();
+    }
+    counted
+}
+
+const UNFINISHED: &str = "state IN ('queued', 'retrying', 'processing')";
+
+/// The count, and which of the events queued here meanwhile it holds, from one snapshot (a
+/// repeatable-read transaction takes it at its first statement): see [`super::backlog`].
+async fn count_backlog(inner: &Inner) -> Result<()> {
+    let mut client = inner.client().await?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
         .await
-        .map_err(db)?
-        .get(0);
-    inner.backlog.settle(mark, n as u64);
+        .map_err(db)?;
+    let count = format!("SELECT count(*) FROM hookd_events WHERE {UNFINISHED}");
+    let n: i64 = tx.query_one(&count, &[]).await.map_err(db)?.get(0);
+    let held = format!("SELECT count(*) FROM hookd_events WHERE seq = ANY($1) AND {UNFINISHED}");
+    // Events keep arriving while the check runs; a few rounds catch up with a burst, and
+    // then what is left unchecked counts as missed.
+    for round in 1..=3 {
+        let queued: Vec<i64> = inner
+            .backlog
+            .queued_during_count()
+            .into_iter()
+            .map(|seq| seq as i64)
+            .collect();
+        let seen: i64 = if queued.is_empty() {
+            0
+        } else {
+            tx.query_one(&held, &[&queued]).await.map_err(db)?.get(0)
+        };
+        if inner
+            .backlog
+            .settle(n as u64, queued.len(), seen as u64, round == 3)
+        {
+            break;
+        }
+    }
+    tx.commit().await.map_err(db)?;
     Ok(())
 }
 
@@ -300,7 +333,7 @@ pub async fn replay(inner: &Inner, seq: u64, now_ms: u64) -> Result<Event, Repla
         .await
         .map_err(db)?;
     if let Some(row) = row {
-        inner.backlog.add();
+        inner.backlog.add(seq);
         inner.work.notify_one();
         return Ok(to_event(&row, 0));
     }

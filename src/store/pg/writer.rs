@@ -134,7 +134,7 @@ fn reply_all(inner: &Inner, batch: Vec<Write>, outcomes: Vec<Outcome>) {
         match (write, outcome) {
             (Write::Accept { reply, .. }, Outcome::Accepted(a)) => {
                 if a.verdict == crate::store::Verdict::Accepted {
-                    inner.backlog.add();
+                    inner.backlog.add(a.seq);
                     wake = true;
                 }
                 let _ = reply.send(Ok(a));
