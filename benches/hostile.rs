@@ -74,21 +74,7 @@ fn usage(pid: u32) -> (f64, usize) {
 }
 
 fn dir_mib(dir: &Path) -> f64 {
-    fn bytes(dir: &Path) -> u64 {
-        std::fs::read_dir(dir)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .map(|e| match e.metadata() {
-                        Ok(m) if m.is_dir() => bytes(&e.path()),
-                        Ok(m) => m.len(),
-                        Err(_) => 0,
-                    })
-                    .sum()
-            })
-            .unwrap_or(0)
-    }
-    bytes(dir) as f64 / 1048576.0
+    hookd::store::backup::dir_size(dir) as f64 / 1048576.0
 }
 
 async fn hold(addr: &str, n: usize, first: Vec<u8>) -> Vec<TcpStream> {

@@ -6,8 +6,11 @@
 //! `--postgres URL` (a server whose user may create databases) it also runs hookd in cluster
 //! mode on a fresh database: one instance, then two with the connections split between
 //! them (as behind a load balancer).
-//! Each server runs on its own 2-thread runtime; the load generator on another, so both
-//! servers face the same client and share the machine the same way.
+//! Each server runs in a process of its own with a 2-thread runtime, as a user runs it: the
+//! built `hookd` binary (or another build's, with `--hookd-bin PATH`) and this bench started
+//! again with `--serve-bare`. The load generator runs here, so both servers face the same
+//! client and share the machine the same way. `--in-process` runs both servers inside this
+//! process instead (how the bench measured before; cluster mode always runs that way).
 
 use hookd::config::Config;
 use hookd::secret::Secret;
@@ -136,8 +139,80 @@ fn bare_server(rt: &tokio::runtime::Runtime) -> SocketAddr {
     })
 }
 
+/// A server under load in a process of its own: the bare handler (this bench run again with
+/// `--serve-bare`) or the hookd binary. Dropping it kills the process.
+struct Served {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `command` and waits for its `listening receiver=ADDR` line (hookd's start-up line,
+/// which `--serve-bare` prints too). The rest of its output is drained.
+fn serve(mut command: std::process::Command) -> Served {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe. The server dies with the bench (with the thread
+    // that started it, the main thread), so an interrupted run leaves no server behind.
+    let bench = std::process::id() as libc::pid_t;
+    unsafe {
+        command.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            // The bench may have died before the prctl: then there is no one to serve.
+            if libc::getppid() != bench {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the server");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    for line in lines.by_ref() {
+        let line = line.expect("stdout");
+        if let Some(rest) = line.strip_prefix("listening receiver=") {
+            let addr = rest.split(' ').next().expect("address");
+            let addr = addr.parse().expect("listening address");
+            std::thread::spawn(move || for _ in lines {});
+            return Served { child, addr };
+        }
+    }
+    let _ = child.kill();
+    panic!("the server did not start: {:?}", child.wait());
+}
+
+/// `--serve-bare`: the bare handler as its own process, with the 2-thread runtime hookd is
+/// given too.
+fn serve_bare() {
+    let rt = runtime(2);
+    let addr = bare_server(&rt);
+    println!("listening receiver={addr}");
+    rt.block_on(std::future::pending::<()>());
+}
+
+/// Asks `served` to stop as systemd would (SIGTERM) and waits; returns how long the stop took.
+fn stop(mut served: Served) -> f64 {
+    let started = Instant::now();
+    // SAFETY: kill(2) on a child this process started and has not reaped.
+    unsafe { libc::kill(served.child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = served.child.wait().expect("wait for hookd");
+    assert!(status.success(), "hookd stopped with {status}");
+    started.elapsed().as_secs_f64()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--serve-bare") {
+        return serve_bare();
+    }
     let arg = |name: &str, default: u64| {
         args.iter()
             .position(|a| a == name)
@@ -145,17 +220,32 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
+    let text_arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
         .init();
     let secs = arg("--secs", 10);
     let conns = arg("--conns", 32) as usize;
+    let in_process = args.iter().any(|a| a == "--in-process");
+    let hookd_bin = text_arg("--hookd-bin").unwrap_or_else(|| env!("CARGO_BIN_EXE_hookd").into());
 
-    let bare_rt = runtime(2);
-    let bare_addr = bare_server(&bare_rt);
-    println!("bare warp handler: {conns} connections, {secs} s ...");
-    let bare = load(bare_addr, "/webhooks/bench", conns, secs);
-    drop(bare_rt);
+    let bare = if in_process {
+        let bare_rt = runtime(2);
+        let bare_addr = bare_server(&bare_rt);
+        println!("bare warp handler (in this process): {conns} connections, {secs} s ...");
+        load(bare_addr, "/webhooks/bench", conns, secs)
+    } else {
+        let mut command = std::process::Command::new(std::env::current_exe().expect("exe"));
+        command.arg("--serve-bare");
+        let served = serve(command);
+        println!("bare warp handler (own process): {conns} connections, {secs} s ...");
+        load(served.addr, "/webhooks/bench", conns, secs)
+    };
 
     // The data directory sits on the project's disk (target/), not a tmpfs: fsync is real.
     let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
@@ -166,30 +256,39 @@ fn main() {
     );
     let path = dir.path().join("hookd.toml");
     std::fs::write(&path, text).expect("config");
-    let config = Config::load(Some(&path), &HashMap::new()).expect("config");
-    let hookd_rt = runtime(2);
-    let running = hookd_rt
-        .block_on(hookd::server::start(config, None))
-        .expect("hookd starts");
-    println!("hookd (durable acks): {conns} connections, {secs} s ...");
-    let hookd = load(running.receiver_addr, "/webhooks/bench", conns, secs);
-    let stats = hookd_rt
-        .block_on(async { running.store.stats(hookd::clock::now_ms()) })
-        .expect("stats");
-    let stopping = Instant::now();
-    hookd_rt.block_on(async {
-        running.shutdown();
-        running.wait().await;
-    });
-    // A stop completes the indexes: its time shows how far the indexer trailed the load (it
-    // keeps about a second behind; much more means it could not keep up with this rate).
-    let stop_secs = stopping.elapsed().as_secs_f64();
-
-    let pg_url = args
-        .iter()
-        .position(|a| a == "--postgres")
-        .and_then(|i| args.get(i + 1))
-        .cloned();
+    let (hookd, stop_secs) = if in_process {
+        let config = Config::load(Some(&path), &HashMap::new()).expect("config");
+        let hookd_rt = runtime(2);
+        let running = hookd_rt
+            .block_on(hookd::server::start(config, None))
+            .expect("hookd starts");
+        println!("hookd (in this process, durable acks): {conns} connections, {secs} s ...");
+        let hookd = load(running.receiver_addr, "/webhooks/bench", conns, secs);
+        let stopping = Instant::now();
+        hookd_rt.block_on(async {
+            running.shutdown();
+            running.wait().await;
+        });
+        (hookd, stopping.elapsed().as_secs_f64())
+    } else {
+        let mut command = std::process::Command::new(&hookd_bin);
+        // hookd's settings come from the config alone, not from the caller's environment,
+        // and its runtime has the bare handler's 2 threads whatever the machine.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("HOOKD_") {
+                command.env_remove(key);
+            }
+        }
+        command
+            .args(["--config", path.to_str().expect("path"), "serve"])
+            .env("HOOKD_LOG", "warn")
+            .env("TOKIO_WORKER_THREADS", "2");
+        let served = serve(command);
+        println!("hookd ({hookd_bin}, durable acks): {conns} connections, {secs} s ...");
+        let hookd = load(served.addr, "/webhooks/bench", conns, secs);
+        (hookd, stop(served))
+    };
+    let pg_url = text_arg("--postgres");
     let mut cluster = Vec::new();
     if let Some(admin_url) = pg_url {
         for instances in [1, 2] {
@@ -221,23 +320,27 @@ fn main() {
         "hookd / bare throughput: {:.0}%",
         100.0 * hookd.rps() / bare.rps()
     );
-    let accepted = stats
-        .deliveries
-        .get("accepted")
-        .copied()
-        .unwrap_or(0)
-        .max(1);
+    // Every request carried a fresh event id: each 200 is one accepted delivery.
+    let accepted = hookd.requests.max(1);
+    let db = dir.path().join("data").join("db");
+    let disk = hookd::store::backup::dir_size(&db);
+    // A stop completes the indexes: its time shows how far the indexer trailed the load (it
+    // keeps about a second behind; much more means it could not keep up with this rate).
     println!("hookd stopped in {stop_secs:.1} s (completing the indexes last)");
     println!(
         "hookd stored {accepted} accepted deliveries; data dir {:.1} MB ({:.0} bytes per delivery)",
-        stats.store_bytes as f64 / 1e6,
-        stats.store_bytes as f64 / accepted as f64
+        disk as f64 / 1e6,
+        disk as f64 / accepted as f64
     );
     // Live bytes: every key and value in the store after the run (deliveries, events, their
     // processing records and indexes). sled's files level off at about twice that under a
     // sliding retention window, so this is what sets the disk bill.
-    let db = dir.path().join("data").join("db");
     match hookd::store::check::check(&db) {
+        // A store of an older format (`--hookd-bin` of an earlier build) holds no records
+        // this build counts.
+        Ok(report) if report.record_bytes == 0 && hookd.requests > 0 => {
+            println!("live records: none this build can count (an older store format)")
+        }
         Ok(report) => {
             println!(
                 "live records {:.1} MB: {:.0} bytes per delivery",

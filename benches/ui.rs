@@ -184,21 +184,6 @@ async fn fill(dir: &Path, total: u64) {
     );
 }
 
-fn dir_size(path: &Path) -> u64 {
-    std::fs::read_dir(path)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_size(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 fn main() {
     let total: u64 = arg("--deliveries").map_or(1_000_000, |v| v.parse().expect("--deliveries N"));
     let runs: usize = arg("--runs").map_or(20, |v| v.parse().expect("--runs N"));
@@ -215,7 +200,10 @@ fn main() {
         rt.block_on(fill(&data.join("db"), total));
         std::fs::write(root.join("filled"), total.to_string()).expect("marker");
     }
-    println!("store: {:.2} GB on disk", dir_size(&data) as f64 / 1e9);
+    println!(
+        "store: {:.2} GB on disk",
+        hookd::store::backup::dir_size(&data) as f64 / 1e9
+    );
 
     let config_text = format!(
         "data_dir = {data:?}\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\

@@ -81,21 +81,6 @@ fn rss_mib(pid: u32) -> f64 {
     kib / 1024.0
 }
 
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 /// A signed delivery to `std`; its status, or 0 when the connection failed.
 async fn deliver(receiver: &str, id: &str) -> u16 {
     let body = event_body(id, "webhook.test");
@@ -307,7 +292,7 @@ async fn a_signed_delivery_gets_through_hostile_senders_within_two_seconds() {
     let hookd = Hookd::start(dir.path(), "", Some("ulimit -n 1024"));
     let (receiver, admin) = (hookd.0.receiver.clone(), hookd.0.admin.clone());
     assert_eq!(deliver(&receiver, "warm-up").await, 200);
-    let (rss_before, disk_before) = (hookd.rss_mib(), dir_bytes(dir.path()));
+    let (rss_before, disk_before) = (hookd.rss_mib(), hookd::store::backup::dir_size(dir.path()));
     let idle = hold(&receiver, 600, Vec::new()).await;
     // Large bodies sent but for their last KiB, and small ones that stall at once.
     let mut slow = hold(&receiver, 200, slow_body(1 << 20, (1 << 20) - 1024)).await;
@@ -322,7 +307,8 @@ async fn a_signed_delivery_gets_through_hostile_senders_within_two_seconds() {
     assert_eq!(healthz(&admin).await, 200);
     let took = started.elapsed();
     let rss_grown = hookd.rss_mib() - rss_before;
-    let disk_grown = dir_bytes(dir.path()).saturating_sub(disk_before) as f64 / 1048576.0;
+    let disk_grown =
+        hookd::store::backup::dir_size(dir.path()).saturating_sub(disk_before) as f64 / 1048576.0;
     drop((idle, slow, floods, unterminated));
     assert!(took < Duration::from_secs(2), "took {took:?}");
     assert!(rss_grown < 150.0, "RSS grew by {rss_grown:.0} MiB");
@@ -416,7 +402,7 @@ fn with_admin(extra: &str) -> String {
 async fn a_flood_of_large_rejected_requests_costs_the_store_a_few_megabytes() {
     let s = TestServer::start(&with_admin("")).await;
     let data = s.dir.path().join("data");
-    let before = dir_bytes(&data);
+    let before = hookd::store::backup::dir_size(&data);
     // 1 MiB bodies whose unverified id is 64 KiB, behind 55 KB of headers, never signed.
     let id = "i".repeat(65_536);
     let mut body = serde_json::json!({"id": id, "type": "t".repeat(65_536), "pad": ""}).to_string();
@@ -454,7 +440,7 @@ async fn a_flood_of_large_rejected_requests_costs_the_store_a_few_megabytes() {
         }
     }
     assert_eq!(statuses, [(401, 175), (404, 25)].into_iter().collect());
-    let grown = dir_bytes(&data).saturating_sub(before) as f64 / 1048576.0;
+    let grown = hookd::store::backup::dir_size(&data).saturating_sub(before) as f64 / 1048576.0;
     assert!(grown < 8.0, "data directory grew by {grown:.1} MiB");
 
     let (status, page) = s.api("/api/deliveries").await;
