@@ -17,6 +17,8 @@ pub(super) struct Backlog {
     events: AtomicU64,
     /// While a count runs: the seqs of the events queued here since it began.
     counting: Mutex<Option<Vec<u64>>>,
+    /// Held by the count that runs: one list serves one count at a time.
+    pub(super) count_turn: tokio::sync::Mutex<()>,
 }
 
 impl Backlog {

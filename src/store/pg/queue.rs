@@ -254,6 +254,7 @@ pub async fn expire_leases(inner: &Inner, now_ms: u64) -> Result<usize> {
 /// Counts the events not finished (the receiver's high-water mark reads it often; the
 /// heartbeat keeps it fresh).
 pub async fn refresh_backlog(inner: &Inner) -> Result<()> {
+    let _turn = inner.backlog.count_turn.lock().await;
     inner.backlog.begin_count();
     let counted = count_backlog(inner).await;
     if counted.is_err() {
