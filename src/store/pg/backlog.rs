@@ -18,7 +18,14 @@ pub(super) struct Backlog {
     /// While a count runs: the seqs of the events queued here since it began.
     counting: Mutex<Option<Vec<u64>>>,
     /// Held by the count that runs: one list serves one count at a time.
-    pub(super) count_turn: tokio::sync::Mutex<()>,
+    count_turn: tokio::sync::Mutex<()>,
+}
+
+/// A count in progress ([`Backlog::begin_count`]). It holds the turn; dropped unsettled (the
+/// count failed), it stops the listing.
+pub(super) struct Count<'a> {
+    backlog: &'a Backlog,
+    _turn: tokio::sync::MutexGuard<'a, ()>,
 }
 
 impl Backlog {
@@ -46,19 +53,21 @@ impl Backlog {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
-    /// Taken just before the database counts.
-    pub(super) fn begin_count(&self) {
+    /// Taken just before the database counts; waits for a count already running.
+    pub(super) async fn begin_count(&self) -> Count<'_> {
+        let turn = self.count_turn.lock().await;
         *self.counting() = Some(Vec::new());
+        Count {
+            backlog: self,
+            _turn: turn,
+        }
     }
+}
 
-    /// A count that failed: nothing is listed any more.
-    pub(super) fn abandon_count(&self) {
-        *self.counting() = None;
-    }
-
+impl Count<'_> {
     /// The events queued here since the count began.
-    pub(super) fn queued_during_count(&self) -> Vec<u64> {
-        self.counting().clone().unwrap_or_default()
+    pub(super) fn queued(&self) -> Vec<u64> {
+        self.backlog.counting().clone().unwrap_or_default()
     }
 
     /// Stores the database's count `n`, plus those of the `checked` first events queued
@@ -67,16 +76,23 @@ impl Backlog {
     /// checks again. `force` stores anyway, counting every event not checked as missed
     /// (the error then leans towards refusing early).
     pub(super) fn settle(&self, n: u64, checked: usize, seen: u64, force: bool) -> bool {
-        let mut counting = self.counting();
+        let mut counting = self.backlog.counting();
         let queued = counting.as_ref().map_or(0, Vec::len);
         if queued != checked && !force {
             return false;
         }
         let missed = (queued as u64).saturating_sub(seen);
-        self.events
+        self.backlog
+            .events
             .store(n.saturating_add(missed), Ordering::Relaxed);
         *counting = None;
         true
+    }
+}
+
+impl Drop for Count<'_> {
+    fn drop(&mut self) {
+        *self.backlog.counting() = None;
     }
 }
 
@@ -84,20 +100,20 @@ impl Backlog {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_count_adds_back_only_the_events_its_snapshot_missed() {
+    #[tokio::test]
+    async fn a_count_adds_back_only_the_events_its_snapshot_missed() {
         let b = Backlog::default();
-        b.begin_count();
+        let count = b.begin_count().await;
         b.add(7); // committed before the database's snapshot: in its count of 4
         b.add(8); // committed after it: missing from the count
-        let queued = b.queued_during_count();
+        let queued = count.queued();
         assert_eq!(queued, [7, 8]);
-        assert!(b.settle(4, queued.len(), 1, false));
+        assert!(count.settle(4, queued.len(), 1, false));
+        drop(count);
         assert_eq!(b.get(), 5);
         // A count with nothing queued meanwhile is taken as it is, down as well as up.
         b.finished();
-        b.begin_count();
-        assert!(b.settle(2, 0, 0, false));
+        assert!(b.begin_count().await.settle(2, 0, 0, false));
         assert_eq!(b.get(), 2);
         b.finished();
         b.finished();
@@ -105,20 +121,30 @@ mod tests {
         assert_eq!(b.get(), 0, "never below zero");
     }
 
-    #[test]
-    fn an_event_queued_after_the_check_sends_the_count_round_again() {
+    #[tokio::test]
+    async fn an_event_queued_after_the_check_sends_the_count_round_again() {
         let b = Backlog::default();
-        b.begin_count();
+        let count = b.begin_count().await;
         b.add(1);
-        let queued = b.queued_during_count();
+        let queued = count.queued();
         b.add(2); // after the snapshot was asked about `queued`
-        assert!(!b.settle(10, queued.len(), 0, false), "not settled");
+        assert!(!count.settle(10, queued.len(), 0, false), "not settled");
         assert_eq!(b.get(), 2, "the increments stand meanwhile");
         // Forced: event 2, never checked, counts as missed.
-        assert!(b.settle(10, queued.len(), 0, true));
+        assert!(count.settle(10, queued.len(), 0, true));
         assert_eq!(b.get(), 12);
+        drop(count);
         b.add(3);
         assert_eq!(b.get(), 13);
-        assert!(b.queued_during_count().is_empty(), "no count runs");
+    }
+
+    #[tokio::test]
+    async fn a_failed_count_stops_the_listing_and_frees_the_turn() {
+        let b = Backlog::default();
+        drop(b.begin_count().await); // the query failed
+        b.add(1);
+        assert!(b.counting().is_none(), "nothing listed between counts");
+        let count = b.begin_count().await; // not left waiting for the failed one
+        assert!(count.queued().is_empty());
     }
 }

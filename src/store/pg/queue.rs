@@ -254,21 +254,10 @@ pub async fn expire_leases(inner: &Inner, now_ms: u64) -> Result<usize> {
 /// Counts the events not finished (the receiver's high-water mark reads it often; the
 /// heartbeat keeps it fresh).
 pub async fn refresh_backlog(inner: &Inner) -> Result<()> {
-    let _turn = inner.backlog.count_turn.lock().await;
-    inner.backlog.begin_count();
-    let counted = count_backlog(inner).await;
-    if counted.is_err() {
-        inner.backlog.abandon_count();
-    }
-    counted
-}
-
-const UNFINISHED: &str = "state IN ('queued', 'retrying', 'processing')";
-
-/// The count, and which of the events queued here meanwhile it holds, from one snapshot (a
-/// repeatable-read transaction takes it at its first statement): see [`super::backlog`].
-async fn count_backlog(inner: &Inner) -> Result<()> {
+    let count = inner.backlog.begin_count().await;
     let mut client = inner.client().await?;
+    // One snapshot for the count and for which of the events queued here meanwhile it holds
+    // (a repeatable-read transaction takes it at its first statement): see `backlog`.
     let tx = client
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -276,27 +265,20 @@ async fn count_backlog(inner: &Inner) -> Result<()> {
         .start()
         .await
         .map_err(db)?;
-    let count = format!("SELECT count(*) FROM hookd_events WHERE {UNFINISHED}");
-    let n: i64 = tx.query_one(&count, &[]).await.map_err(db)?.get(0);
-    let held = format!("SELECT count(*) FROM hookd_events WHERE seq = ANY($1) AND {UNFINISHED}");
+    let unfinished = "state IN ('queued', 'retrying', 'processing')";
+    let total = format!("SELECT count(*) FROM hookd_events WHERE {unfinished}");
+    let n: i64 = tx.query_one(&total, &[]).await.map_err(db)?.get(0);
+    let held = format!("SELECT count(*) FROM hookd_events WHERE seq = ANY($1) AND {unfinished}");
     // Events keep arriving while the check runs; a few rounds catch up with a burst, and
     // then what is left unchecked counts as missed.
     for round in 1..=3 {
-        let queued: Vec<i64> = inner
-            .backlog
-            .queued_during_count()
-            .into_iter()
-            .map(|seq| seq as i64)
-            .collect();
+        let queued: Vec<i64> = count.queued().into_iter().map(|s| s as i64).collect();
         let seen: i64 = if queued.is_empty() {
             0
         } else {
             tx.query_one(&held, &[&queued]).await.map_err(db)?.get(0)
         };
-        if inner
-            .backlog
-            .settle(n as u64, queued.len(), seen as u64, round == 3)
-        {
+        if count.settle(n as u64, queued.len(), seen as u64, round == 3) {
             break;
         }
     }
