@@ -213,18 +213,16 @@ fn main() {
     if args.iter().any(|a| a == "--serve-bare") {
         return serve_bare();
     }
-    let arg = |name: &str, default: u64| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
     let text_arg = |name: &str| {
         args.iter()
             .position(|a| a == name)
             .and_then(|i| args.get(i + 1))
             .cloned()
+    };
+    let arg = |name: &str, default: u64| {
+        text_arg(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
     };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
