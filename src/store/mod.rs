@@ -197,6 +197,9 @@ struct Shared {
     /// Set by a test: the next indexing pass fails before it writes.
     #[cfg(test)]
     fail_next_pass: AtomicBool,
+    /// The most records retention has removed under one hold of `mutate` (tests read it).
+    #[cfg(test)]
+    largest_prune_hold: AtomicUsize,
     /// Deliveries written but not yet indexed, handed to the indexer in memory.
     fresh: indexer::Fresh,
     /// Held by everything that reads records and writes back what it decided (the writer's
@@ -341,6 +344,8 @@ impl SledStore {
             watermark: AtomicU64::new(watermark),
             #[cfg(test)]
             fail_next_pass: AtomicBool::new(false),
+            #[cfg(test)]
+            largest_prune_hold: AtomicUsize::new(0),
             fresh: indexer::Fresh::new(floor),
             mutate: Mutex::new(()),
             indexing: Mutex::new(()),

@@ -29,11 +29,15 @@ use super::{chunks, Db, Handles, Result, SledStore};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
 
-/// Records removed under one hold of the store's mutation lock. sled's `apply_batch` holds
-/// a lock that every write (an ack's group commit included) waits for, for about 6 µs a
-/// key: 16 deliveries or events are 50-80 keys (with one rewrite of each index chunk they
-/// leave), under a millisecond of waiting for an ack behind them.
-const LOCKED_CHUNK: usize = 16;
+/// Records removed under one hold of the store's mutation lock. Every write batch (an ack's
+/// group commit included) waits for the hold to end, and a hold costs about 200 µs whatever
+/// its size (mostly sled's `apply_batch` of the index chunks it rewrites) plus 25-40 µs a
+/// record (its ~4 keys). Chunks of 16 held it 590-780 µs and made 2-3 % of the write batches
+/// wait more than 0.5 ms while a prune ran, which set the acks' p99; chunks of 4 hold it
+/// 290-360 µs, 0.2-0.3 % wait that long, and the p99 while pruning fell by about 15 %
+/// (benches/README.md, "The prune in chunks of 4"). The price is a prune about 1.7× as long:
+/// each chunk also pays a flush of its own.
+const LOCKED_CHUNK: usize = 4;
 
 /// What one prune batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -191,6 +195,10 @@ impl SledStore {
                 })
                 .collect::<Result<Vec<bool>>>()?;
             let guard = shared.lock();
+            #[cfg(test)]
+            shared
+                .largest_prune_hold
+                .fetch_max(chunk.len(), Ordering::Relaxed);
             // Deliveries stored since the look above (the writer waits for this lock now):
             // a duplicate among them keeps its event too.
             if let Some(from) = unread.filter(|_| has_events) {
@@ -342,11 +350,12 @@ fn remove_event(tx: &mut Tx, h: &Handles, seq: u64, rec: &EventRec) -> Result<()
 #[cfg(test)]
 mod tests {
     use crate::store::testing::{accept, temp_store};
+    use crate::store::SledStore;
+    use std::sync::atomic::Ordering;
 
-    /// A prune leaves nothing of its own for the next flush (an ack's) to write.
-    #[tokio::test]
-    async fn a_prune_flushes_what_it_removed() {
-        let (_dir, store) = temp_store();
+    /// A store whose 40 deliveries, indexed and on disk, have just been pruned.
+    async fn forty_pruned() -> (tempfile::TempDir, SledStore) {
+        let (dir, store) = temp_store();
         for n in 0..40 {
             accept(&store, &format!("evt-{n}")).await;
         }
@@ -357,7 +366,28 @@ mod tests {
             .prune_deliveries(crate::clock::now_ms(), 0, 100)
             .unwrap();
         assert_eq!(batch.deliveries, 40);
+        (dir, store)
+    }
+
+    /// A prune leaves nothing of its own for the next flush (an ack's) to write.
+    #[tokio::test]
+    async fn a_prune_flushes_what_it_removed() {
+        let (_dir, store) = forty_pruned().await;
         let h = store.shared.h().unwrap();
         assert_eq!(h.db.flush().unwrap(), 0, "bytes the prune left unflushed");
+    }
+
+    /// Every write batch (an ack's) waits while the prune holds the store's lock, so a prune
+    /// takes it for a few records at a time, however many it removes.
+    #[tokio::test]
+    async fn a_prune_holds_the_lock_for_a_few_records_at_a_time() {
+        let (_dir, store) = forty_pruned().await;
+        let largest = store.shared.largest_prune_hold.load(Ordering::Relaxed);
+        assert_eq!(
+            largest,
+            super::LOCKED_CHUNK,
+            "records removed under one hold"
+        );
+        assert!(largest <= 4, "{largest} records under one hold");
     }
 }
