@@ -103,6 +103,9 @@ pub struct Pruner {
     last_records: AtomicU64,
     last_exports: AtomicU64,
     total_records: AtomicU64,
+    /// The nice value of the thread the last prune ran on (tests read it).
+    #[cfg(all(test, target_os = "linux"))]
+    ran_at_nice: std::sync::atomic::AtomicI32,
 }
 
 impl Pruner {
@@ -123,6 +126,8 @@ impl Pruner {
             last_records: AtomicU64::new(0),
             last_exports: AtomicU64::new(0),
             total_records: AtomicU64::new(0),
+            #[cfg(all(test, target_os = "linux"))]
+            ran_at_nice: std::sync::atomic::AtomicI32::new(i32::MIN),
         }
     }
 
@@ -181,6 +186,10 @@ impl Pruner {
 
     /// Removes everything past retention as of `now_ms` (ms since the epoch). Blocking.
     pub fn prune_at(&self, now_ms: u64) -> Result<PruneReport, PruneError> {
+        #[cfg(all(test, target_os = "linux"))]
+        if let Ok(nice) = crate::nice::of_this_thread() {
+            self.ran_at_nice.store(nice, Ordering::Relaxed);
+        }
         self.busy.store(true, Ordering::Relaxed);
         let started = std::time::Instant::now();
         let result = self.prune_inner(now_ms);
@@ -279,5 +288,30 @@ impl Pruner {
     pub async fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.running.lock().await;
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// A prune runs below the priority of the threads that answer senders, whoever starts
+    /// it (the schedule's task or a caller of `run_now`).
+    #[tokio::test]
+    async fn a_prune_runs_at_the_lowest_cpu_priority() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("db"), 16).unwrap());
+        let file = dir.path().join("hookd.toml");
+        std::fs::write(&file, format!("data_dir = {:?}\n", dir.path())).unwrap();
+        let config = Config::load(Some(&file), &std::collections::HashMap::new()).unwrap();
+        let pruner = Arc::new(Pruner::new(&config, store));
+        let base = crate::nice::of_this_thread().unwrap();
+        pruner
+            .run_now()
+            .await
+            .expect("no prune was running")
+            .unwrap();
+        let ran_at = pruner.ran_at_nice.load(Ordering::Relaxed);
+        assert_eq!(ran_at, (base + 19).min(19), "the prune thread's nice value");
     }
 }
