@@ -197,7 +197,7 @@ struct Shared {
     /// Set by a test: the next indexing pass fails before it writes.
     #[cfg(test)]
     fail_next_pass: AtomicBool,
-    /// The most records retention has removed under one hold of `mutate` (tests read it).
+    /// The most records retention has handled under one hold of `mutate` (tests read it).
     #[cfg(test)]
     largest_prune_hold: AtomicUsize,
     /// Deliveries written but not yet indexed, handed to the indexer in memory.
