@@ -6,6 +6,8 @@
 //!
 //! Run: `cargo bench --bench hostile` (options: `-- --secs N`).
 
+mod common;
+
 use hookd::secret::Secret;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -28,7 +30,6 @@ impl Drop for Hookd {
 }
 
 fn start(dir: &Path) -> Hookd {
-    use std::io::{BufRead, BufReader};
     let config = dir.join("hookd.toml");
     let text = format!(
         "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
@@ -45,14 +46,8 @@ fn start(dir: &Path) -> Hookd {
         .stdout(Stdio::piped())
         .spawn()
         .expect("hookd");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    for line in lines.by_ref() {
-        let line = line.expect("stdout");
-        if let Some(rest) = line.strip_prefix("listening receiver=") {
-            let receiver = rest.split(' ').next().expect("address").to_string();
-            std::thread::spawn(move || for _ in lines {});
-            return Hookd { child, receiver };
-        }
+    if let Some(receiver) = common::receiver_addr(&mut child) {
+        return Hookd { child, receiver };
     }
     let _ = child.kill();
     let _ = child.wait();

@@ -12,6 +12,8 @@
 //! client and share the machine the same way. `--in-process` runs both servers inside this
 //! process instead (how the bench measured before; cluster mode always runs that way).
 
+mod common;
+
 use hookd::config::Config;
 use hookd::secret::Secret;
 use std::collections::HashMap;
@@ -156,7 +158,6 @@ impl Drop for Served {
 /// Starts `command` and waits for its `listening receiver=ADDR` line (hookd's start-up line,
 /// which `--serve-bare` prints too). The rest of its output is drained.
 fn serve(mut command: std::process::Command) -> Served {
-    use std::io::{BufRead, BufReader};
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe. The server dies with the bench (with the thread
     // that started it, the main thread), so an interrupted run leaves no server behind.
@@ -175,15 +176,9 @@ fn serve(mut command: std::process::Command) -> Served {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("start the server");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    for line in lines.by_ref() {
-        let line = line.expect("stdout");
-        if let Some(rest) = line.strip_prefix("listening receiver=") {
-            let addr = rest.split(' ').next().expect("address");
-            let addr = addr.parse().expect("listening address");
-            std::thread::spawn(move || for _ in lines {});
-            return Served { child, addr };
-        }
+    if let Some(addr) = common::receiver_addr(&mut child) {
+        let addr = addr.parse().expect("listening address");
+        return Served { child, addr };
     }
     let _ = child.kill();
     panic!("the server did not start: {:?}", child.wait());
