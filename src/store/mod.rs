@@ -43,7 +43,7 @@ mod seam;
 mod search;
 pub mod snapshot;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 mod tx;
 mod writer;
 

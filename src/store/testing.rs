@@ -4,7 +4,7 @@ use super::ingest::{DeliveryDraft, NewEvent};
 use super::model::{ResponseLog, Verdict};
 
 /// An accepted delivery of `event_id` on endpoint `std`, its body `{"id":"<event_id>"}`.
-pub(super) fn draft(event_id: &str) -> DeliveryDraft {
+pub(crate) fn draft(event_id: &str) -> DeliveryDraft {
     let body = format!("{{\"id\":\"{event_id}\"}}");
     DeliveryDraft {
         received_at_ms: 1_700_000_000_000,
