@@ -77,6 +77,9 @@ pub struct Status {
     /// Records removed since start-up.
     pub pruned_records_total: u64,
     pub running: bool,
+    /// Whether the running prune, or else the last one, ran for more than 30 minutes: it is
+    /// not keeping up with what arrives, and rests less (receiving pays some latency).
+    pub behind: bool,
 }
 
 /// One prune's pace: how long it rests after each batch.
@@ -150,9 +153,8 @@ pub struct Pruner {
     total_records: AtomicU64,
     /// [`CATCH_UP_AFTER`]; tests shorten it.
     catch_up_after: Duration,
-    /// Whether the last prune ran long enough to rest less (tests read it).
-    #[cfg(test)]
-    caught_up: AtomicBool,
+    /// Whether the running prune, or else the last one, ran past [`CATCH_UP_AFTER`].
+    behind: AtomicBool,
     /// The nice value of the thread the last prune ran on (tests read it).
     #[cfg(all(test, target_os = "linux"))]
     ran_at_nice: std::sync::atomic::AtomicI32,
@@ -177,8 +179,7 @@ impl Pruner {
             last_exports: AtomicU64::new(0),
             total_records: AtomicU64::new(0),
             catch_up_after: CATCH_UP_AFTER,
-            #[cfg(test)]
-            caught_up: AtomicBool::new(false),
+            behind: AtomicBool::new(false),
             #[cfg(all(test, target_os = "linux"))]
             ran_at_nice: std::sync::atomic::AtomicI32::new(i32::MIN),
         }
@@ -197,6 +198,7 @@ impl Pruner {
             last_pruned_exports: self.last_exports.load(Ordering::Relaxed),
             pruned_records_total: self.total_records.load(Ordering::Relaxed),
             running: self.busy.load(Ordering::Relaxed),
+            behind: self.behind.load(Ordering::Relaxed),
         }
     }
 
@@ -280,11 +282,14 @@ impl Pruner {
                     Some(next) => from = next,
                     None => break,
                 }
-                std::thread::sleep(pace.rest_after(t.elapsed(), report.records()));
+                let rest = pace.rest_after(t.elapsed(), report.records());
+                if pace.behind {
+                    self.behind.store(true, Ordering::Relaxed);
+                }
+                std::thread::sleep(rest);
             }
         }
-        #[cfg(test)]
-        self.caught_up.store(pace.behind, Ordering::Relaxed);
+        self.behind.store(pace.behind, Ordering::Relaxed);
         let export_cutoff = UNIX_EPOCH
             + Duration::from_millis(
                 now_ms.saturating_sub(u64::from(self.export_retention_days) * DAY_MS),
@@ -380,22 +385,30 @@ mod tests {
         assert!(long.behind);
     }
 
-    /// A prune that is behind what arrives speeds up; one that is not keeps its pace.
+    /// A prune that is behind what arrives speeds up and says so in /api/stats until a prune
+    /// keeps its pace again.
     #[tokio::test]
-    async fn only_a_prune_that_has_run_long_rests_less() {
-        for (catch_up_after, behind) in [(CATCH_UP_AFTER, false), (Duration::ZERO, true)] {
-            let (_dir, pruner) = pruner(2);
-            let mut pruner = Arc::try_unwrap(pruner).ok().unwrap();
+    async fn only_a_prune_that_has_run_long_rests_less_and_the_status_says_so() {
+        let (_dir, pruner) = pruner(2);
+        let mut pruner = Arc::try_unwrap(pruner).ok().unwrap();
+        assert!(!pruner.status().behind, "before any prune");
+        let mut n = 0;
+        for (catch_up_after, behind) in [(Duration::ZERO, true), (CATCH_UP_AFTER, false)] {
             pruner.catch_up_after = catch_up_after;
-            for n in 0..6 {
+            for _ in 0..6 {
                 // From 2023, rejected: past any cut-off, and nothing keeps them.
                 let mut draft = crate::store::testing::draft(&format!("evt-{n}"));
                 draft.verdict = Verdict::Rejected;
                 pruner.store.record(draft).unwrap();
+                n += 1;
             }
             let report = pruner.prune_at(crate::clock::now_ms()).unwrap();
             assert_eq!(report.deliveries, 6, "three batches of 2");
-            assert_eq!(pruner.caught_up.load(Ordering::Relaxed), behind);
+            assert_eq!(
+                pruner.status().behind,
+                behind,
+                "catch-up after {catch_up_after:?}"
+            );
         }
     }
 
