@@ -32,7 +32,8 @@ const REST_FACTOR: u32 = 4;
 /// it gives up some acknowledgement latency for keeping the disk bounded (measured: about
 /// 3 000 deliveries a second, the acks' p99 1.4-1.5× idle instead of 1.2-1.3×). Every prune
 /// of a million records measured so far ended in under 10 minutes, so ordinary prunes never
-/// get here.
+/// get here. With a schedule much sparser than hourly a long prune speeds up too, which is
+/// as well: it would cost receiving latency for all that time at the slower pace.
 const CATCH_UP_AFTER: Duration = Duration::from_secs(30 * 60);
 const CATCH_UP_REST_FACTOR: u32 = 1;
 
@@ -77,8 +78,9 @@ pub struct Status {
     /// Records removed since start-up.
     pub pruned_records_total: u64,
     pub running: bool,
-    /// Whether the running prune, or else the last one, ran for more than 30 minutes: it is
-    /// not keeping up with what arrives, and rests less (receiving pays some latency).
+    /// True once the running prune passes 30 minutes, and then until a prune ends within
+    /// 30 minutes (a stopped or failed one changes nothing): a prune that long is behind
+    /// what arrives, or catching up, and rests less (receiving pays some latency).
     pub behind: bool,
 }
 
@@ -99,6 +101,11 @@ impl Pace {
         }
     }
 
+    /// Rests after a batch that took `batch_took`, `removed` records into the run.
+    fn rest(&mut self, batch_took: Duration, removed: u64) {
+        std::thread::sleep(self.rest_after(batch_took, removed));
+    }
+
     /// How long to rest after a batch that took `batch_took`, `removed` records into the run.
     fn rest_after(&mut self, batch_took: Duration, removed: u64) -> Duration {
         let run_so_far = self.started.elapsed();
@@ -107,8 +114,10 @@ impl Pace {
             tracing::warn!(
                 minutes = run_so_far.as_secs() / 60,
                 removed,
-                "the prune is behind what arrives; it rests less from now on, \
-                 which costs receiving some latency until it ends"
+                "the prune has run for 30 minutes: it is behind what arrives, and rests less \
+                 from now on, which costs receiving some latency until it ends; if every \
+                 prune does this, the data directory grows: shorten retention_days or give \
+                 hookd more CPU"
             );
         }
         let factor = if self.behind {
@@ -153,7 +162,8 @@ pub struct Pruner {
     total_records: AtomicU64,
     /// [`CATCH_UP_AFTER`]; tests shorten it.
     catch_up_after: Duration,
-    /// Whether the running prune, or else the last one, ran past [`CATCH_UP_AFTER`].
+    /// Set once the running prune passes [`CATCH_UP_AFTER`]; otherwise what the last prune
+    /// that ran to its end left (a stopped or failed one leaves it as it was).
     behind: AtomicBool,
     /// The nice value of the thread the last prune ran on (tests read it).
     #[cfg(all(test, target_os = "linux"))]
@@ -282,11 +292,10 @@ impl Pruner {
                     Some(next) => from = next,
                     None => break,
                 }
-                let rest = pace.rest_after(t.elapsed(), report.records());
+                pace.rest(t.elapsed(), report.records());
                 if pace.behind {
                     self.behind.store(true, Ordering::Relaxed);
                 }
-                std::thread::sleep(rest);
             }
         }
         self.behind.store(pace.behind, Ordering::Relaxed);
