@@ -30,7 +30,7 @@ const REST_FACTOR: u32 = 4;
 /// a backlog after days of downtime) would leave the data directory growing without end.
 /// From this point the prune rests only [`CATCH_UP_REST_FACTOR`] times as long as it works:
 /// it gives up some acknowledgement latency for keeping the disk bounded (measured: about
-/// 3 000 deliveries a second, the acks' p99 1.4-1.5× idle instead of 1.2-1.3×). Every prune
+/// 3 000 deliveries a second, the acks' p99 1.42-1.54× idle instead of 1.16-1.27×). Every prune
 /// of a million records measured so far ended in under 10 minutes, so ordinary prunes never
 /// get here. With a schedule much sparser than hourly a long prune speeds up too, which is
 /// as well: it would cost receiving latency for all that time at the slower pace.
