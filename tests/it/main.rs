@@ -274,6 +274,25 @@ where
     }
 }
 
+/// Opens a stopped hookd's sled store directly, to damage or inspect it. A store just
+/// closed can stay locked for a few milliseconds while sled's background flusher of the
+/// dropped handle winds down (hookd's own opening waits for it too), so a lock is waited
+/// for, up to 5 s.
+pub fn open_sled(dir: &Path) -> sled::Db {
+    let started = std::time::Instant::now();
+    loop {
+        match sled::open(dir) {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < Duration::from_secs(5) =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            opened => return opened.unwrap(),
+        }
+    }
+}
+
 /// Whether the opt-in test gated by the environment variable `var` runs; prints why not when
 /// it does not. `scripts/test` sets these variables; a bare `cargo test` skips such tests.
 pub fn opted_in(var: &str, needs: &str) -> bool {

@@ -483,7 +483,7 @@ async fn verify_data_flags_a_broken_data_directory() {
     // Break it: the dedup key of an event goes missing, and the queue points at an event
     // that is not there (keys of data format 2, one `log` tree).
     {
-        let db = sled::open(data.join("db")).unwrap();
+        let db = crate::open_sled(&data.join("db"));
         let log = db.open_tree("log").unwrap();
         log.remove(b"k\x00\x03stdv-1")
             .unwrap()

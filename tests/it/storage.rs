@@ -26,7 +26,7 @@ fn hookd(args: &[&str]) -> std::process::Output {
 /// JSON records with ids as decimal strings, the body in both the delivery and the payload.
 /// Holds a done event with one attempt, a queued one, and a rejected delivery.
 fn write_format1_store(db_dir: &Path, now_ms: u64) {
-    let db = sled::open(db_dir).unwrap();
+    let db = crate::open_sled(db_dir);
     let tree = |name: &str| db.open_tree(name).unwrap();
     let dedup_key = |endpoint: &str, event_id: &str| {
         let mut k = (endpoint.len() as u16).to_be_bytes().to_vec();
@@ -166,7 +166,7 @@ async fn a_store_of_a_newer_format_is_refused() {
         .stop()
         .await;
     {
-        let db = sled::open(dir.path().join("data/db")).unwrap();
+        let db = crate::open_sled(&dir.path().join("data/db"));
         db.open_tree("meta")
             .unwrap()
             .insert("format", &99u64.to_be_bytes())
@@ -326,7 +326,7 @@ async fn an_unreadable_event_goes_to_dead_and_the_queue_goes_on() {
         poisoned
     };
     {
-        let raw = sled::open(&db).unwrap();
+        let raw = crate::open_sled(&db);
         // The event is in its accepted delivery's record: layout byte 2 ("a delivery that
         // carries its event"), then bytes that are not one.
         let mut key = vec![b'd'];
