@@ -367,17 +367,15 @@ mod tests {
     use crate::store::Verdict;
 
     /// A pruner over a fresh store, with retention's batches of `batch` records.
-    fn pruner(batch: usize) -> (tempfile::TempDir, Arc<Pruner>) {
+    fn pruner(batch: usize) -> (tempfile::TempDir, Pruner) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("db"), 16).unwrap());
-        let file = dir.path().join("hookd.toml");
         let toml = format!(
             "data_dir = {:?}\n[retention]\nbatch_size = {batch}\n",
             dir.path()
         );
-        std::fs::write(&file, toml).unwrap();
-        let config = Config::load(Some(&file), &std::collections::HashMap::new()).unwrap();
-        (dir, Arc::new(Pruner::new(&config, store)))
+        let config = crate::config::load_text(&toml, &Default::default()).unwrap();
+        (dir, Pruner::new(&config, store))
     }
 
     #[test]
@@ -398,8 +396,7 @@ mod tests {
     /// keeps its pace again.
     #[tokio::test]
     async fn only_a_prune_that_has_run_long_rests_less_and_the_status_says_so() {
-        let (_dir, pruner) = pruner(2);
-        let mut pruner = Arc::try_unwrap(pruner).ok().unwrap();
+        let (_dir, mut pruner) = pruner(2);
         assert!(!pruner.status().behind, "before any prune");
         let mut n = 0;
         for (catch_up_after, behind) in [(Duration::ZERO, true), (CATCH_UP_AFTER, false)] {
@@ -427,6 +424,7 @@ mod tests {
     #[tokio::test]
     async fn a_prune_runs_at_the_lowest_cpu_priority() {
         let (_dir, pruner) = pruner(1000);
+        let pruner = Arc::new(pruner);
         let base = crate::nice::of_this_thread().unwrap();
         // At 19 already, a prune on a plain thread would look the same.
         assert!(base < 19, "run this test below nice 19 (it runs at {base})");

@@ -138,7 +138,6 @@ pub fn notify_stopping() {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Config;
     use crate::secret::Secret;
     use std::collections::{BTreeSet, HashMap};
     use std::time::{Duration, Instant};
@@ -151,18 +150,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_scraped_metric_has_a_help_line() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hookd.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-                 [admin]\ntoken = \"{TOKEN}\"\n\
-                 [[endpoints]]\nname = \"a\"\nsecrets = [\"{SECRET}\"]\n",
-                dir.path().join("data")
-            ),
-        )
-        .unwrap();
-        let config = Config::load(Some(&path), &HashMap::new()).unwrap();
+        let text = format!(
+            "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+             [admin]\ntoken = \"{TOKEN}\"\n\
+             [[endpoints]]\nname = \"a\"\nsecrets = [\"{SECRET}\"]\n",
+            dir.path().join("data")
+        );
+        let config = crate::config::load_text(&text, &HashMap::new()).unwrap();
         let running = crate::server::start(config, None).await.unwrap();
         let secret = Secret::parse(SECRET).unwrap();
         let body = r#"{"id":"evt-metrics","type":"webhook.test","data":{}}"#;

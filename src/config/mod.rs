@@ -46,6 +46,16 @@ use raw::{RawConfig, RawEndpoint};
 use std::collections::HashMap;
 use std::path::Path;
 
+/// Loads `text` as a config file with `env` over it: other modules' tests write a config the
+/// way a user does and read it the same way. The file is gone once this returns.
+#[cfg(test)]
+pub(crate) fn load_text(text: &str, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("hookd.toml");
+    std::fs::write(&path, text).expect("the config file");
+    Config::load(Some(&path), env)
+}
+
 impl Config {
     /// Loads `file` (if given) and applies `env` over it. `env` is passed in so tests do not
     /// depend on the process environment. The error holds every problem found, not only the

@@ -8,26 +8,14 @@ use std::time::Instant;
 
 /// CPU time of the whole process (every thread), in seconds.
 fn cpu_secs() -> f64 {
-    let mut u: Rusage = unsafe { std::mem::zeroed() };
-    unsafe { getrusage(0, &mut u) };
-    let secs = |t: Timeval| t.sec as f64 + t.usec as f64 / 1e6;
-    secs(u.utime) + secs(u.stime)
-}
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Timeval {
-    sec: i64,
-    usec: i64,
-}
-/// Linux x86_64's `struct rusage`: two timevals and 14 longs.
-#[repr(C)]
-struct Rusage {
-    utime: Timeval,
-    stime: Timeval,
-    rest: [i64; 14],
-}
-extern "C" {
-    fn getrusage(who: i32, usage: *mut Rusage) -> i32;
+    // SAFETY: getrusage fills the struct it is given and reads nothing else.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 static N_: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
@@ -51,8 +39,10 @@ fn keys(i: u64) -> (Vec<u8>, Vec<u8>) {
 }
 
 fn main() {
-    let which = std::env::args().nth(1).unwrap();
-    let dir = tempfile_dir(&which);
+    let which = std::env::args()
+        .nth(1)
+        .expect("usage: engine-probe sled|fjall|redb");
+    let dir = fresh_dir(&which);
     // A record like hookd's: a JSON body with a fresh id and a signature-like random part.
     let random = std::env::var("RANDOM_VALUES").is_ok();
     let mut x: u64 = 0x2545F4914F6CDD1D;
@@ -151,7 +141,7 @@ fn main() {
                 i += BATCH;
             }
         }
-        _ => panic!(),
+        other => panic!("unknown engine {other:?}: sled, fjall or redb"),
     }
     let wall = t0.elapsed().as_secs_f64();
     let cpu = cpu_secs() - c0;
@@ -160,7 +150,7 @@ fn main() {
 }
 
 /// A fresh directory for one engine's files.
-fn tempfile_dir(name: &str) -> std::path::PathBuf {
+fn fresh_dir(name: &str) -> std::path::PathBuf {
     let d = std::path::PathBuf::from(format!("/tmp/kvprobe-data-{name}"));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();

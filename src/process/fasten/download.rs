@@ -269,7 +269,6 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use std::collections::HashMap;
 
     #[test]
@@ -278,10 +277,7 @@ mod tests {
             [fasten]
             download_hosts = ["api.connect.fastenhealth.com", "http://127.0.0.1"]
         "#;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hookd.toml");
-        std::fs::write(&path, text).unwrap();
-        let c = Config::load(Some(&path), &HashMap::new()).unwrap();
+        let c = crate::config::load_text(text, &HashMap::new()).unwrap();
         let check = |u: &str| check_url(&c.fasten, &Url::parse(u).unwrap());
         assert!(check("https://api.connect.fastenhealth.com/v1/x").is_ok());
         assert!(check("http://127.0.0.1:9000/x").is_ok());
