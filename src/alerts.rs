@@ -1,11 +1,13 @@
 //! `[alerts]`: a signed JSON summary to the operator's URL when events go dead, when the
-//! oldest due event has waited longer than `oldest_queued_secs`, or when the store cannot
-//! persist; at most one per `min_interval_secs`, so a burst of dead events is one message.
+//! oldest due event has waited longer than `oldest_queued_secs`, when the store cannot
+//! persist, or when retention is behind what arrives; at most one per `min_interval_secs`,
+//! so a burst of dead events is one message.
 //!
 //! Once a second the monitor reads the store's counters (the same ones `/metrics` shows); an
 //! [`Alerter`] decides from them, and from the time, whether a summary is due. What happens
-//! between two summaries is coalesced into the next: dead events are counted up, the two
-//! standing conditions (a stalled queue, a failing store) are reported as they are when it
+//! between two summaries is coalesced into the next: dead events are counted up, the
+//! standing conditions (a stalled queue, a failing store, retention behind: the data
+//! directory grows while it lasts) are reported as they are when it
 //! is sent, and repeated once per interval while they last. The summary is signed like the
 //! `forward` processor's POSTs (Standard Webhooks, `verify::sign`) with the alerts' own
 //! secret, and carries a Slack-compatible `text`. A summary that cannot be delivered is kept
@@ -18,6 +20,7 @@
 use crate::clock;
 use crate::config::{shown_url, Alerts};
 use crate::process::chain;
+use crate::prune::Pruner;
 use crate::shutdown::Shutdown;
 use crate::store::{EventFilter, EventState, Store};
 use crate::verify;
@@ -42,6 +45,8 @@ pub struct Observation {
     pub oldest_queued_secs: u64,
     /// `Store::health`: why the store cannot take writes, if it cannot.
     pub store: Result<(), String>,
+    /// `Pruner::is_behind`: a prune ran past 30 minutes, and none has kept pace since.
+    pub retention_behind: bool,
 }
 
 impl Default for Observation {
@@ -51,6 +56,7 @@ impl Default for Observation {
             dead: 0,
             oldest_queued_secs: 0,
             store: Ok(()),
+            retention_behind: false,
         }
     }
 }
@@ -64,6 +70,8 @@ pub enum Condition {
     QueueStalled { age: u64, threshold: u64 },
     /// The store cannot persist.
     Store(String),
+    /// Retention is behind what arrives (see `Pruner::is_behind`).
+    RetentionBehind,
 }
 
 impl Condition {
@@ -82,6 +90,7 @@ impl Condition {
                 "threshold_secs": threshold,
             }),
             Condition::Store(reason) => json!({ "condition": "store_unhealthy", "reason": reason }),
+            Condition::RetentionBehind => json!({ "condition": "retention_behind" }),
         }
     }
 
@@ -93,6 +102,10 @@ impl Condition {
                 format!("the oldest queued event has waited {age} s (threshold {threshold} s)")
             }
             Condition::Store(reason) => format!("the store cannot persist: {reason}"),
+            Condition::RetentionBehind => "retention is behind what arrives: a prune ran past 30 \
+                 minutes, and the data directory grows while that lasts (if every prune does, \
+                 shorten retention_days or give hookd more CPU)"
+                .to_string(),
         }
     }
 }
@@ -141,6 +154,9 @@ impl Alerter {
         if let Err(reason) = &seen.store {
             conditions.push(Condition::Store(reason.clone()));
         }
+        if seen.retention_behind {
+            conditions.push(Condition::RetentionBehind);
+        }
         if conditions.is_empty() || now_ms < self.next_allowed_ms {
             return None;
         }
@@ -162,7 +178,7 @@ impl Alerter {
 }
 
 /// Starts the monitor; it stops at `shutdown`. Nothing runs without `[alerts]`.
-pub fn spawn(config: Alerts, store: Arc<Store>, shutdown: Shutdown) {
+pub fn spawn(config: Alerts, store: Arc<Store>, pruner: Arc<Pruner>, shutdown: Shutdown) {
     tokio::spawn(async move {
         let client = match reqwest::Client::builder()
             .timeout(Duration::from_secs(config.timeout_secs))
@@ -182,7 +198,7 @@ pub fn spawn(config: Alerts, store: Arc<Store>, shutdown: Shutdown) {
             oldest_queued_secs = config.oldest_queued_secs,
             "alerts on"
         );
-        let dead_now = look(&store).dead;
+        let dead_now = look(&store, &pruner).dead;
         let mut alerter = Alerter::new(&config, dead_now);
         let mut tick = tokio::time::interval(CHECK_EVERY);
         loop {
@@ -191,7 +207,7 @@ pub fn spawn(config: Alerts, store: Arc<Store>, shutdown: Shutdown) {
                 _ = shutdown.clone().wait() => break,
             }
             let now = clock::now_ms();
-            let seen = look(&store);
+            let seen = look(&store, &pruner);
             let Some(conditions) = alerter.observe(now, &seen) else {
                 continue;
             };
@@ -211,19 +227,22 @@ pub fn spawn(config: Alerts, store: Arc<Store>, shutdown: Shutdown) {
     });
 }
 
-/// The store as the alerter sees it now.
-fn look(store: &Store) -> Observation {
+/// The store and retention as the alerter sees them now.
+fn look(store: &Store, pruner: &Pruner) -> Observation {
     let health = store.health();
+    let retention_behind = pruner.is_behind();
     match store.stats(clock::now_ms()) {
         Ok(stats) => Observation {
             dead: stats.events.get("dead").copied().unwrap_or(0),
             oldest_queued_secs: stats.oldest_queued_age_secs,
             store: health,
+            retention_behind,
         },
         Err(e) => Observation {
             dead: 0,
             oldest_queued_secs: 0,
             store: health.and(Err(format!("cannot read the store's figures: {e}"))),
+            retention_behind,
         },
     }
 }
@@ -369,6 +388,7 @@ mod tests {
             dead: 2,
             oldest_queued_secs: 11,
             store: Err("disk full".into()),
+            retention_behind: true,
         };
         let expected = vec![
             Condition::QueueStalled {
@@ -376,6 +396,7 @@ mod tests {
                 threshold: 10,
             },
             Condition::Store("disk full".into()),
+            Condition::RetentionBehind,
         ];
         assert_eq!(a.observe(0, &stalled), Some(expected.clone()));
         assert_eq!(a.observe(59_999, &stalled), None);

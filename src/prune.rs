@@ -195,6 +195,19 @@ impl Pruner {
         }
     }
 
+    /// Whether retention is behind what arrives (see [`Status::behind`]): `/metrics`, the
+    /// alerts and the Queue page show it.
+    pub fn is_behind(&self) -> bool {
+        self.behind.load(Ordering::Relaxed)
+    }
+
+    /// Sets the state a prune past 30 minutes leaves, as if one had run that long. Only for
+    /// tests of what shows it.
+    #[doc(hidden)]
+    pub fn mark_behind(&self) {
+        self.behind.store(true, Ordering::Relaxed);
+    }
+
     /// The figures for /api/stats.
     pub fn status(&self) -> Status {
         let last = self.last_at_ms.load(Ordering::Relaxed);
@@ -208,7 +221,7 @@ impl Pruner {
             last_pruned_exports: self.last_exports.load(Ordering::Relaxed),
             pruned_records_total: self.total_records.load(Ordering::Relaxed),
             running: self.busy.load(Ordering::Relaxed),
-            behind: self.behind.load(Ordering::Relaxed),
+            behind: self.is_behind(),
         }
     }
 

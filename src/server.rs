@@ -233,7 +233,12 @@ pub async fn start(
     crate::telemetry::handle();
     crate::telemetry::spawn_upkeep(shutdown.clone());
     if let Some(alerts) = &config.alerts {
-        crate::alerts::spawn(alerts.clone(), store.clone(), shutdown.clone());
+        crate::alerts::spawn(
+            alerts.clone(),
+            store.clone(),
+            pruner.clone(),
+            shutdown.clone(),
+        );
     }
     // Both listeners are bound and serving: tell systemd (Type=notify) and feed its watchdog.
     crate::telemetry::notify_ready(shutdown.clone(), store.clone());

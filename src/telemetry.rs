@@ -72,6 +72,10 @@ fn describe() {
         "hookd_events",
         "Stored events, by state (queued, processing, retrying, done, dead)"
     );
+    describe_gauge!(
+        "hookd_retention_behind",
+        "1 while retention is behind what arrives (a prune ran past 30 minutes and no prune has ended within 30 since), else 0"
+    );
 }
 
 /// Runs the exporter's upkeep (histogram maintenance) every few seconds, as its docs ask.
@@ -89,8 +93,10 @@ pub fn spawn_upkeep(shutdown: crate::shutdown::Shutdown) {
     }
 }
 
-/// The Prometheus text exposition, with the store's gauges read now.
-pub fn render(store: &Store, now_ms: u64) -> String {
+/// The Prometheus text exposition, with the store's gauges read now and whether retention
+/// is behind (`Pruner::is_behind`).
+pub fn render(store: &Store, retention_behind: bool, now_ms: u64) -> String {
+    metrics::gauge!("hookd_retention_behind").set(if retention_behind { 1.0 } else { 0.0 });
     if let Ok(stats) = store.stats(now_ms) {
         metrics::gauge!("hookd_queue_depth").set(stats.queue_depth as f64);
         metrics::gauge!("hookd_oldest_queued_age_seconds").set(stats.oldest_queued_age_secs as f64);
@@ -221,6 +227,7 @@ mod tests {
             "hookd_store_bytes",
             "hookd_rejected_unlogged",
             "hookd_events",
+            "hookd_retention_behind",
         ] {
             assert!(scraped.contains(name), "{name} not scraped:\n{text}");
         }

@@ -219,12 +219,28 @@ export async function renderQueue(params, ctx) {
   const stat = (label, value, id) => el("div", { class: "stat", id }, el("b", {}, value), el("span", {}, label));
   const retryItems = retrying.body.items;
   const g = groups.body;
+  // The last prune as an age (a whole date does not fit a stat), its time in the title.
+  let retention = s.retention || {};
+  const showLastPrune = () => {
+    const card = document.getElementById("last-prune");
+    if (!card) return;
+    const at = retention.last_prune_at_ms;
+    card.querySelector("b").textContent = at
+      ? `${fmtAge(Math.max(0, Math.round((Date.now() - at) / 1000)))} ago` : "not yet";
+    card.title = at ? fmtTime(at) : "No prune has run since hookd started";
+  };
   ctx.show(
     el("h1", {}, "Queue"),
+    // Shown while a prune has run past 30 minutes: deliveries arrive faster than retention
+    // removes them, and the data directory grows.
+    el("p", { class: "notice warn", id: "retention-behind", hidden: !retention.behind },
+      "Retention is behind what arrives: a prune ran past 30 minutes, and the data directory " +
+      "grows while this lasts. If every prune does this, shorten retention_days or give hookd more CPU."),
     el("div", { class: "grid", id: "queue-stats" },
       meta.states.map((st) => stat(st, s.events[st] ?? 0, `count-${st}`)),
       stat("oldest queued", fmtAge(s.oldest_queued_age_secs), "oldest"),
-      stat("store size", fmtBytes(s.store_bytes), "store-size")),
+      stat("store size", fmtBytes(s.store_bytes), "store-size"),
+      stat("last prune", "", "last-prune")),
     el("h2", {}, "Deliveries"),
     chartCard(chartData.body, range, meta.verdicts),
     el("h2", {}, "Waiting to retry"),
@@ -246,17 +262,23 @@ export async function renderQueue(params, ctx) {
         : `Errors of the newest ${g.events} dead events.`)
       : null,
     deadList(deadQuery, dead));
+  showLastPrune();
 
   let etag = stats.etag;
   ctx.live(async () => {
     const r = await api("/api/stats", { headers: etag ? { "if-none-match": etag } : {} });
-    if (r.notModified) return;
+    // The age moves on even when the figures have not changed.
+    if (r.notModified) return showLastPrune();
     etag = r.etag;
+    retention = r.body.retention || {};
+    showLastPrune();
     for (const st of meta.states) {
       const b = document.querySelector(`#count-${st} b`);
       if (b) b.textContent = r.body.events[st] ?? 0;
     }
     const oldest = document.querySelector("#oldest b");
     if (oldest) oldest.textContent = fmtAge(r.body.oldest_queued_age_secs);
+    const behind = document.getElementById("retention-behind");
+    if (behind) behind.hidden = !retention.behind;
   }, 3000);
 }

@@ -121,7 +121,7 @@ pub async fn dispatch(admin: Arc<Admin>, req: Request) -> warp::reply::Response 
 /// Prometheus text, for the metrics token or whatever opens the API.
 fn metrics(admin: &Admin, req: &Request) -> Result<warp::reply::Response, ApiError> {
     guard::metrics_access(admin, req)?;
-    let text = crate::telemetry::render(&admin.store, clock::now_ms());
+    let text = crate::telemetry::render(&admin.store, admin.pruner.is_behind(), clock::now_ms());
     Ok(warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4").into_response())
 }
 

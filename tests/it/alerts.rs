@@ -1,5 +1,6 @@
 //! `[alerts]`: signed summaries to a local service when events go dead, when the queue
-//! stalls, and when the store cannot persist, at most one per interval.
+//! stalls, when the store cannot persist and when retention is behind, at most one per
+//! interval.
 
 use super::hooks::{Hooks, Received};
 use super::*;
@@ -152,6 +153,25 @@ async fn a_stalled_queue_and_a_store_that_cannot_persist_are_alerted() {
     let text = broken.body["text"].as_str().unwrap();
     assert!(text.contains("the store cannot persist"), "{text}");
     assert!(text.contains("writer"), "{text}");
+}
+
+#[tokio::test]
+async fn retention_behind_what_arrives_is_alerted() {
+    let hooks = Hooks::start(OTHER_SECRET, 0).await;
+    let s = start(&hooks, "min_interval_secs = 1", "", false).await;
+    s.mark_retention_behind().await;
+    let behind = hooks
+        .wait_for("a retention alert", |r| {
+            conditions(r).contains(&"retention_behind".to_string())
+        })
+        .await;
+    assert!(behind.verified);
+    let text = behind.body["text"].as_str().unwrap();
+    assert!(
+        text.contains("retention is behind") && text.contains("retention_days"),
+        "{text}"
+    );
+    s.stop().await;
 }
 
 #[tokio::test]

@@ -1619,6 +1619,21 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         false,
         "the queue page scrolls sideways"
     );
+    // Retention: the start-up prune's time; no warning until a prune falls behind, then
+    // one without a reload.
+    wait_until(
+        &c,
+        "(b => b && /\\d/.test(b.textContent))(document.querySelector('#last-prune b')) && document.querySelector('#retention-behind').hidden",
+        "the last prune's time and no retention warning",
+    )
+    .await;
+    s.mark_retention_behind().await;
+    wait_until(
+        &c,
+        "!document.querySelector('#retention-behind').hidden",
+        "the retention warning",
+    )
+    .await;
     shot(&c, "queue").await;
     click(&c, "#dead-more").await;
     wait_until(

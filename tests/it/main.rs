@@ -225,6 +225,17 @@ impl TestServer {
         .await
     }
 
+    /// Marks retention as behind (`Pruner::mark_behind`) once the start-up prune has ended:
+    /// a prune that ends within 30 minutes clears the mark, so one still running would.
+    pub async fn mark_retention_behind(&self) {
+        let pruner = &self.running.as_ref().unwrap().pruner;
+        eventually(WAIT, "the start-up prune", || async {
+            pruner.status().last_prune_at_ms.map(|_| ())
+        })
+        .await;
+        pruner.mark_behind();
+    }
+
     /// Waits (bounded) until the event reaches `state`, and returns it.
     pub async fn wait_for_state(&self, event_id: &str, state: &str) -> serde_json::Value {
         let path = &format!("/api/events/{event_id}");

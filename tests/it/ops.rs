@@ -23,16 +23,11 @@ async fn metrics_need_a_credential_and_count_deliveries_attempts_and_latency() {
         s.http.get(&url).send().await.unwrap().status().as_u16(),
         401
     );
-    let text = s
-        .http
-        .get(&url)
-        .bearer_auth("scraper-token-0123456789")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scrape = || async {
+        let r = s.http.get(&url).bearer_auth("scraper-token-0123456789");
+        r.send().await.unwrap().text().await.unwrap()
+    };
+    let text = scrape().await;
     for needle in [
         r#"hookd_deliveries_total{endpoint="std",verdict="accepted"}"#,
         r#"hookd_deliveries_total{endpoint="std",verdict="rejected"}"#,
@@ -42,9 +37,20 @@ async fn metrics_need_a_credential_and_count_deliveries_attempts_and_latency() {
         "hookd_oldest_queued_age_seconds",
         "hookd_store_bytes",
         r#"hookd_events{state="done"}"#,
+        "hookd_retention_behind 0",
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
+    // A prune that fell behind shows. (Tests share one process's metrics: another test's
+    // scrape may set the gauge from its own pruner in between, so this one asks again.)
+    s.mark_retention_behind().await;
+    eventually(WAIT, "hookd_retention_behind 1", || async {
+        scrape()
+            .await
+            .contains("hookd_retention_behind 1")
+            .then_some(())
+    })
+    .await;
     // The admin token opens it too; the scraper token opens nothing else, and is told so.
     assert_eq!(s.admin_status("/metrics", Some(ADMIN_TOKEN)).await, 200);
     let refused = s
