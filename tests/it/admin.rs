@@ -37,15 +37,23 @@ async fn loopback_api_without_a_configured_token_is_open() {
 async fn deliveries_are_listed_newest_first_with_filters_and_a_cursor() {
     let s = TestServer::start(&base_config()).await;
     let before = hookd::clock::now_ms();
+    // Each answer is checked, so that a listing below that misses one says which side failed.
     for i in 0..5 {
-        s.send_event("std", &format!("list-{i}"), "webhook.test")
+        let a = s
+            .send_event("std", &format!("list-{i}"), "webhook.test")
             .await;
+        assert_eq!(a.verdict(), (200, "accepted"), "{a:?}");
     }
-    s.send_event("fasten", "list-f", "patient.ehi_export_failed")
+    let a = s
+        .send_event("fasten", "list-f", "patient.ehi_export_failed")
         .await;
-    s.send_event("fasten", "list-g", "patient.request_support")
-        .await; // filtered
-    s.post_signed("std", OTHER_SECRET, "m", "{}").await; // rejected
+    assert_eq!(a.verdict(), (200, "accepted"), "{a:?}");
+    let a = s
+        .send_event("fasten", "list-g", "patient.request_support")
+        .await;
+    assert_eq!(a.verdict(), (200, "filtered"), "{a:?}");
+    let a = s.post_signed("std", OTHER_SECRET, "m", "{}").await;
+    assert_eq!(a.status, 401, "{a:?}");
 
     // Page through the std endpoint two at a time: all five, newest first, no overlap.
     let mut seen = Vec::new();
@@ -69,7 +77,7 @@ async fn deliveries_are_listed_newest_first_with_filters_and_a_cursor() {
 
     let count = |v: &serde_json::Value| v["items"].as_array().unwrap().len();
     let v = s.api_ok("/api/deliveries?verdict=filtered").await;
-    assert_eq!(count(&v), 1);
+    assert_eq!(count(&v), 1, "{v}");
     assert_eq!(v["items"][0]["event_id"], "list-g");
     let v = s.api_ok("/api/deliveries?verdict=rejected").await;
     assert_eq!(count(&v), 1);
