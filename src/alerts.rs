@@ -102,9 +102,10 @@ impl Condition {
                 format!("the oldest queued event has waited {age} s (threshold {threshold} s)")
             }
             Condition::Store(reason) => format!("the store cannot persist: {reason}"),
-            Condition::RetentionBehind => "retention is behind what arrives: a prune ran past 30 \
-                 minutes, and the data directory grows while that lasts (if every prune does, \
-                 shorten retention_days or give hookd more CPU)"
+            Condition::RetentionBehind => "retention is behind: a prune ran past 30 minutes \
+                 (catching up after downtime, or deliveries arrive faster than it removes them; \
+                 if every prune does this, the data directory grows: shorten retention_days or \
+                 give hookd more CPU)"
                 .to_string(),
         }
     }

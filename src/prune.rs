@@ -54,6 +54,9 @@ pub struct PruneReport {
     pub exports: u64,
     /// Whether a stop cut the prune short (the next run continues).
     pub interrupted: bool,
+    /// Whether another instance was pruning (cluster mode): this run stopped at once, and
+    /// its figures are not this instance's prune (the status keeps the last real one).
+    pub elsewhere: bool,
 }
 
 impl PruneReport {
@@ -242,6 +245,7 @@ impl Pruner {
                 exports = r.exports,
                 "pruned records past retention"
             ),
+            Ok(r) if r.elsewhere => tracing::debug!("another instance is pruning; skipped"),
             Ok(_) => tracing::debug!("prune found nothing past retention"),
             Err(e) => tracing::error!(error = %e, "prune failed; the next run tries again"),
         }
@@ -272,14 +276,20 @@ impl Pruner {
         let started = std::time::Instant::now();
         let result = self.prune_inner(now_ms);
         self.busy.store(false, Ordering::Relaxed);
-        if let Ok(r) = &result {
-            self.last_at_ms.store(now_ms.max(1), Ordering::Relaxed);
-            self.last_duration_ms
-                .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-            self.last_records.store(r.records(), Ordering::Relaxed);
-            self.last_exports.store(r.exports, Ordering::Relaxed);
-            self.total_records.fetch_add(r.records(), Ordering::Relaxed);
-        }
+        match &result {
+            Ok(r) if r.elsewhere => self.total_records.fetch_add(r.records(), Ordering::Relaxed),
+            Ok(r) => {
+                // When it finished: `now_ms` (injected by tests) plus the time it took.
+                let took = started.elapsed().as_millis() as u64;
+                let finished = now_ms.saturating_add(took).max(1);
+                self.last_at_ms.store(finished, Ordering::Relaxed);
+                self.last_duration_ms.store(took, Ordering::Relaxed);
+                self.last_records.store(r.records(), Ordering::Relaxed);
+                self.last_exports.store(r.exports, Ordering::Relaxed);
+                self.total_records.fetch_add(r.records(), Ordering::Relaxed)
+            }
+            Err(_) => 0,
+        };
         result
     }
 
@@ -301,6 +311,12 @@ impl Pruner {
                 let batch = step(&self.store, cutoff, from, self.batch)?;
                 report.deliveries += batch.deliveries as u64;
                 report.events += batch.events as u64;
+                if batch.elsewhere {
+                    // Another instance prunes the shared store (and the shared exports
+                    // directory): its run covers this one, and its status is its own.
+                    report.elsewhere = true;
+                    return Ok(report);
+                }
                 match batch.next {
                     Some(next) => from = next,
                     None => break,

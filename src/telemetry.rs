@@ -74,7 +74,7 @@ fn describe() {
     );
     describe_gauge!(
         "hookd_retention_behind",
-        "1 while retention is behind what arrives (a prune ran past 30 minutes and no prune has ended within 30 since), else 0"
+        "1 from when a prune passes 30 minutes (retention catching up after downtime, or behind what arrives) until a later prune finishes in under 30 minutes, else 0"
     );
 }
 

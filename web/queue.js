@@ -227,15 +227,15 @@ export async function renderQueue(params, ctx) {
     const at = retention.last_prune_at_ms;
     card.querySelector("b").textContent = at
       ? `${fmtAge(Math.max(0, Math.round((Date.now() - at) / 1000)))} ago` : "not yet";
-    card.title = at ? fmtTime(at) : "No prune has run since hookd started";
+    card.title = at ? `Finished ${fmtTime(at)}` : "No prune has run on this hookd since it started";
   };
   ctx.show(
     el("h1", {}, "Queue"),
-    // Shown while a prune has run past 30 minutes: deliveries arrive faster than retention
-    // removes them, and the data directory grows.
+    // Shown from when a prune passes 30 minutes until a later one finishes in under 30.
     el("p", { class: "notice warn", id: "retention-behind", hidden: !retention.behind },
-      "Retention is behind what arrives: a prune ran past 30 minutes, and the data directory " +
-      "grows while this lasts. If every prune does this, shorten retention_days or give hookd more CPU."),
+      "Retention is behind: a prune ran past 30 minutes (catching up after downtime, or deliveries " +
+      "arrive faster than it removes them). If every prune does this, the data directory grows: " +
+      "shorten retention_days or give hookd more CPU."),
     el("div", { class: "grid", id: "queue-stats" },
       meta.states.map((st) => stat(st, s.events[st] ?? 0, `count-${st}`)),
       stat("oldest queued", fmtAge(s.oldest_queued_age_secs), "oldest"),

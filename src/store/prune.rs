@@ -48,6 +48,9 @@ pub struct PruneBatch {
     pub events: usize,
     /// Where the next batch continues; `None` once every record before the cut-off was seen.
     pub next: Option<u64>,
+    /// Another instance holds retention's lock (cluster mode): this call did nothing, and
+    /// the prune is that instance's to run.
+    pub elsewhere: bool,
 }
 
 /// Whether retention may remove an event in this state: only finished ones. Queued,
@@ -118,6 +121,7 @@ impl SledStore {
             deliveries,
             events,
             next,
+            elsewhere: false,
         })
     }
 
@@ -158,6 +162,7 @@ impl SledStore {
             deliveries,
             events,
             next,
+            elsewhere: false,
         })
     }
 

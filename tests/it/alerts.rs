@@ -28,8 +28,9 @@ impl Processor for Downstream {
 }
 
 async fn start(hooks: &Hooks, alerts: &str, processing: &str, hold: bool) -> TestServer {
+    // Only the start-up prune runs (retention's state is the tests' to set).
     let config = format!(
-        "[admin]\ntoken = \"{ADMIN_TOKEN}\"\n\n[processing]\n{processing}\n\n[alerts]\nurl = \"{}\"\nsecret = \"{OTHER_SECRET}\"\n{alerts}\n{}",
+        "[admin]\ntoken = \"{ADMIN_TOKEN}\"\n\n[retention]\nschedule = \"0 0 0 1 1 *\"\n\n[processing]\n{processing}\n\n[alerts]\nurl = \"{}\"\nsecret = \"{OTHER_SECRET}\"\n{alerts}\n{}",
         hooks.url(),
         endpoints()
     );

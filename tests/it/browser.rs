@@ -1097,6 +1097,10 @@ password_hash = "{hash}"
 retry_jitter = 0.0
 {processing}
 
+# Only the start-up prune runs: the Queue page's retention warning is the test's to set.
+[retention]
+schedule = "0 0 0 1 1 *"
+
 [fasten]
 api_base = "{api_base}"
 public_id = "public_test_0123456789"

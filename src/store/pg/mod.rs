@@ -390,13 +390,12 @@ impl PgStore {
         _max: usize,
     ) -> Result<crate::store::PruneBatch> {
         self.block(move |inner| async move {
-            let deliveries = prune::prune_deliveries(&inner, cutoff_ms)
-                .await?
-                .unwrap_or(0) as usize;
+            let removed = prune::prune_deliveries(&inner, cutoff_ms).await?;
             Ok(crate::store::PruneBatch {
-                deliveries,
+                deliveries: removed.unwrap_or(0) as usize,
                 events: 0,
                 next: None,
+                elsewhere: removed.is_none(),
             })
         })
     }
@@ -410,13 +409,13 @@ impl PgStore {
         max: usize,
     ) -> Result<crate::store::PruneBatch> {
         self.block(move |inner| async move {
-            let events = prune::prune_events(&inner, cutoff_ms, max)
-                .await?
-                .unwrap_or(0) as usize;
+            let removed = prune::prune_events(&inner, cutoff_ms, max).await?;
+            let events = removed.unwrap_or(0) as usize;
             Ok(crate::store::PruneBatch {
                 deliveries: 0,
                 events,
                 next: (events >= max && max > 0).then_some(0),
+                elsewhere: removed.is_none(),
             })
         })
     }
