@@ -231,6 +231,7 @@ pub async fn start(
     let pipeline = Arc::new(Pipeline::new(&config, store.clone(), processors));
     let pipeline_task = tokio::spawn(pipeline.run(shutdown.clone(), grace));
     crate::telemetry::handle();
+    crate::telemetry::start_counters(&config);
     crate::telemetry::spawn_upkeep(shutdown.clone());
     if let Some(alerts) = &config.alerts {
         crate::alerts::spawn(

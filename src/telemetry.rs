@@ -78,6 +78,26 @@ fn describe() {
     );
 }
 
+/// Puts every delivery and attempt counter at 0 for the configured endpoints, and the ack
+/// latency histogram of each verdict: a series exists from the start, so a restart shows them
+/// (from 0) before any traffic, and `rate()`/`increase()` see a delivery's first increment
+/// instead of a new series.
+pub fn start_counters(config: &crate::config::Config) {
+    for endpoint in &config.endpoints {
+        for verdict in crate::store::Verdict::ALL {
+            metrics::counter!("hookd_deliveries_total", "endpoint" => endpoint.name.clone(), "verdict" => verdict.as_str())
+                .increment(0);
+        }
+    }
+    for outcome in ["ok", "retry", "dead"] {
+        metrics::counter!("hookd_attempts_total", "outcome" => outcome).increment(0);
+    }
+    for verdict in crate::store::Verdict::ALL {
+        // Registering is enough for the exporter to show it, empty.
+        let _ = metrics::histogram!("hookd_ack_latency_seconds", "verdict" => verdict.as_str());
+    }
+}
+
 /// Runs the exporter's upkeep (histogram maintenance) every few seconds, as its docs ask.
 pub fn spawn_upkeep(shutdown: crate::shutdown::Shutdown) {
     if let Some(handle) = handle() {
@@ -151,19 +171,62 @@ mod tests {
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     const TOKEN: &str = "metrics-test-token-0123456789";
 
-    /// A real scrape, after a delivery and its processing, shows every metric hookd records,
-    /// and each has a `# HELP` line.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn every_scraped_metric_has_a_help_line() {
+    /// A hookd with one endpoint, `endpoint`, in a directory of its own.
+    async fn start(endpoint: &str) -> (tempfile::TempDir, crate::server::Running) {
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
             "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
              [admin]\ntoken = \"{TOKEN}\"\n\
-             [[endpoints]]\nname = \"a\"\nsecrets = [\"{SECRET}\"]\n",
+             [[endpoints]]\nname = \"{endpoint}\"\nsecrets = [\"{SECRET}\"]\n",
             dir.path().join("data")
         );
         let config = crate::config::load_text(&text, &HashMap::new()).unwrap();
-        let running = crate::server::start(config, None).await.unwrap();
+        (dir, crate::server::start(config, None).await.unwrap())
+    }
+
+    async fn scrape(running: &crate::server::Running) -> String {
+        let url = format!("http://{}/metrics", running.admin_addr);
+        let r = reqwest::Client::new().get(&url).bearer_auth(TOKEN);
+        r.send().await.unwrap().text().await.unwrap()
+    }
+
+    /// Before any traffic, a scrape already has every delivery counter of the configured
+    /// endpoints (at 0) and the attempt counters.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn counters_exist_before_any_traffic() {
+        // An endpoint name of its own: the recorder is shared by the tests of this process.
+        let (_dir, running) = start("counted-from-zero").await;
+        let text = scrape(&running).await;
+        running.shutdown();
+        running.wait().await;
+        for verdict in ["accepted", "duplicate", "filtered", "rejected"] {
+            let line = format!(
+                "hookd_deliveries_total{{endpoint=\"counted-from-zero\",verdict=\"{verdict}\"}} 0"
+            );
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        let mut series: Vec<String> = ["ok", "retry", "dead"]
+            .iter()
+            .map(|o| format!("hookd_attempts_total{{outcome=\"{o}\"}} "))
+            .collect();
+        series.extend(
+            ["accepted", "duplicate", "filtered", "rejected"]
+                .iter()
+                .map(|v| format!("hookd_ack_latency_seconds_count{{verdict=\"{v}\"}} ")),
+        );
+        for series in series {
+            assert!(
+                text.lines().any(|l| l.starts_with(&series)),
+                "{series}missing:\n{text}"
+            );
+        }
+    }
+
+    /// A real scrape, after a delivery and its processing, shows every metric hookd records,
+    /// and each has a `# HELP` line.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_scraped_metric_has_a_help_line() {
+        let (_dir, running) = start("a").await;
         let secret = Secret::parse(SECRET).unwrap();
         let body = r#"{"id":"evt-metrics","type":"webhook.test","data":{}}"#;
         let ts = crate::clock::system_secs();
@@ -181,19 +244,16 @@ mod tests {
             .unwrap()
             .status();
         assert_eq!(status, 200);
-        let url = format!("http://{}/metrics", running.admin_addr);
         let deadline = Instant::now() + Duration::from_secs(20);
         let text = loop {
-            let text = reqwest::Client::new()
-                .get(&url)
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            if text.contains("hookd_attempts_total{") || Instant::now() > deadline {
+            let text = scrape(&running).await;
+            // The delivery's attempt is counted (the series exists from the start, at 0).
+            let attempted = text.lines().any(|l| {
+                l.strip_prefix(r#"hookd_attempts_total{outcome="ok"} "#)
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .is_some_and(|v| v >= 1.0)
+            });
+            if attempted || Instant::now() > deadline {
                 break text;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -89,7 +89,8 @@ pub fn authenticate(admin: &Admin, req: &Request) -> Result<Caller, ApiError> {
         return Err(unauthorized(if creds.token.is_some() {
             "missing or wrong bearer token"
         } else {
-            "not logged in"
+            // Only a password is set: scripts and `hookd backup` need `admin.token`.
+            "not logged in: log in with the password (scripts need admin.token set, sent as a bearer token)"
         }));
     }
     Ok(Caller::Open)

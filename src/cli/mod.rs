@@ -34,8 +34,8 @@ use std::process::ExitCode;
                   HOOKD_* overrides (see the README)."
 )]
 struct Cli {
-    /// Configuration file (TOML) of `serve`, `backup` and `compact` (default: HOOKD_CONFIG,
-    /// else embedded defaults).
+    /// Configuration file (TOML) of `serve`, `check-config`, `backup` and `compact`
+    /// (default: HOOKD_CONFIG, else embedded defaults).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Log as JSON lines instead of plain text (`serve`, `simulate`); HOOKD_LOG sets the
