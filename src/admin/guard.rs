@@ -54,11 +54,11 @@ pub fn export_token_refused() -> ApiError {
     )
 }
 
-/// The bearer token the request carries, if any.
+/// The bearer token the request carries, if any. The scheme's name is case-insensitive
+/// (RFC 9110, 11.1): `bearer` works as `Bearer` does.
 fn bearer(req: &Request) -> Option<&str> {
-    req.header("authorization")
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim)
+    let (scheme, token) = req.header("authorization")?.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Who the caller is, or why they may not use the API.

@@ -12,13 +12,16 @@ struct Envelope {
     kind: Option<serde_json::Value>,
 }
 
-/// The body's `id` and `type` (each when a non-empty string), or `Err` when the body is not
-/// a JSON object. An array would fill the fields by position, so it is refused up front.
-pub(super) fn envelope(body: &[u8]) -> Result<(Option<String>, Option<String>), ()> {
+/// The body's `id` and `type` (each when a non-empty string), or `Err` with the one-line
+/// reason when the body is not a JSON object (serde_json's own words say where: a duplicate
+/// `id`, a number out of range). An array would fill the fields by position, so it is
+/// refused up front.
+pub(super) fn envelope(body: &[u8]) -> Result<(Option<String>, Option<String>), String> {
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(());
+        return Err("body is not a JSON object".into());
     }
-    let envelope: Envelope = serde_json::from_slice(body).map_err(|_| ())?;
+    let envelope: Envelope = serde_json::from_slice(body)
+        .map_err(|e| format!("body is not a valid JSON object: {e}"))?;
     Ok((as_text(envelope.id), as_text(envelope.kind)))
 }
 
@@ -51,7 +54,16 @@ mod tests {
 
     #[test]
     fn an_array_body_has_no_envelope() {
-        assert_eq!(envelope(br#"["evt_1", "a.type"]"#), Err(()));
+        assert_eq!(
+            envelope(br#"["evt_1", "a.type"]"#),
+            Err("body is not a JSON object".into())
+        );
+        // A body that is an object but not valid says why, and where.
+        let duplicate = envelope(br#"{"type":"t.x","id":"a1","id":"a2"}"#).unwrap_err();
+        assert!(
+            duplicate.contains("duplicate field `id`") && duplicate.contains("column"),
+            "{duplicate}"
+        );
         assert_eq!(
             envelope(br#" {"id": "evt_1", "type": "a.type", "data": [1]}"#),
             Ok((Some("evt_1".into()), Some("a.type".into())))

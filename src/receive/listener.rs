@@ -134,6 +134,9 @@ where
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        // The head's own limit: the buffer's alone is checked only between reads, so a
+        // head arriving in large reads passed it by half again before it was refused.
+        .max_header_size(MAX_HEAD_BYTES)
         .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true);
     let stop = shutdown.clone().wait();

@@ -235,8 +235,8 @@ impl Receiver {
             clock::system_secs(),
         )
         .map_err(|e| refuse(StatusCode::UNAUTHORIZED, e.to_string()))?;
-        let (id, kind) = envelope(body)
-            .map_err(|()| refuse(StatusCode::BAD_REQUEST, "body is not a JSON object"))?;
+        let (id, kind) =
+            envelope(body).map_err(|reason| refuse(StatusCode::BAD_REQUEST, reason))?;
         let event_type = kind.ok_or_else(|| {
             refuse(
                 StatusCode::BAD_REQUEST,

@@ -15,6 +15,22 @@ async fn api_needs_the_bearer_token_when_one_is_configured() {
         401
     );
     assert_eq!(s.admin_status("/api/stats", Some(ADMIN_TOKEN)).await, 200);
+    // The scheme's name is case-insensitive; a token alone, with no scheme, is not one.
+    for (header, status) in [
+        (format!("bearer {ADMIN_TOKEN}"), 200),
+        (format!("BEARER  {ADMIN_TOKEN}"), 200),
+        (ADMIN_TOKEN.to_string(), 401),
+        (format!("Basic {ADMIN_TOKEN}"), 401),
+    ] {
+        let r = s
+            .http
+            .get(format!("http://{}/api/stats", s.admin))
+            .header("authorization", &header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{header}");
+    }
     // Health checks carry no data and stay open for probes.
     assert_eq!(s.admin_status("/healthz", None).await, 200);
     s.stop().await;

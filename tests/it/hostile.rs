@@ -350,6 +350,22 @@ async fn an_idle_connection_is_closed_after_the_header_read_timeout() {
 }
 
 #[tokio::test]
+async fn a_request_head_over_64_kib_gets_431() {
+    let s = TestServer::start(&endpoints()).await;
+    let post = |pad: usize| {
+        s.http
+            .post(s.url("std"))
+            .header("x-pad", "p".repeat(pad))
+            .body("{}")
+            .send()
+    };
+    // Within the limit the request is read, and refused for its missing signature.
+    assert_eq!(post(60 * 1024).await.unwrap().status().as_u16(), 401);
+    assert_eq!(post(66 * 1024).await.unwrap().status().as_u16(), 431);
+    assert_eq!(deliver(&s.receiver.to_string(), "after-431").await, 200);
+}
+
+#[tokio::test]
 async fn at_the_connection_cap_the_longest_idle_connection_makes_room() {
     let extra = format!("[receive]\nmax_connections = 2\n{}", endpoints());
     let s = TestServer::start(&extra).await;

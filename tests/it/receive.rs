@@ -173,7 +173,14 @@ async fn bodies_without_an_object_id_or_type_are_400() {
     let s = TestServer::start(&base_config()).await;
     for (body, reason) in [
         ("[1,2]", "body is not a JSON object"),
-        ("{not json", "body is not a JSON object"),
+        (
+            "{not json",
+            "body is not a valid JSON object: key must be a string at line 1 column 2",
+        ),
+        (
+            r#"{"type":"t.x","id":"a1","id":"a2"}"#,
+            "body is not a valid JSON object: duplicate field `id` at line 1 column 28",
+        ),
         (r#"{"id":"a"}"#, "body has no `type` (a non-empty string)"),
         (
             r#"{"id":"a","type":7}"#,
