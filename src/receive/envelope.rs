@@ -20,6 +20,15 @@ pub(super) fn envelope(body: &[u8]) -> Result<(Option<String>, Option<String>), 
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err("body is not a JSON object".into());
     }
+    // JSON exchanged between systems is UTF-8 (RFC 8259, 8.1). serde_json checks only the
+    // strings it reads, not those it skips, so a bad byte in `data` would be stored and
+    // forwarded, and fail later at whoever parses it; the sender hears of it now instead.
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(format!(
+            "body is not UTF-8 (JSON text must be): invalid byte at offset {}",
+            e.valid_up_to()
+        ));
+    }
     let envelope: Envelope = serde_json::from_slice(body)
         .map_err(|e| format!("body is not a valid JSON object: {e}"))?;
     Ok((as_text(envelope.id), as_text(envelope.kind)))
@@ -57,6 +66,11 @@ mod tests {
         assert_eq!(
             envelope(br#"["evt_1", "a.type"]"#),
             Err("body is not a JSON object".into())
+        );
+        // Not UTF-8, in a value serde_json would only skip.
+        assert_eq!(
+            envelope(b"{\"type\":\"t.x\",\"data\":\"\xff\xfe\"}"),
+            Err("body is not UTF-8 (JSON text must be): invalid byte at offset 22".into())
         );
         // A body that is an object but not valid says why, and where.
         let duplicate = envelope(br#"{"type":"t.x","id":"a1","id":"a2"}"#).unwrap_err();
