@@ -88,8 +88,12 @@ pub fn authenticate(admin: &Admin, req: &Request) -> Result<Caller, ApiError> {
     if creds.has_credential() {
         return Err(unauthorized(if creds.token.is_some() {
             "missing or wrong bearer token"
+        } else if req.header("sec-fetch-site").is_some() {
+            // A browser (it sends Sec-Fetch-Site on every request): the web UI shows its
+            // login form with this.
+            "not logged in"
         } else {
-            // Only a password is set: scripts and `hookd backup` need `admin.token`.
+            // Only a password is set: a script, `hookd backup` among them, needs a token.
             "not logged in: log in with the password (scripts need admin.token set, sent as a bearer token)"
         }));
     }

@@ -13,9 +13,10 @@ struct Envelope {
 }
 
 /// The body's `id` and `type` (each when a non-empty string), or `Err` with the one-line
-/// reason when the body is not a JSON object (serde_json's own words say where: a duplicate
-/// `id`, a number out of range). An array would fill the fields by position, so it is
-/// refused up front.
+/// reason when the body is not a UTF-8 JSON object (serde_json's own words say where: a
+/// duplicate `id`, a number out of range). An array would fill the fields by position, so
+/// it is refused up front. The rest is not parsed (a skipped value's escapes, such as an
+/// unpaired surrogate `\ud800`, are not checked): whoever reads `data` parses it.
 pub(super) fn envelope(body: &[u8]) -> Result<(Option<String>, Option<String>), String> {
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err("body is not a JSON object".into());

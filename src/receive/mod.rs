@@ -445,7 +445,7 @@ impl Receiver {
     fn observe(&self, request: &Request, verdict: Verdict) {
         let endpoint = match self.config.endpoint(&request.endpoint) {
             Some(e) => e.name.clone(),
-            None => "(unknown)".to_string(),
+            None => crate::telemetry::UNKNOWN_ENDPOINT.to_string(),
         };
         metrics::counter!("hookd_deliveries_total", "endpoint" => endpoint, "verdict" => verdict.as_str())
             .increment(1);

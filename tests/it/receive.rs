@@ -173,14 +173,6 @@ async fn bodies_without_an_object_id_or_type_are_400() {
     let s = TestServer::start(&base_config()).await;
     for (body, reason) in [
         ("[1,2]", "body is not a JSON object"),
-        (
-            "{not json",
-            "body is not a valid JSON object: key must be a string at line 1 column 2",
-        ),
-        (
-            r#"{"type":"t.x","id":"a1","id":"a2"}"#,
-            "body is not a valid JSON object: duplicate field `id` at line 1 column 28",
-        ),
         (r#"{"id":"a"}"#, "body has no `type` (a non-empty string)"),
         (
             r#"{"id":"a","type":7}"#,
@@ -194,6 +186,24 @@ async fn bodies_without_an_object_id_or_type_are_400() {
         let a = s.post_signed("std", SECRET, "m", body).await;
         assert_eq!(a.verdict(), (400, "rejected"), "{body}");
         assert_eq!(a.body["reason"], reason, "{body}");
+    }
+    // Invalid JSON: the parser's reason, with where (its wording is serde_json's).
+    for (body, why) in [
+        ("{not json", "key must be a string"),
+        (
+            r#"{"type":"t.x","id":"a1","id":"a2"}"#,
+            "duplicate field `id`",
+        ),
+    ] {
+        let a = s.post_signed("std", SECRET, "m", body).await;
+        assert_eq!(a.verdict(), (400, "rejected"), "{body}");
+        let reason = a.body["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("body is not a valid JSON object: ")
+                && reason.contains(why)
+                && reason.contains("line 1 column"),
+            "{body}: {reason}"
+        );
     }
     // The Fasten profile needs the body id: it is the idempotency key across retries.
     let a = s

@@ -76,12 +76,23 @@ async fn api_without_a_session_is_401_and_a_wrong_password_is_401() {
     let s = TestServer::start(&password_config("")).await;
     let (status, body) = get_with_cookie(&s, "/api/deliveries", "other=1").await;
     assert_eq!(status, 401);
-    // It says what a script would need, since a script is what meets it.
+    // A script (no Sec-Fetch-Site) is told what it would need; a browser, whose login form
+    // shows the reason, only that it is not logged in.
     let reason = body["reason"].as_str().unwrap();
     assert!(
         reason.starts_with("not logged in") && reason.contains("admin.token"),
         "{reason}"
     );
+    let from_browser = s
+        .http
+        .get(format!("http://{}/api/deliveries", s.admin))
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_browser.status().as_u16(), 401);
+    let body: serde_json::Value = from_browser.json().await.unwrap();
+    assert_eq!(body["reason"], "not logged in");
     let r = login_with(&s, "not the password", HeaderMap::new()).await;
     assert_eq!(r.status().as_u16(), 401);
     assert!(r.headers().get("set-cookie").is_none());
