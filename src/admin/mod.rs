@@ -132,6 +132,13 @@ impl Request {
     fn changes_state(&self) -> bool {
         !matches!(self.method, Method::GET | Method::HEAD)
     }
+
+    /// Whether this request's method is `route_method`'s: HEAD asks what GET would answer
+    /// (hyper sends the head only), as monitoring probes and `curl -I` do.
+    fn is(&self, route_method: &Method) -> bool {
+        self.method == *route_method
+            || (self.method == Method::HEAD && *route_method == Method::GET)
+    }
 }
 
 fn request_parts() -> impl Filter<Extract = (Request,), Error = Infallible> + Clone {

@@ -131,7 +131,7 @@ async fn api(admin: &Admin, req: &Request, path: &str) -> Result<warp::reply::Re
     // answers every other path (the session ones included) with why not.
     if guard::export_reader(admin, req) {
         return match route {
-            Some((method, route)) if route.reads_exports() && req.method == method => {
+            Some((method, route)) if route.reads_exports() && req.is(&method) => {
                 let response = answer(admin, req, route).await?;
                 Ok(headers::conditional(response, req.header("if-none-match")))
             }
@@ -143,7 +143,7 @@ async fn api(admin: &Admin, req: &Request, path: &str) -> Result<warp::reply::Re
     }
     let open = route
         .as_ref()
-        .is_some_and(|(method, route)| *method == req.method && route.before_authentication());
+        .is_some_and(|(method, route)| req.is(method) && route.before_authentication());
     let caller = if open {
         None
     } else {
@@ -156,7 +156,7 @@ async fn api(admin: &Admin, req: &Request, path: &str) -> Result<warp::reply::Re
         guard::check_csrf(admin, caller, req)?;
     }
     let (method, route) = route.ok_or_else(|| ApiError::not_found("API path"))?;
-    if req.method != method {
+    if !req.is(&method) {
         return Err(ApiError::method_not_allowed());
     }
     let response = answer(admin, req, route).await?;

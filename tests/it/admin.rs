@@ -31,6 +31,18 @@ async fn api_needs_the_bearer_token_when_one_is_configured() {
             .unwrap();
         assert_eq!(r.status().as_u16(), status, "{header}");
     }
+    // HEAD answers as GET does, without the body; a POST route is not a GET one.
+    let head = |path: &str| {
+        s.http
+            .head(format!("http://{}{path}", s.admin))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+    };
+    let r = head("/api/stats").await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers().contains_key("etag"));
+    assert!(r.bytes().await.unwrap().is_empty());
+    assert_eq!(head("/api/backup").await.unwrap().status().as_u16(), 405);
     // Health checks carry no data and stay open for probes.
     assert_eq!(s.admin_status("/healthz", None).await, 200);
     s.stop().await;
