@@ -152,9 +152,14 @@ async fn send_event(args: Args) -> Outcome {
     let body = simulate::event_body(&spec, &id);
     let answer = post_signed(&to, &secret, &id, &body).await?;
     let code = answer.report();
-    println!(
-        "event id {id} ({}), org_connection_id {}",
-        spec.event_type, spec.org_connection_id
-    );
+    // The ids the payload carries (a support request or a test event names no connection).
+    let data = simulate::event_data(&spec);
+    let mut sent = format!("event id {id} ({})", spec.event_type);
+    for key in ["org_connection_id", "task_id"] {
+        if let Some(value) = data[key].as_str() {
+            sent.push_str(&format!(", {key} {value}"));
+        }
+    }
+    println!("{sent}");
     Ok(code)
 }

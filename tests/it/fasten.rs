@@ -646,6 +646,17 @@ secrets = ["{SECRET}"]
         "bin-1",
     ]);
     assert!(first.contains("accepted"), "{first}");
+    assert!(
+        first.contains("event id bin-1 (patient.connection_success), org_connection_id conn-bin"),
+        "{first}"
+    );
+    // An event whose payload names no connection says none.
+    let support = simulate(&["--event", "patient.request_support", "--id", "bin-s"]);
+    assert!(
+        support.contains("event id bin-s (patient.request_support)")
+            && !support.contains("org_connection_id"),
+        "{support}"
+    );
     let again = simulate(&[
         "--event",
         "patient.connection_success",
@@ -658,7 +669,7 @@ secrets = ["{SECRET}"]
     let event = s.wait_for_state("bin-1", "done").await;
     assert!(detail(&event, 0).contains("export requested"), "{event}");
 
-    simulate(&[
+    let sent = simulate(&[
         "--event",
         "patient.ehi_export_success",
         "--connection",
@@ -672,6 +683,10 @@ secrets = ["{SECRET}"]
         "--id",
         "bin-2",
     ]);
+    assert!(
+        sent.contains("org_connection_id conn-bin, task_id task-bin"),
+        "{sent}"
+    );
     let event = s.wait_for_state("bin-2", "done").await;
     assert!(detail(&event, 0).contains("counts match stats"), "{event}");
     let c = s.api_ok("/api/connections/conn-bin").await;
