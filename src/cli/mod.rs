@@ -129,8 +129,9 @@ enum Command {
     /// Act as Fasten Connect: send realistic signed events (--to), or serve a local stand-in
     /// for the Fasten API (--serve-api ADDR) that hookd can download exports from.
     Simulate {
+        // Boxed: the largest of the commands' arguments by far.
         #[command(flatten)]
-        args: simulate::Args,
+        args: Box<simulate::Args>,
         #[command(flatten)]
         log: LogFlag,
     },
@@ -319,7 +320,7 @@ pub fn main() -> ExitCode {
             Some(dir) => compact::run(&dir),
             None => load(config).and_then(|c| compact::run(&c.data_dir)),
         },
-        Command::Simulate { args, .. } => runtime.block_on(simulate::run(args)),
+        Command::Simulate { args, .. } => runtime.block_on(simulate::run(*args)),
         Command::CopyStore { from, to, to_file } => copy_store::run(&from, to, to_file),
         Command::HashPassword => hash_password::run(),
     })

@@ -17,6 +17,13 @@ pub(super) struct Args {
     /// default: a free one). Fix it when a firewall or download_hosts must name it.
     #[arg(long, value_name = "PORT", requires = "serve_api")]
     signed_url_port: Option<u16>,
+    /// Stand-in: announce each export it is asked for to this endpoint URL, as Fasten does
+    /// once an export is ready (a signed patient.ehi_export_success; needs --secret-file).
+    #[arg(long, value_name = "URL", requires = "serve_api")]
+    announce_to: Option<String>,
+    /// Stand-in: seconds from an export request to its announcement.
+    #[arg(long, default_value_t = 2, requires = "announce_to")]
+    announce_after_secs: u64,
     /// The endpoint URL to send an event to, e.g. http://127.0.0.1:8080/webhooks/fasten
     #[arg(long)]
     to: Option<String>,
@@ -47,7 +54,8 @@ pub(super) struct Args {
     /// The API base the download links point at (the stand-in's, e.g. http://127.0.0.1:9090/v1).
     #[arg(long, default_value = crate::config::defaults::FASTEN_API_BASE)]
     api_base: String,
-    /// Resources per export file (the stand-in generates that many).
+    /// Resources per export file (the stand-in generates that many, and announces exports
+    /// of that many).
     #[arg(long, default_value_t = 50)]
     resources: u64,
     /// Files per export.
@@ -80,7 +88,18 @@ pub(super) async fn run(args: Args) -> Outcome {
 /// Serves the Fasten API stand-in on `addr` until a stop signal, after printing how to
 /// point hookd at it.
 async fn serve_api(addr: SocketAddr, args: Args) -> Outcome {
+    let deliver = match &args.announce_to {
+        Some(to) => Some(api::Deliver {
+            to: to.clone(),
+            secret: read_secret(args.secret.clone(), args.secret_file.clone())?,
+            after: std::time::Duration::from_secs(args.announce_after_secs),
+            files: args.files,
+            resources: args.resources,
+        }),
+        None => None,
+    };
     let options = api::Options {
+        deliver,
         public_id: args.public_id,
         private_key: args.private_key,
         url_ttl: std::time::Duration::from_secs(args.url_ttl_secs),
@@ -116,6 +135,12 @@ async fn serve_api(addr: SocketAddr, args: Args) -> Outcome {
         stand_in.api_base,
         stand_in.api_addr.ip()
     );
+    if let Some(to) = &args.announce_to {
+        println!(
+            "  exports:     each one requested is announced to {to} after {} s",
+            args.announce_after_secs
+        );
+    }
     println!("  each request it serves is logged on stderr");
     signals.recv().await;
     stand_in.stop().await;

@@ -9,6 +9,10 @@
 //!   [`super::fhir`]; a file named `<stem>-<n>.jsonl` holds `n` resources, so the `stats` of
 //!   an event made by [`super::event_data`] match what is served.
 //!
+//! With [`Deliver`] set, each export requested is announced, as Fasten does once it is
+//! ready: a signed `patient.ehi_export_success` for that connection and task, whose links
+//! point at this stand-in, POSTed to hookd's endpoint.
+//!
 //! Both API routes require HTTP Basic auth when credentials are configured. Faults can be
 //! injected (already-expired URLs, a body cut off half-way) and everything is counted, so
 //! tests can see what a client did.
@@ -43,6 +47,22 @@ pub struct Options {
     pub expire_first: u32,
     /// This many downloads are cut off half-way (the connection breaks).
     pub truncate_first: u32,
+    /// Announce each export requested to a webhook endpoint (see [`StandIn::deliver_exports`]).
+    pub deliver: Option<Deliver>,
+}
+
+/// Where, and how, the stand-in announces the exports it is asked for.
+#[derive(Debug, Clone)]
+pub struct Deliver {
+    /// The endpoint's URL, e.g. `http://127.0.0.1:8080/webhooks/fasten`.
+    pub to: String,
+    /// The endpoint's signing secret.
+    pub secret: crate::secret::Secret,
+    /// How long after the request the export is "ready".
+    pub after: Duration,
+    /// Files, and resources per file, of each export.
+    pub files: u32,
+    pub resources: u64,
 }
 
 impl Default for Options {
@@ -55,6 +75,7 @@ impl Default for Options {
             default_resources: 50,
             expire_first: 0,
             truncate_first: 0,
+            deliver: None,
         }
     }
 }
@@ -72,12 +93,16 @@ pub struct Seen {
     pub file_requests_with_authorization: AtomicU64,
     pub expired_refused: AtomicU64,
     pub truncated: AtomicU64,
+    /// Exports announced to the endpoint (whatever it answered).
+    pub exports_announced: AtomicU64,
 }
 
 struct State {
     options: Options,
     key: [u8; 32],
+    api_base: String,
     files_base: String,
+    deliver: Mutex<Option<Deliver>>,
     seen: Arc<Seen>,
     expire_left: AtomicU32,
     truncate_left: AtomicU32,
@@ -91,6 +116,7 @@ pub struct StandIn {
     /// Where signed URLs point.
     pub files_addr: SocketAddr,
     pub seen: Arc<Seen>,
+    state: Arc<State>,
     trigger: Trigger,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -102,6 +128,11 @@ impl StandIn {
         for t in self.tasks {
             let _ = t.await;
         }
+    }
+
+    /// From now on, announces each export requested to `deliver.to`.
+    pub fn deliver_exports(&self, deliver: Deliver) {
+        *self.state.deliver.lock().unwrap_or_else(|p| p.into_inner()) = Some(deliver);
     }
 
     /// Number of export requests made for `connection`.
@@ -126,14 +157,17 @@ pub async fn start(addr: SocketAddr, options: Options) -> std::io::Result<StandI
     let state = Arc::new(State {
         expire_left: AtomicU32::new(options.expire_first),
         truncate_left: AtomicU32::new(options.truncate_first),
+        deliver: Mutex::new(options.deliver.clone()),
         options,
         key: rand::random(),
+        api_base: format!("http://{api_addr}/v1"),
         files_base: format!("http://{files_addr}"),
         seen: seen.clone(),
     });
     let (trigger, shutdown) = shutdown::channel();
     let api = api_routes(state.clone()).with(warp::log::custom(|info| log_request("api", &info)));
-    let files = file_routes(state).with(warp::log::custom(|info| log_request("signed URL", &info)));
+    let files =
+        file_routes(state.clone()).with(warp::log::custom(|info| log_request("signed URL", &info)));
     let tasks = vec![
         tokio::spawn(
             warp::serve(api)
@@ -149,10 +183,11 @@ pub async fn start(addr: SocketAddr, options: Options) -> std::io::Result<StandI
         ),
     ];
     Ok(StandIn {
-        api_base: format!("http://{api_addr}/v1"),
+        api_base: state.api_base.clone(),
         api_addr,
         files_addr,
         seen,
+        state,
         trigger,
         tasks,
     })
@@ -255,14 +290,62 @@ fn request_export(state: Arc<State>, auth: Option<String>, body: Bytes) -> warp:
     if let Ok(mut v) = state.seen.export_requests.lock() {
         v.push(conn.clone());
     }
+    let task = uuid::Uuid::new_v4().to_string();
+    let deliver = state
+        .deliver
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if let Some(deliver) = deliver {
+        tokio::spawn(announce(state.clone(), deliver, conn.clone(), task.clone()));
+    }
     json_reply(
         StatusCode::OK,
         serde_json::json!({"success": true, "data": {
             "org_connection_id": conn,
-            "task_id": uuid::Uuid::new_v4().to_string(),
+            "task_id": task,
             "status": "pending"
         }}),
     )
+}
+
+/// Announces the export `task` of `conn` once it is "ready": a signed
+/// `patient.ehi_export_success` whose links point at this stand-in.
+async fn announce(state: Arc<State>, deliver: Deliver, conn: String, task: String) {
+    tokio::time::sleep(deliver.after).await;
+    let spec = super::EventSpec {
+        event_type: "patient.ehi_export_success".into(),
+        org_connection_id: conn,
+        task_id: task.clone(),
+        api_base: state.api_base.clone(),
+        resources: deliver.resources,
+        files: deliver.files,
+        ..super::EventSpec::default()
+    };
+    let id = uuid::Uuid::new_v4().to_string();
+    let body = super::event_body(&spec, &id);
+    let ts = crate::clock::system_secs();
+    let sent = reqwest::Client::new()
+        .post(&deliver.to)
+        .header("content-type", "application/json")
+        .header("webhook-id", &id)
+        .header("webhook-timestamp", ts.to_string())
+        .header(
+            "webhook-signature",
+            crate::verify::sign(&deliver.secret, &id, ts, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await;
+    state.seen.exports_announced.fetch_add(1, Ordering::Relaxed);
+    match sent {
+        Ok(r) => {
+            tracing::info!(%task, event_id = %id, status = r.status().as_u16(), "export ready: sent patient.ehi_export_success")
+        }
+        Err(e) => {
+            tracing::warn!(%task, error = %crate::process::chain(&e.without_url()), "export ready, but its patient.ehi_export_success was not delivered")
+        }
+    }
 }
 
 /// `GET .../ehi-export/{task}/download/{file}`: a redirect to a signed, expiring file URL

@@ -565,44 +565,21 @@ async fn credentials_go_to_the_api_host_but_not_along_a_redirect_to_another_host
 }
 
 /// The walk-through of docs/fasten.md with the built binary: `hookd simulate --serve-api`
-/// as the Fasten API, `hookd simulate --to` as Fasten's webhook sender. Multi-threaded: the
-/// test blocks on child processes while the in-process hookd answers them.
+/// as the Fasten API (announcing the exports hookd asks for), `hookd simulate --to` as
+/// Fasten's webhook sender. Multi-threaded: the test blocks on child processes while the
+/// in-process hookd answers them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_simulates_fasten_end_to_end() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     const BIN: &str = env!("CARGO_BIN_EXE_hookd");
-    let mut api = Command::new(BIN)
-        .args([
-            "simulate",
-            "--serve-api",
-            "127.0.0.1:0",
-            "--public-id",
-            PUBLIC_ID,
-        ])
-        .env("HOOKD_FASTEN_PRIVATE_KEY", PRIVATE_KEY)
-        .env("HOOKD_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Killed however the test ends.
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut lines = BufReader::new(api.stdout.take().unwrap()).lines();
-    let _api = KillOnDrop(api);
-    let api_base = loop {
-        let line = lines.next().expect("stand-in printed no api_base").unwrap();
-        if let Some(base) = line.trim().strip_prefix("api_base:") {
-            break base.trim().to_string();
-        }
+    // hookd first (the stand-in announces exports to it), pointed at a port the stand-in
+    // takes next.
+    let api_port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
     };
-    std::thread::spawn(move || for _ in lines {});
-
+    let api_base = format!("http://127.0.0.1:{api_port}/v1");
     let keys = tempfile::tempdir().unwrap();
     let key_file = keys.path().join("fasten.key");
     std::fs::write(&key_file, PRIVATE_KEY).unwrap();
@@ -622,11 +599,51 @@ secrets = ["{SECRET}"]
 "#
     ))
     .await;
-    let url = s.url("fasten");
     // As the walk-through does: the secret in a file, not on the command line.
     let secret_file = s.dir.path().join("demo.secret");
     std::fs::write(&secret_file, SECRET).unwrap();
     let secret_file = secret_file.to_str().unwrap().to_owned();
+    let mut api = Command::new(BIN)
+        .args([
+            "simulate",
+            "--serve-api",
+            &format!("127.0.0.1:{api_port}"),
+            "--public-id",
+            PUBLIC_ID,
+            "--announce-to",
+            &s.url("fasten"),
+            "--secret-file",
+            &secret_file,
+            "--announce-after-secs",
+            "0",
+            "--resources",
+            "7",
+        ])
+        .env("HOOKD_FASTEN_PRIVATE_KEY", PRIVATE_KEY)
+        .env("HOOKD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed however the test ends.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut lines = BufReader::new(api.stdout.take().unwrap()).lines();
+    let _api = KillOnDrop(api);
+    let printed = loop {
+        let line = lines.next().expect("stand-in printed no api_base").unwrap();
+        if let Some(base) = line.trim().strip_prefix("api_base:") {
+            break base.trim().to_string();
+        }
+    };
+    assert_eq!(printed, api_base);
+    std::thread::spawn(move || for _ in lines {});
+
+    let url = s.url("fasten");
     let simulate = |args: &[&str]| {
         let out = Command::new(BIN)
             .env("HOOKD_LOG", "warn")
@@ -668,6 +685,22 @@ secrets = ["{SECRET}"]
     assert!(again.contains("duplicate"), "{again}");
     let event = s.wait_for_state("bin-1", "done").await;
     assert!(detail(&event, 0).contains("export requested"), "{event}");
+    // The stand-in announces the export hookd asked for, and hookd stores it.
+    let requested = eventually(WAIT, "the requested export, announced and stored", || {
+        let s = &s;
+        async move {
+            let c = s.api_ok("/api/connections/conn-bin").await;
+            let answer = c["export_request_answer"].as_str()?.to_string();
+            let export = c["exports"]
+                .as_array()?
+                .iter()
+                .find(|e| answer.contains(e["task_id"].as_str().unwrap_or("?")))?
+                .clone();
+            Some(export)
+        }
+    })
+    .await;
+    assert_eq!(requested["total_resources"], 7, "{requested}");
 
     let sent = simulate(&[
         "--event",
@@ -690,7 +723,13 @@ secrets = ["{SECRET}"]
     let event = s.wait_for_state("bin-2", "done").await;
     assert!(detail(&event, 0).contains("counts match stats"), "{event}");
     let c = s.api_ok("/api/connections/conn-bin").await;
-    assert_eq!(c["exports"][0]["total_resources"], 25);
+    let task_bin = c["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["task_id"] == "task-bin")
+        .unwrap_or_else(|| panic!("no task-bin export: {c}"));
+    assert_eq!(task_bin["total_resources"], 25);
     assert_eq!(c["status"], "authorized");
     s.stop().await;
 }
