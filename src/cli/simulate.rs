@@ -62,15 +62,12 @@ pub(super) struct Args {
     #[arg(long, default_value_t = 1)]
     files: u32,
     /// Stand-in: the public id it requires (Basic auth); with --private-key.
-    #[arg(long, requires = "private_key")]
+    #[arg(long, requires = "serve_api")]
     public_id: Option<String>,
-    /// Stand-in: the private key it requires.
-    #[arg(
-        long,
-        env = "HOOKD_FASTEN_PRIVATE_KEY",
-        hide_env_values = true,
-        requires = "public_id"
-    )]
+    /// Stand-in: the private key it requires, with --public-id. (Not a clap `requires`: a
+    /// value from the environment counts as given, so an exported key would make every
+    /// `simulate --to` ask for --public-id. `serve_api` checks the pair.)
+    #[arg(long, env = "HOOKD_FASTEN_PRIVATE_KEY", hide_env_values = true)]
     private_key: Option<String>,
     /// Stand-in: how long a signed download URL stays valid.
     #[arg(long, default_value_t = 600)]
@@ -88,6 +85,13 @@ pub(super) async fn run(args: Args) -> Outcome {
 /// Serves the Fasten API stand-in on `addr` until a stop signal, after printing how to
 /// point hookd at it.
 async fn serve_api(addr: SocketAddr, args: Args) -> Outcome {
+    if args.public_id.is_some() != args.private_key.is_some() {
+        return Err(Failure::Usage(
+            "the stand-in requires credentials as a pair: --public-id with --private-key (or \
+             HOOKD_FASTEN_PRIVATE_KEY), or neither for an open stand-in"
+                .into(),
+        ));
+    }
     let deliver = match &args.announce_to {
         Some(to) => Some(api::Deliver {
             to: to.clone(),

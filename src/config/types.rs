@@ -145,7 +145,8 @@ pub struct Retention {
     pub schedule: String,
     /// Exports under `<data_dir>/exports/` older than this many days are removed.
     pub export_retention_days: u32,
-    /// Most records removed in one transaction: bounds how long a prune holds up receiving.
+    /// Records looked at per prune batch; the pruner rests after each (it removes them in
+    /// small atomic chunks, so an ack waits behind one chunk at most).
     pub batch_size: usize,
 }
 

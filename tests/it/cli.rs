@@ -388,6 +388,36 @@ fn simulate_without_arguments_names_both_of_its_uses() {
     assert!(err.contains("--serve-api") && err.contains("--to"), "{err}");
 }
 
+#[test]
+fn an_exported_fasten_key_is_the_stand_ins_alone() {
+    // Sending an event with the key in the environment (as a user who exported it for
+    // hookd has): the key is not asked to come with --public-id. Nothing listens on port 1,
+    // so the send itself fails, and says so.
+    let out = hookd()
+        .args([
+            "simulate",
+            "--to",
+            "http://127.0.0.1:1/webhooks/x",
+            "--secret",
+            SECRET,
+        ])
+        .env("HOOKD_FASTEN_PRIVATE_KEY", "private_test_key")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(!err.contains("--public-id"), "{err}");
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+    // The stand-in itself needs the pair.
+    let out = hookd()
+        .args(["simulate", "--serve-api", "127.0.0.1:0"])
+        .env("HOOKD_FASTEN_PRIVATE_KEY", "private_test_key")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("--public-id with --private-key"), "{err}");
+}
+
 #[tokio::test]
 async fn simulate_stand_in_uses_the_signed_url_port_given_and_logs_what_it_serves() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
