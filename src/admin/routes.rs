@@ -1,5 +1,6 @@
 //! The admin listener's one route table: `/healthz`, `/metrics`, every `/api/...` path with
-//! the one method it answers, and the UI's files for everything else. Authentication and
+//! the one method it answers (HEAD too where that is GET), and the UI's files for everything
+//! else. Authentication and
 //! the CSRF check run here, in front of every API route but the session ones, and the
 //! same-origin JSON check in front of every state-changing one; successful
 //! GET answers get their ETag answered here (a 304 when the client has it).

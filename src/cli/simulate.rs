@@ -18,7 +18,8 @@ pub(super) struct Args {
     #[arg(long, value_name = "PORT", requires = "serve_api")]
     signed_url_port: Option<u16>,
     /// Stand-in: announce each export it is asked for to this endpoint URL, as Fasten does
-    /// once an export is ready (a signed patient.ehi_export_success; needs --secret-file).
+    /// once an export is ready (a signed patient.ehi_export_success; needs --secret-file
+    /// or --secret).
     #[arg(long, value_name = "URL", requires = "serve_api")]
     announce_to: Option<String>,
     /// Stand-in: seconds from an export request to its announcement.

@@ -47,7 +47,7 @@ pub struct Options {
     pub expire_first: u32,
     /// This many downloads are cut off half-way (the connection breaks).
     pub truncate_first: u32,
-    /// Announce each export requested to a webhook endpoint (see [`StandIn::deliver_exports`]).
+    /// Announce each export requested to a webhook endpoint (see [`Deliver`]).
     pub deliver: Option<Deliver>,
 }
 
@@ -93,8 +93,6 @@ pub struct Seen {
     pub file_requests_with_authorization: AtomicU64,
     pub expired_refused: AtomicU64,
     pub truncated: AtomicU64,
-    /// Exports announced to the endpoint (whatever it answered).
-    pub exports_announced: AtomicU64,
 }
 
 struct State {
@@ -102,7 +100,8 @@ struct State {
     key: [u8; 32],
     api_base: String,
     files_base: String,
-    deliver: Mutex<Option<Deliver>>,
+    /// Fired when the stand-in stops: announcements still waiting are dropped.
+    stopping: shutdown::Shutdown,
     seen: Arc<Seen>,
     expire_left: AtomicU32,
     truncate_left: AtomicU32,
@@ -116,7 +115,6 @@ pub struct StandIn {
     /// Where signed URLs point.
     pub files_addr: SocketAddr,
     pub seen: Arc<Seen>,
-    state: Arc<State>,
     trigger: Trigger,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -128,11 +126,6 @@ impl StandIn {
         for t in self.tasks {
             let _ = t.await;
         }
-    }
-
-    /// From now on, announces each export requested to `deliver.to`.
-    pub fn deliver_exports(&self, deliver: Deliver) {
-        *self.state.deliver.lock().unwrap_or_else(|p| p.into_inner()) = Some(deliver);
     }
 
     /// Number of export requests made for `connection`.
@@ -154,20 +147,19 @@ pub async fn start(addr: SocketAddr, options: Options) -> std::io::Result<StandI
     let api_addr = api_listener.local_addr()?;
     let files_addr = files_listener.local_addr()?;
     let seen = Arc::new(Seen::default());
+    let (trigger, shutdown) = shutdown::channel();
     let state = Arc::new(State {
         expire_left: AtomicU32::new(options.expire_first),
         truncate_left: AtomicU32::new(options.truncate_first),
-        deliver: Mutex::new(options.deliver.clone()),
+        stopping: shutdown.clone(),
         options,
         key: rand::random(),
         api_base: format!("http://{api_addr}/v1"),
         files_base: format!("http://{files_addr}"),
         seen: seen.clone(),
     });
-    let (trigger, shutdown) = shutdown::channel();
     let api = api_routes(state.clone()).with(warp::log::custom(|info| log_request("api", &info)));
-    let files =
-        file_routes(state.clone()).with(warp::log::custom(|info| log_request("signed URL", &info)));
+    let files = file_routes(state).with(warp::log::custom(|info| log_request("signed URL", &info)));
     let tasks = vec![
         tokio::spawn(
             warp::serve(api)
@@ -183,11 +175,10 @@ pub async fn start(addr: SocketAddr, options: Options) -> std::io::Result<StandI
         ),
     ];
     Ok(StandIn {
-        api_base: state.api_base.clone(),
+        api_base: format!("http://{api_addr}/v1"),
         api_addr,
         files_addr,
         seen,
-        state,
         trigger,
         tasks,
     })
@@ -291,12 +282,7 @@ fn request_export(state: Arc<State>, auth: Option<String>, body: Bytes) -> warp:
         v.push(conn.clone());
     }
     let task = uuid::Uuid::new_v4().to_string();
-    let deliver = state
-        .deliver
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    if let Some(deliver) = deliver {
+    if let Some(deliver) = state.options.deliver.clone() {
         tokio::spawn(announce(state.clone(), deliver, conn.clone(), task.clone()));
     }
     json_reply(
@@ -312,7 +298,13 @@ fn request_export(state: Arc<State>, auth: Option<String>, body: Bytes) -> warp:
 /// Announces the export `task` of `conn` once it is "ready": a signed
 /// `patient.ehi_export_success` whose links point at this stand-in.
 async fn announce(state: Arc<State>, deliver: Deliver, conn: String, task: String) {
-    tokio::time::sleep(deliver.after).await;
+    tokio::select! {
+        _ = tokio::time::sleep(deliver.after) => {}
+        _ = state.stopping.clone().wait() => {
+            tracing::info!(%task, "the stand-in is stopping: this export is not announced");
+            return;
+        }
+    }
     let spec = super::EventSpec {
         event_type: "patient.ehi_export_success".into(),
         org_connection_id: conn,
@@ -327,6 +319,7 @@ async fn announce(state: Arc<State>, deliver: Deliver, conn: String, task: Strin
     let ts = crate::clock::system_secs();
     let sent = reqwest::Client::new()
         .post(&deliver.to)
+        .timeout(Duration::from_secs(10))
         .header("content-type", "application/json")
         .header("webhook-id", &id)
         .header("webhook-timestamp", ts.to_string())
@@ -337,7 +330,6 @@ async fn announce(state: Arc<State>, deliver: Deliver, conn: String, task: Strin
         .body(body)
         .send()
         .await;
-    state.seen.exports_announced.fetch_add(1, Ordering::Relaxed);
     match sent {
         Ok(r) => {
             tracing::info!(%task, event_id = %id, status = r.status().as_u16(), "export ready: sent patient.ehi_export_success")

@@ -407,14 +407,28 @@ fn an_exported_fasten_key_is_the_stand_ins_alone() {
     let err = stderr(&out);
     assert!(!err.contains("--public-id"), "{err}");
     assert!(err.contains("127.0.0.1:1"), "{err}");
-    // The stand-in itself needs the pair.
-    let out = hookd()
+    // The stand-in itself needs the pair (bounded: a stand-in that started would serve on).
+    let mut child = hookd()
         .args(["simulate", "--serve-api", "127.0.0.1:0"])
         .env("HOOKD_FASTEN_PRIVATE_KEY", "private_test_key")
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the stand-in started without the pair");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(2));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert!(err.contains("--public-id with --private-key"), "{err}");
 }
 

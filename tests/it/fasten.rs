@@ -574,11 +574,9 @@ async fn the_binary_simulates_fasten_end_to_end() {
     use std::process::{Command, Stdio};
     const BIN: &str = env!("CARGO_BIN_EXE_hookd");
     // hookd first (the stand-in announces exports to it), pointed at a port the stand-in
-    // takes next.
-    let api_port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    // takes next: held until just before the stand-in starts, so nothing else takes it.
+    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api_port = reserved.local_addr().unwrap().port();
     let api_base = format!("http://127.0.0.1:{api_port}/v1");
     let keys = tempfile::tempdir().unwrap();
     let key_file = keys.path().join("fasten.key");
@@ -603,6 +601,7 @@ secrets = ["{SECRET}"]
     let secret_file = s.dir.path().join("demo.secret");
     std::fs::write(&secret_file, SECRET).unwrap();
     let secret_file = secret_file.to_str().unwrap().to_owned();
+    drop(reserved);
     let mut api = Command::new(BIN)
         .args([
             "simulate",
