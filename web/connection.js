@@ -45,13 +45,19 @@ function exportCard(x) {
       x.files.map((f) => fileRow(x.task_id, f)))));
 }
 
+/** `n thing` or `n things`. */
+function plural(n, thing) {
+  return `${n} ${thing}${n === 1 ? "" : "s"}`;
+}
+
 function failuresTable(failures) {
   if (!failures.length) return el("p", { class: "muted", id: "no-failures" }, "No failed exports.");
   return el("div", { class: "table-wrap" }, table({ id: "failures" }, ["Time", "Task", "Event id", "Reason"],
     [...failures].reverse().map((f) => el("tr", {},
       el("td", { class: "mono nowrap" }, fmtTime(f.at_ms)),
       el("td", { class: "mono nowrap" }, f.task_id || "—"),
-      el("td", { class: "mono nowrap" }, f.event_id),
+      el("td", { class: "mono nowrap" },
+        el("a", { href: `#/deliveries?event_id=${encodeURIComponent(f.event_id)}` }, f.event_id)),
       el("td", {}, f.failure_reason)))));
 }
 
@@ -120,7 +126,8 @@ export async function renderConnection(id, ctx) {
   const types = [...new Set(exports.flatMap((x) => Object.keys(x.counts || {})))].sort();
   const revoked = c.status === "revoked";
   const removed = c.removed
-    ? `; on revocation hookd deleted ${c.removed.exports.length} exports (${c.removed.files} files, ` +
+    ? `; on revocation hookd deleted ${plural(c.removed.exports.length, "export")} ` +
+      `(${plural(c.removed.files, "file")}, ` +
       `${fmtBytes(c.removed.bytes)}) on ${fmtTime(c.removed.at_ms)}`
     : "";
   ctx.show(

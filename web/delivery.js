@@ -62,7 +62,8 @@ function attemptsTable(event) {
   if (!event.attempts.length) return el("p", { class: "muted" }, "No attempts yet.");
   // In cluster mode each attempt names the hookd instance that made it.
   const cluster = event.attempts.some((a) => a.instance);
-  return table({ id: "attempts" },
+  // In a scrolling box like every wide table: on a phone it scrolls, not the page.
+  return el("div", { class: "table-wrap" }, table({ id: "attempts" },
     ["#", "Processor", ...(cluster ? ["Instance"] : []), "Started", "Took", "Outcome", "Detail / error"],
     event.attempts.map((a) => el("tr", {},
       el("td", { class: "num" }, a.number),
@@ -71,7 +72,7 @@ function attemptsTable(event) {
       el("td", { class: "mono" }, fmtTime(a.started_at_ms)),
       el("td", { class: "num" }, `${a.finished_at_ms - a.started_at_ms} ms`),
       el("td", {}, el("span", { class: `badge ${a.outcome === "ok" ? "s-done" : "s-dead"}` }, a.outcome)),
-      el("td", { class: "mono" }, a.detail))));
+      el("td", { class: "mono attempt-detail" }, a.detail)))));
 }
 
 /** For a duplicate: the original it repeated, and whether its body is the original's. */

@@ -14,11 +14,13 @@ const RETRYING_SHOWN = 50;
 const RANGES = [["hour", "Last hour"], ["day", "Last day"], ["15d", "15 days"]];
 const DEFAULT_RANGE = "day";
 
-/** Stacked bars of deliveries per bucket (a minute or an hour), one colour per verdict. */
+/** Stacked bars of deliveries per bucket (a minute or an hour), one colour per verdict, with
+ *  the scale above and the times below. The labels are HTML, not SVG text: the drawing
+ *  stretches to the card's width, and its text would stretch with it. */
 function chartSvg(data, verdicts) {
   const buckets = data.buckets || [];
   const unit = data.bucket_ms === 60000 ? "min" : "h";
-  const W = 900; const H = 160; const top = 10; const bottom = 20;
+  const W = 900; const H = 160; const top = 4; const bottom = 1;
   const max = Math.max(1, ...buckets.map((b) => verdicts.reduce((s, v) => s + (b[v] || 0), 0)));
   const bw = W / Math.max(1, buckets.length);
   const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img",
@@ -38,15 +40,15 @@ function chartSvg(data, verdicts) {
     }
   });
   root.appendChild(svg("line", { x1: 0, x2: W, y1: H - bottom, y2: H - bottom, stroke: "#cbd5e1" }));
-  if (buckets.length) {
-    const label = { "font-size": 11, fill: "#667085" };
-    const mid = buckets[Math.floor(buckets.length / 2)];
-    root.appendChild(svg("text", Object.assign({ x: 2, y: H - 5 }, label), fmtTime(buckets[0].start_ms)));
-    root.appendChild(svg("text", Object.assign({ x: W / 2, y: H - 5, "text-anchor": "middle" }, label), fmtTime(mid.start_ms)));
-    root.appendChild(svg("text", Object.assign({ x: W - 2, y: H - 5, "text-anchor": "end" }, label), "now"));
-    root.appendChild(svg("text", Object.assign({ x: 2, y: top + 2 }, label), `${max}/${unit}`));
-  }
-  return root;
+  if (!buckets.length) return root;
+  const mid = buckets[Math.floor(buckets.length / 2)];
+  return el("div", {},
+    el("div", { class: "chart-scale" }, `${max}/${unit}`),
+    root,
+    el("div", { class: "chart-axis" },
+      el("span", {}, fmtTime(buckets[0].start_ms)),
+      el("span", { class: "mid" }, fmtTime(mid.start_ms)),
+      el("span", {}, "now")));
 }
 
 /** The chart card with its range buttons; switching range redraws it in place. */
@@ -96,7 +98,13 @@ function retryingRow(ev) {
     el("td", { class: "mono nowrap" }, ev.event_type),
     el("td", { class: "mono nowrap" }, el("a", { href: `#/delivery/${ev.delivery_id}` }, ev.event_id)),
     el("td", { class: "num" }, ev.attempts),
-    el("td", { class: "mono error-text", title: ev.last_error || "" }, ev.last_error || ""));
+    errorCell(ev.last_error));
+}
+
+/** An attempt's error: up to three lines (its cause is at the end of the chain), the whole
+ *  text in the tooltip. */
+function errorCell(text) {
+  return el("td", { class: "mono error-text", title: text || "" }, el("div", { class: "clamp" }, text || ""));
 }
 
 function errorGroupRow(g) {
@@ -121,7 +129,7 @@ function deadRow(ev) {
     el("td", { class: "mono nowrap" }, ev.event_type),
     el("td", { class: "mono nowrap" }, ev.event_id),
     el("td", { class: "num" }, ev.attempts),
-    el("td", { class: "mono error-text", title: ev.last_error || "" }, ev.last_error || ""),
+    errorCell(ev.last_error),
     el("td", { class: "state" }, badge("s", ev.state)),
     el("td", {}, el("button", { type: "button", class: "replay", onclick: replay }, "Replay")));
 }
@@ -216,8 +224,15 @@ export async function renderQueue(params, ctx) {
     title: noneDead ? "No dead event matches the filter" : null,
   }, "Replay all matching"));
   const s = stats.body;
-  const stat = (label, value, id) => el("div", { class: "stat", id }, el("b", {}, value), el("span", {}, label));
-  const retryItems = retrying.body.items;
+  const stat = (label, value, id, title) => el("div", { class: "stat", id, title }, el("b", {}, value), el("span", {}, label));
+  // What each count means, where it is not plain: a retrying event is not due (not queued)
+  // until its next attempt.
+  const STATE_TITLES = {
+    queued: "Due now, waiting for a worker",
+    retrying: "Failed; waiting for their next attempt (\"Waiting to retry\" below)",
+  };
+  // The soonest retry first (the list holds the newest events that are retrying).
+  const retryItems = [...retrying.body.items].sort((a, b) => a.next_attempt_at_ms - b.next_attempt_at_ms);
   const g = groups.body;
   // The last prune as an age (a whole date does not fit a stat), its time in the title.
   let retention = s.retention || {};
@@ -237,8 +252,9 @@ export async function renderQueue(params, ctx) {
       "arrive faster than it removes them). If every prune does this, the data directory grows: " +
       "shorten retention_days or give hookd more CPU."),
     el("div", { class: "grid", id: "queue-stats" },
-      meta.states.map((st) => stat(st, s.events[st] ?? 0, `count-${st}`)),
-      stat("oldest queued", fmtAge(s.oldest_queued_age_secs), "oldest"),
+      meta.states.map((st) => stat(st, s.events[st] ?? 0, `count-${st}`, STATE_TITLES[st])),
+      stat("oldest due", fmtAge(s.oldest_queued_age_secs), "oldest",
+        "How long the longest-waiting due event has waited (a retrying event is due at its next attempt)"),
       stat("store size", fmtBytes(s.store_bytes), "store-size"),
       stat("last prune", "", "last-prune")),
     el("h2", {}, "Deliveries"),
