@@ -1479,6 +1479,16 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
     .as_str()
     .unwrap()
     .contains("token_refresh_failure"));
+    // A failed export's event leads to its delivery.
+    let link = js(
+        &c,
+        "return document.querySelector('#failures a').getAttribute('href');",
+    )
+    .await;
+    assert!(
+        link.as_str().unwrap().starts_with("#/deliveries?event_id="),
+        "{link}"
+    );
     // The resource lookup shows the stored resource, pretty-printed; an unknown id says so.
     c.find(Locator::Css("#lookup-type"))
         .await
@@ -1680,6 +1690,38 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         "Replay all disabled when no dead event matches",
     )
     .await;
+    // On a phone: the header wraps (the time zone toggle stays on screen), and neither the
+    // queue nor a delivery with attempts scrolls sideways.
+    viewport(&c, 390, 844).await;
+    let retrying = s.api_ok("/api/events?state=retrying&limit=1").await;
+    // Ids are strings in the API (JavaScript numbers cannot hold them).
+    let delivery = retrying["items"][0]["delivery_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for page in ["queue".to_string(), format!("delivery/{delivery}")] {
+        c.goto(&format!("{base}/#/{page}")).await.unwrap();
+        wait_until(
+            &c,
+            "document.querySelector('#retrying, #attempts')",
+            &format!("{page} on a phone"),
+        )
+        .await;
+        assert_eq!(
+            js(&c, PAGE_OVERFLOWS).await,
+            false,
+            "{page} scrolls sideways on a phone"
+        );
+        assert_eq!(
+            js(
+                &c,
+                "return document.querySelector('#tz').getBoundingClientRect().right <= window.innerWidth;"
+            )
+            .await,
+            true,
+            "{page}: the time zone toggle is off screen"
+        );
+    }
     c.close().await.unwrap();
     second_run.stop().await;
     stand_in.stop().await;
