@@ -18,6 +18,10 @@ const MAX_NAME: usize = 100;
 
 /// Handles `/api/backup`.
 pub async fn handle(admin: &Admin, query: &str) -> Result<warp::reply::Response, ApiError> {
+    // Before anything is made: a store that cannot be copied into a directory says so.
+    if let Some(reason) = admin.store.backup_refusal() {
+        return Err(ApiError::new(StatusCode::CONFLICT, reason));
+    }
     let Some(dir) = &admin.config.admin.backup_dir else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

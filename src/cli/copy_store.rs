@@ -41,11 +41,21 @@ pub(super) fn run(from: &Path, to: Option<String>, to_file: Option<PathBuf>) -> 
     let report = source
         .copy_to_postgres(&target, |what, n| eprintln!("copied {n} {what}"))
         .map_err(|e| Failure::Failed(format!("copy-store stopped: {e}")))?;
+    // What is left to do by hand: the export files, when there are any, and the secrets.
+    let exports = from.join("exports");
+    let files = if exports.is_dir() {
+        format!(
+            "copy {} into the cluster's exports_dir, and ",
+            exports.display()
+        )
+    } else {
+        String::new()
+    };
     done(format_args!(
         "copied {} into the database: {} deliveries, {} events ({} attempts), {} Fasten \
-         connections ({} exports, {} index entries); copy data_dir/exports into the cluster's \
-         exports_dir, and its endpoint secrets (data_dir/secrets) into the cluster's \
-         [[endpoints]]",
+         connections ({} exports, {} index entries); {files}give the cluster's [[endpoints]] \
+         the appliance's endpoint secrets (from its configuration, or \
+         data_dir/secrets/default.secret for an appliance started with embedded defaults)",
         from.display(),
         report.deliveries,
         report.events,

@@ -21,6 +21,10 @@ enum Backend {
     Pg(PgStore),
 }
 
+/// Why cluster mode has no backup into a directory.
+const PG_BACKUP: &str = "in cluster mode the data is in PostgreSQL: back it up with PostgreSQL's \
+                         tools (pg_dump, pg_basebackup, a standby); see docs/cluster.md";
+
 /// The hookd data store. Share it as `Arc<Store>`.
 pub struct Store {
     backend: Backend,
@@ -305,11 +309,16 @@ impl Store {
     pub fn backup_to(&self, dest: &Path) -> Result<CopySummary> {
         match &self.backend {
             Backend::Sled(s) => s.backup_to(dest),
-            Backend::Pg(_) => Err(StoreError::Settings(
-                "in cluster mode the data is in PostgreSQL: back it up with PostgreSQL's tools \
-                 (pg_dump, pg_basebackup, a standby); see docs/cluster.md"
-                    .into(),
-            )),
+            Backend::Pg(_) => Err(StoreError::Settings(PG_BACKUP.into())),
+        }
+    }
+
+    /// Why this store cannot be backed up into a directory (`backup_to`), if it cannot: the
+    /// API answers it before it makes the backup's directory.
+    pub fn backup_refusal(&self) -> Option<&'static str> {
+        match &self.backend {
+            Backend::Sled(_) => None,
+            Backend::Pg(_) => Some(PG_BACKUP),
         }
     }
 }

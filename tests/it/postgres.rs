@@ -536,6 +536,62 @@ async fn retention_drops_old_days_and_runs_on_one_instance_at_a_time() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_marks_the_instance_stopped_so_a_restart_is_not_a_second_one() {
+    let Some(url) = database().await else { return };
+    let names = || async {
+        let rows = raw(&url)
+            .await
+            .query("SELECT node, name FROM hookd_instances ORDER BY node", &[])
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| (r.get::<_, i32>(0), r.get::<_, String>(1)))
+            .collect::<Vec<_>>()
+    };
+    let a = Store::open_postgres(&options(&url, "box-1", 60_000)).unwrap();
+    assert_eq!(names().await, [(0, "box-1".to_string())]);
+    drop(a);
+    // Its name is free (no warning of a second live "box-1" at the restart); its node stays
+    // taken until the row goes stale, as after a crash.
+    assert_eq!(names().await, [(0, "box-1 (stopped)".to_string())]);
+    let b = Store::open_postgres(&options(&url, "box-1", 60_000)).unwrap();
+    assert_eq!(
+        names().await,
+        [(0, "box-1 (stopped)".to_string()), (1, "box-1".to_string())]
+    );
+    drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_over_the_api_says_where_cluster_data_is_backed_up_and_makes_nothing() {
+    let Some(url) = database().await else { return };
+    let backups = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[store]\nkind = \"postgres\"\n[postgres]\nurl = \"{url}\"\n{}",
+        crate::receive::base_config().replace(
+            "[admin]\n",
+            &format!("[admin]\nbackup_dir = {:?}\n", backups.path())
+        )
+    );
+    let s = crate::TestServer::start(&extra).await;
+    let r = s
+        .http
+        .post(format!("http://{}/api/backup?to=nightly", s.admin))
+        .bearer_auth(crate::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["reason"].as_str().unwrap().contains("pg_dump"),
+        "{body}"
+    );
+    assert!(!backups.path().join("nightly").exists());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hookds_on_one_database_behave_as_one() {
     let Some(url) = database().await else { return };
     let extra = format!(

@@ -58,10 +58,18 @@ pub fn parse(url: &str) -> Result<tokio_postgres::Config> {
 /// `port`"), not the input; kept to that.
 fn reason_without_input(e: &tokio_postgres::Error) -> String {
     let text = e.to_string();
-    match std::error::Error::source(e) {
+    let mut reason = match std::error::Error::source(e) {
         Some(s) => format!("{text}: {s}"),
         None => text,
+    };
+    // libpq takes more modes than tokio-postgres; say which ones work here.
+    if reason.contains("sslmode") {
+        reason.push_str(
+            "; hookd takes sslmode=disable, prefer or require (require verifies the \
+             certificate and the host name, as libpq's verify-full does)",
+        );
     }
+    reason
 }
 
 /// The connection pool. TLS is used as the connection string's `sslmode` says (`prefer` by
@@ -119,6 +127,17 @@ mod tests {
         let e = parse("postgres://hookd:s3cret@db:notaport/hookd").unwrap_err();
         let text = e.to_string();
         assert!(text.contains("not valid"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+    }
+
+    #[test]
+    fn an_sslmode_of_libpq_only_names_the_ones_taken() {
+        let e = parse("postgres://hookd:s3cret@db/hookd?sslmode=verify-full").unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("sslmode") && text.contains("disable, prefer or require"),
+            "{text}"
+        );
         assert!(!text.contains("s3cret"), "{text}");
     }
 

@@ -498,6 +498,18 @@ fn wait<T: Send + 'static>(
 impl Drop for PgStore {
     fn drop(&mut self) {
         self.heartbeat.abort();
+        // Says it stopped, so its name is free again at once (bounded: a database that does
+        // not answer leaves the row to go stale).
+        if let Some(runtime) = &self.runtime {
+            let inner = self.inner.clone();
+            let _ = wait(runtime.handle(), async move {
+                let left =
+                    tokio::time::timeout(std::time::Duration::from_secs(2), node::leave(&inner));
+                if !matches!(left.await, Ok(Ok(()))) {
+                    tracing::debug!("could not mark this instance stopped; its row goes stale");
+                }
+            });
+        }
         if let Some(runtime) = self.runtime.take() {
             // Dropping a runtime waits for its tasks, which an async caller must not do.
             runtime.shutdown_background();

@@ -64,6 +64,26 @@ pub async fn take(client: &mut Client, name: &str, now_ms: u64) -> Result<i32> {
     Ok(node)
 }
 
+/// Marks this instance's row stopped at a clean stop: its name no longer counts as a live
+/// instance's (a restart under the same name is not another instance), while its node number
+/// stays taken until the row goes stale. A restart gets a new node, as after a crash: events
+/// this run left `processing` keep `lease_node` = this node, and a new instance on it would
+/// renew their leases instead of letting another instance re-queue them.
+pub async fn leave(inner: &Inner) -> Result<()> {
+    let client = inner.client().await?;
+    client
+        .execute(
+            "UPDATE hookd_instances SET name = name || $3 WHERE node = $1 AND name = $2",
+            &[&inner.node, &inner.instance, &STOPPED],
+        )
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// What [`leave`] appends to a stopped instance's name.
+pub const STOPPED: &str = " (stopped)";
+
 /// How often the heartbeat runs: a third of the lease, so two beats can fail before a lease
 /// runs out; at most every second (it is also how soon other instances' events are seen).
 fn period_ms(lease_ms: u64) -> u64 {
