@@ -306,16 +306,7 @@ pub fn summary(store: &Store, conditions: &[Condition], seen: &Observation, now_
 /// POSTs `body`, signed with the alerts' secret; `Err` says why it was not taken.
 async fn post(client: &reqwest::Client, config: &Alerts, body: &Value) -> Result<(), String> {
     let id = body["id"].as_str().unwrap_or("alert").to_string();
-    let text = body.to_string();
-    let ts = clock::system_secs();
-    let signature = verify::sign(&config.secret, &id, ts, text.as_bytes());
-    let response = client
-        .post(&config.url)
-        .header("content-type", "application/json")
-        .header("webhook-id", &id)
-        .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", signature)
-        .body(text)
+    let response = verify::signed_post(client, &config.url, &config.secret, &id, body.to_string())
         .send()
         .await
         .map_err(|e| chain(&e.without_url()))?;

@@ -135,6 +135,27 @@ pub fn sign(secret: &Secret, id: &str, timestamp: i64, body: &[u8]) -> String {
     format!("v1,{}", STANDARD.encode(tag))
 }
 
+/// A POST of the JSON `body` to `url`, signed now as a Standard Webhooks sender signs: what
+/// hookd sends as a sender (forwards, pushes, alerts, `hookd send`, the Fasten stand-in).
+pub fn signed_post(
+    client: &reqwest::Client,
+    url: &str,
+    secret: &Secret,
+    id: &str,
+    body: impl Into<bytes::Bytes>,
+) -> reqwest::RequestBuilder {
+    let body = body.into();
+    let ts = crate::clock::system_secs();
+    let signature = sign(secret, id, ts, &body);
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", signature)
+        .body(body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,6 @@
 //! through the same signed POST.
 
 use super::{Failure, Outcome};
-use crate::clock;
 use crate::secret::Secret;
 use crate::verify;
 use std::path::PathBuf;
@@ -140,15 +139,7 @@ pub(super) async fn post_signed(
     id: &str,
     body: &str,
 ) -> Result<Answer, SendError> {
-    let ts = clock::system_secs();
-    let signature = verify::sign(secret, id, ts, body.as_bytes());
-    let response = reqwest::Client::new()
-        .post(to)
-        .header("content-type", "application/json")
-        .header("webhook-id", id)
-        .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", signature)
-        .body(body.to_owned())
+    let response = verify::signed_post(&reqwest::Client::new(), to, secret, id, body.to_owned())
         .send()
         .await
         .map_err(|e| SendError {

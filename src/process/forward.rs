@@ -11,7 +11,6 @@
 //! secret), never reach a log line, an attempt record or the UI.
 
 use super::{chain, Job, ProcessError, Processor};
-use crate::clock;
 use crate::config::shown_url;
 use crate::secret::Secret;
 use crate::verify;
@@ -70,27 +69,24 @@ impl Processor for ForwardProcessor {
 
     fn process<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<String, ProcessError>> {
         Box::pin(async move {
-            let ts = clock::system_secs();
-            let signature = verify::sign(&self.secret, &job.event.event_id, ts, &job.payload);
-            let response = self
-                .client
-                .post(&self.url)
-                .header("content-type", "application/json")
-                .header("webhook-id", &job.event.event_id)
-                .header("webhook-timestamp", ts.to_string())
-                .header("webhook-signature", signature)
-                .body(job.payload.clone())
-                .send()
-                .await
-                // reqwest's message would repeat the URL, credentials and all; its causes
-                // (refused, DNS, TLS, timeout) are what the operator needs.
-                .map_err(|e| {
-                    ProcessError::Retry(format!(
-                        "POST {} failed: {}",
-                        self.shown,
-                        chain(&e.without_url())
-                    ))
-                })?;
+            let response = verify::signed_post(
+                &self.client,
+                &self.url,
+                &self.secret,
+                &job.event.event_id,
+                job.payload.clone(),
+            )
+            .send()
+            .await
+            // reqwest's message would repeat the URL, credentials and all; its causes
+            // (refused, DNS, TLS, timeout) are what the operator needs.
+            .map_err(|e| {
+                ProcessError::Retry(format!(
+                    "POST {} failed: {}",
+                    self.shown,
+                    chain(&e.without_url())
+                ))
+            })?;
             let status = response.status();
             if status.is_success() {
                 return Ok(format!(

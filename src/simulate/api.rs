@@ -316,18 +316,9 @@ async fn announce(state: Arc<State>, deliver: Deliver, conn: String, task: Strin
     };
     let id = uuid::Uuid::new_v4().to_string();
     let body = super::event_body(&spec, &id);
-    let ts = crate::clock::system_secs();
-    let sent = reqwest::Client::new()
-        .post(&deliver.to)
+    let client = reqwest::Client::new();
+    let sent = crate::verify::signed_post(&client, &deliver.to, &deliver.secret, &id, body)
         .timeout(Duration::from_secs(10))
-        .header("content-type", "application/json")
-        .header("webhook-id", &id)
-        .header("webhook-timestamp", ts.to_string())
-        .header(
-            "webhook-signature",
-            crate::verify::sign(&deliver.secret, &id, ts, body.as_bytes()),
-        )
-        .body(body)
         .send()
         .await;
     match sent {
