@@ -276,20 +276,19 @@ impl Pruner {
         let started = std::time::Instant::now();
         let result = self.prune_inner(now_ms);
         self.busy.store(false, Ordering::Relaxed);
-        match &result {
-            Ok(r) if r.elsewhere => self.total_records.fetch_add(r.records(), Ordering::Relaxed),
-            Ok(r) => {
+        if let Ok(r) = &result {
+            self.total_records.fetch_add(r.records(), Ordering::Relaxed);
+            // A run that found another instance pruning is not this instance's last prune.
+            if !r.elsewhere {
                 // When it finished: `now_ms` (injected by tests) plus the time it took.
                 let took = started.elapsed().as_millis() as u64;
-                let finished = now_ms.saturating_add(took).max(1);
-                self.last_at_ms.store(finished, Ordering::Relaxed);
+                self.last_at_ms
+                    .store(now_ms.saturating_add(took).max(1), Ordering::Relaxed);
                 self.last_duration_ms.store(took, Ordering::Relaxed);
                 self.last_records.store(r.records(), Ordering::Relaxed);
                 self.last_exports.store(r.exports, Ordering::Relaxed);
-                self.total_records.fetch_add(r.records(), Ordering::Relaxed)
             }
-            Err(_) => 0,
-        };
+        }
         result
     }
 

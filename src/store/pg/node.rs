@@ -82,7 +82,7 @@ pub async fn leave(inner: &Inner) -> Result<()> {
 }
 
 /// What [`leave`] appends to a stopped instance's name.
-pub const STOPPED: &str = " (stopped)";
+const STOPPED: &str = " (stopped)";
 
 /// How often the heartbeat runs: a third of the lease, so two beats can fail before a lease
 /// runs out; at most every second (it is also how soon other instances' events are seen).
