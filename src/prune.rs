@@ -11,7 +11,7 @@
 use crate::clock;
 use crate::config::Config;
 use crate::store::exports::Aged;
-use crate::store::{ExportFiles, PruneBatch, Store, StoreError};
+use crate::store::{ExportFiles, PruneBatch, PruneTurn, Store, StoreError};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -295,10 +295,16 @@ impl Pruner {
     fn prune_inner(&self, now_ms: u64) -> Result<PruneReport, PruneError> {
         let cutoff = now_ms.saturating_sub(u64::from(self.retention_days) * DAY_MS);
         let mut report = PruneReport::default();
+        let Some(turn) = self.store.prune_turn()? else {
+            // Another instance prunes the shared store (and the shared exports directory):
+            // its run covers this one, and its status is its own.
+            report.elsewhere = true;
+            return Ok(report);
+        };
         let mut pace = Pace::new(self.catch_up_after);
         // Deliveries first (an accepted one's record holds its event, and goes with it),
         // then the events of older formats that have records of their own.
-        type Step = fn(&Store, u64, u64, usize) -> Result<PruneBatch, StoreError>;
+        type Step = fn(&Store, &PruneTurn, u64, u64, usize) -> Result<PruneBatch, StoreError>;
         let steps: [Step; 2] = [Store::prune_deliveries, Store::prune_events];
         for step in steps {
             let mut from = 0;
@@ -307,15 +313,9 @@ impl Pruner {
                     return Ok(report);
                 }
                 let t = std::time::Instant::now();
-                let batch = step(&self.store, cutoff, from, self.batch)?;
+                let batch = step(&self.store, &turn, cutoff, from, self.batch)?;
                 report.deliveries += batch.deliveries as u64;
                 report.events += batch.events as u64;
-                if batch.elsewhere {
-                    // Another instance prunes the shared store (and the shared exports
-                    // directory): its run covers this one, and its status is its own.
-                    report.elsewhere = true;
-                    return Ok(report);
-                }
                 match batch.next {
                     Some(next) => from = next,
                     None => break,
@@ -331,7 +331,9 @@ impl Pruner {
             + Duration::from_millis(
                 now_ms.saturating_sub(u64::from(self.export_retention_days) * DAY_MS),
             );
+        // Still under the turn: in cluster mode the exports directory is shared too.
         report.exports = self.prune_exports(export_cutoff);
+        drop(turn);
         Ok(report)
     }
 

@@ -48,9 +48,29 @@ pub struct PruneBatch {
     pub events: usize,
     /// Where the next batch continues; `None` once every record before the cut-off was seen.
     pub next: Option<u64>,
-    /// Another instance holds retention's lock (cluster mode): this call did nothing, and
-    /// the prune is that instance's to run.
-    pub elsewhere: bool,
+}
+
+/// This instance's turn to run retention, from [`crate::store::Store::prune_turn`]; the
+/// prune's batches take it as proof. On one machine nothing else prunes the store, so the
+/// turn is always there. In cluster mode it is a lock in the database held for the whole
+/// run (deliveries, events and the shared exports directory), released when this is
+/// dropped: two instances whose schedules fire together never prune side by side.
+pub struct PruneTurn {
+    _held: Option<Box<dyn Send>>,
+}
+
+impl PruneTurn {
+    /// A turn that holds nothing: the embedded store has one user.
+    pub(crate) fn local() -> PruneTurn {
+        PruneTurn { _held: None }
+    }
+
+    /// A turn that lasts as long as `held`, whose drop gives it up.
+    pub(crate) fn holding(held: impl Send + 'static) -> PruneTurn {
+        PruneTurn {
+            _held: Some(Box::new(held)),
+        }
+    }
 }
 
 /// Whether retention may remove an event in this state: only finished ones. Queued,
@@ -76,10 +96,21 @@ enum Found {
 }
 
 impl SledStore {
+    /// Always this instance's turn: nothing else prunes an embedded store.
+    pub fn prune_turn(&self) -> Result<Option<PruneTurn>> {
+        Ok(Some(PruneTurn::local()))
+    }
+
     /// Removes delivery records received before `cutoff_ms`, with their index entries,
     /// looking at up to `max` of them from id `from` on. The event in a record that goes
     /// goes with it if it may, or else moves to a record of its own (see the module comment).
-    pub fn prune_deliveries(&self, cutoff_ms: u64, from: u64, max: usize) -> Result<PruneBatch> {
+    pub fn prune_deliveries(
+        &self,
+        _turn: &PruneTurn,
+        cutoff_ms: u64,
+        from: u64,
+        max: usize,
+    ) -> Result<PruneBatch> {
         let shared = &self.shared;
         let first_kept = keys::first_id_at(cutoff_ms);
         // Deliveries stored with a past time (imports, tests) can be older than the cut-off
@@ -121,14 +152,19 @@ impl SledStore {
             deliveries,
             events,
             next,
-            elsewhere: false,
         })
     }
 
     /// Removes finished events accepted before `cutoff_ms` that have records of their own
     /// (older formats), looking at up to `max` of them from seq `from` on; see the module
     /// comment for when an event stays.
-    pub fn prune_events(&self, cutoff_ms: u64, from: u64, max: usize) -> Result<PruneBatch> {
+    pub fn prune_events(
+        &self,
+        _turn: &PruneTurn,
+        cutoff_ms: u64,
+        from: u64,
+        max: usize,
+    ) -> Result<PruneBatch> {
         let first_kept = keys::first_id_at(cutoff_ms);
         let mut found = Vec::new();
         let mut next = None;
@@ -162,7 +198,6 @@ impl SledStore {
             deliveries,
             events,
             next,
-            elsewhere: false,
         })
     }
 
@@ -368,7 +403,7 @@ mod tests {
         store.flush().await.unwrap();
         // The drafts are from 2023: all of them are past any cut-off.
         let batch = store
-            .prune_deliveries(crate::clock::now_ms(), 0, 100)
+            .prune_deliveries(&super::PruneTurn::local(), crate::clock::now_ms(), 0, 100)
             .unwrap();
         assert_eq!(batch.deliveries, 40);
         (dir, store)

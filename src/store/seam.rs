@@ -10,8 +10,8 @@ use super::pg::{PgOptions, PgStore};
 use super::snapshot::CopySummary;
 use super::{
     Accepted, Attempt, Count, Delivery, DeliveryDraft, DeliveryFilter, DeliveryPage, Event,
-    EventFilter, EventPage, HourCounts, NewEvent, Next, Original, PruneBatch, ReplayError, Respond,
-    Result, SledStore, Stats, StoreError,
+    EventFilter, EventPage, HourCounts, NewEvent, Next, Original, PruneBatch, PruneTurn,
+    ReplayError, Respond, Result, SledStore, Stats, StoreError,
 };
 use std::path::Path;
 use tokio::sync::Notify;
@@ -210,11 +210,28 @@ impl Store {
     }
 
     // Retention.
-    pub fn prune_deliveries(&self, cutoff_ms: u64, from: u64, max: usize) -> Result<PruneBatch> {
-        on!(self, s => s.prune_deliveries(cutoff_ms, from, max))
+    /// This instance's turn to prune, or `None` while another instance (cluster mode) has
+    /// it: that instance's run covers this one.
+    pub fn prune_turn(&self) -> Result<Option<PruneTurn>> {
+        on!(self, s => s.prune_turn())
     }
-    pub fn prune_events(&self, cutoff_ms: u64, from: u64, max: usize) -> Result<PruneBatch> {
-        on!(self, s => s.prune_events(cutoff_ms, from, max))
+    pub fn prune_deliveries(
+        &self,
+        turn: &PruneTurn,
+        cutoff_ms: u64,
+        from: u64,
+        max: usize,
+    ) -> Result<PruneBatch> {
+        on!(self, s => s.prune_deliveries(turn, cutoff_ms, from, max))
+    }
+    pub fn prune_events(
+        &self,
+        turn: &PruneTurn,
+        cutoff_ms: u64,
+        from: u64,
+        max: usize,
+    ) -> Result<PruneBatch> {
+        on!(self, s => s.prune_events(turn, cutoff_ms, from, max))
     }
 
     // Fasten Connect.

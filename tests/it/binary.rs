@@ -238,10 +238,17 @@ pub fn write_config(dir: &Path, extra: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// [`write_config`] on the suite's store: PostgreSQL when the suite runs there, so what a
+/// real process promises (an answer only after a commit, a clean stop) is tested on both.
+pub async fn write_suite_config(dir: &Path, extra: &str) -> String {
+    let store = crate::postgres::suite_store(dir, extra).await;
+    write_config(dir, &format!("{extra}{}", store.unwrap_or_default()))
+}
+
 #[tokio::test]
 async fn sigterm_finishes_in_flight_work_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &endpoints());
+    let config = write_suite_config(dir.path(), &endpoints()).await;
     let mut p = spawn(dir.path(), &["--config", &config]);
     let s = Client::new(&p.receiver, &p.admin);
     for i in 0..20 {
@@ -333,7 +340,7 @@ async fn sigkill_under_load_loses_no_acknowledged_event_and_processes_each_once(
     let extra = format!(
         "[[endpoints]]\nname = \"std\"\nsecrets = [\"{SECRET}\"]\n[endpoints.forward]\nurl = \"http://{sink}/in\"\nsecret = \"{OTHER_SECRET}\"\n"
     );
-    let config = write_config(dir.path(), &extra);
+    let config = write_suite_config(dir.path(), &extra).await;
     let mut p = spawn(dir.path(), &["--config", &config]);
     let client = Arc::new(Client::new(&p.receiver, &p.admin));
 

@@ -473,7 +473,9 @@ async fn partitions(c: &tokio_postgres::Client) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_drops_old_days_and_runs_on_one_instance_at_a_time() {
     let Some(url) = database().await else { return };
-    let a = Store::open_postgres(&options(&url, "a", 60_000)).unwrap();
+    // Two instances on one database, sharing an exports directory as cluster mode asks.
+    let a = std::sync::Arc::new(Store::open_postgres(&options(&url, "a", 60_000)).unwrap());
+    let b = std::sync::Arc::new(Store::open_postgres(&options(&url, "b", 60_000)).unwrap());
     let day = 86_400_000;
     let now = hookd::clock::now_ms();
     let old = now - 20 * day;
@@ -494,45 +496,73 @@ async fn retention_drops_old_days_and_runs_on_one_instance_at_a_time() {
             .await
             .unwrap();
     }
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::load_config(
+        dir.path(),
+        &crate::config_text(dir.path(), "[retention]\nexport_retention_days = 3"),
+    );
+    let old_export = config.exports_dir().join("conn-1/task-old");
+    std::fs::create_dir_all(&old_export).unwrap();
+    std::fs::write(old_export.join("export.ndjson"), "{}\n").unwrap();
+    let five_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(5 * 86_400);
+    std::fs::File::open(&old_export)
+        .unwrap()
+        .set_modified(five_days_ago)
+        .unwrap();
+    let pruner_a = hookd::prune::Pruner::new(&config, a.clone());
+    let pruner_b = hookd::prune::Pruner::new(&config, b.clone());
     let client = raw(&url).await;
     let before = partitions(&client).await;
-    // Another instance is pruning: this one skips its turn.
-    let holder = raw(&url).await;
-    holder
-        .execute("SELECT pg_advisory_lock($1)", &[&0x686f_6f6b_6403_i64])
-        .await
-        .unwrap();
+
+    // While A's run holds the turn, B skips its whole run: no records, not the shared
+    // exports, and no figures of a prune it did not run (its status is A's to show).
+    let turn = a.prune_turn().unwrap().expect("nobody prunes yet");
+    assert!(b.prune_turn().unwrap().is_none());
+    let report = pruner_b.prune_at(now).unwrap();
+    assert!(report.elsewhere, "{report:?}");
+    assert_eq!((report.records(), report.exports), (0, 0), "{report:?}");
+    assert!(old_export.exists(), "B left the shared exports alone");
+    assert_eq!(pruner_b.status().last_prune_at_ms, None);
+    // A, meanwhile, prunes under its turn.
     let cutoff = now - 15 * day;
-    let skipped = a.prune_deliveries(cutoff, 0, 1000).unwrap();
-    assert_eq!((skipped.deliveries, skipped.elsewhere), (0, true));
-    let skipped = a.prune_events(cutoff, 0, 100).unwrap();
-    assert_eq!((skipped.events, skipped.elsewhere), (0, true));
-    // This instance's pruner says so, and keeps no figures of a prune it did not run: its
-    // status (the Queue page's last prune, `behind`) is the pruning instance's to show.
-    let dir = tempfile::tempdir().unwrap();
-    let config = crate::load_config(dir.path(), &crate::config_text(dir.path(), ""));
-    let a = std::sync::Arc::new(a);
-    let pruner = hookd::prune::Pruner::new(&config, a.clone());
-    let report = pruner.prune_at(now).unwrap();
-    assert!(report.elsewhere && report.records() == 0, "{report:?}");
-    assert_eq!(pruner.status().last_prune_at_ms, None);
-    holder
-        .execute("SELECT pg_advisory_unlock($1)", &[&0x686f_6f6b_6403_i64])
-        .await
-        .unwrap();
-    assert!(a.prune_deliveries(cutoff, 0, 1000).unwrap().deliveries >= 5);
+    assert!(
+        a.prune_deliveries(&turn, cutoff, 0, 1000)
+            .unwrap()
+            .deliveries
+            >= 5
+    );
     assert!(partitions(&client).await < before, "old days are dropped");
-    let batch = a.prune_events(cutoff, 0, 100).unwrap();
+    let batch = a.prune_events(&turn, cutoff, 0, 100).unwrap();
     assert_eq!((batch.events, batch.next), (4, None));
     assert!(a.event(old_seqs[0]).unwrap().is_none());
     assert!(a.event(old_seqs[4]).unwrap().is_some(), "queued stays");
     assert!(a.event(fresh).unwrap().is_some());
     assert_eq!(deliveries_of(&a, "fresh").len(), 1);
     assert!(deliveries_of(&a, "old_4").is_empty(), "its day was dropped");
-    // With the lock free, the pruner's run is its own.
-    let report = pruner.prune_at(now).unwrap();
+    // The turn is one run's, not one instance's: another run on A skips as well.
+    assert!(pruner_a.prune_at(now).unwrap().elsewhere);
+
+    // The turn is given back when dropped, at once: B's next run is its own.
+    drop(turn);
+    let report = pruner_b.prune_at(now).unwrap();
     assert!(!report.elsewhere, "{report:?}");
-    assert!(pruner.status().last_prune_at_ms.is_some());
+    assert_eq!(report.exports, 1);
+    assert!(
+        !old_export.exists(),
+        "the turn's holder prunes the shared exports"
+    );
+    assert!(pruner_b.status().last_prune_at_ms.is_some());
+    // The lock went with the run: nothing holds it now.
+    let held: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+               AND (classid::int8 << 32 | objid::int8) = $1",
+            &[&0x686f_6f6b_6403_i64],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(held, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1148,5 +1178,83 @@ async fn refused_requests_are_logged_without_waiting_for_the_database() {
             .unwrap()
             .rejected_unlogged,
         3
+    );
+}
+
+/// An answer waits for its COMMIT, and the requests that wait together share one
+/// transaction (group commit). A table lock taken by another session holds the writer's
+/// transaction open: no request may be answered meanwhile; once it lifts, each answer finds
+/// its rows visible to another session (committed), and the requests that queued behind the
+/// held transaction went in together, which each row's inserting transaction (xmin) shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_waits_for_its_commit_and_waiting_requests_share_one() {
+    let Some(url) = database().await else { return };
+    let store = std::sync::Arc::new(Store::open_postgres(&options(&url, "a", 60_000)).unwrap());
+    let mut blocker = raw(&url).await;
+    let hold = blocker.transaction().await.unwrap();
+    hold.batch_execute("LOCK TABLE hookd_deliveries IN SHARE MODE")
+        .await
+        .unwrap();
+    let now = hookd::clock::now_ms();
+    let (answered_tx, mut answered) = tokio::sync::mpsc::unbounded_channel();
+    let first = {
+        let (store, answered_tx) = (store.clone(), answered_tx.clone());
+        tokio::spawn(async move {
+            accept(&store, "gc-first", now).await;
+            answered_tx.send("gc-first".to_string()).unwrap();
+        })
+    };
+    // The first request's transaction is now waiting on the lock; twenty more queue behind.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rest: Vec<_> = (0..20)
+        .map(|i| {
+            let (store, answered_tx) = (store.clone(), answered_tx.clone());
+            tokio::spawn(async move {
+                let id = format!("gc-{i}");
+                accept(&store, &id, now).await;
+                answered_tx.send(id).unwrap();
+            })
+        })
+        .collect();
+    drop(answered_tx);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        answered.try_recv().is_err(),
+        "a request was answered before its transaction could commit"
+    );
+    hold.rollback().await.unwrap();
+    // Each answer: its delivery and event are there for any other session to read.
+    let check = raw(&url).await;
+    let mut ids = Vec::new();
+    while let Some(id) = answered.recv().await {
+        let rows: i64 = check
+            .query_one(
+                "SELECT (SELECT count(*) FROM hookd_deliveries WHERE event_id = $1)
+                      + (SELECT count(*) FROM hookd_events WHERE event_id = $1)",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 2, "{id} was answered before its rows were committed");
+        ids.push(id);
+    }
+    first.await.unwrap();
+    for r in rest {
+        r.await.unwrap();
+    }
+    assert_eq!(ids.len(), 21);
+    let transactions: i64 = check
+        .query_one(
+            "SELECT count(DISTINCT xmin::text) FROM hookd_events WHERE event_id LIKE 'gc-%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // The first alone, then the twenty that waited together (a batch takes up to 256).
+    assert_eq!(
+        transactions, 2,
+        "one transaction per waiting request is no group commit"
     );
 }

@@ -34,25 +34,37 @@ async fn process_due(store: &Store, at_ms: u64, next: Next) -> Vec<u64> {
 }
 
 /// A store and a pruner over a fresh data directory (default retention: 15 days).
-fn open(dir: &Path, extra: &str) -> (Arc<Store>, Pruner) {
-    let config = load_config(dir, &config_text(dir, &format!("{extra}\n{}", endpoints())));
+/// On the suite's store: the embedded one, or PostgreSQL when the suite runs there.
+async fn open(dir: &Path, extra: &str) -> (Arc<Store>, Pruner) {
+    let mut text = config_text(dir, &format!("{extra}\n{}", endpoints()));
+    if let Some(store) = postgres::suite_store(dir, extra).await {
+        text.push_str(&store);
+    }
+    let config = load_config(dir, &text);
     std::fs::create_dir_all(&config.data_dir).unwrap();
-    let store = Arc::new(Store::open(&config.data_dir.join("db"), 16).unwrap());
+    let store = Arc::new(match &config.store {
+        hookd::config::StoreKind::Sled => Store::open(&config.data_dir.join("db"), 16).unwrap(),
+        hookd::config::StoreKind::Postgres(options) => Store::open_postgres(options).unwrap(),
+    });
     let pruner = Pruner::new(&config, store.clone());
     (store, pruner)
 }
 
-/// verify-data finds nothing wrong in the stopped store under `dir`.
-fn assert_consistent(dir: &Path) -> check::Report {
+/// verify-data finds nothing wrong in the stopped embedded store under `dir` (on
+/// PostgreSQL there are no files of hookd's own to check).
+fn assert_consistent(dir: &Path) -> Option<check::Report> {
+    if !dir.join("data/db").exists() {
+        return None;
+    }
     let report = check::check(&dir.join("data/db")).unwrap();
     assert!(report.consistent(), "{:?}", report.problems);
-    report
+    Some(report)
 }
 
 #[tokio::test]
 async fn older_records_go_younger_stay_and_unfinished_events_are_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, pruner) = open(dir.path(), "");
+    let (store, pruner) = open(dir.path(), "").await;
     let now = hookd::clock::now_ms();
     let old = now - 20 * DAY;
     let done = deliver(&store, "old-done", old).await;
@@ -105,8 +117,12 @@ async fn older_records_go_younger_stay_and_unfinished_events_are_kept() {
 /// every chunk goes whole, index entries with their deliveries, events with their keys.
 #[tokio::test]
 async fn a_batch_larger_than_one_chunk_goes_whole() {
+    // The embedded store's chunks; PostgreSQL drops whole days (postgres.rs tests that).
+    if crate::postgres::sled_only() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
-    let (store, pruner) = open(dir.path(), "[retention]\nbatch_size = 100");
+    let (store, pruner) = open(dir.path(), "[retention]\nbatch_size = 100").await;
     let now = hookd::clock::now_ms();
     let old = now - 20 * DAY;
     let mut gone = Vec::new();
@@ -126,7 +142,7 @@ async fn a_batch_larger_than_one_chunk_goes_whole() {
     assert!(store.delivery(kept.delivery_id).unwrap().is_some());
     store.index_now().unwrap();
     drop((pruner, store));
-    let report = assert_consistent(dir.path());
+    let report = assert_consistent(dir.path()).unwrap();
     // Only the chunks holding the young delivery by endpoint, verdict and type are left
     // (the consistency check found no id of a delivery gone in them), and no event id
     // entry (an accepted delivery is found by its dedup key).
@@ -139,8 +155,13 @@ async fn a_batch_larger_than_one_chunk_goes_whole() {
 /// the event. A prune cut short between batches leaves every kept delivery readable.
 #[tokio::test]
 async fn an_event_outlives_its_record_while_a_later_duplicate_is_kept() {
+    // The embedded store's layout (an event in its delivery's record); on PostgreSQL an
+    // event is a row of its own.
+    if crate::postgres::sled_only() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
-    let (store, pruner) = open(dir.path(), "");
+    let (store, pruner) = open(dir.path(), "").await;
     let now = hookd::clock::now_ms();
     let old = now - 20 * DAY;
     let first = deliver(&store, "twice", old).await;
@@ -151,7 +172,9 @@ async fn an_event_outlives_its_record_while_a_later_duplicate_is_kept() {
     let cutoff = now - 15 * DAY;
 
     // One record per batch: the event's delivery goes first, the duplicate waits.
-    let batch = store.prune_deliveries(cutoff, 0, 1).unwrap();
+    let turn = store.prune_turn().unwrap().unwrap();
+    let batch = store.prune_deliveries(&turn, cutoff, 0, 1).unwrap();
+    drop(turn);
     assert_eq!((batch.deliveries, batch.events), (1, 0));
     assert!(store.delivery(first.delivery_id).unwrap().is_none());
     let event = store.event(first.seq).unwrap().expect("moved, not removed");
@@ -174,7 +197,7 @@ async fn an_event_outlives_its_record_while_a_later_duplicate_is_kept() {
 #[tokio::test]
 async fn dedup_still_catches_a_retry_inside_the_window() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, pruner) = open(dir.path(), "");
+    let (store, pruner) = open(dir.path(), "").await;
     let now = hookd::clock::now_ms();
     let old = now - 20 * DAY;
     let retried = deliver(&store, "retried", old).await;
@@ -207,7 +230,7 @@ async fn start_up_prune_catches_up_after_downtime() {
     let dir = tempfile::tempdir().unwrap();
     let now = hookd::clock::now_ms();
     {
-        let (store, _pruner) = open(dir.path(), "");
+        let (store, _pruner) = open(dir.path(), "").await;
         for i in 0..10 {
             deliver(&store, &format!("down-{i}"), now - 30 * DAY + i).await;
         }
@@ -269,20 +292,21 @@ fn age(path: &Path, days: u64) {
 #[tokio::test]
 async fn old_exports_are_pruned_with_their_index_entries() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, pruner) = open(dir.path(), "[retention]\nexport_retention_days = 3");
+    let (store, pruner) = open(dir.path(), "[retention]\nexport_retention_days = 3").await;
     let exports = dir.path().join("data/exports");
-    for name in ["conn-1/task-old", "conn-1/task-new", "conn-2/task-old"] {
+    // Fasten's task ids are unique across connections (the PostgreSQL store keys them so).
+    for name in ["conn-1/task-old", "conn-1/task-new", "conn-2/task-old-2"] {
         std::fs::create_dir_all(exports.join(name)).unwrap();
         std::fs::write(exports.join(name).join("export.ndjson"), "{}\n").unwrap();
         age(
             &exports.join(name),
-            if name.ends_with("old") { 5 } else { 1 },
+            if name.contains("old") { 5 } else { 1 },
         );
     }
     for (connection, task) in [
         ("conn-1", "task-old"),
         ("conn-1", "task-new"),
-        ("conn-2", "task-old"),
+        ("conn-2", "task-old-2"),
     ] {
         store
             .put_export(&export_record(connection, task))
@@ -299,7 +323,7 @@ async fn old_exports_are_pruned_with_their_index_entries() {
         "an emptied connection directory goes too"
     );
     assert!(store.export("conn-1", "task-old").unwrap().is_none());
-    assert!(store.export("conn-2", "task-old").unwrap().is_none());
+    assert!(store.export("conn-2", "task-old-2").unwrap().is_none());
     assert!(store.export("conn-1", "task-new").unwrap().is_some());
     assert_eq!(pruner.status().last_pruned_exports, 2);
 }
@@ -444,10 +468,13 @@ fn hookd(args: &[&str]) -> std::process::Output {
 
 #[tokio::test]
 async fn verify_data_flags_a_broken_data_directory() {
+    if crate::postgres::sled_only() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let now = hookd::clock::now_ms();
     let victim = {
-        let (store, _pruner) = open(dir.path(), "");
+        let (store, _pruner) = open(dir.path(), "").await;
         let a = deliver(&store, "v-1", now).await;
         deliver(&store, "v-2", now + 1).await;
         process_due(&store, now + 1, Next::Done).await;

@@ -380,11 +380,23 @@ impl PgStore {
         })?
     }
 
+    /// This instance's turn to prune: retention's advisory lock, taken with `try` on a
+    /// connection of its own and held until the turn is dropped (see `prune::Turn`).
+    pub fn prune_turn(&self) -> Result<Option<crate::store::PruneTurn>> {
+        let turn = self.block(|inner| async move { prune::take_turn(&inner).await })?;
+        Ok(turn.map(|client| {
+            crate::store::PruneTurn::holding(prune::Turn::new(
+                client,
+                self.runtime().handle().clone(),
+            ))
+        }))
+    }
+
     /// Drops the delivery log's days wholly before `cutoff_ms` (and older rows of the
-    /// default partition). 0 when another instance is pruning now: its pass covers it.
-    /// One call does it all: `next` is always `None`.
+    /// default partition). One call does it all: `next` is always `None`.
     pub fn prune_deliveries(
         &self,
+        _turn: &crate::store::PruneTurn,
         cutoff_ms: u64,
         _from: u64,
         _max: usize,
@@ -392,10 +404,9 @@ impl PgStore {
         self.block(move |inner| async move {
             let removed = prune::prune_deliveries(&inner, cutoff_ms).await?;
             Ok(crate::store::PruneBatch {
-                deliveries: removed.unwrap_or(0) as usize,
+                deliveries: removed as usize,
                 events: 0,
                 next: None,
-                elsewhere: removed.is_none(),
             })
         })
     }
@@ -404,18 +415,17 @@ impl PgStore {
     /// again (deleted rows are gone, so each call starts from the oldest left).
     pub fn prune_events(
         &self,
+        _turn: &crate::store::PruneTurn,
         cutoff_ms: u64,
         _from: u64,
         max: usize,
     ) -> Result<crate::store::PruneBatch> {
         self.block(move |inner| async move {
-            let removed = prune::prune_events(&inner, cutoff_ms, max).await?;
-            let events = removed.unwrap_or(0) as usize;
+            let events = prune::prune_events(&inner, cutoff_ms, max).await? as usize;
             Ok(crate::store::PruneBatch {
                 deliveries: 0,
                 events,
                 next: (events >= max && max > 0).then_some(0),
-                elsewhere: removed.is_none(),
             })
         })
     }

@@ -1,9 +1,9 @@
 //! Retention on PostgreSQL. The delivery log is partitioned by day: a day older than the
 //! window goes with `DROP TABLE`, which gives its space back to the file system at once and
 //! leaves nothing for vacuum, where deleting rows would leave dead tuples behind under the
-//! receiving load. Events (the dedup log) are deleted in bounded batches. Each pass runs
-//! under a transaction-scoped advisory lock taken with `try`: while one instance prunes,
-//! the others skip their turn.
+//! receiving load. Events (the dedup log) are deleted in bounded batches. A whole run
+//! (deliveries, events, then the shared exports directory) holds a session-level advisory
+//! lock taken with `try` ([`Turn`]): while one instance prunes, the others skip their turn.
 
 use super::{db, Inner, Result};
 use crate::store::keys::first_id_at;
@@ -76,24 +76,54 @@ pub async fn ensure_days(inner: &Inner, days: Vec<i64>) -> Result<()> {
     tx.commit().await.map_err(db)
 }
 
-/// Takes the pruning pass's lock for `tx`'s duration, unless another instance holds it.
-async fn prune_lock(tx: &tokio_postgres::Transaction<'_>) -> Result<bool> {
-    Ok(tx
-        .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&PRUNE_LOCK])
+/// This instance's turn to prune: retention's advisory lock, held by the session of a
+/// connection taken out of the pool. Out of the pool because a session lock lives as long as
+/// its connection: a pooled one would go back still holding it if the unlock were missed,
+/// and stop every instance's retention until that instance restarted. A connection of its
+/// own closes when it is dropped (or when hookd dies), and the database releases the lock.
+pub struct Turn {
+    client: Option<deadpool_postgres::ClientWrapper>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Turn {
+    pub fn new(client: deadpool_postgres::ClientWrapper, runtime: tokio::runtime::Handle) -> Turn {
+        Turn {
+            client: Some(client),
+            runtime,
+        }
+    }
+}
+
+impl Drop for Turn {
+    /// Unlocks and closes the connection, and waits for it (bounded), so this instance's
+    /// next run, or another's, finds the lock free at once.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            let _ = super::wait(&self.runtime, async move {
+                let unlock = client.execute("SELECT pg_advisory_unlock($1)", &[&PRUNE_LOCK]);
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), unlock).await;
+            });
+        }
+    }
+}
+
+/// Takes retention's lock on a connection of its own, unless another instance holds it.
+pub async fn take_turn(inner: &Inner) -> Result<Option<deadpool_postgres::ClientWrapper>> {
+    let client = deadpool_postgres::Object::take(inner.client().await?);
+    let taken: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&PRUNE_LOCK])
         .await
         .map_err(db)?
-        .get(0))
+        .get(0);
+    Ok(taken.then_some(client))
 }
 
 /// Drops the day partitions wholly before `cutoff_ms`, and deletes older rows of the
-/// default partition. Returns the deliveries removed, or `None` when another instance is
-/// pruning now.
-pub async fn prune_deliveries(inner: &Inner, cutoff_ms: u64) -> Result<Option<u64>> {
+/// default partition. Returns the deliveries removed. Run under a [`Turn`].
+pub async fn prune_deliveries(inner: &Inner, cutoff_ms: u64) -> Result<u64> {
     let mut client = inner.client().await?;
     let tx = client.transaction().await.map_err(db)?;
-    if !prune_lock(&tx).await? {
-        return Ok(None);
-    }
     let mut removed = 0u64;
     for (name, day) in partitions(&*tx).await? {
         if (day as u64 + 1) * DAY_MS > cutoff_ms {
@@ -117,19 +147,16 @@ pub async fn prune_deliveries(inner: &Inner, cutoff_ms: u64) -> Result<Option<u6
         .await
         .map_err(db)?;
     tx.commit().await.map_err(db)?;
-    Ok(Some(removed))
+    Ok(removed)
 }
 
 /// Deletes up to `max` finished events accepted before `cutoff_ms`, with their attempts. An
 /// event stays while a delivery of it was received after the cut-off, so a late retry inside
-/// the window is still recognised as a duplicate. Returns the events removed, or `None` when
-/// another instance is pruning now.
-pub async fn prune_events(inner: &Inner, cutoff_ms: u64, max: usize) -> Result<Option<u64>> {
+/// the window is still recognised as a duplicate. Returns the events removed. Run under a
+/// [`Turn`].
+pub async fn prune_events(inner: &Inner, cutoff_ms: u64, max: usize) -> Result<u64> {
     let mut client = inner.client().await?;
     let tx = client.transaction().await.map_err(db)?;
-    if !prune_lock(&tx).await? {
-        return Ok(None);
-    }
     let cutoff_id = first_id_at(cutoff_ms) as i64;
     let gone = tx
         .query(
@@ -149,5 +176,5 @@ pub async fn prune_events(inner: &Inner, cutoff_ms: u64, max: usize) -> Result<O
         .await
         .map_err(db)?;
     tx.commit().await.map_err(db)?;
-    Ok(Some(seqs.len() as u64))
+    Ok(seqs.len() as u64)
 }
