@@ -36,6 +36,20 @@ impl Config {
                 fasten.join("`, `"),
             ));
         }
+        // Cluster mode keeps the export index in the database, but the files where
+        // `exports_dir` says. Valid for a single instance on PostgreSQL; with two, an export
+        // stored by one is listed by both and can be read through one only.
+        if matches!(self.store, super::StoreKind::Postgres(_))
+            && !fasten.is_empty()
+            && self.fasten.exports_dir.is_none()
+        {
+            warnings.push(format!(
+                "{file}: key `fasten.exports_dir`: not set in cluster mode, so this instance \
+                 keeps Fasten export files in its own data_dir/exports; with more than one \
+                 instance, set it to a directory every instance shares (NFS, a shared volume), \
+                 or an export stored by one is not readable through the others"
+            ));
+        }
         // A file with no endpoint still starts (with the same `default` endpoint as no file
         // at all), but a file was written for a reason: say so rather than pass in silence.
         if self.default_endpoint && self.source.is_some() {

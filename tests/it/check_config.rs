@@ -70,7 +70,7 @@ fn check_config_prints_warnings_for_a_valid_config() {
     let (out, stdout, stderr) = check(&file);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
-        stdout.contains("hookd.toml: valid (1 endpoint)"),
+        stdout.contains("hookd.toml: valid, with 1 warning to read (1 endpoint)"),
         "{stdout}"
     );
     assert!(
@@ -90,9 +90,10 @@ fn check_config_prints_warnings_for_a_valid_config() {
     )
     .unwrap();
     std::fs::write(dir.path().join("fasten.key"), "private_test_1\n").unwrap();
-    let (out, _, stderr) = check(&file);
+    let (out, stdout, stderr) = check(&file);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("warning"), "{stderr}");
+    assert!(stdout.contains("hookd.toml: valid (1 endpoint)"), "{stdout}");
 }
 
 #[test]

@@ -165,6 +165,28 @@ fn a_fasten_processor_without_api_credentials_is_a_warning_not_an_error() {
 }
 
 #[test]
+fn cluster_mode_with_a_fasten_endpoint_warns_until_exports_dir_is_shared() {
+    let text = format!(
+        "[store]\nkind = \"postgres\"\n[postgres]\nurl = \"postgres://db/hookd\"\n\
+         [fasten]\npublic_id = \"public_test_1\"\n{FASTEN_ENDPOINT}secrets = [\"{SECRET}\"]\n"
+    );
+    let key = [("HOOKD_FASTEN_PRIVATE_KEY", "private_test_1")];
+    let c = load_str(&text, &key).unwrap();
+    let warnings = c.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("key `fasten.exports_dir`") && warnings[0].contains("shares"),
+        "{}",
+        warnings[0]
+    );
+    let shared = text.replace("[fasten]\n", "[fasten]\nexports_dir = \"/mnt/shared/exports\"\n");
+    assert!(load_str(&shared, &key).unwrap().warnings().is_empty());
+    // On one machine the data directory is the place.
+    let local = format!("[fasten]\npublic_id = \"public_test_1\"\n{FASTEN_ENDPOINT}secrets = [\"{SECRET}\"]\n");
+    assert!(load_str(&local, &key).unwrap().warnings().is_empty());
+}
+
+#[test]
 fn every_problem_is_reported_not_only_the_first() {
     let found = problems(
         &format!(
