@@ -93,7 +93,10 @@ fn check_config_prints_warnings_for_a_valid_config() {
     let (out, stdout, stderr) = check(&file);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("warning"), "{stderr}");
-    assert!(stdout.contains("hookd.toml: valid (1 endpoint)"), "{stdout}");
+    assert!(
+        stdout.contains("hookd.toml: valid (1 endpoint)"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -78,9 +78,6 @@ async fn a_type_ending_in_a_dot_or_star_matches_every_type_it_starts() {
 
 #[tokio::test]
 async fn bodies_are_searched_in_bounded_steps_that_hand_back_a_cursor() {
-    if crate::postgres::sled_only() {
-        return;
-    }
     let s = TestServer::start(&base_config()).await;
     let body = |id: &str, name: &str| {
         serde_json::json!({"id": id, "type": "patient.connection_success",

@@ -179,10 +179,15 @@ fn cluster_mode_with_a_fasten_endpoint_warns_until_exports_dir_is_shared() {
         "{}",
         warnings[0]
     );
-    let shared = text.replace("[fasten]\n", "[fasten]\nexports_dir = \"/mnt/shared/exports\"\n");
+    let shared = text.replace(
+        "[fasten]\n",
+        "[fasten]\nexports_dir = \"/mnt/shared/exports\"\n",
+    );
     assert!(load_str(&shared, &key).unwrap().warnings().is_empty());
     // On one machine the data directory is the place.
-    let local = format!("[fasten]\npublic_id = \"public_test_1\"\n{FASTEN_ENDPOINT}secrets = [\"{SECRET}\"]\n");
+    let local = format!(
+        "[fasten]\npublic_id = \"public_test_1\"\n{FASTEN_ENDPOINT}secrets = [\"{SECRET}\"]\n"
+    );
     assert!(load_str(&local, &key).unwrap().warnings().is_empty());
 }
 

@@ -128,16 +128,42 @@ fn delivery_where(filter: &DeliveryFilter, before: Option<u64>) -> Where {
     }
     w.ids("d.id", filter.from_ms, filter.to_ms, before);
     if let Some(text) = &filter.body_contains {
-        // ASCII case ignored, as in the embedded store; a truncated body is searched in its
-        // event's whole payload (non-ASCII bytes escaped, so ASCII needles still match).
-        w.add(
-            "(strpos(lower(d.body), $?) > 0 OR (d.body_truncated AND EXISTS (
-                 SELECT 1 FROM hookd_events e WHERE e.seq = d.event_seq
-                 AND strpos(lower(encode(e.payload, 'escape')), $?) > 0)))",
-            text.to_ascii_lowercase(),
-        );
+        w.add(BODY_MATCHES, text.to_ascii_lowercase());
     }
     w
+}
+
+/// Whether delivery `d`'s body holds the parameter: ASCII case ignored, as in the embedded
+/// store; a truncated body is searched in its event's whole payload (non-ASCII bytes
+/// escaped, so ASCII needles still match).
+const BODY_MATCHES: &str = "(strpos(lower(d.body), $?) > 0 OR (d.body_truncated AND EXISTS (
+     SELECT 1 FROM hookd_events e WHERE e.seq = d.event_seq
+     AND strpos(lower(encode(e.payload, 'escape')), $?) > 0)))";
+
+/// A search in bodies reads at most this many deliveries (the newest that match the other
+/// filters) per request, as the embedded store does: a needle found nowhere must not make
+/// one request read the whole log. The page then ends with a cursor below what was read.
+const BODY_SCAN_BUDGET: i64 = crate::store::browse::BODY_SCAN_BUDGET as i64;
+
+/// The deliveries a bounded search in bodies reads: the newest `BODY_SCAN_BUDGET` matching
+/// the filter's other terms, as `(how many, the lowest id)`.
+async fn body_scan(
+    inner: &Inner,
+    filter: &DeliveryFilter,
+    before: Option<u64>,
+) -> Result<(i64, Option<i64>)> {
+    let rest = DeliveryFilter {
+        body_contains: None,
+        ..filter.clone()
+    };
+    let w = delivery_where(&rest, before);
+    let sql = format!(
+        "SELECT count(*), min(id) FROM (SELECT d.id FROM hookd_deliveries d WHERE {}
+         ORDER BY d.id DESC LIMIT {BODY_SCAN_BUDGET}) AS scanned",
+        w.sql()
+    );
+    let rows = w.fetch(inner, &sql).await?;
+    Ok(rows.first().map_or((0, None), |r| (r.get(0), r.get(1))))
 }
 
 /// A page of at most `limit` from `limit + 1` rows fetched, and the cursor to the next page
@@ -158,7 +184,20 @@ async fn list_deliveries(
     before: Option<u64>,
     limit: usize,
 ) -> Result<DeliveryPage> {
-    let w = delivery_where(&filter, before);
+    let mut w = delivery_where(&filter, before);
+    // A search in bodies looks only as far down as its scan reaches.
+    let mut scan = None;
+    if filter.body_contains.is_some() {
+        let (scanned, lowest) = body_scan(&inner, &filter, before).await?;
+        let Some(lowest) = lowest else {
+            return Ok(DeliveryPage {
+                items: Vec::new(),
+                next_cursor: None,
+            });
+        };
+        w.add("d.id >= $?", lowest);
+        scan = (scanned >= BODY_SCAN_BUDGET).then_some(lowest as u64);
+    }
     let sql = format!(
         "SELECT {DELIVERY_COLUMNS} FROM hookd_deliveries d WHERE {} ORDER BY d.id DESC LIMIT {}",
         w.sql(),
@@ -166,10 +205,36 @@ async fn list_deliveries(
     );
     let rows = w.fetch(&inner, &sql).await?;
     let (items, next_cursor) = page(rows.iter().map(to_delivery).collect(), limit, |d| d.id);
+    // A short page from a scan that used its budget goes on below what it read (the
+    // cursor is exclusive: the lowest id read was read).
+    let next_cursor = next_cursor.or(scan);
     Ok(DeliveryPage { items, next_cursor })
 }
 
 async fn count_deliveries(inner: Arc<Inner>, filter: DeliveryFilter) -> Result<Count> {
+    if let Some(text) = &filter.body_contains {
+        // Bounded like the search: a count of what the newest deliveries hold, a lower
+        // bound when there were more to read.
+        let (scanned, lowest) = body_scan(&inner, &filter, None).await?;
+        let Some(lowest) = lowest else {
+            return Ok(Count { n: 0, exact: true });
+        };
+        let mut w = delivery_where(
+            &DeliveryFilter {
+                body_contains: None,
+                ..filter.clone()
+            },
+            None,
+        );
+        w.add("d.id >= $?", lowest);
+        w.add(BODY_MATCHES, text.to_ascii_lowercase());
+        let sql = format!("SELECT count(*) FROM hookd_deliveries d WHERE {}", w.sql());
+        let n: i64 = w.fetch(&inner, &sql).await?.first().map_or(0, |r| r.get(0));
+        return Ok(Count {
+            n: n as u64,
+            exact: scanned < BODY_SCAN_BUDGET,
+        });
+    }
     let w = delivery_where(&filter, None);
     let sql = format!(
         "SELECT count(*) FROM (SELECT 1 FROM hookd_deliveries d WHERE {} LIMIT {}) AS matching",
