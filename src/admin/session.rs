@@ -1,8 +1,8 @@
 //! Web UI sessions: the live sessions, the failed-login rate limit, the session cookie, and
 //! the `/api/session`, `/api/login` and `/api/logout` answers.
 //!
-//! Sessions live in memory only: a restart logs everyone out, which is the safe direction.
-//! The session id travels in an HttpOnly, SameSite=Strict cookie; each session has its own
+//! The store keeps the sessions (in memory on one machine: a restart logs everyone out,
+//! which is the safe direction; in the database in cluster mode). The session id travels in an HttpOnly, SameSite=Strict cookie; each session has its own
 //! CSRF token that the UI reads from `/api/session` and sends back in `X-CSRF-Token`, so a
 //! page on another origin can neither read it nor forge a replay.
 
@@ -26,14 +26,6 @@ const FAILED_LOGIN_WINDOW_MS: u64 = 60_000;
 /// Password checks running at once: each takes ~19 MiB and tens of ms of CPU (argon2), so a
 /// flood of logins waits here instead of exhausting memory.
 const CONCURRENT_VERIFICATIONS: usize = 2;
-/// Sessions kept at most; the oldest are dropped first, so a flood of logins cannot grow memory.
-const MAX_SESSIONS: usize = 1024;
-
-struct Session {
-    csrf: String,
-    expires_at_ms: u64,
-}
-
 /// What a request's session cookie amounts to.
 pub enum SessionState {
     /// No cookie was sent.
@@ -44,17 +36,14 @@ pub enum SessionState {
     Live { csrf: String },
 }
 
-/// The live sessions and the failed-login counters.
+/// Sessions (kept by the store) and the failed-login counters.
 pub struct Auth {
-    sessions: Mutex<HashMap<String, Session>>,
+    store: Arc<Store>,
     failures: Mutex<HashMap<IpAddr, (u64, u32)>>,
     /// CSRF token for the UI when no credential is configured (loopback only).
     open_csrf: String,
     ttl_ms: u64,
     verifying: tokio::sync::Semaphore,
-    /// Cluster mode: sessions live in the store, so every instance knows them (and a
-    /// logout on one ends the session on all); the map above is then unused.
-    shared: Option<Arc<Store>>,
 }
 
 /// Why a login failed.
@@ -73,8 +62,7 @@ impl Auth {
     /// Sessions that last `ttl_secs`.
     pub fn new(ttl_secs: u64, store: &Arc<Store>) -> Auth {
         Auth {
-            shared: store.keeps_sessions().then(|| store.clone()),
-            sessions: Mutex::new(HashMap::new()),
+            store: store.clone(),
             failures: Mutex::new(HashMap::new()),
             open_csrf: new_token(),
             ttl_ms: ttl_secs.saturating_mul(1000),
@@ -92,42 +80,23 @@ impl Auth {
         let Some(id) = cookie_header.and_then(cookie_value) else {
             return SessionState::None;
         };
-        if let Some(store) = &self.shared {
-            return match store.session(id, now_ms) {
-                Ok(Some(csrf)) => SessionState::Live { csrf },
-                Ok(None) => SessionState::Expired,
-                Err(e) => {
-                    // Not logged in while the database cannot say: the safe answer.
-                    tracing::warn!(error = %e, "cannot read the session from the store");
-                    SessionState::Expired
-                }
-            };
-        }
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        match sessions.get(id) {
-            Some(s) if s.expires_at_ms > now_ms => SessionState::Live {
-                csrf: s.csrf.clone(),
-            },
-            Some(_) => {
-                sessions.remove(id);
+        match self.store.session(id, now_ms) {
+            Ok(Some(csrf)) => SessionState::Live { csrf },
+            Ok(None) => SessionState::Expired,
+            Err(e) => {
+                // Not logged in while the store cannot say: the safe answer.
+                tracing::warn!(error = %e, "cannot read the session from the store");
                 SessionState::Expired
             }
-            None => SessionState::Expired,
         }
     }
 
     /// Ends the session named by the cookie, if any.
     pub fn logout(&self, cookie_header: Option<&str>) {
         if let Some(id) = cookie_header.and_then(cookie_value) {
-            if let Some(store) = &self.shared {
-                if let Err(e) = store.remove_session(id) {
-                    tracing::warn!(error = %e, "cannot remove the session from the store");
-                }
+            if let Err(e) = self.store.remove_session(id) {
+                tracing::warn!(error = %e, "cannot remove the session from the store");
             }
-            self.sessions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(id);
         }
     }
 
@@ -160,32 +129,11 @@ impl Auth {
         self.forgive(ip);
         let id = new_token();
         let csrf = new_token();
-        if let Some(store) = &self.shared {
-            let expires = now_ms.saturating_add(self.ttl_ms);
-            return match store.put_session(&id, &csrf, expires) {
-                Ok(()) => Ok((id, csrf)),
-                Err(e) => Err(LoginError::Store(e.to_string())),
-            };
+        let expires = now_ms.saturating_add(self.ttl_ms);
+        match self.store.put_session(&id, &csrf, expires) {
+            Ok(()) => Ok((id, csrf)),
+            Err(e) => Err(LoginError::Store(e.to_string())),
         }
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions.retain(|_, s| s.expires_at_ms > now_ms);
-        if sessions.len() >= MAX_SESSIONS {
-            if let Some(oldest) = sessions
-                .iter()
-                .min_by_key(|(_, s)| s.expires_at_ms)
-                .map(|(k, _)| k.clone())
-            {
-                sessions.remove(&oldest);
-            }
-        }
-        sessions.insert(
-            id.clone(),
-            Session {
-                csrf: csrf.clone(),
-                expires_at_ms: now_ms.saturating_add(self.ttl_ms),
-            },
-        );
-        Ok((id, csrf))
     }
 
     /// Counts an attempt from `ip`, or returns the seconds to wait when it failed too often in

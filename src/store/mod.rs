@@ -41,6 +41,7 @@ mod queue;
 mod reindex;
 mod seam;
 mod search;
+mod sessions;
 pub mod snapshot;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -317,6 +318,7 @@ pub struct SledStore {
     shared: Arc<Shared>,
     writer: Writer,
     indexer: Indexer,
+    sessions: sessions::Sessions,
 }
 
 impl SledStore {
@@ -366,6 +368,7 @@ impl SledStore {
             shared,
             writer,
             indexer,
+            sessions: sessions::Sessions::default(),
         })
     }
 

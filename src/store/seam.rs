@@ -56,14 +56,6 @@ impl Store {
         })
     }
 
-    /// Which backend runs: `sled` or `postgres` (for logs and /api/stats).
-    pub fn kind(&self) -> &'static str {
-        match self.backend {
-            Backend::Sled(_) => "sled",
-            Backend::Pg(_) => "postgres",
-        }
-    }
-
     /// The PostgreSQL store, when it runs: for cluster mode's own tests and tools.
     #[doc(hidden)]
     pub fn postgres(&self) -> Option<&PgStore> {
@@ -281,29 +273,17 @@ impl Store {
         on!(self, s => s.remove_export_data(connection, task_id))
     }
 
-    // Web UI sessions. One hookd keeps them in memory (admin::session); a cluster keeps them
-    // here, so a user stays logged in whichever instance answers.
-    /// Whether sessions are kept by the store rather than by the process.
-    pub fn keeps_sessions(&self) -> bool {
-        matches!(self.backend, Backend::Pg(_))
-    }
+    // Web UI sessions: in memory on one machine, in the database in cluster mode (so a user
+    // stays logged in whichever instance answers).
     pub fn put_session(&self, id: &str, csrf: &str, expires_at_ms: u64) -> Result<()> {
-        match &self.backend {
-            Backend::Pg(p) => p.put_session(id, csrf, expires_at_ms),
-            Backend::Sled(_) => Ok(()),
-        }
+        on!(self, s => s.put_session(id, csrf, expires_at_ms))
     }
+    /// The CSRF token of session `id`, while it lives.
     pub fn session(&self, id: &str, now_ms: u64) -> Result<Option<String>> {
-        match &self.backend {
-            Backend::Pg(p) => p.session(id, now_ms),
-            Backend::Sled(_) => Ok(None),
-        }
+        on!(self, s => s.session(id, now_ms))
     }
     pub fn remove_session(&self, id: &str) -> Result<()> {
-        match &self.backend {
-            Backend::Pg(p) => p.remove_session(id),
-            Backend::Sled(_) => Ok(()),
-        }
+        on!(self, s => s.remove_session(id))
     }
 
     /// Loads this embedded store's history into `target`, an empty cluster database
