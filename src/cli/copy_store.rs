@@ -21,12 +21,17 @@ fn url(to: Option<String>, to_file: Option<PathBuf>) -> Result<String, Failure> 
     }
 }
 
-pub(super) fn run(from: &Path, to: Option<String>, to_file: Option<PathBuf>) -> Outcome {
+pub(super) fn run(
+    from: &Path,
+    to: Option<String>,
+    to_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+) -> Outcome {
     let db = db_dir(from)?;
     let options = PgOptions {
         url: url(to, to_file)?,
         pool_size: 2,
-        ca_file: None,
+        ca_file,
         lease_ms: 60_000,
         instance: "copy-store".into(),
     };

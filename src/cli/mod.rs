@@ -122,6 +122,10 @@ enum Command {
         /// A file holding the connection string.
         #[arg(long, value_name = "FILE")]
         to_file: Option<PathBuf>,
+        /// The CA certificate (PEM) that signed the database's TLS certificate, as
+        /// `postgres.ca_file` in the cluster's configuration (a private CA).
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
     },
     /// Print the argon2 hash of a password for `admin.password_hash`. At a terminal it asks
     /// twice without echo; otherwise it reads one line from standard input.
@@ -321,7 +325,12 @@ pub fn main() -> ExitCode {
             None => load(config).and_then(|c| compact::run(&c.data_dir)),
         },
         Command::Simulate { args, .. } => runtime.block_on(simulate::run(*args)),
-        Command::CopyStore { from, to, to_file } => copy_store::run(&from, to, to_file),
+        Command::CopyStore {
+            from,
+            to,
+            to_file,
+            ca_file,
+        } => copy_store::run(&from, to, to_file, ca_file),
         Command::HashPassword => hash_password::run(),
     })
 }

@@ -833,16 +833,64 @@ fn cluster_config(
     postgres: &str,
     tables: &str,
 ) -> String {
+    // Instance b reads the connection string from a file, as a packaged install would
+    // (postgres.url_file), so both ways of giving it are used by real processes.
+    let connect = if name == "b" {
+        let file = dir.join("postgres.url");
+        std::fs::write(&file, format!("{url}\n")).unwrap();
+        format!("url_file = {file:?}")
+    } else {
+        format!("url = \"{url}\"")
+    };
     crate::binary::write_config(
         dir,
         &format!(
-            "[store]\nkind = \"postgres\"\n[postgres]\nurl = \"{url}\"\ninstance = \"{name}\"\n\
+            "[store]\nkind = \"postgres\"\n[postgres]\n{connect}\ninstance = \"{name}\"\n\
              {postgres}{tables}[[endpoints]]\nname = \"std\"\nsecrets = [\"{}\"]\n\
              [endpoints.forward]\nurl = \"http://{sink}/in\"\nsecret = \"{}\"\n",
             crate::SECRET,
             crate::OTHER_SECRET
         ),
     )
+}
+
+/// A database that cannot be reached is named in what hookd and copy-store print, with
+/// the reason, and the password in its connection string never is.
+#[test]
+fn a_password_in_the_connection_string_is_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1: the connection is refused at once.
+    let url = "postgres://hookd:pw-never-shown-7f3a@127.0.0.1:1/hookd?connect_timeout=3";
+    let config = cluster_config(dir.path(), url, "a", "127.0.0.1:9".parse().unwrap(), "", "");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookd"))
+            .args(args)
+            .env("HOOKD_LOG", "debug")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = run(&["--config", &config]);
+    assert!(!ok, "{text}");
+    assert!(text.to_lowercase().contains("refused"), "{text}");
+    assert!(!text.contains("pw-never-shown-7f3a"), "{text}");
+    // copy-store, from a stopped appliance's data directory, by --to and by --to-file.
+    let data = dir.path().join("appliance");
+    drop(Store::open(&data.join("db"), 16).unwrap());
+    let to_file = dir.path().join("target.url");
+    std::fs::write(&to_file, url).unwrap();
+    let data = data.to_str().unwrap();
+    for target in [["--to", url], ["--to-file", to_file.to_str().unwrap()]] {
+        let (ok, text) = run(&["copy-store", "--from", data, target[0], target[1]]);
+        assert!(!ok, "{text}");
+        assert!(text.contains("cannot use the database"), "{text}");
+        assert!(!text.contains("pw-never-shown-7f3a"), "{text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1107,7 +1155,7 @@ async fn tls_to_the_database_is_used_and_its_certificate_checked() {
     };
     let tls_url = url.replace("sslmode=disable", "sslmode=require");
     let mut trusted = options(&tls_url, "tls", 60_000);
-    trusted.ca_file = Some(ca.into());
+    trusted.ca_file = Some(ca.clone().into());
     let store = Store::open_postgres(&trusted).unwrap();
     assert_eq!(
         accept(&store, "over-tls", hookd::clock::now_ms())
@@ -1137,6 +1185,31 @@ async fn tls_to_the_database_is_used_and_its_certificate_checked() {
         e.to_lowercase().contains("certificate") && e.contains("postgres.ca_file"),
         "{e}"
     );
+    // copy-store takes the same CA, for a cluster's database behind a private one.
+    let empty = database().await.unwrap();
+    let appliance = tempfile::tempdir().unwrap();
+    drop(Store::open(&appliance.path().join("db"), 16).unwrap());
+    let copy = |ca: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hookd"));
+        command
+            .args(["copy-store", "--from"])
+            .arg(appliance.path())
+            .args(["--to", &empty.replace("sslmode=disable", "sslmode=require")])
+            .env("HOOKD_LOG", "warn");
+        if let Some(ca) = ca {
+            command.args(["--ca-file", ca]);
+        }
+        command.output().unwrap()
+    };
+    let refused = copy(None);
+    assert!(!refused.status.success());
+    let out = copy(Some(&ca));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 deliveries"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
