@@ -65,6 +65,8 @@ pub struct Admin {
     /// the disk. Per instance rather than per process, so hookds sharing a process (tests)
     /// do not refuse each other's backups.
     backup_running: tokio::sync::Mutex<()>,
+    /// Requests being answered at once (see `routes::dispatch`).
+    answering: tokio::sync::Semaphore,
     /// Where the receiver listens (the bound address, so port 0 is resolved): the UI's
     /// "copy as curl" names it.
     receiver_addr: Option<SocketAddr>,
@@ -81,6 +83,7 @@ impl Admin {
             chart: Mutex::new(HashMap::new()),
             dir_size: Mutex::new(None),
             backup_running: tokio::sync::Mutex::new(()),
+            answering: tokio::sync::Semaphore::new(routes::ANSWERING),
             receiver_addr: None,
         }
     }

@@ -93,15 +93,43 @@ impl<'a> Route<'a> {
     }
 }
 
+/// Admin requests answered at once; more wait for a turn.
+pub(super) const ANSWERING: usize = 8;
+
 /// Answers one request to the admin listener.
+///
+/// Off the async threads: the handlers read the store synchronously, which on a large log
+/// (a sparse filter, a search in bodies) or in cluster mode (a round trip to the database
+/// each) takes long enough to hold up the receiver's acks if it ran on the threads they
+/// share. Each request runs on a thread of the blocking pool instead, driving its own
+/// futures there, and at most [`ANSWERING`] at a time, so a flood of admin requests takes
+/// neither the receiver's threads nor the whole pool.
 pub async fn dispatch(admin: Arc<Admin>, req: Request) -> warp::reply::Response {
     if req.path == "/healthz" {
-        // Unhealthy while the store cannot take writes: what systemd and load balancers act on.
+        // Unhealthy while the store cannot take writes: what systemd and load balancers act
+        // on. A flag, not a read: answered at once, whatever else waits.
         return match admin.store.health() {
             Ok(()) => warp::reply::json(&serde_json::json!({ "status": "ok" })).into_response(),
             Err(reason) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
         };
     }
+    let Ok(_turn) = admin.answering.acquire().await else {
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "hookd is stopping").into_response();
+    };
+    let (runtime, me) = (tokio::runtime::Handle::current(), admin.clone());
+    tokio::task::spawn_blocking(move || runtime.block_on(answer_request(me, req)))
+        .await
+        .unwrap_or_else(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the request's handler failed",
+            )
+            .into_response()
+        })
+}
+
+/// Everything but `/healthz`: the credential checks, then the API, metrics or the UI.
+async fn answer_request(admin: Arc<Admin>, req: Request) -> warp::reply::Response {
     if !admin.config.admin.has_credential() && !guard::loopback_host(req.header("host")) {
         return ApiError::new(
             StatusCode::FORBIDDEN,

@@ -1386,3 +1386,101 @@ async fn a_search_in_bodies_is_bounded_and_goes_on_from_its_cursor() {
     }
     assert_eq!(n, 1_050);
 }
+
+/// A database connection driven by a thread of its own, so that it works whatever the
+/// test's runtime is doing.
+fn client_on_its_own_thread(url: &str) -> tokio_postgres::Client {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tx.send(client).unwrap();
+            let _ = conn.await;
+        });
+    });
+    rx.recv().unwrap()
+}
+
+/// The status of a signed delivery sent over a plain socket from a thread of its own, or
+/// `None` when no answer came within 5 s.
+fn status_of_a_delivery_from_a_thread(receiver: std::net::SocketAddr) -> Option<u16> {
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let id = "while-admin-waits";
+        let body = crate::event_body(id, "webhook.test");
+        let ts = crate::now();
+        let secret = hookd::secret::Secret::parse(crate::SECRET).unwrap();
+        let signature = hookd::verify::sign(&secret, id, ts, body.as_bytes());
+        let mut socket = std::net::TcpStream::connect(receiver).ok()?;
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        write!(
+            socket,
+            "POST /webhooks/std HTTP/1.1\r\nhost: {receiver}\r\ncontent-type: application/json\r\n\
+             webhook-id: {id}\r\nwebhook-timestamp: {ts}\r\nwebhook-signature: {signature}\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .ok()?;
+        let mut head = [0u8; 12];
+        socket.read_exact(&mut head).ok()?;
+        std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Admin reads that wait on the database do not hold up the receiver: they run off the
+/// threads the receiver's answers need. Four reads of the connections wait behind a table
+/// lock (on a runtime of two threads); a delivery is answered meanwhile. The lock and the
+/// delivery use threads of their own, so that if the reads did take the runtime's threads
+/// the test would fail rather than hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_reads_waiting_on_the_database_do_not_hold_up_the_receiver() {
+    let Some(url) = database().await else { return };
+    let s = crate::TestServer::start(&format!(
+        "[store]\nkind = \"postgres\"\n[postgres]\nurl = \"{url}\"\npool_size = 16\n{}",
+        crate::endpoints()
+    ))
+    .await;
+    let mut blocker = client_on_its_own_thread(&url);
+    let hold = blocker.transaction().await.unwrap();
+    hold.batch_execute("LOCK TABLE hookd_connections IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let reads: Vec<_> = (0..4)
+        .map(|_| {
+            let (http, admin) = (s.http.clone(), s.admin);
+            tokio::spawn(async move {
+                http.get(format!("http://{admin}/api/connections"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let waiting = reads.iter().all(|r| !r.is_finished());
+    let answered = status_of_a_delivery_from_a_thread(s.receiver);
+    hold.rollback().await.unwrap();
+    assert!(waiting, "the reads waited for the lock");
+    assert_eq!(
+        answered,
+        Some(200),
+        "a delivery is answered while admin reads wait"
+    );
+    for r in reads {
+        assert_eq!(r.await.unwrap(), 200);
+    }
+    s.stop().await;
+}
