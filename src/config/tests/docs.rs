@@ -184,7 +184,10 @@ fn variables_read() -> BTreeSet<String> {
         }
     }
     let mut vars = BTreeSet::new();
-    walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut vars);
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut vars,
+    );
     vars
 }
 
@@ -192,7 +195,12 @@ fn variables_read() -> BTreeSet<String> {
 fn readme_and_packaged_file_list_every_variable() {
     let vars = variables_read();
     // The configuration's own, and the command line's.
-    for known in ["HOOKD_DATA_DIR", "HOOKD_CONFIG", "HOOKD_LOG", "HOOKD_SHOW_SECRET"] {
+    for known in [
+        "HOOKD_DATA_DIR",
+        "HOOKD_CONFIG",
+        "HOOKD_LOG",
+        "HOOKD_SHOW_SECRET",
+    ] {
         assert!(vars.contains(known), "{known} not found in {vars:?}");
     }
     assert!(vars.len() >= 12, "{vars:?}");
