@@ -417,14 +417,28 @@ async fn operator_journey_in_headless_chromium() {
     })
     .await;
 
-    // No Fasten connection has been recorded on this instance: the page says so.
+    // No endpoint of this instance uses Fasten: the page says that, not merely "no
+    // connections yet", which would suggest waiting for some.
     c.goto(&format!("{base}/#/connections")).await.unwrap();
     wait_until(
         &c,
-        "document.querySelector('#connections-empty')",
-        "the empty connections page",
+        "document.querySelector('#no-fasten')",
+        "the no-Fasten notice",
     )
     .await;
+    let notice = js(
+        &c,
+        "return [document.querySelector('#no-fasten').textContent, !!document.querySelector('#connections-empty, #connections')];",
+    )
+    .await;
+    assert!(
+        notice[0]
+            .as_str()
+            .unwrap()
+            .starts_with("No endpoint uses the Fasten processor, so hookd records no connections."),
+        "{notice}"
+    );
+    assert_eq!(notice[1], false, "only the notice: {notice}");
     std::fs::write(
         screenshot_dir().join("journey-connections.png"),
         c.screenshot().await.unwrap(),
