@@ -1168,6 +1168,7 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
     }
     const CONNECTED: &str = "3f6c1d2e-8a4b-4c7e-9d21-5b0e7a9c4f18";
     const REVOKED: &str = "a91e7c05-2d3f-4b68-8e4a-c7d2f1b09e36";
+    const MISCOUNTED: &str = "d47a2c90-1e6b-4f85-b3c7-8a0e9d2f6b13";
     let stand_in = api::start(
         "127.0.0.1:0".parse().unwrap(),
         api::Options {
@@ -1206,14 +1207,15 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         ..EventSpec::default()
     };
     let s = &first_run;
-    let send = |spec: EventSpec, id: String| async move {
-        let body = simulate::event_body(&spec, &id);
+    let send_body = |id: String, body: String| async move {
         let a = s
             .post_signed("fasten-live", SECRET, &format!("msg_{id}"), &body)
             .await;
         assert_eq!(a.verdict(), (200, "accepted"), "{id}");
         s.wait_for_state(&id, "done").await
     };
+    let send =
+        |spec: EventSpec, id: String| send_body(id.clone(), simulate::event_body(&spec, &id));
     let mut seed = 0u64;
     let mut next_id = || {
         seed += 1;
@@ -1256,16 +1258,14 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         next_id(),
     )
     .await;
-    // A few more patients: two with an export, one still waiting for its first.
+    // A few more patients: two with an export (one whose event announced other counts than
+    // the files hold), one still waiting for its first.
     for (conn, task) in [
         (
             "0b8e4f27-5c19-4a3d-92e6-7f1d0c8b3a54",
             Some("e5a1c9d3-7b2f-4e08-a6d4-3f9b1c7e5a20"),
         ),
-        (
-            "d47a2c90-1e6b-4f85-b3c7-8a0e9d2f6b13",
-            Some("4c9e7a15-2d8b-4f30-9e6a-b1d5c3f7a842"),
-        ),
+        (MISCOUNTED, Some("4c9e7a15-2d8b-4f30-9e6a-b1d5c3f7a842")),
         ("5f2b9d61-a3c8-4e7f-8b04-e6d1a9c2f375", None),
     ] {
         send(
@@ -1279,11 +1279,14 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         )
         .await;
         if let Some(task) = task {
-            send(
-                fasten("patient.ehi_export_success", conn, task, 80),
-                next_id(),
-            )
-            .await;
+            let id = next_id();
+            let spec = fasten("patient.ehi_export_success", conn, task, 80);
+            let mut body: serde_json::Value =
+                serde_json::from_str(&simulate::event_body(&spec, &id)).unwrap();
+            if conn == MISCOUNTED {
+                body["data"]["stats"]["total_by_resource_type"]["Observation"] = 999.into();
+            }
+            send_body(id, body.to_string()).await;
         }
     }
     let conn = s.api_ok(&format!("/api/connections/{REVOKED}")).await;
@@ -1564,6 +1567,42 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         "the connection page scrolls sideways"
     );
     shot(&c, "connection").await;
+    assert_eq!(
+        js(
+            &c,
+            "return [document.querySelector('.export .mismatch-state').textContent, document.querySelectorAll('ul.mismatches').length];"
+        )
+        .await,
+        serde_json::json!(["counts match the event", 0])
+    );
+
+    // An export whose files hold other counts than its event announced says which.
+    c.goto(&format!("{base}/#/connection/{MISCOUNTED}"))
+        .await
+        .unwrap();
+    wait_until(
+        &c,
+        "document.querySelector('.export .mismatch-state')",
+        "the miscounted export",
+    )
+    .await;
+    let warning = js(
+        &c,
+        "const state = document.querySelector('.export .mismatch-state');
+         return { state: state.textContent, bad: state.classList.contains('s-dead'),
+           items: [...document.querySelectorAll('.export ul.mismatches li')].map(li => li.textContent) };",
+    )
+    .await;
+    let stored = s.api_ok(&format!("/api/connections/{MISCOUNTED}")).await;
+    let observations = &stored["exports"][0]["counts"]["Observation"];
+    assert_eq!(
+        warning,
+        serde_json::json!({
+            "state": "1 mismatch",
+            "bad": true,
+            "items": [format!("Observation: stats say 999, stored {observations}")],
+        })
+    );
 
     // The revoked connection's page says so at the top.
     c.goto(&format!("{base}/#/connection/{REVOKED}"))
