@@ -56,6 +56,10 @@ async fn start_browser(profile: &Path) -> (Driver, Client) {
                 "--disable-sync", "--no-first-run", "--window-size=1360,1000",
                 format!("--user-data-dir={}", profile.display()),
             ],
+            "prefs": {
+                "download.default_directory": downloads(profile),
+                "download.prompt_for_download": false,
+            },
         }),
     );
     let url = format!("http://127.0.0.1:{port}");
@@ -68,6 +72,11 @@ async fn start_browser(profile: &Path) -> (Driver, Client) {
     })
     .await;
     (driver, client)
+}
+
+/// Where the browser whose profile is `profile` saves downloads.
+fn downloads(profile: &Path) -> std::path::PathBuf {
+    profile.join("downloads")
 }
 
 /// Whether any of the app's navigation is on screen.
@@ -1018,16 +1027,51 @@ async fn deliveries_pages_in_headless_chromium() {
     let whole: serde_json::Value = serde_json::from_str(body).expect("the whole payload");
     assert_eq!(whole["data"]["download_links"].as_array().unwrap().len(), 8);
     assert!(body.contains("\n  \"data\": {"), "pretty-printed: {body}");
+    js(&c, "window.scrollTo(0, 0); return null;").await;
+    std::fs::write(
+        screenshot_dir().join("delivery.png"),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
+
+    // The body tools, clicked. Headless Chromium has no clipboard to read back, so the page's
+    // clipboard records what it is given; the download is a real one, into the profile.
+    let whole = api(format!("/api/deliveries/{big}")).await["full_body"].clone();
+    let whole = whole.as_str().expect("the whole payload");
+    js(
+        &c,
+        "window.__copied = [];
+         Object.defineProperty(navigator.clipboard, 'writeText', { configurable: true,
+           value: async (text) => { window.__copied.push(text); } });
+         return null;",
+    )
+    .await;
+    let copied = |n: usize, toast: &str| {
+        format!("window.__copied.length === {n} && document.querySelector('#toast').textContent === '{toast}'")
+    };
+    click(&c, "#copy-body").await;
+    wait_until(&c, &copied(1, "Body copied"), "the body copied").await;
+    assert_eq!(
+        js(&c, "return window.__copied[0];").await,
+        whole,
+        "the whole payload, as sent"
+    );
+    click(&c, "#download-body").await;
+    let file = downloads(profile.path()).join(format!("fasten-live-{big_id}.json"));
+    let saved = eventually(WAIT, "the downloaded body", || async {
+        std::fs::read_to_string(&file).ok()
+    })
+    .await;
+    assert_eq!(saved, whole, "{}", file.display());
     // Copy as curl leaves the secrets out and says so.
-    let curl = c
-        .execute_async(
-            "const done = arguments[arguments.length - 1];
-             Promise.all([fetch(arguments[0]).then(r => r.json()), fetch('/api/meta').then(r => r.json()), import('/curl.js')])
-               .then(([d, meta, m]) => done(m.curlCommand(d, meta)), e => done(String(e)));",
-            vec![format!("/api/deliveries/{big}").into()],
-        )
-        .await
-        .unwrap();
+    click(&c, "#copy-curl").await;
+    wait_until(
+        &c,
+        &copied(2, "curl command copied"),
+        "the curl command copied",
+    )
+    .await;
+    let curl = js(&c, "return window.__copied[1];").await;
     let curl = curl.as_str().unwrap();
     assert!(
         curl.contains(&format!(
@@ -1042,17 +1086,18 @@ async fn deliveries_pages_in_headless_chromium() {
         "{curl}"
     );
     assert!(
-        !curl.contains("sk_live") && !curl.contains("authorization:"),
+        !curl.contains("sk_live")
+            && !curl.contains("authorization:")
+            && !curl.contains("<redacted>"),
         "{curl}"
     );
     assert!(
         curl.starts_with("# Left out (secrets): webhook-signature, authorization"),
         "{curl}"
     );
-    assert!(
-        curl.contains("patient_portal") || curl.contains("download_links"),
-        "{curl}"
-    );
+    // The whole payload, quoted for the shell, not the start the log kept.
+    let quoted = format!("'{}'", whole.replace('\'', "'\\''"));
+    assert!(curl.ends_with(&format!("--data-binary {quoted}")), "{curl}");
     let ui_says = js(
         &c,
         "return document.querySelector('.body-tools').textContent;",
@@ -1065,12 +1110,6 @@ async fn deliveries_pages_in_headless_chromium() {
             .contains("leaves out webhook-signature"),
         "{ui_says}"
     );
-    js(&c, "window.scrollTo(0, 0); return null;").await;
-    std::fs::write(
-        screenshot_dir().join("delivery.png"),
-        c.screenshot().await.unwrap(),
-    )
-    .unwrap();
     c.close().await.unwrap();
     s.stop().await;
 }
