@@ -5,6 +5,7 @@
 //! is accepted, log out (told so, not as an error), and check that markup in a payload stays
 //! text. Screenshots go to `target/ui/`.
 
+use super::hooks::Hooks;
 use super::ui::{get_with_cookie, login, login_failing_sink_config, PASSWORD};
 use super::*;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -1130,11 +1131,13 @@ async fn maintenance_sink() -> String {
 }
 
 /// Config for the Fasten pages: a UI password and an API token, the Fasten stand-in's API,
-/// endpoint `fasten-live`, and two forwarding endpoints whose targets fail (`crm` answers
-/// 503, nothing listens for `billing`); `processing` sets the retry policy.
+/// endpoint `fasten-live`, push events to `push` (signed with [`OTHER_SECRET`]), and two
+/// forwarding endpoints whose targets fail (`crm` answers 503, nothing listens for
+/// `billing`); `processing` sets the retry policy.
 fn fasten_ui_config(
     api_base: &str,
     key_file: &Path,
+    push: &str,
     crm: &str,
     billing: &str,
     processing: &str,
@@ -1160,6 +1163,10 @@ public_id = "public_test_0123456789"
 private_key_file = {key_file:?}
 download_hosts = ["http://127.0.0.1"]
 on_revoke = "keep"
+
+[push]
+url = "{push}"
+secret = "{OTHER_SECRET}"
 
 [[endpoints]]
 name = "fasten-live"
@@ -1259,10 +1266,13 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}/billing/webhooks", l.local_addr().unwrap())
     };
+    // hookd's push events go to a service that takes them.
+    let push = Hooks::start(OTHER_SECRET, 0).await;
     // First one attempt per event, so failing forwards go dead at once.
     let first_run = TestServer::start(&fasten_ui_config(
         &stand_in.api_base,
         &key_file,
+        &push.url(),
         &crm,
         &billing,
         "max_attempts = 1",
@@ -1424,6 +1434,7 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         &fasten_ui_config(
             &stand_in.api_base,
             &key_file,
+            &push.url(),
             &crm,
             &billing,
             "max_attempts = 5\nretry_schedule_secs = [900, 3600]",
@@ -1685,6 +1696,37 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         "the revoked banner",
     )
     .await;
+
+    // hookd's own push of a stored export: its body can be copied, but no request brought
+    // it, so there is no curl command (it would go to a path the receiver does not serve).
+    let pushed = s
+        .api_ok("/api/deliveries?endpoint=hookd-push&type=hookd.export.stored&limit=1")
+        .await;
+    let pushed = pushed["items"][0]["id"].as_str().unwrap().to_owned();
+    c.goto(&format!("{base}/#/delivery/{pushed}"))
+        .await
+        .unwrap();
+    wait_until(
+        &c,
+        "document.querySelector('.body-tools #copy-body') && document.querySelector('#replay')",
+        "the push delivery with its tools and Replay",
+    )
+    .await;
+    let tools = js(
+        &c,
+        "return { curl: !!document.querySelector('#copy-curl'),
+            note: (n => n && n.textContent)(document.querySelector('#no-curl')) };",
+    )
+    .await;
+    assert_eq!(tools["curl"], false, "{tools}");
+    assert!(
+        tools["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("hookd made this event itself")
+                && n.contains("Replay sends it again")),
+        "{tools}"
+    );
+    assert!(!push.all().is_empty(), "the push was sent");
 
     // The queue: the chart's range changes its buckets; retrying events with their next
     // attempt; errors grouped; the dead list paged.
