@@ -657,6 +657,59 @@ impl Webhook {
     }
 }
 
+/// The days before [`populate`]'s: `patients` more patients, each connected and exported,
+/// received from six to two days ago, oldest first (ids follow time, and a store hands out
+/// none older than the last). Returns the oldest patient's connection id.
+async fn earlier_history(s: &TestServer, patients: u64) -> String {
+    use hookd::simulate::EventSpec;
+    const DAY_MS: u64 = 86_400_000;
+    let start = hookd::clock::now_ms() - 6 * DAY_MS;
+    let span = 4 * DAY_MS / (2 * patients);
+    let mut oldest = None;
+    for i in 0..patients {
+        let conn = uuid::Uuid::new_v4().to_string();
+        for (k, kind) in [
+            (0, "patient.connection_success"),
+            (1, "patient.ehi_export_success"),
+        ] {
+            let spec = EventSpec {
+                event_type: kind.into(),
+                api_mode: "live".into(),
+                org_connection_id: conn.clone(),
+                resources: 240,
+                ..EventSpec::default()
+            };
+            let hook = Webhook::new("fasten-live", &spec, &uuid::Uuid::new_v4().to_string());
+            let n = 2 * i + k;
+            let verdict = hook
+                .store_at(s, start + n * span, 1_500 + n * 3_571 % 8_000)
+                .await;
+            assert_eq!(verdict, "accepted");
+        }
+        oldest.get_or_insert(conn);
+    }
+    oldest.expect("at least one patient")
+}
+
+/// `1,234` for 1234, as the page writes counts.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
+/// The deliveries list's total and status lines, and the time of its last row.
+const LIST_TEXTS: &str = "return {
+    total: document.querySelector('#list-total').textContent,
+    status: document.querySelector('#list-status').textContent,
+    last: [...document.querySelectorAll('#deliveries tr[data-id] td.time')].pop().textContent };";
+
 /// A few hundred deliveries as a Fasten integration sees them: connections, exports (one
 /// with so many files that the log keeps only its start), failures, revocations, support
 /// requests the endpoint does not select, Fasten's redeliveries (one with a changed body)
@@ -777,9 +830,10 @@ async fn populate(s: &TestServer) -> String {
 
 /// The deliveries pages over a realistic log: the total and the reason column, times in
 /// UTC and the remembered switch to local time, a duplicate's link to its original (and the
-/// flag on a changed redelivery), a delivery titled by endpoint, type and time, the whole
-/// payload of a truncated body pretty-printed, and "copy as curl" without secrets. Writes
-/// `deliveries.png` and `delivery.png` at 1280x900.
+/// flag on a changed redelivery), searches in bodies past what a count reads (the total a
+/// lower bound, how far back a page got), a delivery titled by endpoint, type and time, the
+/// whole payload of a truncated body pretty-printed, and its body copied, downloaded and
+/// copied as curl without secrets. Writes `deliveries.png` and `delivery.png` at 1280x900.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_pages_in_headless_chromium() {
     if !opted_in(
@@ -789,6 +843,7 @@ async fn deliveries_pages_in_headless_chromium() {
         return;
     }
     let s = TestServer::start(&fasten_log_config()).await;
+    let oldest_connection = earlier_history(&s, 500).await;
     let big_id = populate(&s).await;
     let profile = tempfile::tempdir().unwrap();
     let (_driver, c) = start_browser(profile.path()).await;
@@ -812,8 +867,15 @@ async fn deliveries_pages_in_headless_chromium() {
         "return document.querySelector('#list-total').textContent;",
     )
     .await;
-    let listed = api("/api/deliveries?total=1&limit=1".into()).await["total"]["count"].clone();
-    assert_eq!(total, format!("{listed} deliveries"), "the total is shown");
+    let listed = api("/api/deliveries?total=1&limit=1".into()).await["total"].clone();
+    assert_eq!(listed["exact"], true, "{listed}");
+    let listed = listed["count"].as_u64().unwrap();
+    assert!(listed > 1_000, "{listed}");
+    assert_eq!(
+        total,
+        format!("{} deliveries", thousands(listed)),
+        "the total is shown"
+    );
 
     // The reason column, with each verdict's reason.
     let headings = js(
@@ -1008,6 +1070,61 @@ async fn deliveries_pages_in_headless_chromium() {
         "the one changed redelivery, counted",
     )
     .await;
+
+    // A search in bodies over more deliveries than a count reads (1,000): the total is a
+    // lower bound and says so; a full first page says how far back it got, and Older goes
+    // on from there.
+    c.goto(&format!("{base}/#/deliveries?q=ehi_export_success"))
+        .await
+        .unwrap();
+    let searched = |rows: usize| {
+        format!(
+            "document.querySelectorAll('#deliveries tr[data-id]').length === {rows} && document.querySelector('#list-total').textContent !== '' && document.querySelector('#list-status').textContent.startsWith('{rows} shown')"
+        )
+    };
+    wait_until(&c, &searched(50), "a page of matches, counted").await;
+    let total = api("/api/deliveries?q=ehi_export_success&total=1&limit=1".into()).await;
+    let total = &total["total"];
+    assert_eq!(total["exact"], false, "{total}");
+    let n = total["count"].as_u64().unwrap();
+    assert!(n > 50, "{total}");
+    let shown = js(&c, LIST_TEXTS).await;
+    assert_eq!(
+        shown["total"],
+        format!("more than {} deliveries", thousands(n))
+    );
+    let status = |rows: usize, last: &serde_json::Value| {
+        format!(
+            "{rows} shown · searched back to {}; Older searches on",
+            last.as_str().unwrap()
+        )
+    };
+    assert_eq!(shown["status"], status(50, &shown["last"]), "{shown}");
+    click(&c, "#more").await;
+    wait_until(&c, &searched(100), "the next page of matches").await;
+    let shown = js(&c, LIST_TEXTS).await;
+    assert_eq!(shown["status"], status(100, &shown["last"]), "{shown}");
+
+    // A patient of days ago, by connection id: found past the first thousand deliveries,
+    // which is as far as the count reads, so the page says the count is not known.
+    c.goto(&format!("{base}/#/deliveries?q={oldest_connection}"))
+        .await
+        .unwrap();
+    wait_until(&c, &searched(2), "the oldest patient's deliveries").await;
+    let shown = js(&c, LIST_TEXTS).await;
+    assert_eq!(
+        [&shown["total"], &shown["status"]],
+        ["count not known: too few matches near the top", "2 shown"],
+        "{shown}"
+    );
+    let total = api(format!(
+        "/api/deliveries?q={oldest_connection}&total=1&limit=1"
+    ))
+    .await;
+    assert_eq!(
+        total["total"],
+        serde_json::json!({"count": 0, "exact": false})
+    );
 
     // The big export: the log kept its start; the page shows the whole payload, pretty.
     let list = api(format!("/api/deliveries?event_id={big_id}")).await;
