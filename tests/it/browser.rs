@@ -917,11 +917,13 @@ async fn deliveries_pages_in_headless_chromium() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    std::fs::write(
-        screenshot_dir().join("deliveries.png"),
-        c.screenshot().await.unwrap(),
-    )
-    .unwrap();
+    let picture = c.screenshot().await.unwrap();
+    std::fs::write(screenshot_dir().join("deliveries.png"), &picture).unwrap();
+    // The README shows this page; asked to, the test refreshes its copy.
+    if std::env::var_os("HOOKD_UPDATE_SCREENSHOT").is_some_and(|v| v == "1") {
+        let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ui.png");
+        std::fs::write(readme, &picture).unwrap();
+    }
     click(&c, "#tz").await;
     wait_until(
         &c,
