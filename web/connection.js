@@ -30,7 +30,7 @@ function exportCard(x) {
     el("div", { class: "export-head" },
       el("h3", {}, "Export ", el("span", { class: "mono" }, x.task_id)),
       el("span", { class: `badge ${ok ? "s-done" : "s-dead"} mismatch-state` },
-        ok ? "counts match the event" : `${x.mismatches.length} mismatches`)),
+        ok ? "counts match the event" : plural(x.mismatches.length, "mismatch", "mismatches"))),
     facts([
       ["Stored", el("span", { class: "mono" }, fmtTime(x.stored_at_ms))],
       ["Resources", String(x.total_resources)],
@@ -45,9 +45,9 @@ function exportCard(x) {
       x.files.map((f) => fileRow(x.task_id, f)))));
 }
 
-/** `n thing` or `n things`. */
-function plural(n, thing) {
-  return `${n} ${thing}${n === 1 ? "" : "s"}`;
+/** `n thing` or `n things` (or `n` of the plural given). */
+function plural(n, thing, things = `${thing}s`) {
+  return `${n} ${n === 1 ? thing : things}`;
 }
 
 function failuresTable(failures) {

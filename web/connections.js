@@ -44,7 +44,7 @@ export async function renderConnections(ctx) {
   const items = data.body.items;
   const endpoints = fastenEndpoints(meta);
   const revoked = items.filter((c) => c.status === "revoked").length;
-  const noFasten = () => el("p", { class: "notice", id: items.length ? "no-fasten" : "connections-empty" },
+  const noFasten = () => el("p", { class: "notice", id: "no-fasten" },
     "No endpoint uses the Fasten processor, so hookd records no connections. Add an endpoint with ",
     el("code", {}, "profile = \"fasten\""), " and a ", el("code", {}, "[fasten]"),
     " section with your API credentials (see docs/fasten.md).");

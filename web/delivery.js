@@ -1,8 +1,8 @@
 // One delivery: what was received and answered, its event's processing, and the Fasten
 // export files it brought; for a duplicate, the original it repeated instead. The body can be
-// copied, downloaded or copied as a curl command (without secrets). While the event is still
-// moving, only the event's parts of the page are refreshed, so scroll position and unfolded
-// bodies stay as they are.
+// copied, downloaded or copied as a curl command (without secrets; not for hookd's own push
+// events, which no request brought). While the event is still moving, only the event's parts
+// of the page are refreshed, so scroll position and unfolded bodies stay as they are.
 
 import { badge, copyText, downloadText, el, facts, fmtLatency, fmtTime, safeLink, table, toast } from "./dom.js";
 import { api, getMeta, postConfirmed } from "./api.js";
@@ -88,6 +88,26 @@ function duplicateNotice(d) {
       : " — same body; nothing more was done with it.");
 }
 
+/** Whether `d` came in over HTTP. hookd's own push events are recorded on an endpoint the
+ *  receiver does not serve (no path in the meta): a curl command to it would be refused. An
+ *  endpoint no longer configured was received once, on its usual path. */
+function received(d, meta) {
+  const endpoint = (meta.endpoints || []).find((e) => e.name === d.endpoint);
+  return !endpoint || endpoint.path !== null;
+}
+
+/** "Copy as curl" and what it leaves out, or why a push event has none. */
+function curlTool(d, meta, copy) {
+  if (!received(d, meta)) {
+    return el("span", { class: "muted small", id: "no-curl" },
+      "hookd made this event itself, so no request can be copied as curl: Replay sends it again.");
+  }
+  return [
+    el("button", { type: "button", class: "secondary", id: "copy-curl", onclick: () => copy(curlCommand(d, meta), "curl command") }, "Copy as curl"),
+    el("span", { class: "muted small" }, "curl leaves out webhook-signature and redacted headers (secrets): sign it again to send it."),
+  ];
+}
+
 /** Copy and download the body, copy as curl, and where a truncated body's rest came from. */
 function bodyTools(d, meta) {
   const body = d.full_body ?? d.body ?? "";
@@ -102,8 +122,7 @@ function bodyTools(d, meta) {
     el("div", { class: "tools" },
       el("button", { type: "button", class: "secondary", id: "copy-body", onclick: () => copy(body, "Body") }, "Copy body"),
       el("button", { type: "button", class: "secondary", id: "download-body", onclick: () => downloadText(body, name, "application/octet-stream") }, "Download body"),
-      el("button", { type: "button", class: "secondary", id: "copy-curl", onclick: () => copy(curlCommand(d, meta), "curl command") }, "Copy as curl"),
-      el("span", { class: "muted small" }, "curl leaves out webhook-signature and redacted headers (secrets): sign it again to send it.")),
+      curlTool(d, meta, copy)),
     note);
 }
 

@@ -5,6 +5,7 @@
 //! is accepted, log out (told so, not as an error), and check that markup in a payload stays
 //! text. Screenshots go to `target/ui/`.
 
+use super::hooks::Hooks;
 use super::ui::{get_with_cookie, login, login_failing_sink_config, PASSWORD};
 use super::*;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -56,6 +57,10 @@ async fn start_browser(profile: &Path) -> (Driver, Client) {
                 "--disable-sync", "--no-first-run", "--window-size=1360,1000",
                 format!("--user-data-dir={}", profile.display()),
             ],
+            "prefs": {
+                "download.default_directory": downloads(profile),
+                "download.prompt_for_download": false,
+            },
         }),
     );
     let url = format!("http://127.0.0.1:{port}");
@@ -68,6 +73,11 @@ async fn start_browser(profile: &Path) -> (Driver, Client) {
     })
     .await;
     (driver, client)
+}
+
+/// Where the browser whose profile is `profile` saves downloads.
+fn downloads(profile: &Path) -> std::path::PathBuf {
+    profile.join("downloads")
 }
 
 /// Whether any of the app's navigation is on screen.
@@ -417,14 +427,28 @@ async fn operator_journey_in_headless_chromium() {
     })
     .await;
 
-    // No Fasten connection has been recorded on this instance: the page says so.
+    // No endpoint of this instance uses Fasten: the page says that, not merely "no
+    // connections yet", which would suggest waiting for some.
     c.goto(&format!("{base}/#/connections")).await.unwrap();
     wait_until(
         &c,
-        "document.querySelector('#connections-empty')",
-        "the empty connections page",
+        "document.querySelector('#no-fasten')",
+        "the no-Fasten notice",
     )
     .await;
+    let notice = js(
+        &c,
+        "return [document.querySelector('#no-fasten').textContent, !!document.querySelector('#connections-empty, #connections')];",
+    )
+    .await;
+    assert!(
+        notice[0]
+            .as_str()
+            .unwrap()
+            .starts_with("No endpoint uses the Fasten processor, so hookd records no connections."),
+        "{notice}"
+    );
+    assert_eq!(notice[1], false, "only the notice: {notice}");
     std::fs::write(
         screenshot_dir().join("journey-connections.png"),
         c.screenshot().await.unwrap(),
@@ -633,6 +657,59 @@ impl Webhook {
     }
 }
 
+/// The days before [`populate`]'s: `patients` more patients, each connected and exported,
+/// received from six to two days ago, oldest first (ids follow time, and a store hands out
+/// none older than the last). Returns the oldest patient's connection id.
+async fn earlier_history(s: &TestServer, patients: u64) -> String {
+    use hookd::simulate::EventSpec;
+    const DAY_MS: u64 = 86_400_000;
+    let start = hookd::clock::now_ms() - 6 * DAY_MS;
+    let span = 4 * DAY_MS / (2 * patients);
+    let mut oldest = None;
+    for i in 0..patients {
+        let conn = uuid::Uuid::new_v4().to_string();
+        for (k, kind) in [
+            (0, "patient.connection_success"),
+            (1, "patient.ehi_export_success"),
+        ] {
+            let spec = EventSpec {
+                event_type: kind.into(),
+                api_mode: "live".into(),
+                org_connection_id: conn.clone(),
+                resources: 240,
+                ..EventSpec::default()
+            };
+            let hook = Webhook::new("fasten-live", &spec, &uuid::Uuid::new_v4().to_string());
+            let n = 2 * i + k;
+            let verdict = hook
+                .store_at(s, start + n * span, 1_500 + n * 3_571 % 8_000)
+                .await;
+            assert_eq!(verdict, "accepted");
+        }
+        oldest.get_or_insert(conn);
+    }
+    oldest.expect("at least one patient")
+}
+
+/// `1,234` for 1234, as the page writes counts.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
+/// The deliveries list's total and status lines, and the time of its last row.
+const LIST_TEXTS: &str = "return {
+    total: document.querySelector('#list-total').textContent,
+    status: document.querySelector('#list-status').textContent,
+    last: [...document.querySelectorAll('#deliveries tr[data-id] td.time')].pop().textContent };";
+
 /// A few hundred deliveries as a Fasten integration sees them: connections, exports (one
 /// with so many files that the log keeps only its start), failures, revocations, support
 /// requests the endpoint does not select, Fasten's redeliveries (one with a changed body)
@@ -753,9 +830,10 @@ async fn populate(s: &TestServer) -> String {
 
 /// The deliveries pages over a realistic log: the total and the reason column, times in
 /// UTC and the remembered switch to local time, a duplicate's link to its original (and the
-/// flag on a changed redelivery), a delivery titled by endpoint, type and time, the whole
-/// payload of a truncated body pretty-printed, and "copy as curl" without secrets. Writes
-/// `deliveries.png` and `delivery.png` at 1280x900.
+/// flag on a changed redelivery), searches in bodies past what a count reads (the total a
+/// lower bound, how far back a page got), a delivery titled by endpoint, type and time, the
+/// whole payload of a truncated body pretty-printed, and its body copied, downloaded and
+/// copied as curl without secrets. Writes `deliveries.png` and `delivery.png` at 1280x900.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_pages_in_headless_chromium() {
     if !opted_in(
@@ -765,6 +843,7 @@ async fn deliveries_pages_in_headless_chromium() {
         return;
     }
     let s = TestServer::start(&fasten_log_config()).await;
+    let oldest_connection = earlier_history(&s, 500).await;
     let big_id = populate(&s).await;
     let profile = tempfile::tempdir().unwrap();
     let (_driver, c) = start_browser(profile.path()).await;
@@ -788,8 +867,15 @@ async fn deliveries_pages_in_headless_chromium() {
         "return document.querySelector('#list-total').textContent;",
     )
     .await;
-    let listed = api("/api/deliveries?total=1&limit=1".into()).await["total"]["count"].clone();
-    assert_eq!(total, format!("{listed} deliveries"), "the total is shown");
+    let listed = api("/api/deliveries?total=1&limit=1".into()).await["total"].clone();
+    assert_eq!(listed["exact"], true, "{listed}");
+    let listed = listed["count"].as_u64().unwrap();
+    assert!(listed > 1_000, "{listed}");
+    assert_eq!(
+        total,
+        format!("{} deliveries", thousands(listed)),
+        "the total is shown"
+    );
 
     // The reason column, with each verdict's reason.
     let headings = js(
@@ -831,11 +917,13 @@ async fn deliveries_pages_in_headless_chromium() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    std::fs::write(
-        screenshot_dir().join("deliveries.png"),
-        c.screenshot().await.unwrap(),
-    )
-    .unwrap();
+    let picture = c.screenshot().await.unwrap();
+    std::fs::write(screenshot_dir().join("deliveries.png"), &picture).unwrap();
+    // The README shows this page; asked to, the test refreshes its copy.
+    if std::env::var_os("HOOKD_UPDATE_SCREENSHOT").is_some_and(|v| v == "1") {
+        let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ui.png");
+        std::fs::write(readme, &picture).unwrap();
+    }
     click(&c, "#tz").await;
     wait_until(
         &c,
@@ -985,6 +1073,61 @@ async fn deliveries_pages_in_headless_chromium() {
     )
     .await;
 
+    // A search in bodies over more deliveries than a count reads (1,000): the total is a
+    // lower bound and says so; a full first page says how far back it got, and Older goes
+    // on from there.
+    c.goto(&format!("{base}/#/deliveries?q=ehi_export_success"))
+        .await
+        .unwrap();
+    let searched = |rows: usize| {
+        format!(
+            "document.querySelectorAll('#deliveries tr[data-id]').length === {rows} && document.querySelector('#list-total').textContent !== '' && document.querySelector('#list-status').textContent.startsWith('{rows} shown')"
+        )
+    };
+    wait_until(&c, &searched(50), "a page of matches, counted").await;
+    let total = api("/api/deliveries?q=ehi_export_success&total=1&limit=1".into()).await;
+    let total = &total["total"];
+    assert_eq!(total["exact"], false, "{total}");
+    let n = total["count"].as_u64().unwrap();
+    assert!(n > 50, "{total}");
+    let shown = js(&c, LIST_TEXTS).await;
+    assert_eq!(
+        shown["total"],
+        format!("more than {} deliveries", thousands(n))
+    );
+    let status = |rows: usize, last: &serde_json::Value| {
+        format!(
+            "{rows} shown · searched back to {}; Older searches on",
+            last.as_str().unwrap()
+        )
+    };
+    assert_eq!(shown["status"], status(50, &shown["last"]), "{shown}");
+    click(&c, "#more").await;
+    wait_until(&c, &searched(100), "the next page of matches").await;
+    let shown = js(&c, LIST_TEXTS).await;
+    assert_eq!(shown["status"], status(100, &shown["last"]), "{shown}");
+
+    // A patient of days ago, by connection id: found past the first thousand deliveries,
+    // which is as far as the count reads, so the page says the count is not known.
+    c.goto(&format!("{base}/#/deliveries?q={oldest_connection}"))
+        .await
+        .unwrap();
+    wait_until(&c, &searched(2), "the oldest patient's deliveries").await;
+    let shown = js(&c, LIST_TEXTS).await;
+    assert_eq!(
+        [&shown["total"], &shown["status"]],
+        ["count not known: too few matches near the top", "2 shown"],
+        "{shown}"
+    );
+    let total = api(format!(
+        "/api/deliveries?q={oldest_connection}&total=1&limit=1"
+    ))
+    .await;
+    assert_eq!(
+        total["total"],
+        serde_json::json!({"count": 0, "exact": false})
+    );
+
     // The big export: the log kept its start; the page shows the whole payload, pretty.
     let list = api(format!("/api/deliveries?event_id={big_id}")).await;
     let big = list["items"][0]["id"].as_str().unwrap().to_string();
@@ -1004,16 +1147,51 @@ async fn deliveries_pages_in_headless_chromium() {
     let whole: serde_json::Value = serde_json::from_str(body).expect("the whole payload");
     assert_eq!(whole["data"]["download_links"].as_array().unwrap().len(), 8);
     assert!(body.contains("\n  \"data\": {"), "pretty-printed: {body}");
+    js(&c, "window.scrollTo(0, 0); return null;").await;
+    std::fs::write(
+        screenshot_dir().join("delivery.png"),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
+
+    // The body tools, clicked. Headless Chromium has no clipboard to read back, so the page's
+    // clipboard records what it is given; the download is a real one, into the profile.
+    let whole = api(format!("/api/deliveries/{big}")).await["full_body"].clone();
+    let whole = whole.as_str().expect("the whole payload");
+    js(
+        &c,
+        "window.__copied = [];
+         Object.defineProperty(navigator.clipboard, 'writeText', { configurable: true,
+           value: async (text) => { window.__copied.push(text); } });
+         return null;",
+    )
+    .await;
+    let copied = |n: usize, toast: &str| {
+        format!("window.__copied.length === {n} && document.querySelector('#toast').textContent === '{toast}'")
+    };
+    click(&c, "#copy-body").await;
+    wait_until(&c, &copied(1, "Body copied"), "the body copied").await;
+    assert_eq!(
+        js(&c, "return window.__copied[0];").await,
+        whole,
+        "the whole payload, as sent"
+    );
+    click(&c, "#download-body").await;
+    let file = downloads(profile.path()).join(format!("fasten-live-{big_id}.json"));
+    let saved = eventually(WAIT, "the downloaded body", || async {
+        std::fs::read_to_string(&file).ok()
+    })
+    .await;
+    assert_eq!(saved, whole, "{}", file.display());
     // Copy as curl leaves the secrets out and says so.
-    let curl = c
-        .execute_async(
-            "const done = arguments[arguments.length - 1];
-             Promise.all([fetch(arguments[0]).then(r => r.json()), fetch('/api/meta').then(r => r.json()), import('/curl.js')])
-               .then(([d, meta, m]) => done(m.curlCommand(d, meta)), e => done(String(e)));",
-            vec![format!("/api/deliveries/{big}").into()],
-        )
-        .await
-        .unwrap();
+    click(&c, "#copy-curl").await;
+    wait_until(
+        &c,
+        &copied(2, "curl command copied"),
+        "the curl command copied",
+    )
+    .await;
+    let curl = js(&c, "return window.__copied[1];").await;
     let curl = curl.as_str().unwrap();
     assert!(
         curl.contains(&format!(
@@ -1028,17 +1206,18 @@ async fn deliveries_pages_in_headless_chromium() {
         "{curl}"
     );
     assert!(
-        !curl.contains("sk_live") && !curl.contains("authorization:"),
+        !curl.contains("sk_live")
+            && !curl.contains("authorization:")
+            && !curl.contains("<redacted>"),
         "{curl}"
     );
     assert!(
         curl.starts_with("# Left out (secrets): webhook-signature, authorization"),
         "{curl}"
     );
-    assert!(
-        curl.contains("patient_portal") || curl.contains("download_links"),
-        "{curl}"
-    );
+    // The whole payload, quoted for the shell, not the start the log kept.
+    let quoted = format!("'{}'", whole.replace('\'', "'\\''"));
+    assert!(curl.ends_with(&format!("--data-binary {quoted}")), "{curl}");
     let ui_says = js(
         &c,
         "return document.querySelector('.body-tools').textContent;",
@@ -1051,12 +1230,6 @@ async fn deliveries_pages_in_headless_chromium() {
             .contains("leaves out webhook-signature"),
         "{ui_says}"
     );
-    js(&c, "window.scrollTo(0, 0); return null;").await;
-    std::fs::write(
-        screenshot_dir().join("delivery.png"),
-        c.screenshot().await.unwrap(),
-    )
-    .unwrap();
     c.close().await.unwrap();
     s.stop().await;
 }
@@ -1077,11 +1250,13 @@ async fn maintenance_sink() -> String {
 }
 
 /// Config for the Fasten pages: a UI password and an API token, the Fasten stand-in's API,
-/// endpoint `fasten-live`, and two forwarding endpoints whose targets fail (`crm` answers
-/// 503, nothing listens for `billing`); `processing` sets the retry policy.
+/// endpoint `fasten-live`, push events to `push` (signed with [`OTHER_SECRET`]), and two
+/// forwarding endpoints whose targets fail (`crm` answers 503, nothing listens for
+/// `billing`); `processing` sets the retry policy.
 fn fasten_ui_config(
     api_base: &str,
     key_file: &Path,
+    push: &str,
     crm: &str,
     billing: &str,
     processing: &str,
@@ -1107,6 +1282,10 @@ public_id = "public_test_0123456789"
 private_key_file = {key_file:?}
 download_hosts = ["http://127.0.0.1"]
 on_revoke = "keep"
+
+[push]
+url = "{push}"
+secret = "{OTHER_SECRET}"
 
 [[endpoints]]
 name = "fasten-live"
@@ -1143,6 +1322,38 @@ async fn wait_for_count(s: &TestServer, state: &str, n: u64) {
 const PAGE_OVERFLOWS: &str =
     "return document.documentElement.scrollWidth > document.documentElement.clientWidth;";
 
+/// The id and date cells of the queue's retrying and dead tables (found by their column's
+/// heading, not by a class) that are not kept on one line, which takes `white-space:
+/// nowrap` and the text shown on one line. A missing table, column or row is named too, so
+/// that an empty answer means every such cell was checked.
+const WRAPPED_ID_AND_DATE_CELLS: &str = "
+    const lines = (td) => {
+      const range = document.createRange();
+      range.selectNodeContents(td);
+      const tops = [...range.getClientRects()].filter(r => r.width > 0).map(r => r.top);
+      const style = getComputedStyle(td);
+      const line = parseFloat(style.lineHeight) || 1.2 * parseFloat(style.fontSize);
+      // Parts of one line may sit a pixel or two apart; a second line is a whole line lower.
+      return tops.length ? 1 + Math.round((Math.max(...tops) - Math.min(...tops)) / line) : 0;
+    };
+    const bad = [];
+    for (const [table, headings] of [['retrying', ['Next attempt', 'Event id']], ['dead', ['Received', 'Event id']]]) {
+      const all = [...document.querySelectorAll(`#${table} thead th`)].map(th => th.textContent);
+      const rows = [...document.querySelectorAll(`#${table} tbody tr[data-event-id]`)];
+      if (!rows.length) bad.push(`${table}: no rows`);
+      for (const heading of headings) {
+        const column = all.indexOf(heading);
+        if (column < 0) { bad.push(`${table}: no column ${heading}`); continue; }
+        for (const tr of rows) {
+          const td = tr.children[column];
+          const white = getComputedStyle(td).whiteSpace;
+          const n = lines(td);
+          if (white !== 'nowrap' || n !== 1) bad.push(`${table} ${heading} ${td.textContent}: ${white}, ${n} lines`);
+        }
+      }
+    }
+    return bad;";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fasten_connections_and_the_queue_in_headless_chromium() {
     use hookd::simulate::{self, api, EventSpec};
@@ -1154,6 +1365,7 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
     }
     const CONNECTED: &str = "3f6c1d2e-8a4b-4c7e-9d21-5b0e7a9c4f18";
     const REVOKED: &str = "a91e7c05-2d3f-4b68-8e4a-c7d2f1b09e36";
+    const MISCOUNTED: &str = "d47a2c90-1e6b-4f85-b3c7-8a0e9d2f6b13";
     let stand_in = api::start(
         "127.0.0.1:0".parse().unwrap(),
         api::Options {
@@ -1173,10 +1385,13 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}/billing/webhooks", l.local_addr().unwrap())
     };
+    // hookd's push events go to a service that takes them.
+    let push = Hooks::start(OTHER_SECRET, 0).await;
     // First one attempt per event, so failing forwards go dead at once.
     let first_run = TestServer::start(&fasten_ui_config(
         &stand_in.api_base,
         &key_file,
+        &push.url(),
         &crm,
         &billing,
         "max_attempts = 1",
@@ -1192,14 +1407,15 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         ..EventSpec::default()
     };
     let s = &first_run;
-    let send = |spec: EventSpec, id: String| async move {
-        let body = simulate::event_body(&spec, &id);
+    let send_body = |id: String, body: String| async move {
         let a = s
             .post_signed("fasten-live", SECRET, &format!("msg_{id}"), &body)
             .await;
         assert_eq!(a.verdict(), (200, "accepted"), "{id}");
         s.wait_for_state(&id, "done").await
     };
+    let send =
+        |spec: EventSpec, id: String| send_body(id.clone(), simulate::event_body(&spec, &id));
     let mut seed = 0u64;
     let mut next_id = || {
         seed += 1;
@@ -1242,16 +1458,14 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         next_id(),
     )
     .await;
-    // A few more patients: two with an export, one still waiting for its first.
+    // A few more patients: two with an export (one whose event announced other counts than
+    // the files hold), one still waiting for its first.
     for (conn, task) in [
         (
             "0b8e4f27-5c19-4a3d-92e6-7f1d0c8b3a54",
             Some("e5a1c9d3-7b2f-4e08-a6d4-3f9b1c7e5a20"),
         ),
-        (
-            "d47a2c90-1e6b-4f85-b3c7-8a0e9d2f6b13",
-            Some("4c9e7a15-2d8b-4f30-9e6a-b1d5c3f7a842"),
-        ),
+        (MISCOUNTED, Some("4c9e7a15-2d8b-4f30-9e6a-b1d5c3f7a842")),
         ("5f2b9d61-a3c8-4e7f-8b04-e6d1a9c2f375", None),
     ] {
         send(
@@ -1265,11 +1479,14 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         )
         .await;
         if let Some(task) = task {
-            send(
-                fasten("patient.ehi_export_success", conn, task, 80),
-                next_id(),
-            )
-            .await;
+            let id = next_id();
+            let spec = fasten("patient.ehi_export_success", conn, task, 80);
+            let mut body: serde_json::Value =
+                serde_json::from_str(&simulate::event_body(&spec, &id)).unwrap();
+            if conn == MISCOUNTED {
+                body["data"]["stats"]["total_by_resource_type"]["Observation"] = 999.into();
+            }
+            send_body(id, body.to_string()).await;
         }
     }
     let conn = s.api_ok(&format!("/api/connections/{REVOKED}")).await;
@@ -1336,6 +1553,7 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         &fasten_ui_config(
             &stand_in.api_base,
             &key_file,
+            &push.url(),
             &crm,
             &billing,
             "max_attempts = 5\nretry_schedule_secs = [900, 3600]",
@@ -1550,6 +1768,42 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         "the connection page scrolls sideways"
     );
     shot(&c, "connection").await;
+    assert_eq!(
+        js(
+            &c,
+            "return [document.querySelector('.export .mismatch-state').textContent, document.querySelectorAll('ul.mismatches').length];"
+        )
+        .await,
+        serde_json::json!(["counts match the event", 0])
+    );
+
+    // An export whose files hold other counts than its event announced says which.
+    c.goto(&format!("{base}/#/connection/{MISCOUNTED}"))
+        .await
+        .unwrap();
+    wait_until(
+        &c,
+        "document.querySelector('.export .mismatch-state')",
+        "the miscounted export",
+    )
+    .await;
+    let warning = js(
+        &c,
+        "const state = document.querySelector('.export .mismatch-state');
+         return { state: state.textContent, bad: state.classList.contains('s-dead'),
+           items: [...document.querySelectorAll('.export ul.mismatches li')].map(li => li.textContent) };",
+    )
+    .await;
+    let stored = s.api_ok(&format!("/api/connections/{MISCOUNTED}")).await;
+    let observations = &stored["exports"][0]["counts"]["Observation"];
+    assert_eq!(
+        warning,
+        serde_json::json!({
+            "state": "1 mismatch",
+            "bad": true,
+            "items": [format!("Observation: stats say 999, stored {observations}")],
+        })
+    );
 
     // The revoked connection's page says so at the top.
     c.goto(&format!("{base}/#/connection/{REVOKED}"))
@@ -1562,6 +1816,37 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
     )
     .await;
 
+    // hookd's own push of a stored export: its body can be copied, but no request brought
+    // it, so there is no curl command (it would go to a path the receiver does not serve).
+    let pushed = s
+        .api_ok("/api/deliveries?endpoint=hookd-push&type=hookd.export.stored&limit=1")
+        .await;
+    let pushed = pushed["items"][0]["id"].as_str().unwrap().to_owned();
+    c.goto(&format!("{base}/#/delivery/{pushed}"))
+        .await
+        .unwrap();
+    wait_until(
+        &c,
+        "document.querySelector('.body-tools #copy-body') && document.querySelector('#replay')",
+        "the push delivery with its tools and Replay",
+    )
+    .await;
+    let tools = js(
+        &c,
+        "return { curl: !!document.querySelector('#copy-curl'),
+            note: (n => n && n.textContent)(document.querySelector('#no-curl')) };",
+    )
+    .await;
+    assert_eq!(tools["curl"], false, "{tools}");
+    assert!(
+        tools["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("hookd made this event itself")
+                && n.contains("Replay sends it again")),
+        "{tools}"
+    );
+    assert!(!push.all().is_empty(), "the push was sent");
+
     // The queue: the chart's range changes its buckets; retrying events with their next
     // attempt; errors grouped; the dead list paged.
     c.goto(&format!("{base}/#/queue")).await.unwrap();
@@ -1571,6 +1856,26 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         "a day's chart by hour",
     )
     .await;
+    // Fifteen days by hour: its first bar starts fourteen days and some hours ago.
+    click(&c, "#chart-range button[data-range='15d']").await;
+    wait_until(
+        &c,
+        "(ch => ch.dataset.range === '15d' && ch.dataset.buckets === '360')(document.querySelector('#chart')) && location.hash.includes('range=15d')",
+        "fifteen days' chart by hour",
+    )
+    .await;
+    let chart = js(
+        &c,
+        "const first = document.querySelector('#chart .chart-axis span').textContent;
+         return { days: (Date.now() - Date.parse(first.replace(' UTC', 'Z').replace(' ', 'T'))) / 86400000,
+           pressed: document.querySelector(\"#chart-range button[aria-pressed='true']\").dataset.range,
+           bars: document.querySelectorAll('#chart svg rect').length > 0 };",
+    )
+    .await;
+    let days = chart["days"].as_f64().unwrap();
+    assert!((14.0..15.0).contains(&days), "{chart}");
+    assert_eq!(chart["pressed"], "15d", "{chart}");
+    assert_eq!(chart["bars"], true, "{chart}");
     click(&c, "#chart-range button[data-range='hour']").await;
     wait_until(
         &c,
@@ -1618,16 +1923,9 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         "the first page of dead events",
     )
     .await;
-    // Ids and dates stay on one line.
-    assert_eq!(
-        js(
-            &c,
-            "return [...document.querySelectorAll('#dead td.nowrap, #retrying td.nowrap')]
-                .every(td => getComputedStyle(td).whiteSpace === 'nowrap');"
-        )
-        .await,
-        true
-    );
+    // Ids and dates stay on one line, in both tables.
+    let wrapped = js(&c, WRAPPED_ID_AND_DATE_CELLS).await;
+    assert_eq!(wrapped, serde_json::json!([]), "cells that wrap");
     assert_eq!(
         js(&c, PAGE_OVERFLOWS).await,
         false,

@@ -194,6 +194,15 @@ async fn connection_success_requests_one_export_even_when_delivered_twice() {
     let list = t.s.api_ok("/api/connections").await;
     assert_eq!(list["items"][0]["org_connection_id"], "conn-1");
     t.s.api_status("/api/connections/nope", 404).await;
+    // Without `[push]` hookd has no endpoint of its own to offer the UI.
+    let meta = t.s.api_ok("/api/meta").await;
+    let names: Vec<&Value> = meta["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["name"])
+        .collect();
+    assert_eq!(names, ["fasten"], "{meta}");
     t.stop().await;
 }
 
@@ -1056,6 +1065,68 @@ async fn a_stored_export_is_pushed_signed_and_its_files_read_with_the_export_tok
     t.s.api_ok("/api/events/hookd.export.stored.ex-p").await;
     let listed = t.s.api_ok("/api/events?endpoint=hookd-push").await;
     assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+
+    // Both are in the delivery log, under hookd's own endpoint, which the UI's vocabulary
+    // lists (without a receiving path: nothing is received there): the push, and the
+    // replay's duplicate of it.
+    let deliveries = t.s.api_ok("/api/deliveries?endpoint=hookd-push").await;
+    let items = deliveries["items"].as_array().unwrap();
+    let seen: Vec<_> = items
+        .iter()
+        .map(|d| {
+            let text = |key: &str| d[key].as_str().unwrap_or_default();
+            (text("event_id"), text("event_type"), text("verdict"))
+        })
+        .collect();
+    let (id, kind) = ("hookd.export.stored.ex-p", "hookd.export.stored");
+    assert_eq!(
+        seen,
+        [(id, kind, "duplicate"), (id, kind, "accepted")],
+        "{deliveries}"
+    );
+    assert_eq!(items[1]["state"], "done");
+    assert_eq!(items[0]["original_delivery_id"], items[1]["id"]);
+    let meta = t.s.api_ok("/api/meta").await;
+    let endpoint = meta["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "hookd-push");
+    assert_eq!(
+        endpoint,
+        Some(&serde_json::json!({
+            "name": "hookd-push", "profile": "internal", "processor": "forward", "path": null,
+        })),
+        "{meta}"
+    );
+
+    // Replaying the done push sends it to `[push] url` again: as for a forward endpoint,
+    // only once confirmed.
+    let path = "/api/events/hookd.export.stored.ex-p/replay";
+    let sent = hooks.all().len();
+    let refused = t.s.api_post_status(path, 409).await;
+    assert_eq!(refused["needs_confirm"], true);
+    let reason = refused["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("confirm=true") && reason.contains("hookd-push"),
+        "{reason}"
+    );
+    let push = t.s.api_ok("/api/events/hookd.export.stored.ex-p").await;
+    assert_eq!(push["replays"], 0, "{push}");
+    t.s.api_post_status(&format!("{path}?confirm=true"), 202)
+        .await;
+    let again = eventually(WAIT, "the push sent again", || async {
+        hooks.all().get(sent).cloned()
+    })
+    .await;
+    assert!(again.verified, "{again:?}");
+    assert_eq!(again.webhook_id, "hookd.export.stored.ex-p");
+    eventually(WAIT, "the replayed push done", || async {
+        let e = t.s.api_ok("/api/events/hookd.export.stored.ex-p").await;
+        (e["replays"] == 1 && e["state"] == "done").then_some(())
+    })
+    .await;
+    assert_eq!(hooks.all().len(), sent + 1, "sent once more");
     t.stop().await;
 }
 

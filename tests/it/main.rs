@@ -334,14 +334,24 @@ pub async fn deliver(
     event_id: &str,
     at_ms: u64,
 ) -> hookd::store::Accepted {
+    deliver_logging(store, event_id, "", at_ms).await
+}
+
+/// [`deliver`], with `logged` as the body the delivery log keeps (what `q=` searches).
+pub async fn deliver_logging(
+    store: &hookd::store::Store,
+    event_id: &str,
+    logged: &str,
+    at_ms: u64,
+) -> hookd::store::Accepted {
     use hookd::store::{DeliveryDraft, NewEvent, ResponseLog, Verdict};
     let draft = DeliveryDraft {
         received_at_ms: at_ms,
         endpoint: "std".into(),
         remote_addr: None,
         request_headers: vec![],
-        body: String::new(),
-        body_bytes: 0,
+        body: logged.into(),
+        body_bytes: logged.len(),
         body_truncated: false,
         verdict: Verdict::Accepted,
         reason: String::new(),
