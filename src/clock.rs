@@ -13,6 +13,23 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 static ORIGIN: OnceLock<(u64, tokio::time::Instant)> = OnceLock::new();
 
+/// `ms` since the epoch as a UTC time people read in texts such as attempt details
+/// (`2026-11-30 02:43:37 UTC`); the API's numbers stay milliseconds.
+pub fn utc_text(ms: u64) -> String {
+    match chrono::DateTime::from_timestamp_millis(ms as i64) {
+        Some(t) => t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        None => format!("{ms} ms since the epoch"),
+    }
+}
+
+/// Unix seconds as RFC 3339 UTC (`2024-06-13T00:08:31Z`).
+pub fn rfc3339(secs: i64) -> String {
+    match chrono::DateTime::from_timestamp(secs, 0) {
+        Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        None => format!("{secs}"),
+    }
+}
+
 /// Real wall-clock time in milliseconds since the Unix epoch (for [`system_secs`]).
 pub fn system_ms() -> u64 {
     SystemTime::now()

@@ -26,4 +26,5 @@ pub mod shutdown;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;
+pub mod text;
 pub mod verify;

@@ -150,9 +150,15 @@ fn api_name(config: &Config, to: &Path) -> Result<String, String> {
     let Some(dir) = &config.admin.backup_dir else {
         return Err("it is not set (set it, restart hookd, and pass --to BACKUP_DIR/NAME)".into());
     };
-    let wanted = std::fs::canonicalize(dir).ok();
+    // A backup_dir that cannot be used is the cause to name, not where --to points.
+    let wanted = std::fs::canonicalize(dir).map_err(|e| {
+        format!(
+            "it ({}) cannot be used: {e} (create it, writable by hookd's user, then try again)",
+            dir.display()
+        )
+    })?;
     let parent = to.parent().and_then(|p| std::fs::canonicalize(p).ok());
-    match (to.file_name(), wanted == parent && wanted.is_some()) {
+    match (to.file_name(), parent == Some(wanted)) {
         (Some(name), true) => Ok(name.to_string_lossy().into_owned()),
         _ => Err(format!("pass --to {}/NAME", dir.display())),
     }

@@ -15,11 +15,11 @@ pub(super) fn run(file: &Path) -> Outcome {
             for error in e.errors() {
                 eprintln!("hookd: error: {error}");
             }
-            let n = e.errors().len();
+            let n = e.errors().len() as u64;
             return Err(Failure::Usage(format!(
-                "{}: {n} error{}",
+                "{}: {}",
                 file.display(),
-                if n == 1 { "" } else { "s" }
+                crate::text::count(n, "error", "errors")
             )));
         }
     };
@@ -27,15 +27,16 @@ pub(super) fn run(file: &Path) -> Outcome {
     for warning in &warnings {
         eprintln!("hookd: warning: {warning}");
     }
-    let plural = |n: usize| if n == 1 { "" } else { "s" };
-    let n = config.endpoints.len();
-    let heed = match warnings.len() {
+    let heed = match warnings.len() as u64 {
         0 => String::new(),
-        w => format!(", with {w} warning{} to read", plural(w)),
+        w => format!(
+            ", with {} to read",
+            crate::text::count(w, "warning", "warnings")
+        ),
     };
     done(format_args!(
-        "{}: valid{heed} ({n} endpoint{})",
+        "{}: valid{heed} ({})",
         file.display(),
-        plural(n)
+        crate::text::count(config.endpoints.len() as u64, "endpoint", "endpoints")
     ))
 }

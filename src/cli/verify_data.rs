@@ -33,7 +33,8 @@ pub(super) fn run(dir: &Path) -> Outcome {
     if report.consistent() {
         text.push_str("consistent\n");
     } else {
-        let _ = writeln!(text, "{} problems found", report.problem_count);
+        let problems = crate::text::count(report.problem_count as u64, "problem", "problems");
+        let _ = writeln!(text, "{problems} found");
     }
     print!("{text}");
     Ok(if report.consistent() {

@@ -50,6 +50,17 @@ impl Config {
                  or an export stored by one is not readable through the others"
             ));
         }
+        // Online backups go only into backup_dir, and hookd does not make it (it is a place
+        // chosen by the operator, often another disk): a missing one fails every backup.
+        if let Some(dir) = &self.admin.backup_dir {
+            if !dir.is_dir() {
+                warnings.push(format!(
+                    "{file}: key `admin.backup_dir`: {} is not a directory yet, so online \
+                     backups fail until it is made (writable by hookd's user)",
+                    dir.display()
+                ));
+            }
+        }
         // A file with no endpoint still starts (with the same `default` endpoint as no file
         // at all), but a file was written for a reason: say so rather than pass in silence.
         if self.default_endpoint && self.source.is_some() {

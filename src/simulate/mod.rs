@@ -143,34 +143,12 @@ pub fn event_data(spec: &EventSpec) -> Value {
 pub fn event_body(spec: &EventSpec, id: &str) -> String {
     json!({
         "api_mode": spec.api_mode,
-        "date": rfc3339(clock::system_secs()),
+        "date": clock::rfc3339(clock::system_secs()),
         "id": id,
         "type": spec.event_type,
         "data": event_data(spec),
     })
     .to_string()
-}
-
-/// Unix seconds as RFC 3339 UTC (`2024-06-13T00:08:31Z`).
-pub fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]
@@ -179,8 +157,12 @@ mod tests {
 
     #[test]
     fn dates_are_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_718_237_311), "2024-06-13T00:08:31Z");
+        assert_eq!(clock::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(clock::rfc3339(1_718_237_311), "2024-06-13T00:08:31Z");
+        assert_eq!(
+            clock::utc_text(1_718_237_311_500),
+            "2024-06-13 00:08:31 UTC"
+        );
     }
 
     #[test]

@@ -181,7 +181,12 @@ async fn connection_success_requests_one_export_even_when_delivered_twice() {
     // Fasten may also announce the same connection again under a new event id.
     assert_eq!(t.send(&spec, "cs-2").await.verdict(), (200, "accepted"));
     let again = t.s.wait_for_state("cs-2", "done").await;
-    assert!(detail(&again, 0).contains("already requested"), "{again}");
+    // When, as a time people read (not epoch milliseconds).
+    assert!(
+        detail(&again, 0).contains("already requested (at 20")
+            && detail(&again, 0).contains(" UTC)"),
+        "{again}"
+    );
     assert_eq!(t.stand_in.export_requests_for("conn-1"), 1);
     assert_eq!(t.stand_in.seen.unauthorized.load(Ordering::Relaxed), 0);
 
@@ -219,6 +224,7 @@ async fn export_success_stores_files_whose_counts_match_stats_and_the_index_answ
     let text = detail(&event, 0);
     assert!(text.contains("counts match stats"), "{text}");
     assert!(text.contains("sha256"), "{text}");
+    assert!(text.contains(": 2 files, 80 resources"), "{text}");
 
     // Files under their final names only, each complete.
     let dir = t.export_dir("conn-2", "task-1");
@@ -310,6 +316,7 @@ async fn the_legacy_download_link_shape_works() {
     assert_eq!(t.send(&spec, "legacy-1").await.verdict(), (200, "accepted"));
     let event = t.s.wait_for_state("legacy-1", "done").await;
     assert!(detail(&event, 0).contains("counts match stats"), "{event}");
+    assert!(detail(&event, 0).contains(": 1 file, "), "{event}");
     assert_eq!(
         file_names(&t.export_dir("conn-3", "task-legacy")),
         ["fhir-1-40.ndjson"]
@@ -454,7 +461,7 @@ async fn revoke_with_delete_removes_the_data() {
         .await;
     let event = t.s.wait_for_state("rv-2", "done").await;
     assert!(
-        detail(&event, 0).contains("removed 1 export(s) [task-r]"),
+        detail(&event, 0).contains("removed 1 export [task-r]"),
         "{event}"
     );
     assert!(!t.s.dir.path().join("data/exports/conn-r").exists());
@@ -776,7 +783,7 @@ async fn a_revoked_connection_exports_nothing_until_a_newer_connection_success()
         let event = t.s.wait_for_state("ex-1", "done").await;
         let text = detail(&event, 0);
         assert!(
-            text.starts_with("connection revoked: "),
+            text.starts_with("connection revoked: ") && text.contains(" UTC; "),
             "{on_revoke}: {text}"
         );
         assert_eq!(t.downloads(), 0, "{on_revoke}");
@@ -801,7 +808,11 @@ async fn a_revoked_connection_exports_nothing_until_a_newer_connection_success()
         let event = t
             .processed("patient.connection_success", conn, "cs-2")
             .await;
-        assert!(detail(&event, 0).contains("re-authorized"), "{event}");
+        assert!(
+            detail(&event, 0).contains("re-authorized (it was revoked at 20")
+                && detail(&event, 0).contains(" UTC)"),
+            "{event}"
+        );
         assert!(detail(&event, 0).contains("export requested"), "{event}");
         assert_eq!(t.stand_in.export_requests_for(conn), 2);
         let c = t.s.api_ok(&format!("/api/connections/{conn}")).await;

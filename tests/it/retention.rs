@@ -582,6 +582,36 @@ async fn backup_command_asks_a_running_hookd_and_compact_shrinks_a_stopped_one()
         err.contains("HTTP 401") && err.contains("HOOKD_ADMIN_TOKEN"),
         "{err}"
     );
+    // A backup_dir that does not exist is named as the cause (not where --to points).
+    let missing = backups.path().join("missing");
+    let gone = s.dir.path().join("missing-dir.toml");
+    std::fs::write(
+        &gone,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace(&format!("{:?}", backups.path()), &format!("{missing:?}")),
+    )
+    .unwrap();
+    let args = [
+        "--config".to_owned(),
+        gone.to_string_lossy().into_owned(),
+        "backup".to_owned(),
+        "--to".to_owned(),
+        missing.join("b1").to_string_lossy().into_owned(),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        hookd(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("cannot be used")
+            && err.contains("No such file")
+            && !err.contains("pass --to"),
+        "{err}"
+    );
     let to = backups.path().join("online-copy");
     // Off the runtime's thread: the server answering the command runs on it.
     let args = [

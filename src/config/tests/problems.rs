@@ -192,6 +192,22 @@ fn cluster_mode_with_a_fasten_endpoint_warns_until_exports_dir_is_shared() {
 }
 
 #[test]
+fn a_backup_dir_that_is_not_there_yet_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("backups");
+    let text = format!("[admin]\nbackup_dir = {missing:?}\n{FASTEN_ENDPOINT}secrets = [\"{SECRET}\"]\nprocessor = \"log\"\n");
+    let warnings = load_str(&text, &[]).unwrap().warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("key `admin.backup_dir`") && warnings[0].contains("not a directory"),
+        "{}",
+        warnings[0]
+    );
+    std::fs::create_dir(&missing).unwrap();
+    assert!(load_str(&text, &[]).unwrap().warnings().is_empty());
+}
+
+#[test]
 fn every_problem_is_reported_not_only_the_first() {
     let found = problems(
         &format!(

@@ -72,11 +72,15 @@ impl FastenProcessor {
             Authorization::StillRevoked(at) => {
                 return Ok(format!(
                     "connection revoked: connection {conn} was revoked by an event received \
-                     after this one (at {at} ms); it stays revoked and no export is requested"
+                     after this one (at {}); it stays revoked and no export is requested",
+                    crate::clock::utc_text(at)
                 ))
             }
             Authorization::Renewed(at) => {
-                format!("connection {conn} re-authorized (it was revoked at {at} ms)")
+                format!(
+                    "connection {conn} re-authorized (it was revoked at {})",
+                    crate::clock::utc_text(at)
+                )
             }
             Authorization::Authorized => format!("connection {conn} recorded"),
         };
@@ -85,7 +89,8 @@ impl FastenProcessor {
         }
         if let Some(at) = c.export_requested_at_ms {
             return Ok(format!(
-                "{recorded}; its export was already requested (at {at} ms)"
+                "{recorded}; its export was already requested (at {})",
+                crate::clock::utc_text(at)
             ));
         }
         let answer = self.api.request_export(&conn).await?;
@@ -198,10 +203,10 @@ impl FastenProcessor {
         self.note_removal(&conn, &removed)?;
         self.push_deleted(job, &conn, &removed).await?;
         Ok(format!(
-            "connection {conn} marked revoked; removed {} export(s) [{}], {} file(s), {} bytes, {entries} index entries (on_revoke = delete)",
-            removed.exports.len(),
+            "connection {conn} marked revoked; removed {} [{}], {}, {} bytes, {entries} index entries (on_revoke = delete)",
+            crate::text::count(removed.exports.len() as u64, "export", "exports"),
             removed.exports.join(", "),
-            removed.files,
+            crate::text::count(removed.files, "file", "files"),
             removed.bytes,
         ))
     }

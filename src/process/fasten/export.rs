@@ -39,7 +39,8 @@ enum Planned {
 fn revoked_text(conn: &str, task: &str, at: u64, what: &str) -> String {
     format!(
         "connection revoked: export {task} of connection {conn} {what}. It was revoked at \
-         {at} ms; a newer patient.connection_success authorizes it again"
+         {}; a newer patient.connection_success authorizes it again",
+        crate::clock::utc_text(at)
     )
 }
 
@@ -267,10 +268,10 @@ fn describe(record: &ExportRecord, notes: &[String]) -> String {
         .map(|(t, n)| format!("{t} {n}"))
         .collect();
     format!(
-        "stored export {} of connection {}: {} file(s), {} resources, {bytes} bytes: {}; counts: {}; {}",
+        "stored export {} of connection {}: {}, {} resources, {bytes} bytes: {}; counts: {}; {}",
         record.task_id,
         record.org_connection_id,
-        record.files.len(),
+        crate::text::count(record.files.len() as u64, "file", "files"),
         record.total_resources,
         file_list.join(", "),
         counts_text.join(", "),
