@@ -32,7 +32,8 @@ pub enum StartError {
     },
     #[error("{0}")]
     Secret(String),
-    #[error("cannot open the store in {path}: {source} (is another hookd using this data_dir?)")]
+    // The store's error says what to do (a locked store asks whether another hookd runs).
+    #[error("cannot open the store in {path}: {source}")]
     Store {
         path: PathBuf,
         source: crate::store::StoreError,

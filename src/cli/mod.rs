@@ -28,7 +28,8 @@ use std::process::ExitCode;
     name = "hookd",
     version,
     about = "Receives signed webhooks, stores them durably, processes them in the background",
-    after_help = "Environment: HOOKD_CONFIG (--config), HOOKD_LOG (log filter, default `info`), \
+    after_help = "Environment: HOOKD_CONFIG (--config), HOOKD_LOG (log filter, default \
+                  `info,tokio_cron_scheduler=warn`), \
                   HOOKD_SHOW_SECRET (serve: print a generated secret even without a terminal), \
                   HOOKD_FASTEN_PRIVATE_KEY (simulate --serve-api), and the configuration's \
                   HOOKD_* overrides (see the README)."
@@ -39,7 +40,7 @@ struct Cli {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Log as JSON lines instead of plain text (`serve`, `simulate`); HOOKD_LOG sets the
-    /// filter (default `info`).
+    /// filter (default `info,tokio_cron_scheduler=warn`).
     #[arg(long)]
     log_json: bool,
     #[command(subcommand)]
@@ -57,7 +58,8 @@ struct ConfigFlag {
 /// `--log-json`, for the commands that run and log.
 #[derive(clap::Args, Default)]
 struct LogFlag {
-    /// Log as JSON lines instead of plain text; HOOKD_LOG sets the filter (default `info`).
+    /// Log as JSON lines instead of plain text; HOOKD_LOG sets the filter (default
+    /// `info,tokio_cron_scheduler=warn`).
     #[arg(long)]
     log_json: bool,
 }
@@ -490,6 +492,12 @@ mod tests {
         let filter = tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER).to_string();
         assert!(filter.contains("tokio_cron_scheduler=warn"), "{filter}");
         assert!(filter.split(',').any(|d| d == "info"), "{filter}");
+        // The help says the same.
+        let help = <Cli as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains(DEFAULT_LOG_FILTER), "{help}");
+        assert!(!help.contains("default `info`)"), "{help}");
     }
 
     #[test]

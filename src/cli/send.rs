@@ -103,7 +103,12 @@ pub(super) async fn run(args: Args) -> Outcome {
     let secret = read_secret(args.secret, args.secret_file)?;
     let data: serde_json::Value = serde_json::from_str(&data_text(&args.data)?)
         .map_err(|e| Failure::Usage(format!("--data is not JSON: {e}")))?;
-    let id = args.id.unwrap_or_else(new_event_id);
+    let id = args.id.unwrap_or_else(|| {
+        // Made up here: say it, so the event can be looked up (/api/events/ID).
+        let id = new_event_id();
+        eprintln!("event id {id}");
+        id
+    });
     let body = serde_json::json!({
         "id": id,
         "type": args.event_type,

@@ -176,6 +176,22 @@ async fn send_takes_data_from_a_file_or_stdin_and_refuses_unprintable_ids() {
         assert_eq!(event["payload"]["data"]["from"], from, "{event}");
     }
 
+    // Without --id, the id made up is printed, and it is the event's.
+    let out = run(dir.path(), &base);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let made_up = stderr(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("event id "))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no event id in {}", stderr(&out)));
+    let status = http
+        .get(format!("http://{}/api/events/{made_up}", p.admin))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+
     for (bad, says) in [("evt 1", "printable"), ("", "empty")] {
         let out = run(dir.path(), &[&base[..], &["--id", bad][..]].concat());
         assert_eq!(out.status.code(), Some(2));
