@@ -23,6 +23,13 @@ pub enum SecretError {
     #[error("is not valid base64 after the `whsec_` prefix")]
     NotBase64,
     #[error(
+        "is not a signing secret: write it as `whsec_` and the base64 of the key, as the \
+         sender shows it"
+    )]
+    NotASecret,
+    #[error("is a placeholder: put the endpoint's real secret here (`whsec_` and base64)")]
+    Placeholder,
+    #[error(
         "decodes to {0} bytes; a signing key needs at least 16 (write it as `whsec_` and the \
          base64 of the key, as the sender shows it)"
     )]
@@ -33,8 +40,15 @@ impl Secret {
     /// Parses `whsec_<base64>`; like the reference libraries, the prefix is optional.
     pub fn parse(text: &str) -> Result<Secret, SecretError> {
         let text = text.trim();
-        let b64 = text.strip_prefix("whsec_").unwrap_or(text);
-        let key = STANDARD.decode(b64).map_err(|_| SecretError::NotBase64)?;
+        if text.contains("...") || text.contains('…') {
+            return Err(SecretError::Placeholder);
+        }
+        // Without the prefix (the reference libraries accept that too), a value that is not
+        // base64 is no secret at all, and the prefix is not what to blame.
+        let key = match text.strip_prefix("whsec_") {
+            Some(b64) => STANDARD.decode(b64).map_err(|_| SecretError::NotBase64)?,
+            None => STANDARD.decode(text).map_err(|_| SecretError::NotASecret)?,
+        };
         if key.len() < 16 {
             return Err(SecretError::TooShort(key.len()));
         }
@@ -109,6 +123,10 @@ mod tests {
     fn refuses_garbage_and_short_keys() {
         assert_eq!(Secret::parse("whsec_!!!"), Err(SecretError::NotBase64));
         assert_eq!(Secret::parse("whsec_AAAA"), Err(SecretError::TooShort(3)));
+        // Without the prefix, not base64: no mention of a prefix that is not there.
+        assert_eq!(Secret::parse("hunter2"), Err(SecretError::NotASecret));
+        // The README's example value, copied as it is.
+        assert_eq!(Secret::parse("whsec_..."), Err(SecretError::Placeholder));
         // The message says what form a secret takes.
         assert!(SecretError::TooShort(3).to_string().contains("`whsec_`"));
     }

@@ -33,7 +33,14 @@ pub(super) fn build(
     ));
     if let (Some(listen), Some(admin_listen)) = (listen, admin_listen) {
         if collide(listen, admin_listen) {
-            problems.add(origin.err("admin_listen", Invalid::SameAddress(admin_listen, listen)));
+            problems.add(origin.err(
+                "admin_listen",
+                Invalid::SameAddress {
+                    admin: admin_listen,
+                    listen,
+                    var: origin.var("listen"),
+                },
+            ));
         }
     }
     let retention_days = raw.retention_days.unwrap_or(defaults::RETENTION_DAYS);

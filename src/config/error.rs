@@ -206,8 +206,14 @@ pub enum Invalid {
         value: String,
         suggestion: Option<&'static str>,
     },
-    #[error("`{0}` takes the port of `listen` (`{1}`): the receiver and the admin API each need their own address")]
-    SameAddress(std::net::SocketAddr, std::net::SocketAddr),
+    #[error("`{admin}` takes the port of `listen` (`{listen}`{}): the receiver and the admin API each need their own address",
+        .var.as_ref().map(|v| format!(", set by {v}")).unwrap_or_default())]
+    SameAddress {
+        admin: std::net::SocketAddr,
+        listen: std::net::SocketAddr,
+        /// The variable `listen` came from, when it did.
+        var: Option<String>,
+    },
     #[error("is inside data_dir ({}): a backup there would copy itself; choose a directory outside it", .0.display())]
     InsideDataDir(PathBuf),
     #[error("is above receive.body_budget_bytes ({0}): no body that size could ever be read")]
@@ -263,6 +269,11 @@ impl Origin {
     /// Records that `var` set `key`, so errors about it name the variable.
     pub(super) fn set_by(&mut self, key: String, var: &str) {
         self.from_env.insert(key, var.to_owned());
+    }
+
+    /// The variable that set `key`, if one did.
+    pub(super) fn var(&self, key: &str) -> Option<String> {
+        self.from_env.get(key).cloned()
     }
 
     /// An error about the value at `key` (list items as `key[i]`).

@@ -50,6 +50,19 @@ impl Config {
                  or an export stored by one is not readable through the others"
             ));
         }
+        // A signature's timestamp is the sender's clock at signing; it reaches hookd a moment
+        // later, from a clock that is never exactly the same. A window of a few seconds
+        // refuses genuine deliveries whenever either is a little off.
+        for (i, e) in self.endpoints.iter().enumerate() {
+            if e.tolerance_secs < 5 {
+                warnings.push(format!(
+                    "{file}: key `endpoints[{i}].tolerance_secs`: {} s refuses every delivery \
+                     signed more than {} s from this machine's clock, network delays and \
+                     clock drift included (the Standard Webhooks default is 300)",
+                    e.tolerance_secs, e.tolerance_secs
+                ));
+            }
+        }
         // Online backups go only into backup_dir, and hookd does not make it (it is a place
         // chosen by the operator, often another disk): a missing one fails every backup.
         if let Some(dir) = &self.admin.backup_dir {

@@ -25,13 +25,24 @@ fn listen_and_admin_listen_need_their_own_addresses() {
     )
     .unwrap_err();
     assert!(
-        matches!(err.problem(), Some(Invalid::SameAddress(..))),
+        matches!(err.problem(), Some(Invalid::SameAddress { .. })),
         "{err}"
     );
     assert!(
         err.to_string().contains(
             "hookd.toml: key `admin_listen`: `127.0.0.1:9000` takes the port of `listen`"
         ),
+        "{err}"
+    );
+    // A `listen` from the environment is named as such: the file's admin_listen may be fine.
+    let err = load_str(
+        "admin_listen = \"127.0.0.1:8081\"",
+        &[("HOOKD_LISTEN", "127.0.0.1:8081")],
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("takes the port of `listen` (`127.0.0.1:8081`, set by HOOKD_LISTEN)"),
         "{err}"
     );
     // All addresses and one of them, on one port, collide too (the bind would fail).
@@ -41,7 +52,7 @@ fn listen_and_admin_listen_need_their_own_addresses() {
     )
     .unwrap_err();
     assert!(
-        matches!(err.problem(), Some(Invalid::SameAddress(..))),
+        matches!(err.problem(), Some(Invalid::SameAddress { .. })),
         "{err}"
     );
     // Port 0 is chosen by the system, so both may ask for it; different ports are fine.
@@ -189,6 +200,21 @@ fn cluster_mode_with_a_fasten_endpoint_warns_until_exports_dir_is_shared() {
         "[fasten]\npublic_id = \"public_test_1\"\n{FASTEN_ENDPOINT}secrets = [\"{SECRET}\"]\n"
     );
     assert!(load_str(&local, &key).unwrap().warnings().is_empty());
+}
+
+#[test]
+fn a_timestamp_tolerance_of_a_few_seconds_is_a_warning() {
+    let text = |secs: u64| {
+        format!("[[endpoints]]\nname = \"a\"\nsecrets = [\"{SECRET}\"]\ntolerance_secs = {secs}\n")
+    };
+    let warnings = load_str(&text(0), &[]).unwrap().warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("key `endpoints[0].tolerance_secs`: 0 s refuses"),
+        "{}",
+        warnings[0]
+    );
+    assert!(load_str(&text(60), &[]).unwrap().warnings().is_empty());
 }
 
 #[test]
