@@ -51,6 +51,16 @@ pub fn parse(url: &str) -> Result<tokio_postgres::Config> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(std::time::Duration::from_secs(10));
     }
+    // A network that splits leaves an open connection with no error: a query sent on it would
+    // wait for the kernel's retransmissions (a quarter of an hour), and the writer, and every
+    // ack, with it. Data unacknowledged for 20 s, or a silent peer found by keepalives,
+    // closes the connection instead, so the batch fails (503) and the pool connects anew.
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(std::time::Duration::from_secs(20));
+    }
+    if config.get_keepalives_idle() == std::time::Duration::from_secs(2 * 60 * 60) {
+        config.keepalives_idle(std::time::Duration::from_secs(15));
+    }
     Ok(config)
 }
 
@@ -121,6 +131,18 @@ fn tls_config(options: &PgOptions) -> Result<rustls::ClientConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_silent_network_is_noticed_in_seconds_unless_the_url_says_otherwise() {
+        let config = parse("postgres://db/hookd").unwrap();
+        let secs = |d: &std::time::Duration| d.as_secs();
+        assert_eq!(config.get_tcp_user_timeout().map(secs), Some(20));
+        assert_eq!(config.get_keepalives_idle().as_secs(), 15);
+        assert!(config.get_keepalives());
+        let config = parse("postgres://db/hookd?tcp_user_timeout=60&keepalives_idle=120").unwrap();
+        assert_eq!(config.get_tcp_user_timeout().map(secs), Some(60));
+        assert_eq!(config.get_keepalives_idle().as_secs(), 120);
+    }
 
     #[test]
     fn a_bad_connection_string_is_refused_without_repeating_it() {
