@@ -126,6 +126,34 @@ fn first_run_banner_shows_the_web_ui_first_and_a_hint_that_runs_as_printed() {
     assert!(listening.starts_with("20"), "{listening}");
 }
 
+#[test]
+fn the_hint_says_hookd_when_that_is_what_path_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_hookd")).parent().unwrap();
+    let path = std::env::join_paths(std::iter::once(bin.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
+    let mut command = hookd();
+    command
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("HOOKD_LISTEN", "127.0.0.1:0")
+        .env("HOOKD_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("HOOKD_SHOW_SECRET", "1")
+        .env_remove("HOOKD_CONFIG")
+        .env("HOOKD_LOG", "warn");
+    let p = start(command);
+    let hint = p
+        .stdout
+        .iter()
+        .find(|l| l.trim_start().starts_with("try it:"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no hint in {:?}", p.stdout));
+    assert!(hint.trim().starts_with("try it: hookd send "), "{hint}");
+    stop(p);
+}
+
 #[tokio::test]
 async fn send_takes_data_from_a_file_or_stdin_and_refuses_unprintable_ids() {
     let dir = tempfile::tempdir().unwrap();

@@ -41,6 +41,23 @@ async fn metrics_need_a_credential_and_count_deliveries_attempts_and_latency() {
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
+    // Every series docs/alerts.md's rules and the README name exists.
+    for doc in ["docs/alerts.md", "README.md"] {
+        let doc_text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(doc)).unwrap();
+        for (at, _) in doc_text.match_indices("hookd_") {
+            let name: String = doc_text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if name.len() > "hookd_".len() && !name.ends_with('_') {
+                assert!(
+                    text.contains(&format!("\n{name}")),
+                    "{doc} names {name}, which /metrics does not have"
+                );
+            }
+        }
+    }
     // The sample itself (its `# HELP` line names it too).
     let sample = |text: &str, value: &str| {
         text.lines()

@@ -218,3 +218,38 @@ fn readme_and_packaged_file_list_every_variable() {
         assert!(readme.contains(var.as_str()), "README.md lacks {var}");
     }
 }
+
+/// The Fasten walk-through runs beside the README's instance, which is still running on
+/// the default addresses: it must use other ports.
+#[test]
+fn the_fasten_walk_through_keeps_off_the_readme_instance_ports() {
+    let doc = repo_file("docs/fasten.md");
+    let ports: BTreeSet<&str> = doc
+        .match_indices("127.0.0.1:")
+        .map(|(at, m)| {
+            let rest = &doc[at + m.len()..];
+            &rest[..rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len())]
+        })
+        .filter(|p| !p.is_empty())
+        .collect();
+    assert!(!ports.is_empty());
+    for taken in [defaults::LISTEN, defaults::ADMIN_LISTEN] {
+        let port = taken.rsplit(':').next().unwrap();
+        assert!(!ports.contains(port), "docs/fasten.md uses port {port}");
+    }
+}
+
+/// docs/backup.md describes the user the packaged unit runs as.
+#[test]
+fn the_backup_guide_names_the_units_user() {
+    let unit = repo_file("packaging/hookd.service");
+    let user = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("User="))
+        .expect("the unit names its user");
+    let guide = repo_file("docs/backup.md");
+    assert!(guide.contains(&format!("`User={user}`")), "{user}");
+    assert!(!unit.contains("DynamicUser=yes"));
+}
