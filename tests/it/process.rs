@@ -208,6 +208,11 @@ async fn accept(store: &Store, event_id: &str) -> u64 {
 /// Runs a pipeline over a fresh store with `processing` config until the recorder was
 /// called `calls` times and `done` holds, and returns the call times.
 ///
+/// On the embedded store in both passes of the suite: these tests pause tokio's clock to
+/// check the pipeline's schedule (retries, rate, workers), which is the same code over
+/// either store; cluster mode's own clock is the database's lease times, which its tests
+/// (`postgres.rs`) run in real time.
+///
 /// Waiting is on the recorder's channel, not on timers, so paused time only jumps to the
 /// pipeline's own deadlines. The last result is applied by the store's writer thread in real
 /// time, so `done` is then polled with [`eventually`], which gives that thread real time.
