@@ -150,6 +150,10 @@ pub enum ScheduleError {
 pub struct Pruner {
     store: Arc<Store>,
     files: ExportFiles,
+    /// The export files are in this instance's data_dir (no `fasten.exports_dir`): it
+    /// prunes them itself, turn or not. A configured directory may be shared (cluster mode),
+    /// and is pruned by the turn's holder.
+    own_exports: bool,
     retention_days: u32,
     export_retention_days: u32,
     schedule: String,
@@ -173,12 +177,25 @@ pub struct Pruner {
     ran_at_nice: std::sync::atomic::AtomicI32,
 }
 
+/// Ends a run whose turn was lost (its database connection closed, or stopped answering):
+/// another instance may be pruning now, and two must not.
+fn lost(turn: &PruneTurn) -> Result<(), PruneError> {
+    if turn.still_held() {
+        return Ok(());
+    }
+    Err(PruneError::Task(
+        "retention's turn was lost (its database connection closed); the next run starts over"
+            .into(),
+    ))
+}
+
 impl Pruner {
     /// A pruner for `store` with the configured retention.
     pub fn new(config: &Config, store: Arc<Store>) -> Pruner {
         Pruner {
             store,
             files: ExportFiles::at(&config.exports_dir()),
+            own_exports: config.fasten.exports_dir.is_none(),
             retention_days: config.retention_days,
             export_retention_days: config.retention.export_retention_days,
             schedule: config.retention.schedule.clone(),
@@ -245,7 +262,10 @@ impl Pruner {
                 exports = r.exports,
                 "pruned records past retention"
             ),
-            Ok(r) if r.elsewhere => tracing::debug!("another instance is pruning; skipped"),
+            // Said at info: an instance that never prunes should be seen to skip.
+            Ok(r) if r.elsewhere => {
+                tracing::info!("another instance is pruning the shared store; this run skipped")
+            }
             Ok(_) => tracing::debug!("prune found nothing past retention"),
             Err(e) => tracing::error!(error = %e, "prune failed; the next run tries again"),
         }
@@ -295,10 +315,18 @@ impl Pruner {
     fn prune_inner(&self, now_ms: u64) -> Result<PruneReport, PruneError> {
         let cutoff = now_ms.saturating_sub(u64::from(self.retention_days) * DAY_MS);
         let mut report = PruneReport::default();
+        let export_cutoff = UNIX_EPOCH
+            + Duration::from_millis(
+                now_ms.saturating_sub(u64::from(self.export_retention_days) * DAY_MS),
+            );
         let Some(turn) = self.store.prune_turn()? else {
-            // Another instance prunes the shared store (and the shared exports directory):
-            // its run covers this one, and its status is its own.
+            // Another instance prunes the shared store (and a shared exports directory): its
+            // run covers this one, and its status is its own. Export files in this
+            // instance's own data_dir (no exports_dir set) are this instance's to prune.
             report.elsewhere = true;
+            if self.own_exports {
+                report.exports = self.prune_exports(export_cutoff);
+            }
             return Ok(report);
         };
         let mut pace = Pace::new(self.catch_up_after);
@@ -312,6 +340,7 @@ impl Pruner {
                 if self.stopping(&mut report) {
                     return Ok(report);
                 }
+                lost(&turn)?;
                 let t = std::time::Instant::now();
                 let batch = step(&self.store, &turn, cutoff, from, self.batch)?;
                 report.deliveries += batch.deliveries as u64;
@@ -327,11 +356,8 @@ impl Pruner {
             }
         }
         self.behind.store(pace.behind, Ordering::Relaxed);
-        let export_cutoff = UNIX_EPOCH
-            + Duration::from_millis(
-                now_ms.saturating_sub(u64::from(self.export_retention_days) * DAY_MS),
-            );
         // Still under the turn: in cluster mode the exports directory is shared too.
+        lost(&turn)?;
         report.exports = self.prune_exports(export_cutoff);
         drop(turn);
         Ok(report)

@@ -65,8 +65,10 @@ pub struct Admin {
     /// the disk. Per instance rather than per process, so hookds sharing a process (tests)
     /// do not refuse each other's backups.
     backup_running: tokio::sync::Mutex<()>,
-    /// Requests being answered at once (see `routes::dispatch`).
-    answering: tokio::sync::Semaphore,
+    /// Turns of the API requests that read the store, and of `/metrics` (see
+    /// `routes::dispatch`).
+    answering: Arc<tokio::sync::Semaphore>,
+    scraping: Arc<tokio::sync::Semaphore>,
     /// Where the receiver listens (the bound address, so port 0 is resolved): the UI's
     /// "copy as curl" names it.
     receiver_addr: Option<SocketAddr>,
@@ -77,13 +79,14 @@ impl Admin {
     pub fn new(config: Arc<Config>, store: Arc<Store>, pruner: Arc<crate::prune::Pruner>) -> Admin {
         Admin {
             auth: Auth::new(config.admin.session_ttl_secs, &store),
+            answering: Arc::new(tokio::sync::Semaphore::new(store.read_concurrency())),
             config,
             store,
             pruner,
             chart: Mutex::new(HashMap::new()),
             dir_size: Mutex::new(None),
             backup_running: tokio::sync::Mutex::new(()),
-            answering: tokio::sync::Semaphore::new(routes::ANSWERING),
+            scraping: Arc::new(tokio::sync::Semaphore::new(1)),
             receiver_addr: None,
         }
     }

@@ -93,17 +93,21 @@ impl<'a> Route<'a> {
     }
 }
 
-/// Admin requests answered at once; more wait for a turn.
-pub(super) const ANSWERING: usize = 8;
-
 /// Answers one request to the admin listener.
 ///
-/// Off the async threads: the handlers read the store synchronously, which on a large log
-/// (a sparse filter, a search in bodies) or in cluster mode (a round trip to the database
-/// each) takes long enough to hold up the receiver's acks if it ran on the threads they
-/// share. Each request runs on a thread of the blocking pool instead, driving its own
-/// futures there, and at most [`ANSWERING`] at a time, so a flood of admin requests takes
-/// neither the receiver's threads nor the whole pool.
+/// Requests that read the store run off the async threads: the handlers read it
+/// synchronously, which on a large log (a sparse filter, a search in bodies) or in cluster
+/// mode (a round trip to the database each) takes long enough to hold up the receiver's acks
+/// if it ran on the threads they share. Each runs on a thread of the blocking pool instead,
+/// driving its own futures there (`Handle::block_on`: so handlers must not wait on tokio's
+/// timers or sockets themselves, which a current-thread runtime would not drive from
+/// there), and at most [`Store::read_concurrency`] at a time, so a flood of them takes
+/// neither the receiver's threads, nor the blocking pool, nor (in cluster mode) the
+/// database connections the writer needs. `/metrics` has a turn of its own, so a scrape
+/// never waits behind slow searches. What reads no store (`/healthz`'s flag, the UI's
+/// files, a login's password check, which has its own bound) is answered here directly.
+///
+/// [`Store::read_concurrency`]: crate::store::Store::read_concurrency
 pub async fn dispatch(admin: Arc<Admin>, req: Request) -> warp::reply::Response {
     if req.path == "/healthz" {
         // Unhealthy while the store cannot take writes: what systemd and load balancers act
@@ -113,19 +117,32 @@ pub async fn dispatch(admin: Arc<Admin>, req: Request) -> warp::reply::Response 
             Err(reason) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
         };
     }
-    let Ok(_turn) = admin.answering.acquire().await else {
+    let turns = if req.path == "/metrics" {
+        &admin.scraping
+    } else if req.path.starts_with("/api/") && req.path != "/api/login" {
+        &admin.answering
+    } else {
+        return answer_request(admin, req).await;
+    };
+    // Owned, and moved into the blocking job: a client that hangs up drops this future, but
+    // not the job, which keeps its turn until it ends.
+    let Ok(turn) = turns.clone().acquire_owned().await else {
+        // The semaphores are never closed; this is the answer if one ever were.
         return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "hookd is stopping").into_response();
     };
     let (runtime, me) = (tokio::runtime::Handle::current(), admin.clone());
-    tokio::task::spawn_blocking(move || runtime.block_on(answer_request(me, req)))
-        .await
-        .unwrap_or_else(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the request's handler failed",
-            )
-            .into_response()
-        })
+    tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        runtime.block_on(answer_request(me, req))
+    })
+    .await
+    .unwrap_or_else(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the request's handler failed",
+        )
+        .into_response()
+    })
 }
 
 /// Everything but `/healthz`: the credential checks, then the API, metrics or the UI.

@@ -21,6 +21,17 @@ fn url(to: Option<String>, to_file: Option<PathBuf>) -> Result<String, Failure> 
     }
 }
 
+/// The URL with a longer `tcp_user_timeout` than a serving hookd's 20 s (unless it sets
+/// one): a one-off copy sends whole payloads in large batches, and a database busy for a
+/// while (a checkpoint) must not cut it off halfway.
+fn patient(url: String) -> String {
+    if url.contains("tcp_user_timeout") || !url.starts_with("postgres") {
+        return url;
+    }
+    let joint = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{joint}tcp_user_timeout=120")
+}
+
 pub(super) fn run(
     from: &Path,
     to: Option<String>,
@@ -29,7 +40,7 @@ pub(super) fn run(
 ) -> Outcome {
     let db = db_dir(from)?;
     let options = PgOptions {
-        url: url(to, to_file)?,
+        url: patient(url(to, to_file)?),
         pool_size: 2,
         ca_file,
         lease_ms: 60_000,
@@ -41,8 +52,13 @@ pub(super) fn run(
             db.display()
         ))
     })?;
-    let target = Store::open_postgres(&options)
-        .map_err(|e| Failure::Failed(format!("cannot use the database: {e}")))?;
+    // The store's messages name the configuration's key; here it is an option.
+    let target = Store::open_postgres(&options).map_err(|e| {
+        Failure::Failed(format!(
+            "cannot use the database: {}",
+            e.to_string().replace("postgres.ca_file", "--ca-file")
+        ))
+    })?;
     let report = source
         .copy_to_postgres(&target, |what, n| eprintln!("copied {n} {what}"))
         .map_err(|e| Failure::Failed(format!("copy-store stopped: {e}")))?;
@@ -69,4 +85,26 @@ pub(super) fn run(
         report.exports,
         report.resources
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_copy_waits_longer_on_a_busy_database_unless_the_url_says() {
+        assert_eq!(
+            super::patient("postgres://db/h".into()),
+            "postgres://db/h?tcp_user_timeout=120"
+        );
+        assert_eq!(
+            super::patient("postgres://db/h?sslmode=require".into()),
+            "postgres://db/h?sslmode=require&tcp_user_timeout=120"
+        );
+        let set = "postgres://db/h?tcp_user_timeout=0";
+        assert_eq!(super::patient(set.into()), set);
+        let config = crate::store::pg::parse_url(&super::patient("postgres://db/h".into()));
+        assert_eq!(
+            config.unwrap().get_tcp_user_timeout().map(|d| d.as_secs()),
+            Some(120)
+        );
+    }
 }

@@ -66,10 +66,25 @@ impl Config {
         // Online backups go only into backup_dir, and hookd does not make it (it is a place
         // chosen by the operator, often another disk): a missing one fails every backup.
         if let Some(dir) = &self.admin.backup_dir {
-            if !dir.is_dir() {
+            let problem = match std::fs::metadata(dir) {
+                Ok(m) if m.is_dir() => None,
+                Ok(_) => Some("is not a directory (a file is there)".to_owned()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Some("does not exist yet; make it, writable by hookd's user".to_owned())
+                }
+                Err(e) => Some(format!("cannot be looked at ({e})")),
+            };
+            // A relative path is looked up from where this command runs, which need not be
+            // where hookd runs.
+            let relative = if dir.is_relative() {
+                " (a relative path: it is taken from the directory hookd starts in)"
+            } else {
+                ""
+            };
+            if let Some(problem) = problem {
                 warnings.push(format!(
-                    "{file}: key `admin.backup_dir`: {} is not a directory yet, so online \
-                     backups fail until it is made (writable by hookd's user)",
+                    "{file}: key `admin.backup_dir`: {} {problem}{relative}, so online backups \
+                     fail until it is there",
                     dir.display()
                 ));
             }

@@ -372,6 +372,12 @@ impl SledStore {
         })
     }
 
+    /// Readers at once: sled reads from its page cache on the caller's thread, so this
+    /// bounds the threads that admin requests take, not anything the writer needs.
+    pub fn read_concurrency(&self) -> usize {
+        8
+    }
+
     /// The directory of the store.
     pub fn dir(&self) -> &Path {
         &self.dir

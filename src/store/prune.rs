@@ -56,20 +56,32 @@ pub struct PruneBatch {
 /// run (deliveries, events and the shared exports directory), released when this is
 /// dropped: two instances whose schedules fire together never prune side by side.
 pub struct PruneTurn {
-    _held: Option<Box<dyn Send>>,
+    held: Option<Box<dyn Held>>,
+}
+
+/// What holds a turn in cluster mode; dropping it gives the turn up.
+pub(crate) trait Held: Send {
+    /// Whether the turn is still this instance's (its lock can go with its connection).
+    fn still_held(&self) -> bool;
 }
 
 impl PruneTurn {
     /// A turn that holds nothing: the embedded store has one user.
     pub(crate) fn local() -> PruneTurn {
-        PruneTurn { _held: None }
+        PruneTurn { held: None }
     }
 
-    /// A turn that lasts as long as `held`, whose drop gives it up.
-    pub(crate) fn holding(held: impl Send + 'static) -> PruneTurn {
+    /// A turn that lasts as long as `held`.
+    pub(crate) fn holding(held: impl Held + 'static) -> PruneTurn {
         PruneTurn {
-            _held: Some(Box::new(held)),
+            held: Some(Box::new(held)),
         }
+    }
+
+    /// Whether this is still the instance's turn: a run asks between its batches, and stops
+    /// when it is not (another instance may have taken it).
+    pub fn still_held(&self) -> bool {
+        self.held.as_ref().is_none_or(|h| h.still_held())
     }
 }
 

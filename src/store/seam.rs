@@ -65,6 +65,12 @@ impl Store {
         }
     }
 
+    /// How many readers (admin requests) may use the store at once without starving its
+    /// writer: the acks come first.
+    pub fn read_concurrency(&self) -> usize {
+        on!(self, s => s.read_concurrency())
+    }
+
     pub async fn flush(&self) -> Result<()> {
         on!(self, s => s.flush().await)
     }

@@ -497,18 +497,27 @@ async fn retention_drops_old_days_and_runs_on_one_instance_at_a_time() {
             .unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared-exports");
     let config = crate::load_config(
         dir.path(),
-        &crate::config_text(dir.path(), "[retention]\nexport_retention_days = 3"),
+        &crate::config_text(
+            dir.path(),
+            &format!("[retention]\nexport_retention_days = 3\n[fasten]\nexports_dir = {shared:?}"),
+        ),
     );
-    let old_export = config.exports_dir().join("conn-1/task-old");
-    std::fs::create_dir_all(&old_export).unwrap();
-    std::fs::write(old_export.join("export.ndjson"), "{}\n").unwrap();
-    let five_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(5 * 86_400);
-    std::fs::File::open(&old_export)
-        .unwrap()
-        .set_modified(five_days_ago)
-        .unwrap();
+    let old_export_in = |exports: &std::path::Path| {
+        let old_export = exports.join("conn-1/task-old");
+        std::fs::create_dir_all(&old_export).unwrap();
+        std::fs::write(old_export.join("export.ndjson"), "{}\n").unwrap();
+        let five_days_ago =
+            std::time::SystemTime::now() - std::time::Duration::from_secs(5 * 86_400);
+        std::fs::File::open(&old_export)
+            .unwrap()
+            .set_modified(five_days_ago)
+            .unwrap();
+        old_export
+    };
+    let old_export = old_export_in(&shared);
     let pruner_a = hookd::prune::Pruner::new(&config, a.clone());
     let pruner_b = hookd::prune::Pruner::new(&config, b.clone());
     let client = raw(&url).await;
@@ -553,16 +562,54 @@ async fn retention_drops_old_days_and_runs_on_one_instance_at_a_time() {
     );
     assert!(pruner_b.status().last_prune_at_ms.is_some());
     // The lock went with the run: nothing holds it now.
-    let held: i64 = client
-        .query_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
-               AND (classid::int8 << 32 | objid::int8) = $1",
-            &[&0x686f_6f6b_6403_i64],
-        )
+    let holders = || async {
+        client
+            .query(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory'
+                   AND (classid::int8 << 32 | objid::int8) = $1",
+                &[&0x686f_6f6b_6403_i64],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, i32>(0))
+            .collect::<Vec<i32>>()
+    };
+    assert!(holders().await.is_empty());
+
+    // Export files in an instance's own data_dir (no exports_dir) are its own to prune,
+    // whoever has the turn.
+    let own_dir = tempfile::tempdir().unwrap();
+    let own = crate::load_config(
+        own_dir.path(),
+        &crate::config_text(own_dir.path(), "[retention]\nexport_retention_days = 3"),
+    );
+    let own_export = old_export_in(&own.exports_dir());
+    let turn = a.prune_turn().unwrap().unwrap();
+    let report = hookd::prune::Pruner::new(&own, b.clone())
+        .prune_at(now)
+        .unwrap();
+    assert!(report.elsewhere && report.exports == 1, "{report:?}");
+    assert!(!own_export.exists());
+
+    // A turn whose connection the database closed is lost, and a run holding it stops
+    // rather than prune beside the instance that takes the turn next.
+    assert!(turn.still_held());
+    let pid = holders().await[0];
+    client
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
         .await
-        .unwrap()
-        .get(0);
-    assert_eq!(held, 0);
+        .unwrap();
+    let mut lost = false;
+    for _ in 0..50 {
+        if !turn.still_held() {
+            lost = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(lost, "the turn outlived its connection");
+    assert!(b.prune_turn().unwrap().is_some(), "the lock went with it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -859,8 +906,15 @@ fn cluster_config(
 #[test]
 fn a_password_in_the_connection_string_is_never_printed() {
     let dir = tempfile::tempdir().unwrap();
-    // Nothing listens on port 1: the connection is refused at once.
-    let url = "postgres://hookd:pw-never-shown-7f3a@127.0.0.1:1/hookd?connect_timeout=3";
+    // A port nothing listens on (bound, then let go): the connection is refused at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url =
+        format!("postgres://hookd:pw-never-shown-7f3a@127.0.0.1:{port}/hookd?connect_timeout=3");
+    let url = url.as_str();
     let config = cluster_config(dir.path(), url, "a", "127.0.0.1:9".parse().unwrap(), "", "");
     let run = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookd"))
@@ -1203,6 +1257,11 @@ async fn tls_to_the_database_is_used_and_its_certificate_checked() {
     };
     let refused = copy(None);
     assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("--ca-file") && !why.contains("postgres.ca_file"),
+        "{why}"
+    );
     let out = copy(Some(&ca));
     assert!(
         out.status.success(),
@@ -1277,8 +1336,25 @@ async fn an_answer_waits_for_its_commit_and_waiting_requests_share_one() {
             answered_tx.send("gc-first".to_string()).unwrap();
         })
     };
-    // The first request's transaction is now waiting on the lock; twenty more queue behind.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the first request's transaction waits on the lock, twenty more queue behind it.
+    let check = raw(&url).await;
+    let mut waiting = false;
+    for _ in 0..100 {
+        let n: i64 = check
+            .query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            waiting = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        waiting,
+        "the first request's transaction never waited on the lock"
+    );
     let rest: Vec<_> = (0..20)
         .map(|i| {
             let (store, answered_tx) = (store.clone(), answered_tx.clone());
@@ -1297,7 +1373,6 @@ async fn an_answer_waits_for_its_commit_and_waiting_requests_share_one() {
     );
     hold.rollback().await.unwrap();
     // Each answer: its delivery and event are there for any other session to read.
-    let check = raw(&url).await;
     let mut ids = Vec::new();
     while let Some(id) = answered.recv().await {
         let rows: i64 = check
@@ -1365,9 +1440,13 @@ async fn a_search_in_bodies_is_bounded_and_goes_on_from_its_cursor() {
     while let Some(before) = cursor {
         let page = store.list_deliveries(&filter, Some(before), 50).unwrap();
         found.extend(page.items.iter().map(|d| d.event_id.clone().unwrap()));
+        assert!(
+            page.next_cursor.is_none_or(|c| c < before),
+            "the cursor goes down"
+        );
         cursor = page.next_cursor;
         pages += 1;
-        assert!(pages < 10, "the cursor goes down");
+        assert!(pages < 10, "{pages} pages");
     }
     assert_eq!(found, ["needle-0"]);
     // Every delivery is read once across the pages: a search for all of them finds each.
@@ -1375,16 +1454,45 @@ async fn a_search_in_bodies_is_bounded_and_goes_on_from_its_cursor() {
         body_contains: Some("hay-".into()),
         ..DeliveryFilter::default()
     };
-    let (mut n, mut cursor) = (0, None);
-    loop {
+    let (mut seen, mut cursor) = (std::collections::HashSet::new(), None);
+    for _ in 0..20 {
         let page = store.list_deliveries(&filter, cursor, 400).unwrap();
-        n += page.items.len();
+        for d in &page.items {
+            assert!(seen.insert(d.id), "{} read twice", d.id);
+        }
+        assert!(page
+            .next_cursor
+            .is_none_or(|c| cursor.is_none_or(|before| c < before)));
         match page.next_cursor {
             Some(c) => cursor = Some(c),
             None => break,
         }
     }
-    assert_eq!(n, 1_050);
+    assert_eq!(seen.len(), 1_050);
+    // Exactly as many left as one step reads: no cursor to an empty step.
+    let mut ids: Vec<u64> = store
+        .list_deliveries(&DeliveryFilter::default(), None, 2_000)
+        .unwrap()
+        .items
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    ids.sort();
+    let nothing = DeliveryFilter {
+        body_contains: Some("nothing-matches".into()),
+        ..DeliveryFilter::default()
+    };
+    let page = store
+        .list_deliveries(&nothing, Some(ids[1_000]), 50)
+        .unwrap();
+    assert!(
+        page.items.is_empty() && page.next_cursor.is_none(),
+        "{page:?}"
+    );
+    let page = store
+        .list_deliveries(&nothing, Some(ids[1_001]), 50)
+        .unwrap();
+    assert_eq!(page.next_cursor, Some(ids[1]), "one more: a cursor to it");
 }
 
 /// A database connection driven by a thread of its own, so that it works whatever the
@@ -1439,15 +1547,16 @@ fn status_of_a_delivery_from_a_thread(receiver: std::net::SocketAddr) -> Option<
 }
 
 /// Admin reads that wait on the database do not hold up the receiver: they run off the
-/// threads the receiver's answers need. Four reads of the connections wait behind a table
-/// lock (on a runtime of two threads); a delivery is answered meanwhile. The lock and the
-/// delivery use threads of their own, so that if the reads did take the runtime's threads
-/// the test would fail rather than hang.
+/// threads the receiver's answers need, and never take more than half the pool's database
+/// connections. Eight reads of the connections (as many as the default pool has
+/// connections) wait behind a table lock, on a runtime of two threads; a delivery is
+/// answered meanwhile. The lock and the delivery use threads of their own, so that if the
+/// reads did take the runtime's threads the test would fail rather than hang.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_reads_waiting_on_the_database_do_not_hold_up_the_receiver() {
     let Some(url) = database().await else { return };
     let s = crate::TestServer::start(&format!(
-        "[store]\nkind = \"postgres\"\n[postgres]\nurl = \"{url}\"\npool_size = 16\n{}",
+        "[store]\nkind = \"postgres\"\n[postgres]\nurl = \"{url}\"\n{}",
         crate::endpoints()
     ))
     .await;
@@ -1456,7 +1565,7 @@ async fn admin_reads_waiting_on_the_database_do_not_hold_up_the_receiver() {
     hold.batch_execute("LOCK TABLE hookd_connections IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
-    let reads: Vec<_> = (0..4)
+    let reads: Vec<_> = (0..8)
         .map(|_| {
             let (http, admin) = (s.http.clone(), s.admin);
             tokio::spawn(async move {

@@ -164,7 +164,8 @@ fn variables_read() -> BTreeSet<String> {
                 }
             } else if name.ends_with(".rs") && !name.ends_with("tests.rs") {
                 let text = std::fs::read_to_string(&path).unwrap();
-                let code = text.split("#[cfg(test)]").next().unwrap();
+                // Up to the file's test module (a `#[cfg(test)]` on anything else counts).
+                let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
                 // Each literal `"HOOKD_...` up to its closing quote.
                 for (at, _) in code.match_indices("\"HOOKD_") {
                     let literal = &code[at + 1..];

@@ -225,7 +225,8 @@ fn a_backup_dir_that_is_not_there_yet_is_a_warning() {
     let warnings = load_str(&text, &[]).unwrap().warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
-        warnings[0].contains("key `admin.backup_dir`") && warnings[0].contains("not a directory"),
+        warnings[0].contains("key `admin.backup_dir`")
+            && warnings[0].contains("does not exist yet"),
         "{}",
         warnings[0]
     );

@@ -146,24 +146,30 @@ const BODY_MATCHES: &str = "(strpos(lower(d.body), $?) > 0 OR (d.body_truncated 
 const BODY_SCAN_BUDGET: i64 = crate::store::browse::BODY_SCAN_BUDGET as i64;
 
 /// The deliveries a bounded search in bodies reads: the newest `BODY_SCAN_BUDGET` matching
-/// the filter's other terms, as `(how many, the lowest id)`.
+/// the filter's other terms, as `(whether more lie below them, the lowest id read)`. One
+/// more is looked at, so that a cursor is handed back only when there is something below
+/// (as in the embedded store).
 async fn body_scan(
     inner: &Inner,
     filter: &DeliveryFilter,
     before: Option<u64>,
-) -> Result<(i64, Option<i64>)> {
+) -> Result<(bool, Option<i64>)> {
     let rest = DeliveryFilter {
         body_contains: None,
         ..filter.clone()
     };
     let w = delivery_where(&rest, before);
     let sql = format!(
-        "SELECT count(*), min(id) FROM (SELECT d.id FROM hookd_deliveries d WHERE {}
-         ORDER BY d.id DESC LIMIT {BODY_SCAN_BUDGET}) AS scanned",
-        w.sql()
+        "SELECT count(*), min(id) FILTER (WHERE n <= {BODY_SCAN_BUDGET}) FROM (
+             SELECT d.id, row_number() OVER (ORDER BY d.id DESC) AS n
+             FROM hookd_deliveries d WHERE {} ORDER BY d.id DESC LIMIT {}) AS scanned",
+        w.sql(),
+        BODY_SCAN_BUDGET + 1
     );
     let rows = w.fetch(inner, &sql).await?;
-    Ok(rows.first().map_or((0, None), |r| (r.get(0), r.get(1))))
+    Ok(rows.first().map_or((false, None), |r| {
+        (r.get::<_, i64>(0) > BODY_SCAN_BUDGET, r.get(1))
+    }))
 }
 
 /// A page of at most `limit` from `limit + 1` rows fetched, and the cursor to the next page
@@ -188,7 +194,7 @@ async fn list_deliveries(
     // A search in bodies looks only as far down as its scan reaches.
     let mut scan = None;
     if filter.body_contains.is_some() {
-        let (scanned, lowest) = body_scan(&inner, &filter, before).await?;
+        let (more, lowest) = body_scan(&inner, &filter, before).await?;
         let Some(lowest) = lowest else {
             return Ok(DeliveryPage {
                 items: Vec::new(),
@@ -196,7 +202,7 @@ async fn list_deliveries(
             });
         };
         w.add("d.id >= $?", lowest);
-        scan = (scanned >= BODY_SCAN_BUDGET).then_some(lowest as u64);
+        scan = more.then_some(lowest as u64);
     }
     let sql = format!(
         "SELECT {DELIVERY_COLUMNS} FROM hookd_deliveries d WHERE {} ORDER BY d.id DESC LIMIT {}",
@@ -215,7 +221,7 @@ async fn count_deliveries(inner: Arc<Inner>, filter: DeliveryFilter) -> Result<C
     if let Some(text) = &filter.body_contains {
         // Bounded like the search: a count of what the newest deliveries hold, a lower
         // bound when there were more to read.
-        let (scanned, lowest) = body_scan(&inner, &filter, None).await?;
+        let (more, lowest) = body_scan(&inner, &filter, None).await?;
         let Some(lowest) = lowest else {
             return Ok(Count { n: 0, exact: true });
         };
@@ -232,7 +238,7 @@ async fn count_deliveries(inner: Arc<Inner>, filter: DeliveryFilter) -> Result<C
         let n: i64 = w.fetch(&inner, &sql).await?.first().map_or(0, |r| r.get(0));
         return Ok(Count {
             n: n as u64,
-            exact: scanned < BODY_SCAN_BUDGET,
+            exact: !more,
         });
     }
     let w = delivery_where(&filter, None);

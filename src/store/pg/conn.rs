@@ -54,12 +54,17 @@ pub fn parse(url: &str) -> Result<tokio_postgres::Config> {
     // A network that splits leaves an open connection with no error: a query sent on it would
     // wait for the kernel's retransmissions (a quarter of an hour), and the writer, and every
     // ack, with it. Data unacknowledged for 20 s, or a silent peer found by keepalives,
-    // closes the connection instead, so the batch fails (503) and the pool connects anew.
-    if config.get_tcp_user_timeout().is_none() {
+    // closes the connection instead (on Linux), so the batch fails (503) and the pool
+    // connects anew. What the URL sets wins.
+    let set = |key: &str| url.contains(key);
+    if !set("tcp_user_timeout") {
         config.tcp_user_timeout(std::time::Duration::from_secs(20));
     }
-    if config.get_keepalives_idle() == std::time::Duration::from_secs(2 * 60 * 60) {
+    if !set("keepalives_idle") {
         config.keepalives_idle(std::time::Duration::from_secs(15));
+    }
+    if !set("keepalives_interval") {
+        config.keepalives_interval(std::time::Duration::from_secs(5));
     }
     Ok(config)
 }
@@ -138,10 +143,15 @@ mod tests {
         let secs = |d: &std::time::Duration| d.as_secs();
         assert_eq!(config.get_tcp_user_timeout().map(secs), Some(20));
         assert_eq!(config.get_keepalives_idle().as_secs(), 15);
+        assert_eq!(config.get_keepalives_interval().as_ref().map(secs), Some(5));
         assert!(config.get_keepalives());
-        let config = parse("postgres://db/hookd?tcp_user_timeout=60&keepalives_idle=120").unwrap();
+        let config = parse("postgres://db/hookd?tcp_user_timeout=60&keepalives_idle=7200").unwrap();
         assert_eq!(config.get_tcp_user_timeout().map(secs), Some(60));
-        assert_eq!(config.get_keepalives_idle().as_secs(), 120);
+        assert_eq!(
+            config.get_keepalives_idle().as_secs(),
+            7200,
+            "as the URL says"
+        );
     }
 
     #[test]

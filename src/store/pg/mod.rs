@@ -226,6 +226,13 @@ impl PgStore {
             .map_err(|e| StoreError::Database(format!("a database task failed: {e}")))?
     }
 
+    /// Readers at once: half the pool. Each reader holds a pooled connection while its query
+    /// runs, and the writer (every ack), the heartbeat and the pipeline take theirs from the
+    /// same pool, so readers alone must never be able to empty it.
+    pub fn read_concurrency(&self) -> usize {
+        (self.inner.pool.status().max_size / 2).max(1)
+    }
+
     /// This instance's node number.
     pub fn node(&self) -> i32 {
         self.inner.node
@@ -505,6 +512,21 @@ fn wait<T: Send + 'static>(
         .map_err(|_| StoreError::Database("a database task failed".into()))
 }
 
+/// [`wait`], giving up after `limit`: for drops and checks that must not hang a thread on a
+/// runtime that is stopping (or on a task queued behind the waiting thread itself).
+fn wait_bounded<T: Send + 'static>(
+    runtime: &tokio::runtime::Handle,
+    future: impl std::future::Future<Output = T> + Send + 'static,
+    limit: std::time::Duration,
+) -> Result<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    runtime.spawn(async move {
+        let _ = tx.send(future.await);
+    });
+    rx.recv_timeout(limit)
+        .map_err(|_| StoreError::Database("a database task did not finish in time".into()))
+}
+
 impl Drop for PgStore {
     fn drop(&mut self) {
         self.heartbeat.abort();
@@ -512,13 +534,19 @@ impl Drop for PgStore {
         // not answer leaves the row to go stale).
         if let Some(runtime) = &self.runtime {
             let inner = self.inner.clone();
-            let _ = wait(runtime.handle(), async move {
-                let left =
-                    tokio::time::timeout(std::time::Duration::from_secs(2), node::leave(&inner));
-                if !matches!(left.await, Ok(Ok(()))) {
-                    tracing::debug!("could not mark this instance stopped; its row goes stale");
-                }
-            });
+            let _ = wait_bounded(
+                runtime.handle(),
+                async move {
+                    let left = tokio::time::timeout(
+                        std::time::Duration::from_secs(2),
+                        node::leave(&inner),
+                    );
+                    if !matches!(left.await, Ok(Ok(()))) {
+                        tracing::debug!("could not mark this instance stopped; its row goes stale");
+                    }
+                },
+                std::time::Duration::from_secs(3),
+            );
         }
         if let Some(runtime) = self.runtime.take() {
             // Dropping a runtime waits for its tasks, which an async caller must not do.

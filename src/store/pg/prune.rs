@@ -81,17 +81,40 @@ pub async fn ensure_days(inner: &Inner, days: Vec<i64>) -> Result<()> {
 /// its connection: a pooled one would go back still holding it if the unlock were missed,
 /// and stop every instance's retention until that instance restarted. A connection of its
 /// own closes when it is dropped (or when hookd dies), and the database releases the lock.
+/// (So retention's lock needs direct connections, or a pooler in session mode: see
+/// docs/cluster.md.)
 pub struct Turn {
-    client: Option<deadpool_postgres::ClientWrapper>,
+    client: Option<std::sync::Arc<deadpool_postgres::ClientWrapper>>,
     runtime: tokio::runtime::Handle,
 }
+
+/// How long a check of the turn, or its unlock, may take before it counts as lost.
+const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Turn {
     pub fn new(client: deadpool_postgres::ClientWrapper, runtime: tokio::runtime::Handle) -> Turn {
         Turn {
-            client: Some(client),
+            client: Some(std::sync::Arc::new(client)),
             runtime,
         }
+    }
+}
+
+impl crate::store::prune::Held for Turn {
+    /// The connection is open and answers: its session still holds the lock.
+    fn still_held(&self) -> bool {
+        let Some(client) = self.client.clone() else {
+            return false;
+        };
+        if client.is_closed() {
+            return false;
+        }
+        let answered = super::wait_bounded(
+            &self.runtime,
+            async move { client.simple_query("SELECT 1").await.is_ok() },
+            TURN_WAIT,
+        );
+        matches!(answered, Ok(true))
     }
 }
 
@@ -100,10 +123,15 @@ impl Drop for Turn {
     /// next run, or another's, finds the lock free at once.
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
-            let _ = super::wait(&self.runtime, async move {
-                let unlock = client.execute("SELECT pg_advisory_unlock($1)", &[&PRUNE_LOCK]);
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), unlock).await;
-            });
+            let _ = super::wait_bounded(
+                &self.runtime,
+                async move {
+                    let _ = client
+                        .execute("SELECT pg_advisory_unlock($1)", &[&PRUNE_LOCK])
+                        .await;
+                },
+                TURN_WAIT,
+            );
         }
     }
 }
@@ -116,6 +144,20 @@ pub async fn take_turn(inner: &Inner) -> Result<Option<deadpool_postgres::Client
         .await
         .map_err(db)?
         .get(0);
+    if taken {
+        // The server frees the lock when it notices the session is gone; for a host that
+        // died or a network that split, its keepalives notice within a minute instead of
+        // the kernel's two hours. (Settings any user may make; an older server without
+        // one of them keeps its default.)
+        for setting in [
+            "SET tcp_keepalives_idle = 15",
+            "SET tcp_keepalives_interval = 5",
+            "SET tcp_keepalives_count = 3",
+            "SET tcp_user_timeout = 20000",
+        ] {
+            let _ = client.batch_execute(setting).await;
+        }
+    }
     Ok(taken.then_some(client))
 }
 
