@@ -104,23 +104,26 @@ pub(super) fn resource(admin: &Admin, id: &str, kind: &str, rid: &str) -> ApiRes
     Ok(response)
 }
 
-/// Reads a file in chunks for a streamed response, so a large export is never held in
-/// memory. The reads are small and local; they do not hold up the runtime noticeably.
-struct FileChunks(std::fs::File);
-
-impl Iterator for FileChunks {
-    type Item = std::io::Result<bytes::Bytes>;
-    fn next(&mut self) -> Option<Self::Item> {
+/// A file as a stream of chunks for a streamed response, so a large export is never held
+/// in memory. Read through tokio's file (on its blocking threads): the body is polled on the
+/// threads the receiver's acks share, and an exports directory may be on network storage,
+/// whose reads can stall.
+fn file_chunks(
+    file: std::fs::File,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send {
+    futures_util::stream::unfold(Some(tokio::fs::File::from_std(file)), |file| async move {
+        let mut file = file?;
         let mut buf = vec![0; FILE_CHUNK];
-        match self.0.read(&mut buf) {
+        match tokio::io::AsyncReadExt::read(&mut file, &mut buf).await {
             Ok(0) => None,
             Ok(n) => {
                 buf.truncate(n);
-                Some(Ok(buf.into()))
+                Some((Ok(buf.into()), Some(file)))
             }
-            Err(e) => Some(Err(e)),
+            // The error ends the stream.
+            Err(e) => Some((Err(e), None)),
         }
-    }
+    })
 }
 
 /// One stored file of an export, streamed; its sha256 is its ETag.
@@ -151,8 +154,7 @@ pub(super) fn export_file(admin: &Admin, task: &str, file: &str) -> ApiResult {
             "cannot open the stored file; see the log",
         )
     })?;
-    let mut response =
-        warp::reply::stream(futures_util::stream::iter(FileChunks(f))).into_response();
+    let mut response = warp::reply::stream(file_chunks(f)).into_response();
     let headers = response.headers_mut();
     headers.insert(
         http::header::CONTENT_TYPE,
