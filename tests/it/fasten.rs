@@ -472,6 +472,34 @@ async fn revoke_with_delete_removes_the_data() {
 }
 
 #[tokio::test]
+async fn a_revocation_stays_on_record_after_the_connection_is_authorized_again() {
+    let t = setup(api::Options::default(), "delete", "").await;
+    let conn = "conn-again";
+    t.store_export(conn, "task-1", "ex-1").await;
+    t.processed("patient.authorization_revoked", conn, "rv-1")
+        .await;
+    let revoked = t.s.api_ok(&format!("/api/connections/{conn}")).await;
+    let revoked_at = revoked["revoked_at_ms"].as_u64().unwrap();
+    assert_eq!(revoked["revocations"], serde_json::json!([]), "{revoked}");
+
+    t.processed("patient.connection_success", conn, "cs-2")
+        .await;
+    let c = t.s.api_ok(&format!("/api/connections/{conn}")).await;
+    assert_eq!(c["status"], "authorized");
+    assert!(c["revoked_at_ms"].is_null(), "{c}");
+    // When the patient revoked and authorized again, and what the revocation deleted.
+    let cs2 = t.s.api_ok("/api/events/cs-2").await;
+    assert_eq!(
+        c["revocations"],
+        serde_json::json!([{"revoked_at_ms": revoked_at, "reauthorized_at_ms": cs2["received_at_ms"]}]),
+        "{c}"
+    );
+    assert_eq!(c["removed"]["exports"], serde_json::json!(["task-1"]));
+    assert_eq!(c["removed"]["files"], 1);
+    t.stop().await;
+}
+
+#[tokio::test]
 async fn exports_past_their_retention_go_with_their_index_entries() {
     let t = setup(api::Options::default(), "keep", "").await;
     t.store_export("conn-p", "task-old", "pr-1").await;
