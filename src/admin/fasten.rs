@@ -58,9 +58,33 @@ pub(super) fn connection(admin: &Admin, id: &str) -> Result<Value, ApiError> {
     let exports = admin.store.exports(id)?;
     let latest = exports.iter().max_by_key(|e| e.stored_at_ms);
     let mut value = serde_json::to_value(&c).unwrap_or(Value::Null);
+    value["export_request"] = c
+        .export_request_answer
+        .as_deref()
+        .and_then(|answer| export_request(c.export_requested_at_ms, answer))
+        .unwrap_or(Value::Null);
     value["resource_counts"] = latest.map_or(json!({}), |e| json!(e.counts));
     value["exports"] = serde_json::to_value(&exports).unwrap_or(Value::Null);
     Ok(value)
+}
+
+/// Fasten's answer to the export request, which the connection keeps as text (`HTTP 200:
+/// {...}`), taken apart so that no script parses it twice: `status`, `body` (JSON when it
+/// parses, else the text) and the `task_id` it gave. `None` when the text has another shape.
+fn export_request(requested_at_ms: Option<u64>, answer: &str) -> Option<Value> {
+    let (status, body) = answer.strip_prefix("HTTP ")?.split_once(':')?;
+    let status: u16 = status.parse().ok()?;
+    let body = body.trim_start();
+    let body = serde_json::from_str::<Value>(body).unwrap_or_else(|_| body.into());
+    let task_id = [&body["data"]["task_id"], &body["task_id"]]
+        .into_iter()
+        .find_map(|t| t.as_str().map(str::to_owned));
+    Some(json!({
+        "requested_at_ms": requested_at_ms,
+        "status": status,
+        "task_id": task_id,
+        "body": body,
+    }))
 }
 
 /// One FHIR resource, read from where the index says its export stored it.
@@ -204,4 +228,34 @@ pub fn export_files(admin: &Admin, event: &crate::store::Event) -> Result<Option
         })
         .collect();
     Ok(Some(Value::Array(files)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_json_answer_gives_its_status_task_id_and_body() {
+        let answer = r#"HTTP 200: {"data":{"task_id":"t-1","status":"pending"},"success":true}"#;
+        assert_eq!(
+            export_request(Some(7), answer),
+            Some(json!({
+                "requested_at_ms": 7,
+                "status": 200,
+                "task_id": "t-1",
+                "body": {"data": {"task_id": "t-1", "status": "pending"}, "success": true},
+            }))
+        );
+    }
+
+    #[test]
+    fn an_answer_that_is_not_json_keeps_its_text() {
+        // Cut short at the answer's snippet length, or not JSON at all.
+        let answer = r#"HTTP 202: {"data":{"task_id":"t-"#;
+        let parsed = export_request(None, answer).unwrap();
+        assert_eq!(parsed["status"], 202);
+        assert_eq!(parsed["task_id"], Value::Null);
+        assert_eq!(parsed["body"], r#"{"data":{"task_id":"t-"#);
+        assert_eq!(export_request(None, "accepted"), None);
+    }
 }

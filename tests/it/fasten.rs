@@ -190,6 +190,21 @@ async fn connection_success_requests_one_export_even_when_delivered_twice() {
     assert_eq!(c["platform_type"], "epic");
     assert_eq!(c["endpoint"], "fasten");
     assert!(c["export_requested_at_ms"].as_u64().is_some());
+    // Fasten's answer, taken apart: no script has to parse the text inside the text.
+    let request = &c["export_request"];
+    assert_eq!(request["status"], 200, "{c}");
+    assert_eq!(request["requested_at_ms"], c["export_requested_at_ms"]);
+    let task = request["task_id"]
+        .as_str()
+        .expect("the task id Fasten gave");
+    assert_eq!(request["body"]["data"]["task_id"], task);
+    assert_eq!(request["body"]["success"], true);
+    // The answer as text stays, for scripts that read it.
+    let answer = c["export_request_answer"].as_str().unwrap();
+    assert!(
+        answer.starts_with("HTTP 200: ") && answer.contains(task),
+        "{answer}"
+    );
     assert!(c["first_seen_ms"].as_u64().unwrap() <= c["last_seen_ms"].as_u64().unwrap());
     let list = t.s.api_ok("/api/connections").await;
     assert_eq!(list["items"][0]["org_connection_id"], "conn-1");
