@@ -146,7 +146,7 @@ fn list_by_state(admin: &Admin, q: &Query) -> Result<Value, ApiError> {
     })
 }
 
-/// One delivery in full: headers, body, response, its event, and any stored export files.
+/// One delivery in full: headers, body, response, its event, and any Fasten export.
 pub fn one(admin: &Admin, id: &str) -> Result<Value, ApiError> {
     let d = admin
         .store
@@ -167,8 +167,11 @@ pub fn one(admin: &Admin, id: &str) -> Result<Value, ApiError> {
         }
     }
     if let Some(e) = &event {
-        if let Some(files) = super::fasten::export_files(admin, e)? {
-            value["exports"] = files;
+        if let Some(export) = super::fasten::export_of(admin, e)? {
+            value["export"] = export.summary;
+            if let Some(files) = export.files {
+                value["exports"] = files;
+            }
         }
     }
     value["event"] = serde_json::to_value(event).unwrap_or(Value::Null);

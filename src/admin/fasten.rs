@@ -193,41 +193,106 @@ pub(super) fn export_file(admin: &Admin, task: &str, file: &str) -> ApiResult {
     Ok(response)
 }
 
-/// The stored files of the export an `ehi_export_success` event announced, with their
-/// download paths, for a delivery's detail view; `None` for other events or before the
-/// export is stored.
-pub fn export_files(admin: &Admin, event: &crate::store::Event) -> Result<Option<Value>, ApiError> {
+/// The start of the attempt detail of an export that was not downloaded because its
+/// connection was revoked (see `process::fasten::export`).
+const REVOKED_DETAIL: &str = "connection revoked:";
+
+/// What a delivery's detail view shows of the export an `ehi_export_success` event
+/// announced.
+pub struct ExportView {
+    /// `task_id`, `org_connection_id` and `state`: what became of the export.
+    pub summary: Value,
+    /// The stored files with their download paths, once it is stored.
+    pub files: Option<Value>,
+}
+
+/// The export an `ehi_export_success` event announced and what became of it: `None` for
+/// other events, or when the payload names no task.
+pub fn export_of(
+    admin: &Admin,
+    event: &crate::store::Event,
+) -> Result<Option<ExportView>, ApiError> {
     if event.event_type != "patient.ehi_export_success" {
         return Ok(None);
     }
-    let task = admin
+    let parsed = admin
         .store
         .payload(event.seq)?
-        .and_then(|p| FastenEvent::parse(&event.event_type, &p).ok())
-        .and_then(|e| e.task_id().map(str::to_owned));
-    let Some(task) = task else { return Ok(None) };
-    let Some(export) = admin.store.export_by_task(&task)? else {
+        .and_then(|p| FastenEvent::parse(&event.event_type, &p).ok());
+    let Some(FastenEvent::ExportSuccess(data)) = parsed else {
         return Ok(None);
     };
-    let files: Vec<Value> = export
+    let Some(task) = data.task_id else {
+        return Ok(None);
+    };
+    let conn = data.org_connection_id;
+    let stored = admin.store.export_by_task(&task)?;
+    let state = match &stored {
+        Some(_) => "stored",
+        None => unstored_state(admin, event, conn.as_deref(), &task)?,
+    };
+    Ok(Some(ExportView {
+        summary: json!({ "task_id": task, "org_connection_id": conn, "state": state }),
+        files: stored.map(|export| file_list(&export)),
+    }))
+}
+
+/// Why the export `task` that `event` announced is not stored: `pending` (its processing
+/// has not finished), `deleted` (a revocation with `on_revoke = "delete"` removed it),
+/// `not_downloaded` (the connection was revoked when it was processed), `failed` (the
+/// event is dead), or `no_longer_stored` (it was stored; export retention removed it).
+fn unstored_state(
+    admin: &Admin,
+    event: &crate::store::Event,
+    conn: Option<&str>,
+    task: &str,
+) -> Result<&'static str, ApiError> {
+    use crate::store::{AttemptOutcome, EventState};
+    if matches!(
+        event.state,
+        EventState::Queued | EventState::Processing | EventState::Retrying
+    ) {
+        return Ok("pending");
+    }
+    let connection = match conn {
+        Some(id) => admin.store.connection(id)?,
+        None => None,
+    };
+    let removed = connection.as_ref().and_then(|c| c.removed.as_ref());
+    if removed.is_some_and(|r| r.exports.iter().any(|t| t == task)) {
+        return Ok("deleted");
+    }
+    if event.state == EventState::Dead {
+        return Ok("failed");
+    }
+    let attempts = admin.store.attempts(event.seq)?;
+    let last = attempts
+        .iter()
+        .rev()
+        .find(|a| a.outcome == AttemptOutcome::Ok);
+    if last.is_some_and(|a| a.detail.starts_with(REVOKED_DETAIL)) {
+        return Ok("not_downloaded");
+    }
+    Ok("no_longer_stored")
+}
+
+/// An export's files with their download paths.
+fn file_list(export: &crate::store::fasten::ExportRecord) -> Value {
+    let path = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    export
         .files
         .iter()
         .map(|f| {
-            serde_json::json!({
+            json!({
                 "name": f.name,
                 "resources": f.resources,
                 "bytes": f.bytes,
                 "sha256": f.sha256,
                 "counts": f.counts,
-                "download_url": format!(
-                    "/api/exports/{}/files/{}",
-                    form_urlencoded::byte_serialize(export.task_id.as_bytes()).collect::<String>(),
-                    form_urlencoded::byte_serialize(f.name.as_bytes()).collect::<String>()
-                ),
+                "download_url": format!("/api/exports/{}/files/{}", path(&export.task_id), path(&f.name)),
             })
         })
-        .collect();
-    Ok(Some(Value::Array(files)))
+        .collect()
 }
 
 #[cfg(test)]

@@ -486,6 +486,69 @@ async fn revoke_with_delete_removes_the_data() {
     t.stop().await;
 }
 
+/// `export` of the delivery that brought event `id`: the task, its connection, and what
+/// became of it.
+async fn delivery_export(t: &Setup, id: &str) -> Value {
+    let event = t.s.api_ok(&format!("/api/events/{id}")).await;
+    let delivery = event["delivery_id"].as_str().unwrap();
+    let d = t.s.api_ok(&format!("/api/deliveries/{delivery}")).await;
+    let mut export = d["export"].clone();
+    // Files are listed only while they are stored.
+    export["files"] = d["exports"].as_array().map_or(0, Vec::len).into();
+    export
+}
+
+#[tokio::test]
+async fn a_delivery_says_what_became_of_its_export() {
+    let t = setup(api::Options::default(), "delete", "").await;
+    let conn = "conn-d";
+    t.store_export(conn, "task-1", "ex-1").await;
+    let stored = delivery_export(&t, "ex-1").await;
+    assert_eq!(
+        stored,
+        serde_json::json!({"task_id": "task-1", "org_connection_id": conn, "state": "stored", "files": 1})
+    );
+
+    // Revoked with on_revoke = "delete": its files are gone, and the delivery says why.
+    t.processed("patient.authorization_revoked", conn, "rv-1")
+        .await;
+    assert_eq!(delivery_export(&t, "ex-1").await["state"], "deleted");
+    assert_eq!(delivery_export(&t, "ex-1").await["files"], 0);
+    // Announced after the revocation: deliberately not downloaded.
+    let spec = EventSpec {
+        task_id: "task-late".into(),
+        ..t.spec("patient.ehi_export_success", conn)
+    };
+    assert_eq!(t.send(&spec, "ex-2").await.verdict(), (200, "accepted"));
+    t.s.wait_for_state("ex-2", "done").await;
+    assert_eq!(delivery_export(&t, "ex-2").await["state"], "not_downloaded");
+    // Authorized again, the history stays: still deleted, still not downloaded.
+    t.processed("patient.connection_success", conn, "cs-2")
+        .await;
+    assert_eq!(delivery_export(&t, "ex-1").await["state"], "deleted");
+    assert_eq!(delivery_export(&t, "ex-2").await["state"], "not_downloaded");
+
+    // An export that failed for good.
+    let spec = EventSpec {
+        task_id: "task-refused".into(),
+        api_base: "https://downloads.example.org/v1".into(),
+        ..t.spec("patient.ehi_export_success", "conn-other")
+    };
+    assert_eq!(t.send(&spec, "ex-3").await.verdict(), (200, "accepted"));
+    t.s.wait_for_state("ex-3", "dead").await;
+    assert_eq!(delivery_export(&t, "ex-3").await["state"], "failed");
+
+    // Stored, then removed as export retention removes it (its event outlives it).
+    t.store_export("conn-kept", "task-4", "ex-4").await;
+    let store = &t.s.running.as_ref().unwrap().store;
+    store.remove_export_data("conn-kept", "task-4").unwrap();
+    assert_eq!(
+        delivery_export(&t, "ex-4").await["state"],
+        "no_longer_stored"
+    );
+    t.stop().await;
+}
+
 #[tokio::test]
 async fn a_revocation_stays_on_record_after_the_connection_is_authorized_again() {
     let t = setup(api::Options::default(), "delete", "").await;
