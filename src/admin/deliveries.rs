@@ -1,8 +1,9 @@
 //! `GET /api/deliveries` and `GET /api/deliveries/{id}`: the delivery log, newest first,
 //! filtered by endpoint, verdict, type (or type prefix), event id, time, text in the body or
 //! the event's processing state, with a count of the matches when asked; and one delivery in
-//! full with its event, its whole payload when the log kept only the start, the original
-//! of a duplicate, and stored Fasten export files.
+//! full with its event, its whole payload when the log kept only the start (or why it has
+//! none), the original of a duplicate, and the Fasten export it announced: its stored files,
+//! or what became of it.
 
 use super::query::{self, Query};
 use super::{Admin, ApiError};
@@ -158,6 +159,12 @@ pub fn one(admin: &Admin, id: &str) -> Result<Value, ApiError> {
     };
     let mut value = serde_json::to_value(&d).unwrap_or(Value::Null);
     value["event_unverified"] = (d.verdict == Verdict::Rejected).into();
+    // A request refused before its body was read has none: say so, rather than 0 bytes.
+    if d.verdict == Verdict::Rejected && d.body_bytes == 0 {
+        if let Some(why) = crate::receive::body_not_read(&d.reason) {
+            value["body_not_read"] = why.into();
+        }
+    }
     if let Some(fields) = value.as_object_mut() {
         fields.extend(original(admin, &d)?);
     }
