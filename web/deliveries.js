@@ -144,5 +144,5 @@ export async function renderDeliveries(params, ctx) {
     }
     tbody.prepend(...fresh);
     shown();
-  }, 2000);
+  }, 2000, { title: "New deliveries appear at the top by themselves" });
 }

@@ -168,7 +168,10 @@ export async function renderDelivery(id, ctx) {
         fill();
       }
       return !FINISHED.includes(event.state);
-    }, 1500);
+    }, 1500, {
+      title: "The event's state and attempts refresh until it is done or dead",
+      ended: "The event is done or dead: this page no longer refreshes (reload it to see later changes)",
+    });
   };
   const replay = async (e) => {
     if (!(await replayOne(event.seq, e.target))) return;

@@ -356,5 +356,5 @@ export async function renderQueue(params, ctx) {
     if (oldest) oldest.textContent = fmtAge(r.body.oldest_queued_age_secs);
     const behind = document.getElementById("retention-behind");
     if (behind) behind.hidden = !retention.behind;
-  }, 3000);
+  }, 3000, { title: "The counts and the last prune refresh by themselves; the lists below do not" });
 }
