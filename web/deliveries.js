@@ -1,10 +1,11 @@
 // The deliveries list: newest first, filtered, paged with "Older", counted, and live: new
 // deliveries appear at the top without a reload. A search in bodies reads the log in bounded
-// steps; when one stops short it says how far back it searched and "Older" continues it.
+// steps; when one stops short it says how far back it searched and "Older" continues it. A
+// filter the API refuses is said in the form's words next to the form, which stays usable.
 
 import { badge, el, fmtLatency, fmtTime, idTime, table } from "./dom.js";
-import { api, getMeta, pageThrough } from "./api.js";
-import { filterForm } from "./filters.js";
+import { ApiError, api, getMeta, pageThrough } from "./api.js";
+import { filterForm, plainFilterError } from "./filters.js";
 
 const FILTERS = ["endpoint", "verdict", "type", "state", "event_id", "q", "from", "to"];
 const PAGE = 50;
@@ -49,9 +50,26 @@ function totalText(total) {
   return total.count ? `more than ${n} deliveries` : "count not known: too few matches near the top";
 }
 
+/** The server's vocabulary, or none when it cannot be read: the form still shows (with
+ *  its free-text fields and Clear) and the error is said next to it. */
+async function metaOrNone(problem) {
+  try {
+    return await getMeta();
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) throw e;
+    problem(e);
+    return { endpoints: [], verdicts: [], states: [], event_types: [] };
+  }
+}
+
 /** The list view; `ctx` shows it and runs its poller. */
 export async function renderDeliveries(params, ctx) {
-  const meta = await getMeta();
+  const problemBox = el("div", { class: "error", role: "alert", id: "list-error", hidden: true });
+  const problem = (e) => {
+    problemBox.textContent = plainFilterError(e);
+    problemBox.hidden = false;
+  };
+  const meta = await metaOrNone(problem);
   const query = new URLSearchParams();
   for (const name of FILTERS) if (params.get(name)) query.set(name, params.get(name));
   const { form } = filterForm(params, FILTERS, meta, (p) => {
@@ -96,10 +114,19 @@ export async function renderDeliveries(params, ctx) {
     } catch (_) { total.textContent = ""; }
   };
 
-  ctx.show(el("h1", {}, "Deliveries"), form,
+  ctx.show(el("h1", {}, "Deliveries"), form, problemBox,
     el("div", { class: "pager top" }, total, status),
     list, el("div", { class: "pager" }, more));
-  const first = await fill(null);
+  let first;
+  try {
+    first = await fill(null);
+  } catch (e) {
+    // The filters stay, with what went wrong next to them; there is no list to follow.
+    if (e instanceof ApiError && e.status === 401) throw e;
+    problem(e);
+    list.hidden = true;
+    return;
+  }
   cursor = first.next;
   let etag = first.etag;
   add(first.items);
