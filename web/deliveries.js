@@ -25,6 +25,18 @@ function stateCell(d) {
     d.body_differs ? el("span", { class: "badge differs", title: "Its body is not the original's" }, "differs") : "");
 }
 
+/** What a rejected delivery's type and id cells say: the request claimed them, and it
+ *  failed verification, so they are not the event's. */
+const UNVERIFIED = "Claimed by a request that failed verification: not verified";
+
+/** A type or event id cell; a rejected delivery's is marked unverified (the type's with a
+ *  tag too: the narrow id column keeps its room for the id). */
+function claimCell(cls, text, unverified, tag) {
+  if (!unverified || !text) return el("td", { class: cls, title: text || "" }, text || "");
+  return el("td", { class: `${cls} unverified`, title: `${text}\n${UNVERIFIED}` },
+    tag ? [el("span", { class: "tag" }, "unverified"), " "] : null, text);
+}
+
 function deliveryRow(d) {
   return el("tr", {
     class: "clickable",
@@ -33,13 +45,14 @@ function deliveryRow(d) {
   },
   el("td", { class: "mono nowrap time" }, el("a", { href: `#/delivery/${d.id}` }, fmtTime(d.received_at_ms))),
   el("td", { class: "nowrap" }, d.endpoint),
-  el("td", { class: "mono clip", title: d.event_type || "" }, d.event_type || ""),
+  claimCell("mono clip type", d.event_type, d.event_unverified, true),
   el("td", { class: "verdict" }, badge("v", d.verdict)),
-  el("td", { class: "reason clip", title: d.reason || "" }, d.reason || ""),
+  // Up to two lines: the reason is what a rejected delivery is read for.
+  el("td", { class: "reason", title: d.reason || "" }, el("div", { class: "clamp" }, d.reason || "")),
   el("td", { class: "num" }, d.status),
   el("td", { class: "num nowrap" }, fmtLatency(d.latency_us)),
   stateCell(d),
-  el("td", { class: "mono muted clip event-id", title: d.event_id || "" }, d.event_id || ""));
+  claimCell("mono muted clip event-id", d.event_id, d.event_unverified, false));
 }
 
 /** "1,234 deliveries" or "more than 5,000 deliveries". */
