@@ -2,9 +2,10 @@
 // resource counts, sha256 and a download link each, and any mismatch with the counts the
 // event announced), its failed exports, and a lookup of one stored resource by type and id.
 
-import { el, facts, fmtBytes, fmtTime, safeLink, table } from "./dom.js";
+import { el, facts, fmtBytes, fmtTime, plural, table } from "./dom.js";
 import { api, ApiError } from "./api.js";
 import { statusBadge } from "./connections.js";
+import { filesTable } from "./files.js";
 
 /** Resource counts by type, largest first, as small labelled chips. */
 function counts(byType) {
@@ -12,16 +13,6 @@ function counts(byType) {
   if (!entries.length) return el("span", { class: "muted" }, "—");
   return el("div", { class: "chips" }, entries.map(([type, n]) =>
     el("span", { class: "chip", dataset: { type } }, type, " ", el("b", {}, n))));
-}
-
-function fileRow(task, f) {
-  const href = `/api/exports/${encodeURIComponent(task)}/files/${encodeURIComponent(f.name)}`;
-  return el("tr", { dataset: { file: f.name } },
-    el("td", { class: "mono nowrap" }, f.name),
-    el("td", { class: "num" }, f.resources),
-    el("td", { class: "num nowrap" }, fmtBytes(f.bytes)),
-    el("td", { class: "mono nowrap sha", title: "sha256 of the stored file (also its ETag)" }, f.sha256),
-    el("td", { class: "nowrap" }, safeLink(href, "Download")));
 }
 
 function exportCard(x) {
@@ -41,13 +32,7 @@ function exportCard(x) {
     el("h4", {}, "Resources by type"),
     counts(x.counts),
     el("h4", {}, "Files"),
-    el("div", { class: "table-wrap" }, table({ class: "files" }, ["File", "Resources", "Size", "sha256", ""],
-      x.files.map((f) => fileRow(x.task_id, f)))));
-}
-
-/** `n thing` or `n things` (or `n` of the plural given). */
-function plural(n, thing, things = `${thing}s`) {
-  return `${n} ${n === 1 ? thing : things}`;
+    filesTable(x.files, (f) => `/api/exports/${encodeURIComponent(x.task_id)}/files/${encodeURIComponent(f.name)}`));
 }
 
 function failuresTable(failures) {
