@@ -17,25 +17,40 @@ import { renderConnection } from "./connection.js";
 let navigation = 0;
 let stopPoller = null;
 
+/** What a page that does not poll says in the header. */
+const STATIC = "This page does not refresh by itself: reload it to see what changed";
+
+/** The header's indicator: "live" while the page refreshes itself (the title says what
+ *  refreshes), "static" when it does not. */
+function indicate(live, title) {
+  const indicator = document.getElementById("live");
+  indicator.textContent = live ? "live" : "static";
+  indicator.classList.toggle("paused", !live);
+  indicator.title = title;
+}
+
 function stopPolling() {
   if (stopPoller) stopPoller();
   stopPoller = null;
-  document.getElementById("live").classList.add("paused");
+  indicate(false, STATIC);
 }
 
-/** What a view gets to show itself, poll while it is current, and reload. */
+/**
+ * What a view gets to show itself, poll while it is current, and reload. `live(fn, ms,
+ * { title, ended })` polls with `fn`: `title` says what refreshes, `ended` what the page
+ * says once `fn` returns false (it has nothing more to follow).
+ */
 function context(nav) {
   const current = () => nav === navigation;
   return {
     show: (...children) => { if (current()) show(...children); },
-    live: (fn, ms) => {
+    live: (fn, ms, { title = "This page refreshes by itself", ended = STATIC } = {}) => {
       if (!current()) return;
       stopPolling();
-      const indicator = document.getElementById("live");
-      indicator.classList.remove("paused");
+      indicate(true, title);
       stopPoller = poll(async () => {
         const again = await fn();
-        if (again === false) indicator.classList.add("paused");
+        if (again === false && current()) indicate(false, ended);
         return again;
       }, ms);
     },

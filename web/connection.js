@@ -1,10 +1,13 @@
-// One Fasten connection: what Fasten said about it, its stored exports (files with their
-// resource counts, sha256 and a download link each, and any mismatch with the counts the
-// event announced), its failed exports, and a lookup of one stored resource by type and id.
+// One Fasten connection: what Fasten said about it, its history of revocations (and what
+// they deleted), the export hookd requested (its task id leading to the export it produced),
+// its stored exports (files with their resource counts, sha256 and a download link each, and
+// any mismatch with the counts the event announced), its failed exports, and a lookup of one
+// stored resource by type and id.
 
-import { el, facts, fmtBytes, fmtTime, safeLink, table } from "./dom.js";
+import { el, facts, fmtBytes, fmtTime, plural, table } from "./dom.js";
 import { api, ApiError } from "./api.js";
 import { statusBadge } from "./connections.js";
+import { filesTable } from "./files.js";
 
 /** Resource counts by type, largest first, as small labelled chips. */
 function counts(byType) {
@@ -12,16 +15,6 @@ function counts(byType) {
   if (!entries.length) return el("span", { class: "muted" }, "—");
   return el("div", { class: "chips" }, entries.map(([type, n]) =>
     el("span", { class: "chip", dataset: { type } }, type, " ", el("b", {}, n))));
-}
-
-function fileRow(task, f) {
-  const href = `/api/exports/${encodeURIComponent(task)}/files/${encodeURIComponent(f.name)}`;
-  return el("tr", { dataset: { file: f.name } },
-    el("td", { class: "mono nowrap" }, f.name),
-    el("td", { class: "num" }, f.resources),
-    el("td", { class: "num nowrap" }, fmtBytes(f.bytes)),
-    el("td", { class: "mono nowrap sha", title: "sha256 of the stored file (also its ETag)" }, f.sha256),
-    el("td", { class: "nowrap" }, safeLink(href, "Download")));
 }
 
 function exportCard(x) {
@@ -41,13 +34,7 @@ function exportCard(x) {
     el("h4", {}, "Resources by type"),
     counts(x.counts),
     el("h4", {}, "Files"),
-    el("div", { class: "table-wrap" }, table({ class: "files" }, ["File", "Resources", "Size", "sha256", ""],
-      x.files.map((f) => fileRow(x.task_id, f)))));
-}
-
-/** `n thing` or `n things` (or `n` of the plural given). */
-function plural(n, thing, things = `${thing}s`) {
-  return `${n} ${n === 1 ? thing : things}`;
+    filesTable(x.files, (f) => `/api/exports/${encodeURIComponent(x.task_id)}/files/${encodeURIComponent(f.name)}`));
 }
 
 function failuresTable(failures) {
@@ -106,17 +93,62 @@ function lookup(id, types) {
     out);
 }
 
-/** Fasten's answer to the export request: its status line, and the body (JSON, shown
- *  pretty-printed) folded away. */
-function requestAnswer(text) {
-  const colon = text.indexOf(": ");
-  if (colon < 0) return el("div", { class: "muted answer" }, text);
-  const body = text.slice(colon + 2);
-  let pretty = body;
-  try { pretty = JSON.stringify(JSON.parse(body), null, 2); } catch { /* not JSON: as sent */ }
+/** Fasten's whole answer to the export request (its status, and its body pretty-printed
+ *  when JSON), folded away: the task id it gave is a field of its own. */
+function requestAnswer(c) {
+  const request = c.export_request;
+  if (!request) return c.export_request_answer ? el("div", { class: "muted answer" }, c.export_request_answer) : "";
+  const body = typeof request.body === "string" ? request.body : JSON.stringify(request.body, null, 2);
   return el("details", { class: "answer", id: "export-request-answer" },
-    el("summary", { class: "muted" }, text.slice(0, colon)),
-    el("pre", {}, pretty));
+    el("summary", { class: "muted" }, `HTTP ${request.status}`),
+    el("pre", {}, body));
+}
+
+/** The task id Fasten gave for the requested export: a link to that export's card when it
+ *  is stored on this page. */
+function requestedTask(c, cards) {
+  const task = c.export_request && c.export_request.task_id;
+  if (!task) return c.export_requested_at_ms ? el("span", { class: "muted" }, "not given") : "";
+  const card = cards.get(task);
+  if (!card) {
+    return el("span", { id: "export-task" }, el("span", { class: "mono" }, task),
+      el("span", { class: "muted" }, " (not stored)"));
+  }
+  return el("span", { id: "export-task" },
+    el("a", {
+      class: "mono task-link", href: location.hash,
+      onclick: (e) => { e.preventDefault(); card.scrollIntoView({ behavior: "smooth", block: "start" }); },
+    }, task),
+    el("span", { class: "muted" }, " (stored below)"));
+}
+
+/** What a revocation deleted: "3 exports (4 files, 929.9 KiB) on …". */
+function removedText(removed) {
+  return `${plural(removed.exports.length, "export")} (${plural(removed.files, "file")}, ` +
+    `${fmtBytes(removed.bytes)}) on ${fmtTime(removed.at_ms)}`;
+}
+
+/** The revocation under way (an alarm), and the earlier ones a newer authorization ended
+ *  (history, kept in view: the patient withdrew consent, and hookd deleted data). */
+function revocationNotes(c) {
+  const removed = c.removed ? `; on revocation hookd deleted ${removedText(c.removed)}` : "";
+  const earlier = c.revocations || [];
+  const notes = [];
+  if (c.status === "revoked") {
+    notes.push(el("div", { class: "error revoked-banner", role: "alert" },
+      `The patient revoked this connection${c.revoked_at_ms ? ` on ${fmtTime(c.revoked_at_ms)}` : ""}${removed}.`));
+  }
+  if (!earlier.length && (c.status === "revoked" || !c.removed)) return notes;
+  const lines = earlier.map((r) => el("li", {},
+    `Revoked on ${fmtTime(r.revoked_at_ms)}; authorized again on ${fmtTime(r.reauthorized_at_ms)}.`));
+  // Data deleted by an earlier revocation is said here when no banner says it.
+  if (c.status !== "revoked" && c.removed) {
+    lines.push(el("li", {}, `On revocation hookd deleted ${removedText(c.removed)}.`));
+  }
+  notes.push(el("div", { class: "notice warn", id: "revocation-history" },
+    el("strong", {}, c.status === "revoked" ? "Earlier revocations" : "This connection was revoked before"),
+    el("ul", {}, lines)));
+  return notes;
 }
 
 /** The connection view. */
@@ -124,20 +156,12 @@ export async function renderConnection(id, ctx) {
   const c = (await api(`/api/connections/${encodeURIComponent(id)}`)).body;
   const exports = [...(c.exports || [])].sort((a, b) => b.stored_at_ms - a.stored_at_ms);
   const types = [...new Set(exports.flatMap((x) => Object.keys(x.counts || {})))].sort();
-  const revoked = c.status === "revoked";
-  const removed = c.removed
-    ? `; on revocation hookd deleted ${plural(c.removed.exports.length, "export")} ` +
-      `(${plural(c.removed.files, "file")}, ` +
-      `${fmtBytes(c.removed.bytes)}) on ${fmtTime(c.removed.at_ms)}`
-    : "";
+  const cards = new Map(exports.map((x) => [x.task_id, exportCard(x)]));
   ctx.show(
     el("p", { class: "crumbs" }, el("a", { href: "#/connections" }, "← Connections")),
     el("h1", { class: "title-line" }, "Connection ", el("span", { class: "mono" }, c.org_connection_id), " ",
       el("span", { id: "connection-status" }, statusBadge(c.status))),
-    revoked
-      ? el("div", { class: "error revoked-banner", role: "alert" },
-        `The patient revoked this connection${c.revoked_at_ms ? ` on ${fmtTime(c.revoked_at_ms)}` : ""}${removed}.`)
-      : null,
+    revocationNotes(c),
     el("div", { class: "two" },
       el("section", { class: "card" }, facts([
         ["Platform", c.platform_type || ""],
@@ -147,13 +171,13 @@ export async function renderConnection(id, ctx) {
         ["First seen", el("span", { class: "mono" }, fmtTime(c.first_seen_ms))],
         ["Last seen", el("span", { class: "mono" }, fmtTime(c.last_seen_ms))],
         ["Export requested", c.export_requested_at_ms
-          ? el("span", {}, el("span", { class: "mono" }, fmtTime(c.export_requested_at_ms)),
-            c.export_request_answer ? requestAnswer(c.export_request_answer) : "")
+          ? el("span", {}, el("span", { class: "mono" }, fmtTime(c.export_requested_at_ms)), requestAnswer(c))
           : ""],
+        ["Export task", requestedTask(c, cards)],
       ])),
       el("section", { class: "card" }, el("h2", { class: "flush" }, "Look up a resource"), lookup(c.org_connection_id, types))),
     el("h2", {}, `Exports (${exports.length})`),
-    exports.length ? exports.map(exportCard) : el("p", { class: "muted", id: "no-exports" }, "No exports stored."),
+    exports.length ? [...cards.values()] : el("p", { class: "muted", id: "no-exports" }, "No exports stored."),
     el("h2", {}, `Failed exports (${(c.failures || []).length})`),
     failuresTable(c.failures || []));
 }

@@ -1,7 +1,8 @@
 // Fasten Connect connections: one row per connection (status first to the eye: a revoked one
-// is marked as such on its whole row), each opening its own page.
+// is marked as such on its whole row), each opening its own page. Live: a new connection, or
+// one whose status changed, shows without a reload.
 
-import { el, fmtTime, table } from "./dom.js";
+import { el, fmtTime, plural, table } from "./dom.js";
 import { api, getMeta } from "./api.js";
 
 /** The Fasten endpoints the server is configured with. */
@@ -38,25 +39,45 @@ function connectionRow(c) {
   el("td", { class: `num failures${c.failures ? " bad" : ""}` }, c.failures));
 }
 
-/** The connections view. */
-export async function renderConnections(ctx) {
-  const [meta, data] = await Promise.all([getMeta(), api("/api/connections")]);
-  const items = data.body.items;
-  const endpoints = fastenEndpoints(meta);
+/** "1 patient connection announced by Fasten Connect on fasten; 1 revoked." */
+function summaryText(items, endpoints) {
   const revoked = items.filter((c) => c.status === "revoked").length;
-  const noFasten = () => el("p", { class: "notice", id: "no-fasten" },
-    "No endpoint uses the Fasten processor, so hookd records no connections. Add an endpoint with ",
-    el("code", {}, "profile = \"fasten\""), " and a ", el("code", {}, "[fasten]"),
-    " section with your API credentials (see docs/fasten.md).");
-  ctx.show(el("h1", {}, "Connections"),
-    endpoints.length
-      ? el("p", { class: "muted", id: "connections-summary" },
-        `${items.length} patient connections announced by Fasten Connect on ${endpoints.join(", ")}`,
-        revoked ? `; ${revoked} revoked` : "", ".")
-      : noFasten(),
+  const announced = items.length === 1 ? "patient connection" : "patient connections";
+  return `${plural(items.length, announced, announced)} announced by Fasten Connect on ` +
+    `${endpoints.join(", ")}${revoked ? `; ${revoked} revoked` : ""}.`;
+}
+
+/** The summary line and the table (or why there is none) for `items`. */
+function listing(items, endpoints) {
+  if (!endpoints.length) {
+    return el("p", { class: "notice", id: "no-fasten" },
+      "No endpoint uses the Fasten processor, so hookd records no connections. Add an endpoint with ",
+      el("code", {}, "profile = \"fasten\""), " and a ", el("code", {}, "[fasten]"),
+      " section with your API credentials (see docs/fasten.md).");
+  }
+  return [
+    el("p", { class: "muted", id: "connections-summary" }, summaryText(items, endpoints)),
     items.length
       ? el("div", { class: "table-wrap" }, table({ id: "connections" },
         ["Connection", "Platform", "Status", "First seen", "Last seen", "Exports", "Failures"],
         items.map(connectionRow)))
-      : endpoints.length ? el("p", { class: "muted", id: "connections-empty" }, "No connections yet.") : null);
+      : el("p", { class: "muted", id: "connections-empty" }, "No connections yet."),
+  ];
+}
+
+/** The connections view; `ctx` shows it and runs its poller. */
+export async function renderConnections(ctx) {
+  const [meta, data] = await Promise.all([getMeta(), api("/api/connections")]);
+  const endpoints = fastenEndpoints(meta);
+  const box = el("div", { id: "connections-list" }, listing(data.body.items, endpoints));
+  ctx.show(el("h1", {}, "Connections"), box);
+  if (!endpoints.length) return;
+  // Live: the list again when it changed (an unchanged one costs a 304).
+  let etag = data.etag;
+  ctx.live(async () => {
+    const r = await api("/api/connections", { headers: etag ? { "if-none-match": etag } : {} });
+    if (r.notModified) return;
+    etag = r.etag;
+    box.replaceChildren(...[listing(r.body.items, endpoints)].flat());
+  }, 3000, { title: "New connections and changes of status appear by themselves" });
 }

@@ -1,10 +1,11 @@
 // The deliveries list: newest first, filtered, paged with "Older", counted, and live: new
 // deliveries appear at the top without a reload. A search in bodies reads the log in bounded
-// steps; when one stops short it says how far back it searched and "Older" continues it.
+// steps; when one stops short it says how far back it searched and "Older" continues it. A
+// filter the API refuses is said in the form's words next to the form, which stays usable.
 
 import { badge, el, fmtLatency, fmtTime, idTime, table } from "./dom.js";
-import { api, getMeta, pageThrough } from "./api.js";
-import { filterForm } from "./filters.js";
+import { ApiError, api, getMeta, pageThrough } from "./api.js";
+import { filterForm, plainFilterError } from "./filters.js";
 
 const FILTERS = ["endpoint", "verdict", "type", "state", "event_id", "q", "from", "to"];
 const PAGE = 50;
@@ -24,6 +25,18 @@ function stateCell(d) {
     d.body_differs ? el("span", { class: "badge differs", title: "Its body is not the original's" }, "differs") : "");
 }
 
+/** What a rejected delivery's type and id cells say: the request claimed them, and it
+ *  failed verification, so they are not the event's. */
+const UNVERIFIED = "Claimed by a request that failed verification: not verified";
+
+/** A type or event id cell; a rejected delivery's is marked unverified (the type's with a
+ *  tag too: the narrow id column keeps its room for the id). */
+function claimCell(cls, text, unverified, tag) {
+  if (!unverified || !text) return el("td", { class: cls, title: text || "" }, text || "");
+  return el("td", { class: `${cls} unverified`, title: `${text}\n${UNVERIFIED}` },
+    tag ? [el("span", { class: "tag" }, "unverified"), " "] : null, text);
+}
+
 function deliveryRow(d) {
   return el("tr", {
     class: "clickable",
@@ -32,13 +45,14 @@ function deliveryRow(d) {
   },
   el("td", { class: "mono nowrap time" }, el("a", { href: `#/delivery/${d.id}` }, fmtTime(d.received_at_ms))),
   el("td", { class: "nowrap" }, d.endpoint),
-  el("td", { class: "mono clip", title: d.event_type || "" }, d.event_type || ""),
+  claimCell("mono clip type", d.event_type, d.event_unverified, true),
   el("td", { class: "verdict" }, badge("v", d.verdict)),
-  el("td", { class: "reason clip", title: d.reason || "" }, d.reason || ""),
+  // Up to two lines: the reason is what a rejected delivery is read for.
+  el("td", { class: "reason", title: d.reason || "" }, el("div", { class: "clamp" }, d.reason || "")),
   el("td", { class: "num" }, d.status),
   el("td", { class: "num nowrap" }, fmtLatency(d.latency_us)),
   stateCell(d),
-  el("td", { class: "mono muted clip event-id", title: d.event_id || "" }, d.event_id || ""));
+  claimCell("mono muted clip event-id", d.event_id, d.event_unverified, false));
 }
 
 /** "1,234 deliveries" or "more than 5,000 deliveries". */
@@ -49,9 +63,26 @@ function totalText(total) {
   return total.count ? `more than ${n} deliveries` : "count not known: too few matches near the top";
 }
 
+/** The server's vocabulary, or none when it cannot be read: the form still shows (with
+ *  its free-text fields and Clear) and the error is said next to it. */
+async function metaOrNone(problem) {
+  try {
+    return await getMeta();
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) throw e;
+    problem(e);
+    return { endpoints: [], verdicts: [], states: [], event_types: [] };
+  }
+}
+
 /** The list view; `ctx` shows it and runs its poller. */
 export async function renderDeliveries(params, ctx) {
-  const meta = await getMeta();
+  const problemBox = el("div", { class: "error", role: "alert", id: "list-error", hidden: true });
+  const problem = (e) => {
+    problemBox.textContent = plainFilterError(e);
+    problemBox.hidden = false;
+  };
+  const meta = await metaOrNone(problem);
   const query = new URLSearchParams();
   for (const name of FILTERS) if (params.get(name)) query.set(name, params.get(name));
   const { form } = filterForm(params, FILTERS, meta, (p) => {
@@ -96,10 +127,19 @@ export async function renderDeliveries(params, ctx) {
     } catch (_) { total.textContent = ""; }
   };
 
-  ctx.show(el("h1", {}, "Deliveries"), form,
+  ctx.show(el("h1", {}, "Deliveries"), form, problemBox,
     el("div", { class: "pager top" }, total, status),
     list, el("div", { class: "pager" }, more));
-  const first = await fill(null);
+  let first;
+  try {
+    first = await fill(null);
+  } catch (e) {
+    // The filters stay, with what went wrong next to them; there is no list to follow.
+    if (e instanceof ApiError && e.status === 401) throw e;
+    problem(e);
+    list.hidden = true;
+    return;
+  }
   cursor = first.next;
   let etag = first.etag;
   add(first.items);
@@ -144,5 +184,5 @@ export async function renderDeliveries(params, ctx) {
     }
     tbody.prepend(...fresh);
     shown();
-  }, 2000);
+  }, 2000, { title: "New deliveries appear at the top by themselves" });
 }

@@ -1,12 +1,16 @@
 // One delivery: what was received and answered, its event's processing, and the Fasten
-// export files it brought; for a duplicate, the original it repeated instead. The body can be
-// copied, downloaded or copied as a curl command (without secrets; not for hookd's own push
-// events, which no request brought). While the event is still moving, only the event's parts
-// of the page are refreshed, so scroll position and unfolded bodies stay as they are.
+// export it announced (its files, or what became of it); for a duplicate, the original it
+// repeated instead. The body can be copied, downloaded or copied as a curl command (without
+// secrets; not for hookd's own push events, which no request brought). A rejected delivery's
+// event id and type are only what the request claimed, and are shown as such. While the
+// event is still moving, only the event's parts of the page are refreshed, so scroll
+// position and unfolded bodies stay as they are.
 
-import { badge, copyText, downloadText, el, facts, fmtLatency, fmtTime, safeLink, table, toast } from "./dom.js";
+import { badge, copyText, downloadText, el, facts, fmtLatency, fmtTime, table, toast } from "./dom.js";
 import { api, getMeta, postConfirmed } from "./api.js";
 import { curlCommand } from "./curl.js";
+import { filesTable } from "./files.js";
+import { connectionHref } from "./connections.js";
 
 const FOLD_LINES = 40;
 const FINISHED = ["done", "dead"];
@@ -39,21 +43,40 @@ function bodyBlock(text, id) {
   return el("div", {}, pre, el("div", { class: "pager" }, toggle));
 }
 
-/** The stored files of a Fasten export (`exports` of the delivery), or why there are none. */
+/** Why an announced export has no stored files, by the API's `export.state`. */
+function noFilesText(x) {
+  const conn = x && x.org_connection_id
+    ? ["connection ", el("a", { class: "mono", href: connectionHref(x.org_connection_id) }, x.org_connection_id)]
+    : "its connection";
+  switch (x && x.state) {
+    case "pending":
+      return "No export files are stored for this event yet: its processing is still under way.";
+    case "deleted":
+      return ["The export's files were deleted when the patient revoked ", conn,
+        " (on_revoke = \"delete\")."];
+    case "not_downloaded":
+      return ["The export was not downloaded: ", conn, " was revoked when this event was processed " +
+        "(see the attempts). If the patient has authorized it again since, Replay downloads it."];
+    case "failed":
+      return "No export files are stored: processing this event failed (see the attempts).";
+    case "no_longer_stored":
+      return "The export was stored, but its files are no longer kept: export retention " +
+        "([retention] export_retention_days) removed them.";
+    default:
+      return "No export files are stored for this event: it names no export task.";
+  }
+}
+
+/** The stored files of a Fasten export (`exports` of the delivery), or what became of it. */
 function fastenExports(d) {
   if (!d.exports && d.event_type !== "patient.ehi_export_success") return null;
-  const section = el("section", { id: "fasten-exports" }, el("h2", {}, "Fasten export files"));
+  const section = el("section", { id: "fasten-exports", dataset: { state: (d.export && d.export.state) || "" } },
+    el("h2", {}, "Fasten export files"));
   if (!d.exports || !d.exports.length) {
-    section.appendChild(el("p", { class: "placeholder" }, "No export files are stored for this event (yet)."));
+    section.appendChild(el("p", { class: "placeholder", id: "no-export-files" }, noFilesText(d.export)));
     return section;
   }
-  section.appendChild(table({}, ["File", "Resources", "Bytes", "sha256", ""],
-    d.exports.map((f) => el("tr", {},
-      el("td", { class: "mono" }, f.name),
-      el("td", { class: "num" }, f.resources),
-      el("td", { class: "num" }, f.bytes),
-      el("td", { class: "mono" }, f.sha256),
-      el("td", {}, safeLink(f.download_url, "download"))))));
+  section.appendChild(filesTable(d.exports, (f) => f.download_url));
   return section;
 }
 
@@ -69,8 +92,9 @@ function attemptsTable(event) {
       el("td", { class: "num" }, a.number),
       el("td", {}, a.processor),
       cluster ? el("td", { class: "mono nowrap instance" }, a.instance || "") : null,
-      el("td", { class: "mono" }, fmtTime(a.started_at_ms)),
-      el("td", { class: "num" }, `${a.finished_at_ms - a.started_at_ms} ms`),
+      // A long detail takes the room: the time and duration stay on one line.
+      el("td", { class: "mono nowrap started" }, fmtTime(a.started_at_ms)),
+      el("td", { class: "num nowrap took" }, `${a.finished_at_ms - a.started_at_ms} ms`),
       el("td", {}, el("span", { class: `badge ${a.outcome === "ok" ? "s-done" : "s-dead"}` }, a.outcome)),
       el("td", { class: "mono attempt-detail" }, a.detail)))));
 }
@@ -108,9 +132,12 @@ function curlTool(d, meta, copy) {
   ];
 }
 
-/** Copy and download the body, copy as curl, and where a truncated body's rest came from. */
+/** Copy and download the body, copy as curl, and where a truncated body's rest came from.
+ *  A request refused before its body was read has none to copy (nor a curl command that
+ *  would repeat it); an empty body has nothing to copy. */
 function bodyTools(d, meta) {
   const body = d.full_body ?? d.body ?? "";
+  if (d.body_not_read) return null;
   const name = `${d.endpoint}-${(d.event_id || d.id).replace(/[^A-Za-z0-9._-]+/g, "_")}.${body.trim().startsWith("{") ? "json" : "txt"}`;
   const copy = async (text, what) => toast((await copyText(text)) ? `${what} copied` : `Could not copy the ${what.toLowerCase()}`);
   const note = d.full_body != null
@@ -118,12 +145,39 @@ function bodyTools(d, meta) {
     : d.body_truncated
       ? el("p", { class: "muted", id: "truncated-note" }, `Only the start of the ${d.body_bytes}-byte body was kept (hookd stored no event with the rest).`)
       : null;
+  const kept = body !== "";
   return el("div", { class: "body-tools" },
     el("div", { class: "tools" },
-      el("button", { type: "button", class: "secondary", id: "copy-body", onclick: () => copy(body, "Body") }, "Copy body"),
-      el("button", { type: "button", class: "secondary", id: "download-body", onclick: () => downloadText(body, name, "application/octet-stream") }, "Download body"),
+      kept ? el("button", { type: "button", class: "secondary", id: "copy-body", onclick: () => copy(body, "Body") }, "Copy body") : null,
+      kept ? el("button", { type: "button", class: "secondary", id: "download-body", onclick: () => downloadText(body, name, "application/octet-stream") }, "Download body") : null,
       curlTool(d, meta, copy)),
     note);
+}
+
+/** The body as sent, or why there is none to show. */
+function bodySection(d) {
+  if (d.body_not_read) {
+    return el("p", { class: "placeholder", id: "body-not-read" },
+      `hookd did not read this request's body (${d.body_not_read}): it was refused before that, so nothing of it was kept.`);
+  }
+  if (!(d.full_body ?? d.body)) return el("p", { class: "placeholder", id: "body-empty" }, "The request had no body.");
+  return bodyBlock(d.full_body ?? d.body, "body");
+}
+
+/** "1,234 bytes", or why the body was not read. */
+function bodySize(d) {
+  if (d.body_not_read) return el("span", { id: "body-size" }, `not read (${d.body_not_read})`);
+  return el("span", { id: "body-size" },
+    `${d.body_bytes.toLocaleString("en")} bytes${d.body_truncated ? " (the log kept the start)" : ""}`);
+}
+
+/** An event id or type as the delivery gives it: for a rejected delivery, what the request
+ *  claimed, never verified. */
+function claimed(d, text) {
+  if (!text) return text;
+  if (!d.event_unverified) return text;
+  return el("span", { class: "unverified" }, text, " ",
+    el("span", { class: "tag", title: "The request failed verification: this is what it claimed" }, "unverified"));
 }
 
 /** Queues a done or dead event again (asking first when it would re-send it); true when it was. */
@@ -168,7 +222,10 @@ export async function renderDelivery(id, ctx) {
         fill();
       }
       return !FINISHED.includes(event.state);
-    }, 1500);
+    }, 1500, {
+      title: "The event's state and attempts refresh until it is done or dead",
+      ended: "The event is done or dead: this page no longer refreshes (reload it to see later changes)",
+    });
   };
   const replay = async (e) => {
     if (!(await replayOne(event.seq, e.target))) return;
@@ -199,12 +256,14 @@ export async function renderDelivery(id, ctx) {
   };
   fill();
 
-  const title = `${d.endpoint} · ${d.event_type || "no event type"} · ${fmtTime(d.received_at_ms)}`;
+  // A rejected request's claimed type is not the event's: it is not the page's title.
+  const kind = d.event_unverified ? "rejected request" : d.event_type || "no event type";
+  const title = `${d.endpoint} · ${kind} · ${fmtTime(d.received_at_ms)}`;
   document.title = `${title} — hookd`;
   ctx.show(
     el("p", {}, el("a", { href: "#/deliveries" }, "← Deliveries")),
     el("h1", { id: "delivery-title" }, d.endpoint, el("span", { class: "sep" }, " · "),
-      el("span", { class: "kind" }, d.event_type || "no event type"), el("span", { class: "sep" }, " · "),
+      el("span", { class: "kind" }, kind), el("span", { class: "sep" }, " · "),
       el("span", { class: "when" }, fmtTime(d.received_at_ms))),
     el("p", { class: "muted small" }, `delivery ${d.id}`),
     duplicateNotice(d),
@@ -214,15 +273,15 @@ export async function renderDelivery(id, ctx) {
         ["Endpoint", d.endpoint],
         ["Verdict", badge("v", d.verdict)],
         ["Reason", d.reason],
-        ["Event id", d.event_id],
-        ["Event type", d.event_type],
+        [d.event_unverified ? "Claimed event id" : "Event id", claimed(d, d.event_id)],
+        [d.event_unverified ? "Claimed event type" : "Event type", claimed(d, d.event_type)],
         ["From", d.remote_addr],
         ["Latency", fmtLatency(d.latency_us)],
-        ["Body size", `${d.body_bytes} bytes${d.body_truncated ? " (the log kept the start)" : ""}`],
+        ["Body size", bodySize(d)],
       ])),
       eventCard),
     el("h2", {}, "Request headers"), el("div", { class: "card" }, headersTable(d.request_headers)),
-    el("h2", {}, "Body"), bodyTools(d, await getMeta()), bodyBlock(d.full_body ?? d.body, "body"),
+    el("h2", {}, "Body"), bodyTools(d, await getMeta()), bodySection(d),
     el("h2", {}, "Response"),
     el("div", { class: "card" }, facts([["Status", d.response.status]]),
       el("h2", {}, "Headers"), headersTable(d.response.headers),

@@ -119,6 +119,11 @@ export function fmtLatency(us) {
   return `${(us / 1000).toFixed(1)} ms`;
 }
 
+/** `n thing` or `n things` (or `n` and the plural given), `n` written with separators. */
+export function plural(n, thing, things = `${thing}s`) {
+  return `${Number(n).toLocaleString("en")} ${n === 1 ? thing : things}`;
+}
+
 /** A byte count in B, KiB, MiB or GiB. */
 export function fmtBytes(n) {
   if (n < 1024) return `${n} B`;

@@ -1,4 +1,5 @@
-// The filter form above the deliveries list and the dead events.
+// The filter form above the deliveries list and the dead events, and the API's refusals of
+// a filter said in the form's words.
 
 import { append, el, fromInputTime, timeZone, toInputTime } from "./dom.js";
 
@@ -6,6 +7,38 @@ const LABELS = {
   endpoint: "Endpoint", verdict: "Verdict", type: "Event type", state: "State",
   event_id: "Event id", q: "Body contains", from: "From", to: "To",
 };
+
+/** Why "Body contains" and "State" do not go together: a search in bodies reads the delivery
+ *  log, a State filter walks the events (see the deliveries API). */
+const NOT_WITH_STATE = "Body contains and State cannot be combined: a search in bodies reads the " +
+  "delivery log, while State walks the events. Clear one of them to use the other.";
+
+/** An API error about the filters in the form's words: its `name`s become their labels. */
+export function plainFilterError(e) {
+  const message = e && e.message ? e.message : String(e);
+  if (!(e && e.status === 400)) return `The list could not be loaded: ${message}`;
+  const said = message.replace(/`([a-z_]+)`/g, (whole, name) => (LABELS[name] ? `“${LABELS[name]}”` : whole));
+  return `These filters cannot be applied: ${said}. Change them above, or Clear them.`;
+}
+
+/** Keeps "Body contains" and "State" from being filled together: while one has a value the
+ *  other is disabled, and `note` says why. Both filled (from the address) stay enabled, so
+ *  either can be changed. */
+function exclusive(q, state, note) {
+  const update = () => {
+    const hasQ = q.value.trim() !== "";
+    const hasState = state.value !== "";
+    q.disabled = hasState && !hasQ;
+    state.disabled = hasQ && !hasState;
+    const blocked = q.disabled || state.disabled;
+    note.hidden = !blocked;
+    q.title = q.disabled ? NOT_WITH_STATE : "";
+    state.title = state.disabled ? NOT_WITH_STATE : "";
+  };
+  q.addEventListener("input", update);
+  state.addEventListener("change", update);
+  update();
+}
 
 /**
  * A form over `fields` (names from LABELS) filled from `params`; `meta` gives the endpoints,
@@ -46,9 +79,15 @@ export function filterForm(params, fields, meta, onApply) {
     const label = name === "from" || name === "to" ? `${LABELS[name]} (${zone})` : LABELS[name];
     form.appendChild(el("label", {}, label, made));
   }
+  if (inputs.q && inputs.state) {
+    const note = el("p", { class: "muted small filter-note", id: "filter-note", hidden: true }, NOT_WITH_STATE);
+    exclusive(inputs.q, inputs.state, note);
+    form.appendChild(note);
+  }
   const read = () => {
     const out = new URLSearchParams();
     for (const name of fields) {
+      if (inputs[name].disabled) continue;
       let value = inputs[name].value.trim();
       if ((name === "from" || name === "to") && value) {
         const t = fromInputTime(value);

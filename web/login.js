@@ -42,6 +42,9 @@ export function renderLogin(reason, onLoggedIn, { notice = false } = {}) {
     } catch (e) {
       message.textContent = e.message;
       message.hidden = false;
+      // A wrong password is not kept in the field (nor offered again): it is typed anew.
+      password.value = "";
+      password.focus();
     }
   };
   const form = el("form", { id: "login-form", onsubmit: submit },

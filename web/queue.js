@@ -101,10 +101,65 @@ function retryingRow(ev) {
     errorCell(ev.last_error));
 }
 
-/** An attempt's error: up to three lines (its cause is at the end of the chain), the whole
- *  text in the tooltip. */
+/** Long URLs in `text` cut to their scheme, host and last path segment (`http://host/…/file`),
+ *  a query to `?…`: in an error the host and the file say which request failed, and the
+ *  path between would push the cause out of sight. */
+function shortUrls(text) {
+  return text.replace(/\bhttps?:\/\/[^\s"'<>`]+/g, (found) => {
+    // Punctuation after a URL belongs to the sentence (`…/file.jsonl: host …`).
+    const trail = (/[.,:;)\]]+$/.exec(found) || [""])[0];
+    const bare = found.slice(0, found.length - trail.length);
+    let url;
+    try { url = new URL(bare); } catch (_) { return found; }
+    const segments = url.pathname.split("/").filter(Boolean);
+    if (segments.length < 3 && !url.search) return found;
+    const path = segments.length > 2 ? `/…/${segments.pop()}` : url.pathname;
+    return `${url.protocol}//${url.host}${path}${url.search ? "?…" : ""}${trail}`;
+  });
+}
+
+/** `text` in about `max` characters: its start (what was attempted) and its end, "…"
+ *  between. The end keeps half the room in whole words, and at least the cause, the last
+ *  part of an error's chain (after its last ": "), when that fits; the start is cut at a
+ *  space, or after a URL's host. */
+function elide(text, max) {
+  if (text.length <= max) return text;
+  const start = text.length - Math.floor(max / 2);
+  const after = text.indexOf(" ", start);
+  let tail = after >= 0 && after < text.length - 8 ? after + 1 : start;
+  const colon = text.lastIndexOf(": ");
+  if (colon >= 0 && text.length - (colon + 2) <= max * 0.6) tail = Math.min(tail, colon + 2);
+  const room = max - (text.length - tail) - 3;
+  const space = text.lastIndexOf(" ", room);
+  let head = space >= room / 2 ? space : room;
+  // Not inside a URL: after its host, or before it when even that does not fit.
+  for (const url of text.matchAll(/(https?:\/\/[^\s/]+)\S*/g)) {
+    if (url.index < head && head < url.index + url[0].length) {
+      head = url.index + url[1].length <= room ? url.index + url[1].length : url.index;
+    }
+  }
+  const kept = text.slice(0, head).trimEnd();
+  return `${kept ? `${kept} ` : ""}… ${text.slice(tail)}`;
+}
+
+/** An attempt's error with its URLs shortened, in up to three lines (see `fitErrors`); the
+ *  whole text is the tooltip. */
 function errorCell(text) {
-  return el("td", { class: "mono error-text", title: text || "" }, el("div", { class: "clamp" }, text || ""));
+  return el("td", { class: "mono error-text", title: text || "" }, el("div", { class: "clamp" }, shortUrls(text || "")));
+}
+
+/** Shortens each error in `table` that its three lines cannot hold, a little at a time,
+ *  until it fits: its start and its end (the cause) stay in sight. Each round measures every
+ *  cell at once, so a page of errors costs a few layouts, not one per cell. */
+function fitErrors(table) {
+  let cells = [...table.querySelectorAll("td.error-text")].map((td) => ({ td, box: td.firstChild, max: 0 }));
+  for (let round = 0; round < 12 && cells.length; round++) {
+    cells = cells.filter((c) => c.box.scrollHeight > c.box.clientHeight + 1);
+    for (const c of cells) {
+      c.max = Math.max(24, Math.floor((c.max || c.box.textContent.length) * 0.85));
+      c.box.textContent = elide(shortUrls(c.td.title), c.max);
+    }
+  }
 }
 
 function errorGroupRow(g) {
@@ -153,6 +208,7 @@ function deadList(query, first) {
         return `/api/events?${q}`;
       }, { from: cursor, want: DEAD_PAGE });
       for (const ev of page.items) tbody.appendChild(deadRow(ev));
+      fitErrors(tbody);
       cursor = page.next;
       update();
     } catch (err) {
@@ -279,6 +335,10 @@ export async function renderQueue(params, ctx) {
       : null,
     deadList(deadQuery, dead));
   showLastPrune();
+  for (const id of ["retrying", "dead"]) {
+    const shown = document.getElementById(id);
+    if (shown) fitErrors(shown);
+  }
 
   let etag = stats.etag;
   ctx.live(async () => {
@@ -296,5 +356,5 @@ export async function renderQueue(params, ctx) {
     if (oldest) oldest.textContent = fmtAge(r.body.oldest_queued_age_secs);
     const behind = document.getElementById("retention-behind");
     if (behind) behind.hidden = !retention.behind;
-  }, 3000);
+  }, 3000, { title: "The counts and the last prune refresh by themselves; the lists below do not" });
 }

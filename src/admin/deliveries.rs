@@ -1,8 +1,9 @@
 //! `GET /api/deliveries` and `GET /api/deliveries/{id}`: the delivery log, newest first,
 //! filtered by endpoint, verdict, type (or type prefix), event id, time, text in the body or
 //! the event's processing state, with a count of the matches when asked; and one delivery in
-//! full with its event, its whole payload when the log kept only the start, the original
-//! of a duplicate, and stored Fasten export files.
+//! full with its event, its whole payload when the log kept only the start (or why it has
+//! none), the original of a duplicate, and the Fasten export it announced: its stored files,
+//! or what became of it.
 
 use super::query::{self, Query};
 use super::{Admin, ApiError};
@@ -146,7 +147,7 @@ fn list_by_state(admin: &Admin, q: &Query) -> Result<Value, ApiError> {
     })
 }
 
-/// One delivery in full: headers, body, response, its event, and any stored export files.
+/// One delivery in full: headers, body, response, its event, and any Fasten export.
 pub fn one(admin: &Admin, id: &str) -> Result<Value, ApiError> {
     let d = admin
         .store
@@ -158,6 +159,12 @@ pub fn one(admin: &Admin, id: &str) -> Result<Value, ApiError> {
     };
     let mut value = serde_json::to_value(&d).unwrap_or(Value::Null);
     value["event_unverified"] = (d.verdict == Verdict::Rejected).into();
+    // A request refused before its body was read has none: say so, rather than 0 bytes.
+    if d.verdict == Verdict::Rejected && d.body_bytes == 0 {
+        if let Some(why) = crate::receive::body_not_read(&d.reason) {
+            value["body_not_read"] = why.into();
+        }
+    }
     if let Some(fields) = value.as_object_mut() {
         fields.extend(original(admin, &d)?);
     }
@@ -167,8 +174,11 @@ pub fn one(admin: &Admin, id: &str) -> Result<Value, ApiError> {
         }
     }
     if let Some(e) = &event {
-        if let Some(files) = super::fasten::export_files(admin, e)? {
-            value["exports"] = files;
+        if let Some(export) = super::fasten::export_of(admin, e)? {
+            value["export"] = export.summary;
+            if let Some(files) = export.files {
+                value["exports"] = files;
+            }
         }
     }
     value["event"] = serde_json::to_value(event).unwrap_or(Value::Null);

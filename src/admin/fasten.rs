@@ -58,9 +58,33 @@ pub(super) fn connection(admin: &Admin, id: &str) -> Result<Value, ApiError> {
     let exports = admin.store.exports(id)?;
     let latest = exports.iter().max_by_key(|e| e.stored_at_ms);
     let mut value = serde_json::to_value(&c).unwrap_or(Value::Null);
+    value["export_request"] = c
+        .export_request_answer
+        .as_deref()
+        .and_then(|answer| export_request(c.export_requested_at_ms, answer))
+        .unwrap_or(Value::Null);
     value["resource_counts"] = latest.map_or(json!({}), |e| json!(e.counts));
     value["exports"] = serde_json::to_value(&exports).unwrap_or(Value::Null);
     Ok(value)
+}
+
+/// Fasten's answer to the export request, which the connection keeps as text (`HTTP 200:
+/// {...}`), taken apart so that no script parses it twice: `status`, `body` (JSON when it
+/// parses, else the text) and the `task_id` it gave. `None` when the text has another shape.
+fn export_request(requested_at_ms: Option<u64>, answer: &str) -> Option<Value> {
+    let (status, body) = answer.strip_prefix("HTTP ")?.split_once(':')?;
+    let status: u16 = status.parse().ok()?;
+    let body = body.trim_start();
+    let body = serde_json::from_str::<Value>(body).unwrap_or_else(|_| body.into());
+    let task_id = [&body["data"]["task_id"], &body["task_id"]]
+        .into_iter()
+        .find_map(|t| t.as_str().map(str::to_owned));
+    Some(json!({
+        "requested_at_ms": requested_at_ms,
+        "status": status,
+        "task_id": task_id,
+        "body": body,
+    }))
 }
 
 /// One FHIR resource, read from where the index says its export stored it.
@@ -171,39 +195,134 @@ pub(super) fn export_file(admin: &Admin, task: &str, file: &str) -> ApiResult {
     Ok(response)
 }
 
-/// The stored files of the export an `ehi_export_success` event announced, with their
-/// download paths, for a delivery's detail view; `None` for other events or before the
-/// export is stored.
-pub fn export_files(admin: &Admin, event: &crate::store::Event) -> Result<Option<Value>, ApiError> {
+/// The start of the attempt detail of an export that was not downloaded because its
+/// connection was revoked (see `process::fasten::export`).
+const REVOKED_DETAIL: &str = "connection revoked:";
+
+/// What a delivery's detail view shows of the export an `ehi_export_success` event
+/// announced.
+pub struct ExportView {
+    /// `task_id`, `org_connection_id` and `state`: what became of the export.
+    pub summary: Value,
+    /// The stored files with their download paths, once it is stored.
+    pub files: Option<Value>,
+}
+
+/// The export an `ehi_export_success` event announced and what became of it: `None` for
+/// other events, or when the payload names no task.
+pub fn export_of(
+    admin: &Admin,
+    event: &crate::store::Event,
+) -> Result<Option<ExportView>, ApiError> {
     if event.event_type != "patient.ehi_export_success" {
         return Ok(None);
     }
-    let task = admin
+    let parsed = admin
         .store
         .payload(event.seq)?
-        .and_then(|p| FastenEvent::parse(&event.event_type, &p).ok())
-        .and_then(|e| e.task_id().map(str::to_owned));
-    let Some(task) = task else { return Ok(None) };
-    let Some(export) = admin.store.export_by_task(&task)? else {
+        .and_then(|p| FastenEvent::parse(&event.event_type, &p).ok());
+    let Some(FastenEvent::ExportSuccess(data)) = parsed else {
         return Ok(None);
     };
-    let files: Vec<Value> = export
+    let Some(task) = data.task_id else {
+        return Ok(None);
+    };
+    let conn = data.org_connection_id;
+    let stored = admin.store.export_by_task(&task)?;
+    let state = match &stored {
+        Some(_) => "stored",
+        None => unstored_state(admin, event, conn.as_deref(), &task)?,
+    };
+    Ok(Some(ExportView {
+        summary: json!({ "task_id": task, "org_connection_id": conn, "state": state }),
+        files: stored.map(|export| file_list(&export)),
+    }))
+}
+
+/// Why the export `task` that `event` announced is not stored: `pending` (its processing
+/// has not finished), `deleted` (a revocation with `on_revoke = "delete"` removed it),
+/// `not_downloaded` (the connection was revoked when it was processed), `failed` (the
+/// event is dead), or `no_longer_stored` (it was stored; export retention removed it).
+fn unstored_state(
+    admin: &Admin,
+    event: &crate::store::Event,
+    conn: Option<&str>,
+    task: &str,
+) -> Result<&'static str, ApiError> {
+    use crate::store::{AttemptOutcome, EventState};
+    if matches!(
+        event.state,
+        EventState::Queued | EventState::Processing | EventState::Retrying
+    ) {
+        return Ok("pending");
+    }
+    let connection = match conn {
+        Some(id) => admin.store.connection(id)?,
+        None => None,
+    };
+    let removed = connection.as_ref().and_then(|c| c.removed.as_ref());
+    if removed.is_some_and(|r| r.exports.iter().any(|t| t == task)) {
+        return Ok("deleted");
+    }
+    if event.state == EventState::Dead {
+        return Ok("failed");
+    }
+    let attempts = admin.store.attempts(event.seq)?;
+    let last = attempts
+        .iter()
+        .rev()
+        .find(|a| a.outcome == AttemptOutcome::Ok);
+    if last.is_some_and(|a| a.detail.starts_with(REVOKED_DETAIL)) {
+        return Ok("not_downloaded");
+    }
+    Ok("no_longer_stored")
+}
+
+/// An export's files with their download paths.
+fn file_list(export: &crate::store::fasten::ExportRecord) -> Value {
+    let path = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    export
         .files
         .iter()
         .map(|f| {
-            serde_json::json!({
+            json!({
                 "name": f.name,
                 "resources": f.resources,
                 "bytes": f.bytes,
                 "sha256": f.sha256,
                 "counts": f.counts,
-                "download_url": format!(
-                    "/api/exports/{}/files/{}",
-                    form_urlencoded::byte_serialize(export.task_id.as_bytes()).collect::<String>(),
-                    form_urlencoded::byte_serialize(f.name.as_bytes()).collect::<String>()
-                ),
+                "download_url": format!("/api/exports/{}/files/{}", path(&export.task_id), path(&f.name)),
             })
         })
-        .collect();
-    Ok(Some(Value::Array(files)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_json_answer_gives_its_status_task_id_and_body() {
+        let answer = r#"HTTP 200: {"data":{"task_id":"t-1","status":"pending"},"success":true}"#;
+        assert_eq!(
+            export_request(Some(7), answer),
+            Some(json!({
+                "requested_at_ms": 7,
+                "status": 200,
+                "task_id": "t-1",
+                "body": {"data": {"task_id": "t-1", "status": "pending"}, "success": true},
+            }))
+        );
+    }
+
+    #[test]
+    fn an_answer_that_is_not_json_keeps_its_text() {
+        // Cut short at the answer's snippet length, or not JSON at all.
+        let answer = r#"HTTP 202: {"data":{"task_id":"t-"#;
+        let parsed = export_request(None, answer).unwrap();
+        assert_eq!(parsed["status"], 202);
+        assert_eq!(parsed["task_id"], Value::Null);
+        assert_eq!(parsed["body"], r#"{"data":{"task_id":"t-"#);
+        assert_eq!(export_request(None, "accepted"), None);
+    }
 }

@@ -37,6 +37,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ),
     ("/delivery.js", include_str!("../../web/delivery.js"), JS),
     ("/curl.js", include_str!("../../web/curl.js"), JS),
+    ("/files.js", include_str!("../../web/files.js"), JS),
     ("/queue.js", include_str!("../../web/queue.js"), JS),
     (
         "/connections.js",

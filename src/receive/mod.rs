@@ -100,6 +100,28 @@ struct Refusal {
     reason: String,
 }
 
+// The reasons of refusals made before the body is read, or while it is read (what was read
+// is then dropped): such a delivery keeps no body. [`body_not_read`] tells them apart.
+const UNKNOWN_ENDPOINT: &str = "unknown endpoint";
+const TOO_LARGE: &str = "body is larger than";
+const OVER_BUDGET: &str = "too many request bodies in flight; retry later";
+const UNREADABLE: &str = "the body could not be read";
+const TOO_SLOW: &str = "the body arrived too slowly or not in time";
+
+/// Why a rejected delivery whose reason is `reason` kept no body, in a few words; `None`
+/// when its body was read (and kept up to `receive.rejected_body_bytes`). A request to an
+/// unknown endpoint is refused unread, so that a scanner costs next to nothing.
+pub fn body_not_read(reason: &str) -> Option<&'static str> {
+    match reason {
+        UNKNOWN_ENDPOINT => Some("unknown endpoint"),
+        OVER_BUDGET => Some("too many bodies in flight"),
+        UNREADABLE => Some("the request broke off"),
+        TOO_SLOW => Some("it arrived too slowly"),
+        r if r.starts_with(TOO_LARGE) => Some("over max_body_bytes"),
+        _ => None,
+    }
+}
+
 fn refuse(status: StatusCode, reason: impl Into<String>) -> Refusal {
     Refusal {
         status,
@@ -158,7 +180,7 @@ impl Receiver {
             started: Instant::now(),
         };
         let Some(endpoint) = self.config.endpoint(&request.endpoint) else {
-            let refusal = refuse(StatusCode::NOT_FOUND, "unknown endpoint");
+            let refusal = refuse(StatusCode::NOT_FOUND, UNKNOWN_ENDPOINT);
             return self.reject(&request, &[], refusal, None);
         };
         let declared = request
@@ -169,7 +191,7 @@ impl Receiver {
         let too_large = || {
             refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("body is larger than {} bytes", endpoint.max_body_bytes),
+                format!("{TOO_LARGE} {} bytes", endpoint.max_body_bytes),
             )
         };
         if declared.is_some_and(|n| n > endpoint.max_body_bytes as u64) {
@@ -177,10 +199,7 @@ impl Receiver {
         }
         let over_budget = || {
             metrics::counter!("hookd_body_budget_refusals_total").increment(1);
-            refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many request bodies in flight; retry later",
-            )
+            refuse(StatusCode::SERVICE_UNAVAILABLE, OVER_BUDGET)
         };
         // Checked above: `declared` is at most the endpoint's maximum.
         if !self.body_budget.admits(declared.unwrap_or(0) as usize) {
@@ -195,14 +214,11 @@ impl Receiver {
             }
             Err(body::BodyError::TooLarge) => return self.reject(&request, &[], too_large(), None),
             Err(body::BodyError::Read) => {
-                let refusal = refuse(StatusCode::BAD_REQUEST, "the body could not be read");
+                let refusal = refuse(StatusCode::BAD_REQUEST, UNREADABLE);
                 return self.reject(&request, &[], refusal, None);
             }
             Err(body::BodyError::TooSlow) => {
-                let refusal = refuse(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "the body arrived too slowly or not in time",
-                );
+                let refusal = refuse(StatusCode::REQUEST_TIMEOUT, TOO_SLOW);
                 return self.reject(&request, &[], refusal, None);
             }
         };
@@ -462,4 +478,28 @@ fn respond(verdict: Verdict) -> (String, ResponseLog) {
     };
     let answer = Answer::new(StatusCode::OK, verdict.as_str(), reason.to_string());
     (reason.to_string(), answer.log())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_before_the_body_is_read_say_why_it_was_not() {
+        assert_eq!(body_not_read(UNKNOWN_ENDPOINT), Some("unknown endpoint"));
+        let too_large = format!("{TOO_LARGE} 1048576 bytes");
+        assert_eq!(body_not_read(&too_large), Some("over max_body_bytes"));
+        for reason in [OVER_BUDGET, UNREADABLE, TOO_SLOW] {
+            assert!(body_not_read(reason).is_some(), "{reason}");
+        }
+        // Refused after reading: the body is kept.
+        assert_eq!(
+            body_not_read("no v1 signature matches a configured secret"),
+            None
+        );
+        assert_eq!(
+            body_not_read("queue is above its high-water mark; retry later"),
+            None
+        );
+    }
 }

@@ -34,7 +34,12 @@ pub struct Connection {
     pub export_requested_at_ms: Option<u64>,
     /// Fasten's answer to that request, as text.
     pub export_request_answer: Option<String>,
+    /// Set while the connection is revoked: when the revocation was received.
     pub revoked_at_ms: Option<u64>,
+    /// Revocations that a newer `connection_success` ended, oldest first: once authorized
+    /// again, `revoked_at_ms` is cleared, but what the patient did stays on record.
+    #[serde(default)]
+    pub revocations: Vec<Revocation>,
     /// `patient.ehi_export_failed` events, oldest first.
     pub failures: Vec<ExportFailure>,
     /// What `on_revoke = "delete"` removed.
@@ -48,6 +53,15 @@ pub struct ExportFailure {
     pub task_id: Option<String>,
     pub failure_reason: String,
     pub at_ms: u64,
+}
+
+/// A revocation that a newer authorization ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// When the revocation was received.
+    pub revoked_at_ms: u64,
+    /// When the `connection_success` that authorized the connection again was received.
+    pub reauthorized_at_ms: u64,
 }
 
 /// What a revocation removed.

@@ -80,6 +80,10 @@ fn downloads(profile: &Path) -> std::path::PathBuf {
     profile.join("downloads")
 }
 
+/// What the header's refresh indicator says.
+const LIVE_INDICATOR: &str = "const live = document.querySelector('#live');
+    return { text: live.textContent, paused: live.classList.contains('paused'), title: live.title };";
+
 /// Whether any of the app's navigation is on screen.
 const NAV_VISIBLE: &str = "return [...document.querySelectorAll('#top, #top nav a, #logout')]
     .some(e => e.offsetParent !== null || getComputedStyle(e).display !== 'none' && e.getClientRects().length > 0);";
@@ -176,6 +180,20 @@ async fn operator_journey_in_headless_chromium() {
         false,
         "navigation on the login page"
     );
+    // A wrong password is refused, said so, and not kept in the field.
+    password.send_keys("not-the-password").await.unwrap();
+    click(&c, "#login-button").await;
+    wait_until(
+        &c,
+        "!document.querySelector('#login-error').hidden",
+        "the wrong password refused",
+    )
+    .await;
+    assert_eq!(
+        js(&c, "return document.querySelector('#password').value;").await,
+        "",
+        "the wrong password is cleared"
+    );
     password.send_keys(PASSWORD).await.unwrap();
     click(&c, "#login-button").await;
     wait_until(
@@ -203,6 +221,11 @@ async fn operator_journey_in_headless_chromium() {
     )
     .await;
     assert_eq!(js(&c, "return window.__noReload;").await, "still here");
+    // The list refreshes itself, and the header says so.
+    assert_eq!(
+        js(&c, LIVE_INDICATOR).await,
+        serde_json::json!({"text": "live", "paused": false, "title": "New deliveries appear at the top by themselves"})
+    );
 
     // A body (and event type) full of markup.
     let xss_body = serde_json::json!({
@@ -226,6 +249,9 @@ async fn operator_journey_in_headless_chromium() {
         )
         .await;
     assert_eq!(a.status, 401);
+    // And one to an endpoint that does not exist: refused before its body is read.
+    let a = s.send_event("nope", "nope-1", "webhook.test").await;
+    assert_eq!(a.status, 404);
     // A few more of the usual kinds, so the list (and its screenshot) shows each verdict.
     for (id, kind) in [("inv-1", "invoice.paid"), ("cus-1", "customer.created")] {
         assert_eq!(
@@ -237,10 +263,38 @@ async fn operator_journey_in_headless_chromium() {
     assert_eq!(again.verdict(), (200, "duplicate"));
     wait_until(
         &c,
-        "document.querySelectorAll('#deliveries tr[data-id]').length >= 6",
-        "six deliveries",
+        "document.querySelectorAll('#deliveries tr[data-id]').length >= 7",
+        "seven deliveries",
     )
     .await;
+    // The rejected request's id and type are what it claimed: marked unverified, unlike an
+    // accepted event's.
+    let claims = js(
+        &c,
+        "return [...document.querySelectorAll('#deliveries tr[data-id]')].map(tr => ({
+            id: tr.querySelector('td.event-id').textContent,
+            verdict: tr.dataset.verdict,
+            unverified: [tr.querySelector('td.type .tag')?.textContent === 'unverified',
+              ...['td.type', 'td.event-id'].map(s => tr.querySelector(s).classList.contains('unverified'))] }));",
+    )
+    .await;
+    for row in claims.as_array().unwrap() {
+        // The unknown endpoint's request claimed nothing: its body was not read.
+        let claimed = row["verdict"] == "rejected" && row["id"] != "";
+        assert_eq!(
+            row["unverified"],
+            serde_json::json!([claimed, claimed, claimed]),
+            "{row}"
+        );
+    }
+    assert!(
+        claims
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"].as_str().unwrap().ends_with("bad-1")),
+        "{claims}"
+    );
     // Let the arrival highlight fade before the screenshot (not an assertion).
     for _ in 0..40 {
         if js(&c, "return document.querySelector('tr.fresh') === null;").await == true {
@@ -324,8 +378,141 @@ async fn operator_journey_in_headless_chromium() {
     click(&c, "#apply").await;
     wait_until(
         &c,
-        "location.hash.includes('verdict=rejected') && (rows => rows.length === 1 && rows[0].dataset.verdict === 'rejected')(document.querySelectorAll('#deliveries tr[data-id]'))",
-        "only the rejected delivery",
+        "location.hash.includes('verdict=rejected') && (rows => rows.length === 2 && [...rows].every(r => r.dataset.verdict === 'rejected'))(document.querySelectorAll('#deliveries tr[data-id]'))",
+        "only the rejected deliveries",
+    )
+    .await;
+
+    // The rejected request's page does not present what it claimed as its event's.
+    let session = login(&s).await;
+    let (_, bad) = get_with_cookie(
+        &s,
+        "/api/deliveries?verdict=rejected&endpoint=std",
+        &session.cookie,
+    )
+    .await;
+    let bad = bad["items"][0]["id"].as_str().unwrap().to_string();
+    open_delivery(&c, &base, &bad).await;
+    let page = js(
+        &c,
+        "return { title: document.querySelector('#delivery-title').textContent,
+            facts: [...document.querySelectorAll('dl.facts dt')].map(dt => [dt.textContent, dt.nextElementSibling.textContent]) };",
+    )
+    .await;
+    let title = page["title"].as_str().unwrap();
+    assert!(
+        title.contains("rejected request") && !title.contains("webhook.test"),
+        "{page}"
+    );
+    let facts = page["facts"].as_array().unwrap();
+    for (label, value) in [
+        ("Claimed event id", "bad-1 unverified"),
+        ("Claimed event type", "webhook.test unverified"),
+    ] {
+        assert!(
+            facts.contains(&serde_json::json!([label, value])),
+            "{label}: {page}"
+        );
+    }
+    assert!(!facts.iter().any(|f| f[0] == "Event id"), "{page}");
+    shot(&c, "delivery-rejected").await;
+
+    // A request to an unknown endpoint: its body was never read, so none is offered.
+    let (_, nope) = get_with_cookie(&s, "/api/deliveries?endpoint=nope", &session.cookie).await;
+    let nope = nope["items"][0]["id"].as_str().unwrap().to_string();
+    open_delivery(&c, &base, &nope).await;
+    let body = js(
+        &c,
+        "return { size: document.querySelector('#body-size').textContent,
+            note: (n => n && n.textContent)(document.querySelector('#body-not-read')),
+            tools: [...document.querySelectorAll('#copy-body, #download-body, #copy-curl, pre#body')].map(e => e.id),
+            length: [...document.querySelectorAll('table.headers tr')].some(tr => tr.textContent.startsWith('content-length')) };",
+    )
+    .await;
+    assert_eq!(body["size"], "not read (unknown endpoint)", "{body}");
+    assert!(
+        body["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("did not read this request's body")),
+        "{body}"
+    );
+    assert_eq!(body["tools"], serde_json::json!([]), "{body}");
+    assert_eq!(body["length"], true, "its headers are kept: {body}");
+    shot(&c, "delivery-unknown-endpoint").await;
+    // Nothing on this page refreshes: the header does not say "live".
+    let indicator = js(&c, LIVE_INDICATOR).await;
+    assert_eq!(indicator["text"], "static", "{indicator}");
+    assert_eq!(indicator["paused"], true, "{indicator}");
+
+    // Body contains and State do not go together: filling one disables the other, saying why.
+    c.goto(&format!("{base}/#/deliveries")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("#f-q"))
+        .await
+        .unwrap()
+        .send_keys("live")
+        .await
+        .unwrap();
+    let form = js(
+        &c,
+        "return [document.querySelector('#f-state').disabled, !document.querySelector('#filter-note').hidden];",
+    )
+    .await;
+    assert_eq!(
+        form,
+        serde_json::json!([true, true]),
+        "State while Body contains is filled"
+    );
+    // Asked for both anyway (an address typed or kept): the filters stay, with the API's
+    // refusal in their words next to them, and Clear leads back to the list.
+    c.goto(&format!("{base}/#/deliveries?state=done&q=live"))
+        .await
+        .unwrap();
+    wait_until(
+        &c,
+        "!document.querySelector('#list-error').hidden",
+        "the refused filters",
+    )
+    .await;
+    let refused = js(
+        &c,
+        "return { error: document.querySelector('#list-error').textContent,
+            form: !!document.querySelector('form#filters #apply'),
+            q: document.querySelector('#f-q').value, state: document.querySelector('#f-state').value,
+            enabled: !document.querySelector('#f-q').disabled && !document.querySelector('#f-state').disabled };",
+    )
+    .await;
+    let error = refused["error"].as_str().unwrap();
+    assert!(
+        error.contains("“Body contains”") && error.contains("“State”") && !error.contains('`'),
+        "{refused}"
+    );
+    assert_eq!(
+        [
+            &refused["form"],
+            &refused["q"],
+            &refused["state"],
+            &refused["enabled"]
+        ],
+        [
+            &serde_json::json!(true),
+            &serde_json::json!("live"),
+            &serde_json::json!("done"),
+            &serde_json::json!(true)
+        ],
+        "{refused}"
+    );
+    shot(&c, "deliveries-refused-filters").await;
+    c.find(Locator::XPath("//form[@id='filters']//button[.='Clear']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until(
+        &c,
+        "location.hash === '#/deliveries' && document.querySelector('#list-error').hidden && document.querySelectorAll('#deliveries tr[data-id]').length >= 7",
+        "the whole list again",
     )
     .await;
 
@@ -425,6 +612,14 @@ async fn operator_journey_in_headless_chromium() {
         let (_, e) = get_with_cookie(&s, "/api/events/live-1", &api.cookie).await;
         (e["replays"] == 2 && e["state"] == "done").then_some(())
     })
+    .await;
+    // The page follows the replayed event until it is done (unless it was done at once), then
+    // says it no longer refreshes.
+    wait_until(
+        &c,
+        "(l => l.textContent === 'static' && l.classList.contains('paused'))(document.querySelector('#live')) && document.querySelector('#event-state').textContent === 'done'",
+        "the delivery page no longer live once its event is done",
+    )
     .await;
 
     // No endpoint of this instance uses Fasten: the page says that, not merely "no
@@ -905,6 +1100,28 @@ async fn deliveries_pages_in_headless_chromium() {
         .await
         .as_str()
         .is_some_and(|r| !r.is_empty()));
+    // At 1280 pixels a rejected or duplicate delivery's reason reads whole (on up to two
+    // lines), and the narrow event id column has the whole id in its title.
+    let reasons = js(
+        &c,
+        "return [...document.querySelectorAll('#deliveries tr[data-verdict=\"rejected\"], #deliveries tr[data-verdict=\"duplicate\"]')]
+            .map(tr => { const box = tr.querySelector('td.reason .clamp'); const id = tr.querySelector('td.event-id');
+              return { verdict: tr.dataset.verdict, reason: box.textContent,
+                cut: box.scrollHeight > box.clientHeight + 1 || box.scrollWidth > box.clientWidth + 1,
+                id: id.title.split('\\n')[0] }; });",
+    )
+    .await;
+    let reasons = reasons.as_array().unwrap();
+    for verdict in ["rejected", "duplicate"] {
+        assert!(
+            reasons.iter().any(|r| r["verdict"] == verdict),
+            "no {verdict} row on the first page"
+        );
+    }
+    for r in reasons {
+        assert_eq!(r["cut"], false, "a reason cut short: {r}");
+        assert_eq!(r["id"].as_str().unwrap().len(), 36, "a whole event id: {r}");
+    }
 
     // Times are in UTC, said so; the toggle switches to local time, remembered.
     let first_time = "return document.querySelector('#deliveries tr[data-id] td').textContent;";
@@ -1252,7 +1469,7 @@ async fn maintenance_sink() -> String {
 /// Config for the Fasten pages: a UI password and an API token, the Fasten stand-in's API,
 /// endpoint `fasten-live`, push events to `push` (signed with [`OTHER_SECRET`]), and two
 /// forwarding endpoints whose targets fail (`crm` answers 503, nothing listens for
-/// `billing`); `processing` sets the retry policy.
+/// `billing`); `processing` sets the retry policy, `on_revoke` what a revocation does.
 fn fasten_ui_config(
     api_base: &str,
     key_file: &Path,
@@ -1260,6 +1477,7 @@ fn fasten_ui_config(
     crm: &str,
     billing: &str,
     processing: &str,
+    on_revoke: &str,
 ) -> String {
     let hash = hookd::admin::auth::hash_password(PASSWORD).unwrap();
     format!(
@@ -1281,7 +1499,7 @@ api_base = "{api_base}"
 public_id = "public_test_0123456789"
 private_key_file = {key_file:?}
 download_hosts = ["http://127.0.0.1"]
-on_revoke = "keep"
+on_revoke = "{on_revoke}"
 
 [push]
 url = "{push}"
@@ -1322,20 +1540,37 @@ async fn wait_for_count(s: &TestServer, state: &str, n: u64) {
 const PAGE_OVERFLOWS: &str =
     "return document.documentElement.scrollWidth > document.documentElement.clientWidth;";
 
+/// A JS function `lines(td)`: how many lines the text of a cell takes on screen.
+macro_rules! lines_js {
+    () => {
+        "const lines = (td) => {
+          const range = document.createRange();
+          range.selectNodeContents(td);
+          const tops = [...range.getClientRects()].filter(r => r.width > 0).map(r => r.top);
+          const style = getComputedStyle(td);
+          const line = parseFloat(style.lineHeight) || 1.2 * parseFloat(style.fontSize);
+          // Parts of one line may sit a pixel or two apart; a second line is a whole line lower.
+          return tops.length ? 1 + Math.round((Math.max(...tops) - Math.min(...tops)) / line) : 0;
+        };"
+    };
+}
+
+/// The Started and Took cells of a delivery's attempts that take more than one line (and
+/// `no attempts` when there are none to check).
+const WRAPPED_ATTEMPT_TIMES: &str = concat!(
+    lines_js!(),
+    "const cells = [...document.querySelectorAll('#attempts td.started, #attempts td.took')];
+    if (!cells.length) return ['no attempts'];
+    return cells.filter(td => lines(td) !== 1).map(td => `${td.textContent}: ${lines(td)} lines`);"
+);
+
 /// The id and date cells of the queue's retrying and dead tables (found by their column's
 /// heading, not by a class) that are not kept on one line, which takes `white-space:
 /// nowrap` and the text shown on one line. A missing table, column or row is named too, so
 /// that an empty answer means every such cell was checked.
-const WRAPPED_ID_AND_DATE_CELLS: &str = "
-    const lines = (td) => {
-      const range = document.createRange();
-      range.selectNodeContents(td);
-      const tops = [...range.getClientRects()].filter(r => r.width > 0).map(r => r.top);
-      const style = getComputedStyle(td);
-      const line = parseFloat(style.lineHeight) || 1.2 * parseFloat(style.fontSize);
-      // Parts of one line may sit a pixel or two apart; a second line is a whole line lower.
-      return tops.length ? 1 + Math.round((Math.max(...tops) - Math.min(...tops)) / line) : 0;
-    };
+const WRAPPED_ID_AND_DATE_CELLS: &str = concat!(
+    lines_js!(),
+    "
     const bad = [];
     for (const [table, headings] of [['retrying', ['Next attempt', 'Event id']], ['dead', ['Received', 'Event id']]]) {
       const all = [...document.querySelectorAll(`#${table} thead th`)].map(th => th.textContent);
@@ -1352,7 +1587,8 @@ const WRAPPED_ID_AND_DATE_CELLS: &str = "
         }
       }
     }
-    return bad;";
+    return bad;"
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fasten_connections_and_the_queue_in_headless_chromium() {
@@ -1395,6 +1631,7 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         &crm,
         &billing,
         "max_attempts = 1",
+        "keep",
     ))
     .await;
     let fasten = |event_type: &str, conn: &str, task: &str, resources: u64| EventSpec {
@@ -1421,13 +1658,44 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         seed += 1;
         event_id(seed)
     };
-    let task_a = "7d0b5e2a-61c4-4f3e-b8a9-2c5d9e1f0a47";
     let task_b = "c24f8a91-0e3b-47d6-a5c2-9b1e6d3f8a05";
     send(
-        fasten("patient.connection_success", CONNECTED, task_a, 40),
+        fasten("patient.connection_success", CONNECTED, task_b, 40),
         next_id(),
     )
     .await;
+    // The export hookd asked for, announced under the task id Fasten's answer gave.
+    let requested = s.api_ok(&format!("/api/connections/{CONNECTED}")).await;
+    let task_a = requested["export_request"]["task_id"]
+        .as_str()
+        .expect("the requested export's task id")
+        .to_owned();
+    let task_a = task_a.as_str();
+
+    // The browser, logged in while there is one connection: the Connections page counts it
+    // in words, and shows the next one without a reload.
+    let profile = tempfile::tempdir().unwrap();
+    let (_driver, c) = start_browser(profile.path()).await;
+    viewport(&c, 1280, 900).await;
+    log_in(&c, &format!("http://{}", s.admin)).await;
+    c.goto(&format!("http://{}/#/connections", s.admin))
+        .await
+        .unwrap();
+    let summary = "document.querySelector('#connections-summary').textContent";
+    wait_until(
+        &c,
+        &format!(
+            "{summary} === '1 patient connection announced by Fasten Connect on fasten-live.'"
+        ),
+        "one connection, counted in the singular",
+    )
+    .await;
+    assert_eq!(
+        js(&c, LIVE_INDICATOR).await,
+        serde_json::json!({"text": "live", "paused": false,
+            "title": "New connections and changes of status appear by themselves"})
+    );
+    js(&c, "window.__noReload = 'still here'; return null;").await;
     send(
         fasten("patient.ehi_export_success", CONNECTED, task_a, 120),
         next_id(),
@@ -1448,6 +1716,13 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         next_id(),
     )
     .await;
+    wait_until(
+        &c,
+        &format!("document.querySelectorAll('#connections tr[data-id]').length === 2 && {summary} === '2 patient connections announced by Fasten Connect on fasten-live.'"),
+        "the second connection, without a reload",
+    )
+    .await;
+    assert_eq!(js(&c, "return window.__noReload;").await, "still here");
     send(
         fasten("patient.ehi_export_success", REVOKED, task_b, 60),
         next_id(),
@@ -1528,7 +1803,24 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
             .await;
         assert_eq!(a.verdict(), (200, "accepted"));
     }
-    wait_for_count(s, "dead", 60).await;
+    // And an export whose links name a host hookd may not download from: the URL is long,
+    // the cause comes after it.
+    let refused = next_id();
+    let spec = EventSpec {
+        api_base: "http://example.invalid/v1".into(),
+        ..fasten(
+            "patient.ehi_export_success",
+            CONNECTED,
+            "9c3e5a71-4b2d-4f86-a1e0-7d5c2b9f8e34",
+            40,
+        )
+    };
+    let body = simulate::event_body(&spec, &refused);
+    let a = s
+        .post_signed("fasten-live", SECRET, &format!("msg_{refused}"), &body)
+        .await;
+    assert_eq!(a.verdict(), (200, "accepted"));
+    wait_for_count(s, "dead", 61).await;
     // Some duplicates and a forged signature, so the chart shows more than one verdict.
     for i in 0..4 {
         let a = s
@@ -1557,6 +1849,7 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
             &crm,
             &billing,
             "max_attempts = 5\nretry_schedule_secs = [900, 3600]",
+            "delete",
         ),
         None,
     )
@@ -1568,34 +1861,72 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
             .await;
         assert_eq!(a.verdict(), (200, "accepted"));
     }
-    wait_for_count(s, "retrying", 3).await;
+    // An export whose download is refused by its host: it waits to retry, its error a long
+    // URL and then the cause.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let retried = next_id();
+    let spec = EventSpec {
+        api_base: format!("http://127.0.0.1:{closed}/v1"),
+        ..fasten(
+            "patient.ehi_export_success",
+            CONNECTED,
+            "2f7a9c4e-8b1d-4e63-9a05-c6d3e1b8f472",
+            40,
+        )
+    };
+    let body = simulate::event_body(&spec, &retried);
+    let a = s
+        .post_signed("fasten-live", SECRET, &format!("msg_{retried}"), &body)
+        .await;
+    assert_eq!(a.verdict(), (200, "accepted"));
+    wait_for_count(s, "retrying", 4).await;
 
-    let profile = tempfile::tempdir().unwrap();
-    let (_driver, c) = start_browser(profile.path()).await;
-    viewport(&c, 1280, 900).await;
+    // A patient who revokes (on_revoke = "delete" now) and authorizes again: the export
+    // stored before is deleted, one announced in between is not downloaded.
+    let send_now = |spec: EventSpec, id: String| async move {
+        let body = simulate::event_body(&spec, &id);
+        let a = s
+            .post_signed("fasten-live", SECRET, &format!("msg_{id}"), &body)
+            .await;
+        assert_eq!(a.verdict(), (200, "accepted"), "{id}");
+        s.wait_for_state(&id, "done").await
+    };
+    const REAUTHORIZED: &str = "e8c41d7a-3f2b-4a95-b6e0-1d9c7f5a2b38";
+    let (deleted_id, late_id) = (next_id(), next_id());
+    for (kind, task, id) in [
+        ("patient.connection_success", task_b, next_id()),
+        (
+            "patient.ehi_export_success",
+            "b3d8f1a6-5c2e-4e97-8a14-f0c6d9e2b751",
+            deleted_id.clone(),
+        ),
+        ("patient.authorization_revoked", task_b, next_id()),
+        (
+            "patient.ehi_export_success",
+            "71e4c9b2-0a6f-4d38-b5e1-9c2a7f3d6e80",
+            late_id.clone(),
+        ),
+        ("patient.connection_success", task_b, next_id()),
+    ] {
+        send_now(fasten(kind, REAUTHORIZED, task, 40), id).await;
+    }
+    let again = s.api_ok(&format!("/api/connections/{REAUTHORIZED}")).await;
+    assert_eq!(again["status"], "authorized", "{again}");
+    assert_eq!(again["revocations"].as_array().unwrap().len(), 1, "{again}");
+
+    // The same browser, logged in to the instance started again.
     let base = format!("http://{}", s.admin);
-    c.goto(&format!("{base}/")).await.unwrap();
-    c.wait()
-        .for_element(Locator::Css("#password"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    click(&c, "#login-button").await;
-    wait_until(
-        &c,
-        "document.querySelector('#deliveries')",
-        "the deliveries list",
-    )
-    .await;
+    log_in(&c, &base).await;
 
-    // The connections: both, the revoked one marked on its row, times readable.
+    // The connections: all six, the revoked one marked on its row, times readable.
     c.goto(&format!("{base}/#/connections")).await.unwrap();
     wait_until(
         &c,
-        "document.querySelectorAll('#connections tr[data-id]').length === 5",
-        "the five connections",
+        &format!("document.querySelectorAll('#connections tr[data-id]').length === 6 && {summary} === '6 patient connections announced by Fasten Connect on fasten-live; 1 revoked.'"),
+        "the six connections, counted",
     )
     .await;
     let rows = js(
@@ -1679,6 +2010,39 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
             .unwrap();
         assert_eq!(r.status().as_u16(), 200, "{href}");
     }
+    // The export hookd requested: its task id is a field, leading to the export it produced
+    // on this page (not raw JSON to read it from).
+    let task = js(
+        &c,
+        "return (t => t && { text: t.textContent, link: !!t.querySelector('a.task-link') })(document.querySelector('#export-task'));",
+    )
+    .await;
+    assert_eq!(
+        task,
+        serde_json::json!({"text": format!("{task_a} (stored below)"), "link": true})
+    );
+    click(&c, "#export-task a.task-link").await;
+    wait_until(
+        &c,
+        &format!("location.hash === '#/connection/{CONNECTED}' && scrollY > 0 && (Math.abs(document.querySelector(`.export[data-task='{task_a}']`).getBoundingClientRect().top) < 2 || scrollY + innerHeight >= document.documentElement.scrollHeight - 2)"),
+        "the page scrolled to the requested export",
+    )
+    .await;
+    js(&c, "window.scrollTo(0, 0); return null;").await;
+    // Nothing on a connection's page refreshes by itself, and the header says so.
+    let indicator = js(&c, LIVE_INDICATOR).await;
+    assert_eq!(
+        [&indicator["text"], &indicator["paused"]],
+        [&serde_json::json!("static"), &serde_json::json!(true)],
+        "{indicator}"
+    );
+    assert!(
+        indicator["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("This page does not refresh by itself"),
+        "{indicator}"
+    );
     let chips = js(
         &c,
         "return Object.fromEntries([...document.querySelectorAll('.export .chip')]
@@ -1816,15 +2180,137 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
     )
     .await;
 
+    // Authorized again, a connection's page still says that the patient revoked it, when,
+    // and what hookd deleted then.
+    c.goto(&format!("{base}/#/connection/{REAUTHORIZED}"))
+        .await
+        .unwrap();
+    wait_until(
+        &c,
+        "document.querySelector('#revocation-history')",
+        "the revocation's history",
+    )
+    .await;
+    let history = js(
+        &c,
+        "return { status: document.querySelector('#connection-status').textContent,
+            banner: !!document.querySelector('.revoked-banner'),
+            lines: [...document.querySelectorAll('#revocation-history li')].map(li => li.textContent) };",
+    )
+    .await;
+    assert_eq!(history["status"], "authorized", "{history}");
+    assert_eq!(history["banner"], false, "{history}");
+    let lines: Vec<&str> = history["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{history}");
+    let date = regex_lite_date();
+    let times: Vec<&str> = lines[0]
+        .strip_prefix("Revoked on ")
+        .and_then(|l| l.strip_suffix('.'))
+        .map(|l| l.split("; authorized again on ").collect())
+        .unwrap_or_default();
+    assert!(
+        times.len() == 2 && times.iter().all(|t| date(t)),
+        "{history}"
+    );
+    assert!(
+        lines[1].starts_with("On revocation hookd deleted 1 export (2 files, "),
+        "{history}"
+    );
+    shot(&c, "connection-reauthorized").await;
+
+    // The deliveries of its exports say what became of them, not "(yet)".
+    for (id, state, says) in [
+        (
+            &deleted_id,
+            "deleted",
+            format!("The export's files were deleted when the patient revoked connection {REAUTHORIZED} (on_revoke = \"delete\")."),
+        ),
+        (
+            &late_id,
+            "not_downloaded",
+            format!("The export was not downloaded: connection {REAUTHORIZED} was revoked when this event was processed"),
+        ),
+    ] {
+        let event = s.api_ok(&format!("/api/events/{id}")).await;
+        let delivery = event["delivery_id"].as_str().unwrap();
+        open_delivery(&c, &base, delivery).await;
+        wait_until(
+            &c,
+            &format!("(x => x && x.dataset.state === '{state}')(document.querySelector('#fasten-exports'))"),
+            &format!("the export {state}"),
+        )
+        .await;
+        let note = js(
+            &c,
+            "const p = document.querySelector('#no-export-files');
+             return { text: p.textContent, link: (a => a && a.getAttribute('href'))(p.querySelector('a')) };",
+        )
+        .await;
+        let text = note["text"].as_str().unwrap();
+        assert!(text.starts_with(&says) && !text.contains("yet"), "{note}");
+        assert_eq!(note["link"], format!("#/connection/{REAUTHORIZED}"));
+        js(&c, "document.querySelector('#attempts-section').scrollIntoView(); return null;").await;
+        shot(&c, &format!("delivery-export-{state}")).await;
+    }
+
+    // A stored export's delivery lists its files as the connection's page does, and its
+    // attempt's long detail leaves the time and duration on one line.
+    let exported = &export["exports"][0]["event_id"];
+    let event = s
+        .api_ok(&format!("/api/events/{}", exported.as_str().unwrap()))
+        .await;
+    let delivery = event["delivery_id"].as_str().unwrap();
+    open_delivery(&c, &base, delivery).await;
+    wait_until(
+        &c,
+        "document.querySelectorAll('#fasten-exports table.files tr[data-file]').length === 2 && document.querySelector('#attempts')",
+        "the export's files and attempts",
+    )
+    .await;
+    let listed = js(
+        &c,
+        "return { headings: [...document.querySelectorAll('#fasten-exports table.files th')].map(th => th.textContent),
+            rows: [...document.querySelectorAll('#fasten-exports table.files tr[data-file]')].map(tr =>
+              [...tr.querySelectorAll('td')].map(td => td.textContent)) };",
+    )
+    .await;
+    assert_eq!(
+        listed["headings"],
+        serde_json::json!(["File", "Resources", "Size", "sha256", ""])
+    );
+    for (row, f) in listed["rows"].as_array().unwrap().iter().zip(&files) {
+        let size = row[2].as_str().unwrap();
+        assert!(
+            size.ends_with(" KiB") || size.ends_with(" B"),
+            "a size, not a byte count: {row}"
+        );
+        assert_eq!(
+            [&row[0], &row[3], &row[4]],
+            [&f["name"], &f["sha256"], &serde_json::json!("Download")],
+            "{row}"
+        );
+    }
+    let wrapped = js(&c, WRAPPED_ATTEMPT_TIMES).await;
+    assert_eq!(wrapped, serde_json::json!([]), "attempt times that wrap");
+    js(
+        &c,
+        "document.querySelector('#attempts-section').scrollIntoView(); return null;",
+    )
+    .await;
+    shot(&c, "delivery-export").await;
+
     // hookd's own push of a stored export: its body can be copied, but no request brought
     // it, so there is no curl command (it would go to a path the receiver does not serve).
     let pushed = s
         .api_ok("/api/deliveries?endpoint=hookd-push&type=hookd.export.stored&limit=1")
         .await;
     let pushed = pushed["items"][0]["id"].as_str().unwrap().to_owned();
-    c.goto(&format!("{base}/#/delivery/{pushed}"))
-        .await
-        .unwrap();
+    open_delivery(&c, &base, &pushed).await;
     wait_until(
         &c,
         "document.querySelector('.body-tools #copy-body') && document.querySelector('#replay')",
@@ -1896,7 +2382,7 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
     )
     .await;
     let retrying = retrying.as_array().unwrap();
-    assert_eq!(retrying.len(), 3, "{retrying:?}");
+    assert_eq!(retrying.len(), 4, "{retrying:?}");
     assert!(
         retrying
             .iter()
@@ -1909,7 +2395,7 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
     )
     .await;
     let groups = groups.as_array().unwrap();
-    assert_eq!(groups.len(), 2, "{groups:?}");
+    assert_eq!(groups.len(), 3, "{groups:?}");
     assert_eq!(groups[0][0], 52);
     assert!(
         groups[0][1].as_str().unwrap().contains("HTTP 503"),
@@ -1926,6 +2412,43 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
     // Ids and dates stay on one line, in both tables.
     let wrapped = js(&c, WRAPPED_ID_AND_DATE_CELLS).await;
     assert_eq!(wrapped, serde_json::json!([]), "cells that wrap");
+    // Every last error shows whole in its three lines, its cause included: a long URL is
+    // shortened (and a long chain loses its middle); the tooltip has the whole text.
+    let errors = js(
+        &c,
+        "return [...document.querySelectorAll('#retrying tr[data-event-id], #dead tr[data-event-id]')].map(tr => {
+            const td = tr.querySelector('td.error-text'); const box = td.querySelector('.clamp');
+            return { id: tr.dataset.eventId, shown: box.textContent, title: td.title,
+              cut: box.scrollHeight > box.clientHeight + 1 }; });",
+    )
+    .await;
+    let errors = errors.as_array().unwrap();
+    assert!(errors.len() > 50, "{}", errors.len());
+    for e in errors {
+        assert_eq!(e["cut"], false, "an error cut short: {e}");
+    }
+    let error = |id: &str| errors.iter().find(|e| e["id"] == id).unwrap().clone();
+    for (id, start, cause) in [
+        // The retry table's column is narrow: what was attempted, and why it failed.
+        (
+            &retried,
+            "GET http://127.0.0.1:",
+            "Connection refused (os error 111)",
+        ),
+        (
+            &refused,
+            "download refused: ",
+            "is not in fasten.download_hosts",
+        ),
+    ] {
+        let e = error(id);
+        let (shown, title) = (e["shown"].as_str().unwrap(), e["title"].as_str().unwrap());
+        assert!(shown.starts_with(start) && shown.ends_with(cause), "{e}");
+        assert!(
+            title.ends_with(cause) && title.contains("/v1/bridge/fhir/ehi-export/"),
+            "{e}"
+        );
+    }
     assert_eq!(
         js(&c, PAGE_OVERFLOWS).await,
         false,
@@ -1951,7 +2474,7 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
     click(&c, "#dead-more").await;
     wait_until(
         &c,
-        &format!("{dead_rows} === 60 && document.querySelector('#dead-more').hidden"),
+        &format!("{dead_rows} === 61 && document.querySelector('#dead-more').hidden"),
         "the second page of dead events",
     )
     .await;
@@ -1968,7 +2491,7 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         .collect();
     ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), 60, "each dead event once");
+    assert_eq!(ids.len(), 61, "each dead event once");
     // The retry table fits its box: the error gives way, not the ids and times.
     assert_eq!(
         js(
@@ -2024,6 +2547,45 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
     c.close().await.unwrap();
     second_run.stop().await;
     stand_in.stop().await;
+}
+
+/// Logs in at `base` and waits for the deliveries list. A session still valid there (in
+/// cluster mode sessions live in the database, and outlast an instance) needs no login.
+async fn log_in(c: &Client, base: &str) {
+    c.goto(&format!("{base}/")).await.unwrap();
+    wait_until(
+        c,
+        "document.querySelector('#password, #deliveries')",
+        "the login form or the deliveries list",
+    )
+    .await;
+    if js(c, "return !!document.querySelector('#password');").await == true {
+        c.find(Locator::Css("#password"))
+            .await
+            .unwrap()
+            .send_keys(PASSWORD)
+            .await
+            .unwrap();
+        click(c, "#login-button").await;
+    }
+    wait_until(
+        c,
+        "document.querySelector('#deliveries')",
+        "the deliveries list",
+    )
+    .await;
+}
+
+/// Opens delivery `id`'s page and waits until it is shown (not the page before it, which may
+/// have the same parts).
+async fn open_delivery(c: &Client, base: &str, id: &str) {
+    c.goto(&format!("{base}/#/delivery/{id}")).await.unwrap();
+    wait_until(
+        c,
+        &format!("location.hash === '#/delivery/{id}' && [...document.querySelectorAll('#main p.small')].some(p => p.textContent === 'delivery {id}')"),
+        &format!("delivery {id}"),
+    )
+    .await;
 }
 
 /// Clicks the element `css` selects.

@@ -195,6 +195,21 @@ async fn connection_success_requests_one_export_even_when_delivered_twice() {
     assert_eq!(c["platform_type"], "epic");
     assert_eq!(c["endpoint"], "fasten");
     assert!(c["export_requested_at_ms"].as_u64().is_some());
+    // Fasten's answer, taken apart: no script has to parse the text inside the text.
+    let request = &c["export_request"];
+    assert_eq!(request["status"], 200, "{c}");
+    assert_eq!(request["requested_at_ms"], c["export_requested_at_ms"]);
+    let task = request["task_id"]
+        .as_str()
+        .expect("the task id Fasten gave");
+    assert_eq!(request["body"]["data"]["task_id"], task);
+    assert_eq!(request["body"]["success"], true);
+    // The answer as text stays, for scripts that read it.
+    let answer = c["export_request_answer"].as_str().unwrap();
+    assert!(
+        answer.starts_with("HTTP 200: ") && answer.contains(task),
+        "{answer}"
+    );
     assert!(c["first_seen_ms"].as_u64().unwrap() <= c["last_seen_ms"].as_u64().unwrap());
     let list = t.s.api_ok("/api/connections").await;
     assert_eq!(list["items"][0]["org_connection_id"], "conn-1");
@@ -475,6 +490,97 @@ async fn revoke_with_delete_removes_the_data() {
     assert_eq!(c["removed"]["exports"][0], "task-r");
     assert_eq!(c["removed"]["files"], 1);
     assert_eq!(c["removed"]["index_entries"], 40);
+    t.stop().await;
+}
+
+/// `export` of the delivery that brought event `id`: the task, its connection, and what
+/// became of it.
+async fn delivery_export(t: &Setup, id: &str) -> Value {
+    let event = t.s.api_ok(&format!("/api/events/{id}")).await;
+    let delivery = event["delivery_id"].as_str().unwrap();
+    let d = t.s.api_ok(&format!("/api/deliveries/{delivery}")).await;
+    let mut export = d["export"].clone();
+    // Files are listed only while they are stored.
+    export["files"] = d["exports"].as_array().map_or(0, Vec::len).into();
+    export
+}
+
+#[tokio::test]
+async fn a_delivery_says_what_became_of_its_export() {
+    let t = setup(api::Options::default(), "delete", "").await;
+    let conn = "conn-d";
+    t.store_export(conn, "task-1", "ex-1").await;
+    let stored = delivery_export(&t, "ex-1").await;
+    assert_eq!(
+        stored,
+        serde_json::json!({"task_id": "task-1", "org_connection_id": conn, "state": "stored", "files": 1})
+    );
+
+    // Revoked with on_revoke = "delete": its files are gone, and the delivery says why.
+    t.processed("patient.authorization_revoked", conn, "rv-1")
+        .await;
+    assert_eq!(delivery_export(&t, "ex-1").await["state"], "deleted");
+    assert_eq!(delivery_export(&t, "ex-1").await["files"], 0);
+    // Announced after the revocation: deliberately not downloaded.
+    let spec = EventSpec {
+        task_id: "task-late".into(),
+        ..t.spec("patient.ehi_export_success", conn)
+    };
+    assert_eq!(t.send(&spec, "ex-2").await.verdict(), (200, "accepted"));
+    t.s.wait_for_state("ex-2", "done").await;
+    assert_eq!(delivery_export(&t, "ex-2").await["state"], "not_downloaded");
+    // Authorized again, the history stays: still deleted, still not downloaded.
+    t.processed("patient.connection_success", conn, "cs-2")
+        .await;
+    assert_eq!(delivery_export(&t, "ex-1").await["state"], "deleted");
+    assert_eq!(delivery_export(&t, "ex-2").await["state"], "not_downloaded");
+
+    // An export that failed for good.
+    let spec = EventSpec {
+        task_id: "task-refused".into(),
+        api_base: "https://downloads.example.org/v1".into(),
+        ..t.spec("patient.ehi_export_success", "conn-other")
+    };
+    assert_eq!(t.send(&spec, "ex-3").await.verdict(), (200, "accepted"));
+    t.s.wait_for_state("ex-3", "dead").await;
+    assert_eq!(delivery_export(&t, "ex-3").await["state"], "failed");
+
+    // Stored, then removed as export retention removes it (its event outlives it).
+    t.store_export("conn-kept", "task-4", "ex-4").await;
+    let store = &t.s.running.as_ref().unwrap().store;
+    store.remove_export_data("conn-kept", "task-4").unwrap();
+    assert_eq!(
+        delivery_export(&t, "ex-4").await["state"],
+        "no_longer_stored"
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_revocation_stays_on_record_after_the_connection_is_authorized_again() {
+    let t = setup(api::Options::default(), "delete", "").await;
+    let conn = "conn-again";
+    t.store_export(conn, "task-1", "ex-1").await;
+    t.processed("patient.authorization_revoked", conn, "rv-1")
+        .await;
+    let revoked = t.s.api_ok(&format!("/api/connections/{conn}")).await;
+    let revoked_at = revoked["revoked_at_ms"].as_u64().unwrap();
+    assert_eq!(revoked["revocations"], serde_json::json!([]), "{revoked}");
+
+    t.processed("patient.connection_success", conn, "cs-2")
+        .await;
+    let c = t.s.api_ok(&format!("/api/connections/{conn}")).await;
+    assert_eq!(c["status"], "authorized");
+    assert!(c["revoked_at_ms"].is_null(), "{c}");
+    // When the patient revoked and authorized again, and what the revocation deleted.
+    let cs2 = t.s.api_ok("/api/events/cs-2").await;
+    assert_eq!(
+        c["revocations"],
+        serde_json::json!([{"revoked_at_ms": revoked_at, "reauthorized_at_ms": cs2["received_at_ms"]}]),
+        "{c}"
+    );
+    assert_eq!(c["removed"]["exports"], serde_json::json!(["task-1"]));
+    assert_eq!(c["removed"]["files"], 1);
     t.stop().await;
 }
 

@@ -42,6 +42,43 @@ async fn unknown_endpoint_is_404() {
 }
 
 #[tokio::test]
+async fn a_request_to_an_unknown_endpoint_is_logged_as_not_read_not_as_empty() {
+    let s = TestServer::start(&base_config()).await;
+    let a = s.send_event("nope", "evt-1", "webhook.test").await;
+    assert_eq!(a.verdict(), (404, "rejected"));
+    let bad = s
+        .post_signed(
+            "std",
+            OTHER_SECRET,
+            "msg_bad",
+            &event_body("evt-2", "webhook.test"),
+        )
+        .await;
+    assert_eq!(bad.status, 401);
+    let list = s.api_ok("/api/deliveries?verdict=rejected").await;
+    let id = |endpoint: &str| {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["endpoint"] == endpoint)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // Refused before its body was read: the log says so instead of "0 bytes".
+    let unread = s.api_ok(&format!("/api/deliveries/{}", id("nope"))).await;
+    assert_eq!(unread["body_not_read"], "unknown endpoint", "{unread}");
+    assert_eq!(unread["body"], "");
+    // Refused after reading: the start of its body is kept, and nothing says otherwise.
+    let read = s.api_ok(&format!("/api/deliveries/{}", id("std"))).await;
+    assert!(read.get("body_not_read").is_none(), "{read}");
+    assert!(read["body"].as_str().unwrap().contains("evt-2"), "{read}");
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn body_over_the_limit_is_413_with_or_without_content_length() {
     let s = TestServer::start(&base_config()).await;
     let big = format!(

@@ -8,7 +8,7 @@ use super::{checked, connection_id, retry, store_err, FastenProcessor};
 use crate::clock;
 use crate::config::OnRevoke;
 use crate::process::{Job, ProcessError};
-use crate::store::fasten::{Connection, ExportFailure, Removed};
+use crate::store::fasten::{Connection, ExportFailure, Removed, Revocation};
 
 /// What a `connection_success` did to the connection's authorization.
 enum Authorization {
@@ -55,6 +55,12 @@ impl FastenProcessor {
             let Some(at) = c.revoked_at_ms.take() else {
                 return Authorization::Authorized;
             };
+            // What the patient did stays on the connection's record once it is authorized
+            // again (as does what the revocation removed).
+            c.revocations.push(Revocation {
+                revoked_at_ms: at,
+                reauthorized_at_ms: received,
+            });
             if data.connection_status.is_none() {
                 c.status = Some("authorized".into());
             }
