@@ -422,6 +422,27 @@ fn hash_password_reads_a_pipe_and_asks_twice_without_echo_at_a_terminal() {
         !screen.contains(password),
         "the password was echoed:\n{screen}"
     );
+
+    // Two that differ: nothing is printed but why.
+    let mut child = Command::new("script")
+        .args(["-q", "-f", "-e", "-c", &command, "/dev/null"])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let screen = collect(child.stdout.take().unwrap());
+    let mut stdin = child.stdin.take().unwrap();
+    wait_for_text(&screen, "Password: ");
+    writeln!(stdin, "{password}").unwrap();
+    wait_for_text(&screen, "Again: ");
+    writeln!(stdin, "{password}, misspelt").unwrap();
+    wait_for_text(&screen, "the two passwords differ");
+    drop(stdin);
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(2));
+    assert!(!screen.lock().unwrap().contains("$argon2id$"));
 }
 
 #[test]
