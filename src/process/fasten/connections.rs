@@ -106,7 +106,7 @@ impl FastenProcessor {
                 c.export_request_answer = Some(answer.clone());
             })
             .map_err(store_err)?;
-        Ok(format!("{recorded}; export requested ({answer})"))
+        Ok(format!("{recorded}; {}", requested(&answer)))
     }
 
     /// When the connection was revoked (ms, when the revocation was received), if it is.
@@ -264,5 +264,38 @@ impl FastenProcessor {
             })
             .map_err(store_err)?;
         Ok(())
+    }
+}
+
+/// The attempt's words for Fasten's answer to an export request: the task it started and
+/// its status, not the answer's JSON (the connection keeps that whole, and the API gives it
+/// taken apart as `export_request`).
+fn requested(answer: &str) -> String {
+    let body = answer.split_once(": ").map_or(answer, |(_, body)| body);
+    let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
+    let data = parsed.as_ref().map(|v| &v["data"]);
+    match data.and_then(|d| d["task_id"].as_str()) {
+        Some(task) => match data.and_then(|d| d["status"].as_str()) {
+            Some(status) => format!("export requested: task {task} ({status})"),
+            None => format!("export requested: task {task}"),
+        },
+        None => format!("export requested ({answer})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_export_request_is_told_by_its_task_not_its_json() {
+        assert_eq!(
+            super::requested(
+                r#"HTTP 200: {"data":{"org_connection_id":"c","status":"pending","task_id":"t-1"},"success":true}"#
+            ),
+            "export requested: task t-1 (pending)"
+        );
+        assert_eq!(
+            super::requested("HTTP 202: accepted"),
+            "export requested (HTTP 202: accepted)"
+        );
     }
 }
