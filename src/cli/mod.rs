@@ -501,6 +501,15 @@ mod tests {
     }
 
     #[test]
+    fn help_speaks_to_users_not_of_the_code() {
+        let mut cli = <Cli as clap::CommandFactory>::command();
+        for sub in cli.get_subcommands_mut() {
+            let help = sub.render_long_help().to_string();
+            assert!(!help.contains("clap"), "{}: {help}", sub.get_name());
+        }
+    }
+
+    #[test]
     fn a_missing_data_directory_is_named_as_such() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope");

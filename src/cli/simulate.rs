@@ -65,9 +65,9 @@ pub(super) struct Args {
     /// Stand-in: the public id it requires (Basic auth); with --private-key.
     #[arg(long, requires = "serve_api")]
     public_id: Option<String>,
-    /// Stand-in: the private key it requires, with --public-id. (Not a clap `requires`: a
-    /// value from the environment counts as given, so an exported key would make every
-    /// `simulate --to` ask for --public-id. `serve_api` checks the pair.)
+    // Not a clap `requires`: a value from the environment counts as given, so an exported
+    // key would make every `simulate --to` ask for --public-id. `serve_api` checks the pair.
+    /// Stand-in: the private key it requires, with --public-id.
     #[arg(long, env = "HOOKD_FASTEN_PRIVATE_KEY", hide_env_values = true)]
     private_key: Option<String>,
     /// Stand-in: how long a signed download URL stays valid.

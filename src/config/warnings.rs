@@ -83,8 +83,8 @@ impl Config {
             };
             if let Some(problem) = problem {
                 warnings.push(format!(
-                    "{file}: key `admin.backup_dir`: {} {problem}{relative}, so online backups \
-                     fail until it is there",
+                    "{file}: key `admin.backup_dir`: {} {problem}{relative}; until then, \
+                     online backups fail",
                     dir.display()
                 ));
             }
