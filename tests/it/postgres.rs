@@ -485,8 +485,17 @@ async fn retention_drops_old_days_and_runs_on_one_instance_at_a_time() {
         old_seqs.push(accept(&a, &format!("old_{i}"), old).await.seq);
     }
     let fresh = accept(&a, "fresh", now).await.seq;
+    // Just before the cut-off, in a day that is not wholly past it: its partition stays, and
+    // so does its event (a duplicate kept there still finds the original's payload).
+    let cutoff = now - 15 * day;
+    a.postgres()
+        .unwrap()
+        .ensure_partitions_at(cutoff - 1)
+        .unwrap();
+    let edge = accept(&a, "edge", cutoff - 1).await.seq;
+    old_seqs.push(edge);
     // Old events finished, except one still waiting: nothing acknowledged is lost.
-    for seq in &old_seqs[..4] {
+    for seq in old_seqs.iter().filter(|s| **s != old_seqs[4]) {
         raw(&url)
             .await
             .execute(
@@ -533,7 +542,6 @@ async fn retention_drops_old_days_and_runs_on_one_instance_at_a_time() {
     assert!(old_export.exists(), "B left the shared exports alone");
     assert_eq!(pruner_b.status().last_prune_at_ms, None);
     // A, meanwhile, prunes under its turn.
-    let cutoff = now - 15 * day;
     assert!(
         a.prune_deliveries(&turn, cutoff, 0, 1000)
             .unwrap()
@@ -548,6 +556,12 @@ async fn retention_drops_old_days_and_runs_on_one_instance_at_a_time() {
     assert!(a.event(fresh).unwrap().is_some());
     assert_eq!(deliveries_of(&a, "fresh").len(), 1);
     assert!(deliveries_of(&a, "old_4").is_empty(), "its day was dropped");
+    assert_eq!(
+        deliveries_of(&a, "edge").len(),
+        1,
+        "its day is not wholly past"
+    );
+    assert!(a.event(edge).unwrap().is_some(), "kept with its delivery");
     // The turn is one run's, not one instance's: another run on A skips as well.
     assert!(pruner_a.prune_at(now).unwrap().elsewhere);
 
@@ -565,7 +579,9 @@ async fn retention_drops_old_days_and_runs_on_one_instance_at_a_time() {
     let holders = || async {
         client
             .query(
+                // This test's database only: other tests prune theirs at the same time.
                 "SELECT pid FROM pg_locks WHERE locktype = 'advisory'
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
                    AND (classid::int8 << 32 | objid::int8) = $1",
                 &[&0x686f_6f6b_6403_i64],
             )
@@ -609,7 +625,16 @@ async fn retention_drops_old_days_and_runs_on_one_instance_at_a_time() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(lost, "the turn outlived its connection");
-    assert!(b.prune_turn().unwrap().is_some(), "the lock went with it");
+    // The server lets go of the lock once the terminated backend has exited.
+    let mut freed = false;
+    for _ in 0..50 {
+        if b.prune_turn().unwrap().is_some() {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(freed, "the lock went with it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1341,7 +1366,12 @@ async fn an_answer_waits_for_its_commit_and_waiting_requests_share_one() {
     let mut waiting = false;
     for _ in 0..100 {
         let n: i64 = check
-            .query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[])
+            .query_one(
+                // This test's database only: other tests run beside it.
+                "SELECT count(*) FROM pg_locks WHERE NOT granted
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                &[],
+            )
             .await
             .unwrap()
             .get(0);

@@ -44,7 +44,15 @@ async fn open(dir: &Path, extra: &str) -> (Arc<Store>, Pruner) {
     std::fs::create_dir_all(&config.data_dir).unwrap();
     let store = Arc::new(match &config.store {
         hookd::config::StoreKind::Sled => Store::open(&config.data_dir.join("db"), 16).unwrap(),
-        hookd::config::StoreKind::Postgres(options) => Store::open_postgres(options).unwrap(),
+        hookd::config::StoreKind::Postgres(options) => {
+            // These tests claim events at times weeks ago: a lease of the usual length would
+            // have run out at once, and the heartbeat would take the event back mid-attempt.
+            let options = hookd::store::pg::PgOptions {
+                lease_ms: 40 * DAY,
+                ..options.clone()
+            };
+            Store::open_postgres(&options).unwrap()
+        }
     });
     let pruner = Pruner::new(&config, store.clone());
     (store, pruner)

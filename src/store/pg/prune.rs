@@ -193,23 +193,22 @@ pub async fn prune_deliveries(inner: &Inner, cutoff_ms: u64) -> Result<u64> {
 }
 
 /// Deletes up to `max` finished events accepted before `cutoff_ms`, with their attempts. An
-/// event stays while a delivery of it was received after the cut-off, so a late retry inside
-/// the window is still recognised as a duplicate. Returns the events removed. Run under a
-/// [`Turn`].
+/// event stays while any delivery of it is still kept (deliveries go first, by whole days):
+/// a late retry inside the window is still recognised as a duplicate, and a duplicate kept
+/// in a day not yet dropped still finds its original's payload. Returns the events removed.
+/// Run under a [`Turn`].
 pub async fn prune_events(inner: &Inner, cutoff_ms: u64, max: usize) -> Result<u64> {
     let mut client = inner.client().await?;
     let tx = client.transaction().await.map_err(db)?;
-    let cutoff_id = first_id_at(cutoff_ms) as i64;
     let gone = tx
         .query(
             "DELETE FROM hookd_events WHERE seq IN (
                  SELECT e.seq FROM hookd_events e
                  WHERE e.received_at_ms < $1 AND e.state IN ('done', 'dead')
-                   AND NOT EXISTS (SELECT 1 FROM hookd_deliveries d
-                                   WHERE d.event_seq = e.seq AND d.id >= $2)
-                 LIMIT $3)
+                   AND NOT EXISTS (SELECT 1 FROM hookd_deliveries d WHERE d.event_seq = e.seq)
+                 LIMIT $2)
              RETURNING seq",
-            &[&(cutoff_ms as i64), &cutoff_id, &(max as i64)],
+            &[&(cutoff_ms as i64), &(max as i64)],
         )
         .await
         .map_err(db)?;
