@@ -229,16 +229,28 @@ impl Pruner {
     }
 
     /// The figures for /api/stats.
+    /// In cluster mode an instance that has not pruned since it started shows the last
+    /// prune any instance recorded (the one that held the turn): whether the shared store is
+    /// pruned is what an operator asks, whichever instance answers. Reads the store.
     pub fn status(&self) -> Status {
-        let last = self.last_at_ms.load(Ordering::Relaxed);
+        let own = match self.last_at_ms.load(Ordering::Relaxed) {
+            0 => None,
+            at_ms => Some(crate::store::LastPrune {
+                at_ms,
+                duration_ms: self.last_duration_ms.load(Ordering::Relaxed),
+                records: self.last_records.load(Ordering::Relaxed),
+                exports: self.last_exports.load(Ordering::Relaxed),
+            }),
+        };
+        let last = own.or_else(|| self.store.shared_last_prune().ok().flatten());
         Status {
             retention_days: self.retention_days,
             export_retention_days: self.export_retention_days,
             schedule: self.schedule.clone(),
-            last_prune_at_ms: (last > 0).then_some(last),
-            last_prune_duration_ms: self.last_duration_ms.load(Ordering::Relaxed),
-            last_pruned_records: self.last_records.load(Ordering::Relaxed),
-            last_pruned_exports: self.last_exports.load(Ordering::Relaxed),
+            last_prune_at_ms: last.map(|l| l.at_ms),
+            last_prune_duration_ms: last.map_or(0, |l| l.duration_ms),
+            last_pruned_records: last.map_or(0, |l| l.records),
+            last_pruned_exports: last.map_or(0, |l| l.exports),
             pruned_records_total: self.total_records.load(Ordering::Relaxed),
             running: self.busy.load(Ordering::Relaxed),
             behind: self.is_behind(),
@@ -302,11 +314,19 @@ impl Pruner {
             if !r.elsewhere {
                 // When it finished: `now_ms` (injected by tests) plus the time it took.
                 let took = started.elapsed().as_millis() as u64;
-                self.last_at_ms
-                    .store(now_ms.saturating_add(took).max(1), Ordering::Relaxed);
+                let last = crate::store::LastPrune {
+                    at_ms: now_ms.saturating_add(took).max(1),
+                    duration_ms: took,
+                    records: r.records(),
+                    exports: r.exports,
+                };
+                self.last_at_ms.store(last.at_ms, Ordering::Relaxed);
                 self.last_duration_ms.store(took, Ordering::Relaxed);
-                self.last_records.store(r.records(), Ordering::Relaxed);
-                self.last_exports.store(r.exports, Ordering::Relaxed);
+                self.last_records.store(last.records, Ordering::Relaxed);
+                self.last_exports.store(last.exports, Ordering::Relaxed);
+                if let Err(e) = self.store.record_prune(&last) {
+                    tracing::warn!(error = %e, "cannot record the prune for the other instances");
+                }
             }
         }
         result

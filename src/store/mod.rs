@@ -57,7 +57,7 @@ pub use exports::{safe_name, ExportFiles};
 pub use ingest::{Accepted, DeliveryDraft, NewEvent};
 pub use model::{Attempt, AttemptOutcome, Delivery, Event, EventState, ResponseLog, Verdict};
 pub use open::FORMAT;
-pub use prune::{PruneBatch, PruneTurn};
+pub use prune::{LastPrune, PruneBatch, PruneTurn};
 pub use queue::{Next, ReplayError};
 pub use seam::Store;
 pub use search::{Count, Original};

@@ -50,6 +50,17 @@ pub struct PruneBatch {
     pub next: Option<u64>,
 }
 
+/// What a finished prune did, as `/api/stats` shows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LastPrune {
+    /// When it finished (ms since the epoch).
+    pub at_ms: u64,
+    pub duration_ms: u64,
+    /// Deliveries and events removed.
+    pub records: u64,
+    pub exports: u64,
+}
+
 /// This instance's turn to run retention, from [`crate::store::Store::prune_turn`]; the
 /// prune's batches take it as proof. On one machine nothing else prunes the store, so the
 /// turn is always there. In cluster mode it is a lock in the database held for the whole
@@ -111,6 +122,16 @@ impl SledStore {
     /// Always this instance's turn: nothing else prunes an embedded store.
     pub fn prune_turn(&self) -> Result<Option<PruneTurn>> {
         Ok(Some(PruneTurn::local()))
+    }
+
+    /// Nothing to share: the one instance's pruner keeps its own figures.
+    pub fn record_prune(&self, _prune: &LastPrune) -> Result<()> {
+        Ok(())
+    }
+
+    /// See [`crate::store::Store::shared_last_prune`]: never, on one machine.
+    pub fn shared_last_prune(&self) -> Result<Option<LastPrune>> {
+        Ok(None)
     }
 
     /// Removes delivery records received before `cutoff_ms`, with their index entries,

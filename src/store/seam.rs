@@ -10,7 +10,7 @@ use super::pg::{PgOptions, PgStore};
 use super::snapshot::CopySummary;
 use super::{
     Accepted, Attempt, Count, Delivery, DeliveryDraft, DeliveryFilter, DeliveryPage, Event,
-    EventFilter, EventPage, HourCounts, NewEvent, Next, Original, PruneBatch, PruneTurn,
+    EventFilter, EventPage, HourCounts, LastPrune, NewEvent, Next, Original, PruneBatch, PruneTurn,
     ReplayError, Respond, Result, SledStore, Stats, StoreError,
 };
 use std::path::Path;
@@ -212,6 +212,15 @@ impl Store {
     /// it: that instance's run covers this one.
     pub fn prune_turn(&self) -> Result<Option<PruneTurn>> {
         on!(self, s => s.prune_turn())
+    }
+    /// Keeps what a finished prune did where every instance reads it (cluster mode).
+    pub fn record_prune(&self, prune: &LastPrune) -> Result<()> {
+        on!(self, s => s.record_prune(prune))
+    }
+    /// The last prune of the shared store, whichever instance ran it (cluster mode); `None`
+    /// where each instance keeps its own figures.
+    pub fn shared_last_prune(&self) -> Result<Option<LastPrune>> {
+        on!(self, s => s.shared_last_prune())
     }
     pub fn prune_deliveries(
         &self,

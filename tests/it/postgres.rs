@@ -575,6 +575,12 @@ async fn retention_drops_old_days_and_runs_on_one_instance_at_a_time() {
         "the turn's holder prunes the shared exports"
     );
     assert!(pruner_b.status().last_prune_at_ms.is_some());
+    // A, whose only run was skipped, shows B's prune: the shared store's last one.
+    assert_eq!(
+        pruner_a.status().last_prune_at_ms,
+        pruner_b.status().last_prune_at_ms
+    );
+    assert_eq!(pruner_a.status().last_pruned_exports, 1);
     // The lock went with the run: nothing holds it now.
     let holders = || async {
         client

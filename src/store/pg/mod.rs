@@ -399,6 +399,56 @@ impl PgStore {
         }))
     }
 
+    /// Keeps a finished prune's figures in `hookd_counters`, for every instance's
+    /// `/api/stats` (the instances that skipped their turn have none of their own).
+    pub fn record_prune(&self, p: &crate::store::LastPrune) -> Result<()> {
+        let values = [p.at_ms, p.duration_ms, p.records, p.exports].map(|v| v as i64);
+        self.block(move |inner| async move {
+            inner
+                .client()
+                .await?
+                .execute(
+                    "INSERT INTO hookd_counters (name, n) VALUES
+                         ('last_prune_at_ms', $1), ('last_prune_duration_ms', $2),
+                         ('last_pruned_records', $3), ('last_pruned_exports', $4)
+                     ON CONFLICT (name) DO UPDATE SET n = excluded.n",
+                    &[&values[0], &values[1], &values[2], &values[3]],
+                )
+                .await
+                .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    /// The last prune any instance recorded, if one has.
+    pub fn shared_last_prune(&self) -> Result<Option<crate::store::LastPrune>> {
+        self.block(|inner| async move {
+            let rows = inner
+                .client()
+                .await?
+                .query(
+                    "SELECT name, n FROM hookd_counters WHERE name IN ('last_prune_at_ms',
+                         'last_prune_duration_ms', 'last_pruned_records', 'last_pruned_exports')",
+                    &[],
+                )
+                .await
+                .map_err(db)?;
+            let get = |key: &str| {
+                rows.iter()
+                    .find(|r| r.get::<_, String>(0) == key)
+                    .map(|r| r.get::<_, i64>(1) as u64)
+            };
+            Ok(
+                get("last_prune_at_ms").map(|at_ms| crate::store::LastPrune {
+                    at_ms,
+                    duration_ms: get("last_prune_duration_ms").unwrap_or(0),
+                    records: get("last_pruned_records").unwrap_or(0),
+                    exports: get("last_pruned_exports").unwrap_or(0),
+                }),
+            )
+        })
+    }
+
     /// Drops the delivery log's days wholly before `cutoff_ms` (and older rows of the
     /// default partition). One call does it all: `next` is always `None`.
     pub fn prune_deliveries(
