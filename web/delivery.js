@@ -211,26 +211,35 @@ export async function renderDelivery(id, ctx) {
   const attempts = el("div", { id: "attempts-section" });
   const exportsBox = el("div", { id: "exports-section" });
 
+  // Reads the event, then the delivery (its export's files and state arrive with the
+  // processing), in that order so that the delivery is never older than the event shown.
+  // True when the event changed (its state, attempts or replays) and the page was redrawn.
+  const refresh = async () => {
+    const now = await loadEvent(event.seq);
+    const changed = now.state !== event.state || now.attempts.length !== event.attempts.length ||
+      now.replays !== event.replays;
+    if (!changed) return false;
+    event = now;
+    d = (await api(url)).body;
+    fill();
+    return true;
+  };
   // Follows the event while it is still moving; stops once it is done or dead.
   const follow = () => {
     if (!event || FINISHED.includes(event.state) || d.verdict === "duplicate") return;
     ctx.live(async () => {
-      const now = await loadEvent(event.seq);
-      if (now.state !== event.state || now.attempts.length !== event.attempts.length) {
-        event = now;
-        d = (await api(url)).body; // the export files arrive with the processing
-        fill();
-      }
+      await refresh();
       return !FINISHED.includes(event.state);
     }, 1500, {
       title: "The event's state and attempts refresh until it is done or dead",
       ended: "The event is done or dead: this page no longer refreshes (reload it to see later changes)",
     });
   };
+  // A replay may have run before its answer is back: the page is read again either way, and
+  // followed (live) while the replayed event is still moving.
   const replay = async (e) => {
     if (!(await replayOne(event.seq, e.target))) return;
-    event = await loadEvent(event.seq);
-    fill();
+    await refresh();
     follow();
   };
   const fill = () => {

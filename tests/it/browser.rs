@@ -2258,6 +2258,45 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         shot(&c, &format!("delivery-export-{state}")).await;
     }
 
+    // The patient authorized the connection again: Replay on the late export's page (still
+    // open) downloads it, and the page shows the stored files without a reload.
+    // The replay's answer is held back until the worker has surely run it: the page must
+    // not take a finished event for one it has nothing more to read about.
+    js(
+        &c,
+        "window.__noReload = 'still here';
+         const fetched = window.fetch;
+         window.fetch = async (url, options) => {
+           const r = await fetched(url, options);
+           if (String(url).endsWith('/replay')) await new Promise((done) => setTimeout(done, 2500));
+           return r;
+         };
+         return null;",
+    )
+    .await;
+    click(&c, "#replay").await;
+    wait_until(
+        &c,
+        "(x => x && x.dataset.state === 'stored' && x.querySelectorAll('table.files tr[data-file]').length === 2 && !x.querySelector('#no-export-files'))(document.querySelector('#fasten-exports'))",
+        "the replayed export's files",
+    )
+    .await;
+    wait_until(
+        &c,
+        "document.querySelectorAll('#attempts tbody tr').length === 2 && document.querySelector('#live').textContent === 'static' && document.querySelector('#replay')",
+        "the replayed event done, the page no longer polling",
+    )
+    .await;
+    assert_eq!(js(&c, "return window.__noReload;").await, "still here");
+    let replayed = s.api_ok(&format!("/api/events/{late_id}")).await;
+    let replayed = s
+        .api_ok(&format!(
+            "/api/deliveries/{}",
+            replayed["delivery_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(replayed["export"]["state"], "stored", "{replayed}");
+
     // A stored export's delivery lists its files as the connection's page does, and its
     // attempt's long detail leaves the time and duration on one line.
     let exported = &export["exports"][0]["event_id"];
