@@ -2428,6 +2428,22 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
             .all(|t| t.as_str().unwrap().contains("(in ")),
         "{retrying:?}"
     );
+    // The countdowns move on with the clock, without a reload: five minutes later, each next
+    // attempt is five minutes nearer.
+    let due = "[...document.querySelectorAll('#retrying td.next .due')].map(s => s.textContent).join('|')";
+    let before = js(&c, &format!("return {due};")).await;
+    js(
+        &c,
+        "window.__now = Date.now; Date.now = () => window.__now() + 300000; return null;",
+    )
+    .await;
+    wait_until(
+        &c,
+        &format!("{due} !== {before}"),
+        "the retry countdowns five minutes on",
+    )
+    .await;
+    js(&c, "Date.now = window.__now; return null;").await;
     let groups = js(
         &c,
         "return [...document.querySelectorAll('#error-groups tbody tr')].map(tr => [Number(tr.querySelector('td.count').textContent), tr.querySelector('td.group-error').textContent]);",
@@ -2531,6 +2547,38 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 61, "each dead event once");
+    // A dead event replayed from the list: its row follows it without a reload (dead again
+    // with its second attempt, or waiting to retry), the dead events read again from their
+    // first page, and "Older" still pages on from there.
+    click(
+        &c,
+        &format!("#dead tr[data-event-id='{refused}'] button.replay"),
+    )
+    .await;
+    wait_until(
+        &c,
+        &format!(
+            "(() => {{
+               const dead = document.querySelector(\"#dead tr[data-event-id='{refused}']\");
+               const retrying = document.querySelector(\"#retrying tr[data-event-id='{refused}']\");
+               if (dead) return dead.dataset.state === 'dead' && dead.querySelector('td.num').textContent === '2'
+                 && !!dead.querySelector('button.replay');
+               return !!retrying && retrying.querySelector('td.num').textContent === '2';
+             }})() && {dead_rows} === 50 && !document.querySelector('#dead-more').hidden"
+        ),
+        "the replayed dead event's row after its second attempt",
+    )
+    .await;
+    let dead_total = s.api_ok("/api/stats").await["events"]["dead"]
+        .as_u64()
+        .unwrap();
+    click(&c, "#dead-more").await;
+    wait_until(
+        &c,
+        &format!("{dead_rows} === {dead_total} && document.querySelector('#dead-more').hidden"),
+        "the dead events paged again after the refresh",
+    )
+    .await;
     // The retry table fits its box: the error gives way, not the ids and times.
     assert_eq!(
         js(
