@@ -279,10 +279,13 @@ function groupsSection(g) {
   ];
 }
 
-/** The "oldest due" card's figure and tooltip. */
+/** The "oldest due" card's figure and tooltip: "—" when no event is due. */
 function oldestDue(stats) {
-  return [fmtAge(stats.oldest_queued_age_secs),
-    "How long the longest-waiting due event has waited (a retrying event is due at its next attempt)"];
+  const due = (stats.events.queued ?? 0) > 0;
+  return due
+    ? [fmtAge(stats.oldest_queued_age_secs),
+      "How long the longest-waiting due event has waited (a retrying event is due at its next attempt)"]
+    : ["—", "Nothing is due: no event is waiting for a worker (a retrying event is due at its next attempt)"];
 }
 
 /** What the lists depend on: the counts by state and verdict. */

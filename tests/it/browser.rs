@@ -2444,6 +2444,20 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
     )
     .await;
     js(&c, "Date.now = window.__now; return null;").await;
+    // Nothing is due: the oldest due event's age is no age at all.
+    let oldest = js(
+        &c,
+        "return (o => ({ figure: o.querySelector('b').textContent, title: o.title }))(document.querySelector('#oldest'));",
+    )
+    .await;
+    assert_eq!(oldest["figure"], "—", "{oldest}");
+    assert!(
+        oldest["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("Nothing is due"),
+        "{oldest}"
+    );
     let groups = js(
         &c,
         "return [...document.querySelectorAll('#error-groups tbody tr')].map(tr => [Number(tr.querySelector('td.count').textContent), tr.querySelector('td.group-error').textContent]);",
