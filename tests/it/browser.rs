@@ -2223,6 +2223,84 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
     );
     shot(&c, "connection-reauthorized").await;
 
+    // Its events, whatever became of them (the late export hookd skipped too), are one link
+    // away: the deliveries whose bodies name it.
+    let link = js(
+        &c,
+        "return (a => a && a.getAttribute('href'))(document.querySelector('#connection-events'));",
+    )
+    .await;
+    assert_eq!(link, format!("#/deliveries?q={REAUTHORIZED}"));
+    click(&c, "#connection-events").await;
+    let named = s
+        .api_ok(&format!("/api/deliveries?q={REAUTHORIZED}&limit=100"))
+        .await;
+    let named: Vec<&str> = named["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    let late_delivery = s.api_ok(&format!("/api/events/{late_id}")).await;
+    let late_delivery = late_delivery["delivery_id"].as_str().unwrap();
+    assert!(
+        named.contains(&late_delivery) && named.len() >= 5,
+        "{named:?}"
+    );
+    wait_until(
+        &c,
+        &format!(
+            "location.hash.startsWith('#/deliveries') && [...document.querySelectorAll('#deliveries tr[data-id]')].map(tr => tr.dataset.id).join() === {:?}",
+            named.join(",")
+        ),
+        "the connection's deliveries",
+    )
+    .await;
+    // A connection whose export request is still being retried (every connection here had
+    // its request answered, so the page is given the API's answer for one that has not):
+    // the page says why the field may be empty, and where to look.
+    js(
+        &c,
+        "const fetched = window.__fetched = window.fetch;
+         window.fetch = async (url, options) => {
+           const r = await fetched(url, options);
+           if (!/^\\/api\\/connections\\/[^/]+$/.test(String(url))) return r;
+           const c = await r.json();
+           Object.assign(c, { export_requested_at_ms: null, export_request: null, export_request_answer: null });
+           return new Response(JSON.stringify(c), { status: r.status, headers: r.headers });
+         };
+         return null;",
+    )
+    .await;
+    let unrequested = CONNECTED;
+    // A navigation within the page: the answer above stays in place.
+    js(
+        &c,
+        &format!("location.hash = '#/connection/{unrequested}'; return null;"),
+    )
+    .await;
+    wait_until(
+        &c,
+        "document.querySelector('#no-export-request')",
+        "why no export was requested",
+    )
+    .await;
+    let why = js(
+        &c,
+        "const p = document.querySelector('#no-export-request');
+         return { text: p.textContent, link: p.querySelector('a').getAttribute('href') };",
+    )
+    .await;
+    assert!(
+        why["text"]
+            .as_str()
+            .unwrap()
+            .contains("not requested yet, or the request is still being retried"),
+        "{why}"
+    );
+    assert_eq!(why["link"], format!("#/deliveries?q={unrequested}"));
+    js(&c, "window.fetch = window.__fetched; return null;").await;
+
     // The deliveries of its exports say what became of them, not "(yet)".
     for (id, state, says) in [
         (
