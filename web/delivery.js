@@ -67,6 +67,18 @@ function noFilesText(x) {
   }
 }
 
+/** A stored export's task, state and connection (the API's `export`), above its files. */
+function exportFacts(x) {
+  if (!x) return null;
+  return el("div", { class: "card", id: "export-facts" }, facts([
+    ["Export task", x.task_id ? el("span", { class: "mono", id: "export-task" }, x.task_id) : null],
+    ["State", el("span", { id: "export-state" }, x.state)],
+    ["Connection", x.org_connection_id
+      ? el("a", { class: "mono", id: "export-connection", href: connectionHref(x.org_connection_id) }, x.org_connection_id)
+      : null],
+  ]));
+}
+
 /** The stored files of a Fasten export (`exports` of the delivery), or what became of it. */
 function fastenExports(d) {
   if (!d.exports && d.event_type !== "patient.ehi_export_success") return null;
@@ -76,8 +88,26 @@ function fastenExports(d) {
     section.appendChild(el("p", { class: "placeholder", id: "no-export-files" }, noFilesText(d.export)));
     return section;
   }
-  section.appendChild(filesTable(d.exports, (f) => f.download_url));
+  section.append(exportFacts(d.export) || "", filesTable(d.exports, (f) => f.download_url));
   return section;
+}
+
+/** Fasten events about a connection itself, whose pages lead to it. */
+const CONNECTION_EVENTS = ["patient.connection_success", "patient.authorization_revoked"];
+
+/** For a connection's own Fasten event (a verified one), a link to the connection its body
+ *  names (`data.org_connection_id`). */
+function connectionLink(d) {
+  if (d.event_unverified || !CONNECTION_EVENTS.includes(d.event_type)) return null;
+  let id = null;
+  try {
+    const data = JSON.parse(d.full_body ?? d.body ?? "").data;
+    id = data && typeof data.org_connection_id === "string" ? data.org_connection_id : null;
+  } catch (_) { /* a body that is not JSON names no connection */ }
+  if (!id) return null;
+  return el("section", { id: "fasten-connection" }, el("h2", {}, "Fasten connection"),
+    el("p", {}, "This event is about connection ",
+      el("a", { class: "mono", id: "connection-link", href: connectionHref(id) }, id), "."));
 }
 
 function attemptsTable(event) {
@@ -296,6 +326,7 @@ export async function renderDelivery(id, ctx) {
       el("h2", {}, "Headers"), headersTable(d.response.headers),
       el("h2", {}, "Body"), bodyBlock(d.response.body, "response-body")),
     el("h2", {}, "Processing attempts"), attempts,
+    connectionLink(d),
     exportsBox);
   follow();
 }

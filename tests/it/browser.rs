@@ -2374,6 +2374,41 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         ))
         .await;
     assert_eq!(replayed["export"]["state"], "stored", "{replayed}");
+    // The stored export names its task and state, and leads to its connection.
+    let named = js(
+        &c,
+        "return { task: document.querySelector('#export-task').textContent,
+            state: document.querySelector('#export-state').textContent,
+            connection: document.querySelector('#export-connection').getAttribute('href') };",
+    )
+    .await;
+    assert_eq!(
+        named,
+        serde_json::json!({
+            "task": replayed["export"]["task_id"],
+            "state": "stored",
+            "connection": format!("#/connection/{REAUTHORIZED}"),
+        })
+    );
+    // A connection's own events lead to it as well.
+    for kind in [
+        "patient.connection_success",
+        "patient.authorization_revoked",
+    ] {
+        let listed = s
+            .api_ok(&format!(
+                "/api/deliveries?type={kind}&q={REAUTHORIZED}&limit=1"
+            ))
+            .await;
+        let delivery = listed["items"][0]["id"].as_str().unwrap().to_owned();
+        open_delivery(&c, &base, &delivery).await;
+        wait_until(
+            &c,
+            &format!("(a => a && a.getAttribute('href') === '#/connection/{REAUTHORIZED}')(document.querySelector('#connection-link'))"),
+            &format!("the {kind} delivery's connection link"),
+        )
+        .await;
+    }
 
     // A stored export's delivery lists its files as the connection's page does, and its
     // attempt's long detail leaves the time and duration on one line.
