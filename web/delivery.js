@@ -276,7 +276,9 @@ export async function renderDelivery(id, ctx) {
     if (d.verdict === "duplicate") {
       // The event is the original's: its state and attempts are shown there, not here.
       eventCard.replaceChildren(el("p", { class: "muted" }, "A duplicate creates no event: it was answered and logged, and processed only as its original."));
-      attempts.replaceChildren(el("p", { class: "muted" }, "See the original delivery."));
+      attempts.replaceChildren(el("p", { class: "muted", id: "see-original" }, d.original_delivery_id
+        ? ["See ", el("a", { href: `#/delivery/${d.original_delivery_id}` }, "the original delivery"), "."]
+        : "The original delivery is no longer stored."));
       exportsBox.replaceChildren("");
       return;
     }

@@ -1241,10 +1241,23 @@ async fn deliveries_pages_in_headless_chromium() {
         "the body-differs warning",
     )
     .await;
-    // Its own page shows no event state of the original's as its own.
+    // Its own page shows no event state of the original's as its own, and its processing
+    // leads to the original's.
     assert_eq!(
         js(&c, "return document.querySelector('#event-state');").await,
         serde_json::Value::Null
+    );
+    let changed_original = api(format!("/api/deliveries/{changed}")).await;
+    assert_eq!(
+        js(
+            &c,
+            "return (a => a && a.getAttribute('href'))(document.querySelector('#see-original a'));"
+        )
+        .await,
+        format!(
+            "#/delivery/{}",
+            changed_original["original_delivery_id"].as_str().unwrap()
+        )
     );
     std::fs::write(
         screenshot_dir().join("delivery-duplicate.png"),
