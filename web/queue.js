@@ -193,10 +193,11 @@ function deadRow(ev, replayed) {
     replayed();
   };
   return el("tr", { dataset: { seq: ev.seq, eventId: ev.event_id, state: ev.state } },
-    el("td", { class: "mono nowrap" }, el("a", { href: `#/delivery/${ev.delivery_id}` }, fmtTime(ev.received_at_ms))),
+    el("td", { class: "mono nowrap" }, fmtTime(ev.received_at_ms)),
     el("td", { class: "nowrap" }, ev.endpoint),
     el("td", { class: "mono nowrap" }, ev.event_type),
-    el("td", { class: "mono nowrap" }, ev.event_id),
+    // The event id leads to its delivery, as in "Waiting to retry".
+    el("td", { class: "mono nowrap" }, el("a", { href: `#/delivery/${ev.delivery_id}` }, ev.event_id)),
     el("td", { class: "num" }, ev.attempts),
     errorCell(ev.last_error),
     el("td", { class: "state" }, badge("s", ev.state)),

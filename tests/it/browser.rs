@@ -2604,6 +2604,20 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         "the first page of dead events",
     )
     .await;
+    // A dead event's id leads to its delivery, as a retrying one's does.
+    let unlinked = js(
+        &c,
+        "return [...document.querySelectorAll('#dead tbody tr[data-event-id]')].filter(tr => {
+            const a = tr.querySelector('td:nth-child(4) a');
+            return !a || a.textContent !== tr.dataset.eventId || !a.getAttribute('href').startsWith('#/delivery/');
+          }).map(tr => tr.dataset.eventId);",
+    )
+    .await;
+    assert_eq!(
+        unlinked,
+        serde_json::json!([]),
+        "dead event ids without a link"
+    );
     // Ids and dates stay on one line, in both tables.
     let wrapped = js(&c, WRAPPED_ID_AND_DATE_CELLS).await;
     assert_eq!(wrapped, serde_json::json!([]), "cells that wrap");
