@@ -1968,6 +1968,27 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         "the revoked row stands out"
     );
     assert_ne!(ok["badge"], gone["badge"], "so does its status");
+    // The most recently active first.
+    let shown = js(
+        &c,
+        "return [...document.querySelectorAll('#connections tr[data-id]')].map(tr => tr.dataset.id);",
+    )
+    .await;
+    let mut listed = s.api_ok("/api/connections").await["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    listed.sort_by(|a, b| {
+        let seen = |c: &serde_json::Value| c["last_seen_ms"].as_u64().unwrap_or(0);
+        seen(b).cmp(&seen(a)).then_with(|| {
+            a["org_connection_id"]
+                .as_str()
+                .cmp(&b["org_connection_id"].as_str())
+        })
+    });
+    let newest_first: Vec<&serde_json::Value> =
+        listed.iter().map(|c| &c["org_connection_id"]).collect();
+    assert_eq!(shown, serde_json::json!(newest_first));
     // Connection, platform, status, first and last seen (readable), exports, failures.
     let cells = ok["cells"].as_array().unwrap();
     assert_eq!(cells[0], CONNECTED);
