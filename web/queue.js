@@ -347,8 +347,10 @@ export async function renderQueue(params, ctx) {
   const retryBox = el("div", { id: "retrying-section" });
   const deadBox = el("div", { id: "dead-section" });
   const fillLists = ([retrying, groups, dead]) => {
-    retryBox.replaceChildren(...retryingSection(retrying.body));
-    deadBox.replaceChildren(...groupsSection(groups.body), ...[deadList(deadQuery, dead, () => { moving = true; })].flat());
+    // replaceChildren would show a null (a part left out) as the text "null".
+    const parts = (...all) => all.flat().filter((n) => n);
+    retryBox.replaceChildren(...parts(retryingSection(retrying.body)));
+    deadBox.replaceChildren(...parts(groupsSection(groups.body), deadList(deadQuery, dead, () => { moving = true; })));
     // Nothing dead matches the filter: nothing to replay.
     const noneDead = !dead.items.length && !dead.next;
     replayAllButton.disabled = noneDead;

@@ -2590,7 +2590,24 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         "the retry countdowns five minutes on",
     )
     .await;
+    let shifted = js(&c, &format!("return {due};")).await;
     js(&c, "Date.now = window.__now; return null;").await;
+    wait_until(
+        &c,
+        &format!("{due} !== {shifted}"),
+        "the retry countdowns back on time",
+    )
+    .await;
+    // The lists' boxes hold elements only (no part left out shown as text).
+    assert_eq!(
+        js(
+            &c,
+            "return [...document.querySelectorAll('#retrying-section, #dead-section')].flatMap(s => [...s.childNodes]).filter(n => n.nodeType === Node.TEXT_NODE).map(n => n.textContent);",
+        )
+        .await,
+        serde_json::json!([]),
+        "text in the queue's lists' boxes"
+    );
     // Nothing is due: the oldest due event's age is no age at all.
     let oldest = js(
         &c,
