@@ -2,7 +2,9 @@
 // they deleted), the export hookd requested (its task id leading to the export it produced),
 // its stored exports (files with their resource counts, sha256 and a download link each, and
 // any mismatch with the counts the event announced), its failed exports, and a lookup of one
-// stored resource by type and id.
+// stored resource by type and id. What hookd did not store (an export still retrying, refused,
+// skipped while the connection was revoked, or an export request still being retried) is
+// recorded only on the connection's events: the page leads to them.
 
 import { el, facts, fmtBytes, fmtTime, plural, table } from "./dom.js";
 import { api, ApiError } from "./api.js";
@@ -151,6 +153,21 @@ function revocationNotes(c) {
   return notes;
 }
 
+/** The deliveries whose bodies name this connection: its events, whatever became of them. */
+export function eventsHref(id) {
+  return `#/deliveries?q=${encodeURIComponent(id)}`;
+}
+
+/** "Export requested": when, with Fasten's answer; or why it may be empty. */
+function exportRequested(c) {
+  if (c.export_requested_at_ms) {
+    return el("span", {}, el("span", { class: "mono" }, fmtTime(c.export_requested_at_ms)), requestAnswer(c));
+  }
+  return el("span", { class: "muted", id: "no-export-request" },
+    "— not requested yet, or the request is still being retried: see ",
+    el("a", { href: eventsHref(c.org_connection_id) }, "this connection's events"), ".");
+}
+
 /** The connection view. */
 export async function renderConnection(id, ctx) {
   const c = (await api(`/api/connections/${encodeURIComponent(id)}`)).body;
@@ -161,6 +178,9 @@ export async function renderConnection(id, ctx) {
     el("p", { class: "crumbs" }, el("a", { href: "#/connections" }, "← Connections")),
     el("h1", { class: "title-line" }, "Connection ", el("span", { class: "mono" }, c.org_connection_id), " ",
       el("span", { id: "connection-status" }, statusBadge(c.status))),
+    el("p", {}, el("a", { id: "connection-events", href: eventsHref(c.org_connection_id) }, "This connection's events"),
+      el("span", { class: "muted small" },
+        " — every delivery naming it, with exports still retrying, refused or skipped while it was revoked")),
     revocationNotes(c),
     el("div", { class: "two" },
       el("section", { class: "card" }, facts([
@@ -170,9 +190,7 @@ export async function renderConnection(id, ctx) {
         ["Endpoint", c.endpoint],
         ["First seen", el("span", { class: "mono" }, fmtTime(c.first_seen_ms))],
         ["Last seen", el("span", { class: "mono" }, fmtTime(c.last_seen_ms))],
-        ["Export requested", c.export_requested_at_ms
-          ? el("span", {}, el("span", { class: "mono" }, fmtTime(c.export_requested_at_ms)), requestAnswer(c))
-          : ""],
+        ["Export requested", exportRequested(c)],
         ["Export task", requestedTask(c, cards)],
       ])),
       el("section", { class: "card" }, el("h2", { class: "flush" }, "Look up a resource"), lookup(c.org_connection_id, types))),

@@ -1,5 +1,5 @@
-// Fasten Connect connections: one row per connection (status first to the eye: a revoked one
-// is marked as such on its whole row), each opening its own page. Live: a new connection, or
+// Fasten Connect connections: one row per connection, the most recently active first (status
+// first to the eye: a revoked one is marked as such on its whole row), each opening its own page. Live: a new connection, or
 // one whose status changed, shows without a reload.
 
 import { el, fmtTime, plural, table } from "./dom.js";
@@ -47,6 +47,12 @@ function summaryText(items, endpoints) {
     `${endpoints.join(", ")}${revoked ? `; ${revoked} revoked` : ""}.`;
 }
 
+/** The most recently seen first (the API lists them by id); ties by id. */
+function byLastSeen(items) {
+  return [...items].sort((a, b) => (b.last_seen_ms || 0) - (a.last_seen_ms || 0) ||
+    a.org_connection_id.localeCompare(b.org_connection_id));
+}
+
 /** The summary line and the table (or why there is none) for `items`. */
 function listing(items, endpoints) {
   if (!endpoints.length) {
@@ -60,7 +66,7 @@ function listing(items, endpoints) {
     items.length
       ? el("div", { class: "table-wrap" }, table({ id: "connections" },
         ["Connection", "Platform", "Status", "First seen", "Last seen", "Exports", "Failures"],
-        items.map(connectionRow)))
+        byLastSeen(items).map(connectionRow)))
       : el("p", { class: "muted", id: "connections-empty" }, "No connections yet."),
   ];
 }

@@ -67,6 +67,18 @@ function noFilesText(x) {
   }
 }
 
+/** A stored export's task, state and connection (the API's `export`), above its files. */
+function exportFacts(x) {
+  if (!x) return null;
+  return el("div", { class: "card", id: "export-facts" }, facts([
+    ["Export task", x.task_id ? el("span", { class: "mono", id: "export-task" }, x.task_id) : null],
+    ["State", el("span", { id: "export-state" }, x.state)],
+    ["Connection", x.org_connection_id
+      ? el("a", { class: "mono", id: "export-connection", href: connectionHref(x.org_connection_id) }, x.org_connection_id)
+      : null],
+  ]));
+}
+
 /** The stored files of a Fasten export (`exports` of the delivery), or what became of it. */
 function fastenExports(d) {
   if (!d.exports && d.event_type !== "patient.ehi_export_success") return null;
@@ -76,8 +88,26 @@ function fastenExports(d) {
     section.appendChild(el("p", { class: "placeholder", id: "no-export-files" }, noFilesText(d.export)));
     return section;
   }
-  section.appendChild(filesTable(d.exports, (f) => f.download_url));
+  section.append(exportFacts(d.export) || "", filesTable(d.exports, (f) => f.download_url));
   return section;
+}
+
+/** Fasten events about a connection itself, whose pages lead to it. */
+const CONNECTION_EVENTS = ["patient.connection_success", "patient.authorization_revoked"];
+
+/** For a connection's own Fasten event (a verified one), a link to the connection its body
+ *  names (`data.org_connection_id`). */
+function connectionLink(d) {
+  if (d.event_unverified || !CONNECTION_EVENTS.includes(d.event_type)) return null;
+  let id = null;
+  try {
+    const data = JSON.parse(d.full_body ?? d.body ?? "").data;
+    id = data && typeof data.org_connection_id === "string" ? data.org_connection_id : null;
+  } catch (_) { /* a body that is not JSON names no connection */ }
+  if (!id) return null;
+  return el("section", { id: "fasten-connection" }, el("h2", {}, "Fasten connection"),
+    el("p", {}, "This event is about connection ",
+      el("a", { class: "mono", id: "connection-link", href: connectionHref(id) }, id), "."));
 }
 
 function attemptsTable(event) {
@@ -211,33 +241,44 @@ export async function renderDelivery(id, ctx) {
   const attempts = el("div", { id: "attempts-section" });
   const exportsBox = el("div", { id: "exports-section" });
 
+  // Reads the event, then the delivery (its export's files and state arrive with the
+  // processing), in that order so that the delivery is never older than the event shown.
+  // True when the event changed (its state, attempts or replays) and the page was redrawn.
+  const refresh = async () => {
+    const now = await loadEvent(event.seq);
+    const changed = now.state !== event.state || now.attempts.length !== event.attempts.length ||
+      now.replays !== event.replays;
+    if (!changed) return false;
+    event = now;
+    d = (await api(url)).body;
+    fill();
+    return true;
+  };
   // Follows the event while it is still moving; stops once it is done or dead.
   const follow = () => {
     if (!event || FINISHED.includes(event.state) || d.verdict === "duplicate") return;
     ctx.live(async () => {
-      const now = await loadEvent(event.seq);
-      if (now.state !== event.state || now.attempts.length !== event.attempts.length) {
-        event = now;
-        d = (await api(url)).body; // the export files arrive with the processing
-        fill();
-      }
+      await refresh();
       return !FINISHED.includes(event.state);
     }, 1500, {
       title: "The event's state and attempts refresh until it is done or dead",
       ended: "The event is done or dead: this page no longer refreshes (reload it to see later changes)",
     });
   };
+  // A replay may have run before its answer is back: the page is read again either way, and
+  // followed (live) while the replayed event is still moving.
   const replay = async (e) => {
     if (!(await replayOne(event.seq, e.target))) return;
-    event = await loadEvent(event.seq);
-    fill();
+    await refresh();
     follow();
   };
   const fill = () => {
     if (d.verdict === "duplicate") {
       // The event is the original's: its state and attempts are shown there, not here.
       eventCard.replaceChildren(el("p", { class: "muted" }, "A duplicate creates no event: it was answered and logged, and processed only as its original."));
-      attempts.replaceChildren(el("p", { class: "muted" }, "See the original delivery."));
+      attempts.replaceChildren(el("p", { class: "muted", id: "see-original" }, d.original_delivery_id
+        ? ["See ", el("a", { href: `#/delivery/${d.original_delivery_id}` }, "the original delivery"), "."]
+        : "The original delivery is no longer stored."));
       exportsBox.replaceChildren("");
       return;
     }
@@ -287,6 +328,7 @@ export async function renderDelivery(id, ctx) {
       el("h2", {}, "Headers"), headersTable(d.response.headers),
       el("h2", {}, "Body"), bodyBlock(d.response.body, "response-body")),
     el("h2", {}, "Processing attempts"), attempts,
+    connectionLink(d),
     exportsBox);
   follow();
 }

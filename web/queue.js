@@ -1,6 +1,8 @@
 // The queue: events per state (live), deliveries by verdict over a chosen range, the events
 // waiting to retry with their next attempt, and the dead events: their errors grouped by
 // text, then the events themselves, paged, each replayable alone or all matching at once.
+// The lists are read again whenever the counts change (or a replay made here is still
+// moving), and their relative times move on with every poll.
 
 import { badge, el, fmtAge, fmtBytes, fmtTime, svg, table, toast } from "./dom.js";
 import { api, getMeta, pageThrough, postConfirmed } from "./api.js";
@@ -90,10 +92,18 @@ function whenDue(ms) {
   return secs <= 0 ? "due now" : `in ${fmtAge(secs)}`;
 }
 
+/** Brings each "(in 4 s)" under `root` up to date. */
+function ageDueTimes(root) {
+  for (const span of root.querySelectorAll("span.due[data-at]")) {
+    span.textContent = ` (${whenDue(Number(span.dataset.at))})`;
+  }
+}
+
 function retryingRow(ev) {
   return el("tr", { dataset: { seq: ev.seq, eventId: ev.event_id } },
     el("td", { class: "mono nowrap next" }, fmtTime(ev.next_attempt_at_ms),
-      el("span", { class: "muted" }, ` (${whenDue(ev.next_attempt_at_ms)})`)),
+      el("span", { class: "muted due", dataset: { at: String(ev.next_attempt_at_ms) } },
+        ` (${whenDue(ev.next_attempt_at_ms)})`)),
     el("td", { class: "nowrap" }, ev.endpoint),
     el("td", { class: "mono nowrap" }, ev.event_type),
     el("td", { class: "mono nowrap" }, el("a", { href: `#/delivery/${ev.delivery_id}` }, ev.event_id)),
@@ -171,18 +181,23 @@ function errorGroupRow(g) {
       fmtTime(g.latest_ms))));
 }
 
-function deadRow(ev) {
+/** A dead event's row; `replayed()` is told when its Replay queued it again. */
+function deadRow(ev, replayed) {
   const replay = async (e) => {
     if (!(await replayOne(ev.seq, e.target))) return;
     const now = (await api(`/api/events/${encodeURIComponent(ev.seq)}`)).body;
-    e.target.closest("tr").querySelector("td.state").replaceChildren(badge("s", now.state));
+    const row = e.target.closest("tr");
+    row.dataset.state = now.state;
+    row.querySelector("td.state").replaceChildren(badge("s", now.state));
     e.target.remove();
+    replayed();
   };
-  return el("tr", { dataset: { seq: ev.seq, eventId: ev.event_id } },
-    el("td", { class: "mono nowrap" }, el("a", { href: `#/delivery/${ev.delivery_id}` }, fmtTime(ev.received_at_ms))),
+  return el("tr", { dataset: { seq: ev.seq, eventId: ev.event_id, state: ev.state } },
+    el("td", { class: "mono nowrap" }, fmtTime(ev.received_at_ms)),
     el("td", { class: "nowrap" }, ev.endpoint),
     el("td", { class: "mono nowrap" }, ev.event_type),
-    el("td", { class: "mono nowrap" }, ev.event_id),
+    // The event id leads to its delivery, as in "Waiting to retry".
+    el("td", { class: "mono nowrap" }, el("a", { href: `#/delivery/${ev.delivery_id}` }, ev.event_id)),
     el("td", { class: "num" }, ev.attempts),
     errorCell(ev.last_error),
     el("td", { class: "state" }, badge("s", ev.state)),
@@ -190,8 +205,9 @@ function deadRow(ev) {
 }
 
 /** The dead events of `query`, a page at a time: "Older" follows the list's cursor. */
-function deadList(query, first) {
-  const tbody = el("tbody", {}, first.items.map(deadRow));
+function deadList(query, first, replayed) {
+  const row = (ev) => deadRow(ev, replayed);
+  const tbody = el("tbody", {}, first.items.map(row));
   const status = el("span", { class: "muted", id: "dead-status" });
   const more = el("button", { id: "dead-more", type: "button", class: "secondary" }, "Older");
   let cursor = first.next;
@@ -207,7 +223,7 @@ function deadList(query, first) {
         q.set("cursor", c);
         return `/api/events?${q}`;
       }, { from: cursor, want: DEAD_PAGE });
-      for (const ev of page.items) tbody.appendChild(deadRow(ev));
+      for (const ev of page.items) tbody.appendChild(row(ev));
       fitErrors(tbody);
       cursor = page.next;
       update();
@@ -227,6 +243,57 @@ function deadList(query, first) {
   ];
 }
 
+/** The dead events' first page (`DEAD_PAGE`, through sparse pages) for `query`. */
+function firstDeadPage(query) {
+  return pageThrough((cursor) => {
+    const q = new URLSearchParams(query);
+    if (cursor) q.set("cursor", cursor);
+    return `/api/events?${q}`;
+  }, { want: DEAD_PAGE });
+}
+
+/** "Waiting to retry": the soonest retry first (the list holds the newest events that are
+ *  retrying). */
+function retryingSection(page) {
+  const items = [...page.items].sort((a, b) => a.next_attempt_at_ms - b.next_attempt_at_ms);
+  return [
+    items.length
+      ? el("div", { class: "table-wrap" }, table({ id: "retrying" },
+        ["Next attempt", "Endpoint", "Type", "Event id", "Attempts", "Last error"], items.map(retryingRow)))
+      : el("p", { class: "muted", id: "no-retrying" }, "No event is waiting to retry."),
+    page.next_cursor ? el("p", { class: "muted" }, `Showing the newest ${RETRYING_SHOWN}.`) : null,
+  ];
+}
+
+/** The dead events' error groups, and the note when they are not all of them. */
+function groupsSection(g) {
+  if (!g.groups.length) return [];
+  return [
+    el("h4", {}, "By error"),
+    el("div", { class: "table-wrap" }, table({ id: "error-groups", class: "groups" }, ["Events", "Error", "Endpoints", "Latest"],
+      g.groups.map(errorGroupRow))),
+    !g.complete || g.distinct > g.groups.length
+      ? el("p", { class: "muted" }, g.complete
+        ? `The ${g.groups.length} most frequent of ${g.distinct} distinct errors.`
+        : `Errors of the newest ${g.events} dead events.`)
+      : null,
+  ];
+}
+
+/** The "oldest due" card's figure and tooltip: "—" when no event is due. */
+function oldestDue(stats) {
+  const due = (stats.events.queued ?? 0) > 0;
+  return due
+    ? [fmtAge(stats.oldest_queued_age_secs),
+      "How long the longest-waiting due event has waited (a retrying event is due at its next attempt)"]
+    : ["—", "Nothing is due: no event is waiting for a worker (a retrying event is due at its next attempt)"];
+}
+
+/** What the lists depend on: the counts by state and verdict. */
+function countsKey(stats) {
+  return JSON.stringify([stats.events, stats.deliveries]);
+}
+
 /** The view; `ctx` shows it, runs its poller, and reloads it. */
 export async function renderQueue(params, ctx) {
   const meta = await getMeta();
@@ -240,16 +307,15 @@ export async function renderQueue(params, ctx) {
   };
   const range = RANGES.some(([r]) => r === params.get("range")) ? params.get("range") : DEFAULT_RANGE;
   const deadQuery = withState("dead", { limit: String(DEAD_PAGE) });
-  const [stats, chartData, retrying, groups, dead] = await Promise.all([
-    api("/api/stats"),
-    api(`/api/chart?range=${range}`),
+  const readLists = () => Promise.all([
     api(`/api/events?${withState("retrying", { limit: String(RETRYING_SHOWN) })}`),
     api(`/api/errors?${withState("dead")}`),
-    pageThrough((cursor) => {
-      const q = new URLSearchParams(deadQuery);
-      if (cursor) q.set("cursor", cursor);
-      return `/api/events?${q}`;
-    }, { want: DEAD_PAGE }),
+    firstDeadPage(deadQuery),
+  ]);
+  const [stats, chartData, lists] = await Promise.all([
+    api("/api/stats"),
+    api(`/api/chart?range=${range}`),
+    readLists(),
   ]);
   const { form, read } = filterForm(params, FILTERS, meta, (p) => {
     // The range shown now (switching it rewrites the address without reloading).
@@ -273,12 +339,28 @@ export async function renderQueue(params, ctx) {
       e.target.disabled = false;
     }
   };
-  // Nothing dead matches the filter: nothing to replay.
-  const noneDead = !dead.items.length && !dead.next;
-  form.appendChild(el("button", {
-    id: "replay-all", type: "button", class: "secondary", onclick: replayAll, disabled: noneDead,
-    title: noneDead ? "No dead event matches the filter" : null,
-  }, "Replay all matching"));
+  const replayAllButton = el("button", { id: "replay-all", type: "button", class: "secondary", onclick: replayAll }, "Replay all matching");
+  form.appendChild(replayAllButton);
+  // A replay made here moves its event on between polls whose counts may match (dead, then
+  // dead again): the lists are read again until no row shown is moving.
+  let moving = false;
+  const retryBox = el("div", { id: "retrying-section" });
+  const deadBox = el("div", { id: "dead-section" });
+  const fillLists = ([retrying, groups, dead]) => {
+    // replaceChildren would show a null (a part left out) as the text "null".
+    const parts = (...all) => all.flat().filter((n) => n);
+    retryBox.replaceChildren(...parts(retryingSection(retrying.body)));
+    deadBox.replaceChildren(...parts(groupsSection(groups.body), deadList(deadQuery, dead, () => { moving = true; })));
+    // Nothing dead matches the filter: nothing to replay.
+    const noneDead = !dead.items.length && !dead.next;
+    replayAllButton.disabled = noneDead;
+    replayAllButton.title = noneDead ? "No dead event matches the filter" : "";
+    moving = dead.items.some((ev) => ev.state !== "dead");
+    for (const id of ["retrying", "dead"]) {
+      const shown = document.getElementById(id);
+      if (shown) fitErrors(shown);
+    }
+  };
   const s = stats.body;
   const stat = (label, value, id, title) => el("div", { class: "stat", id, title }, el("b", {}, value), el("span", {}, label));
   // What each count means, where it is not plain: a retrying event is not due (not queued)
@@ -287,9 +369,6 @@ export async function renderQueue(params, ctx) {
     queued: "Due now, waiting for a worker",
     retrying: "Failed; waiting for their next attempt (\"Waiting to retry\" below)",
   };
-  // The soonest retry first (the list holds the newest events that are retrying).
-  const retryItems = [...retrying.body.items].sort((a, b) => a.next_attempt_at_ms - b.next_attempt_at_ms);
-  const g = groups.body;
   // The last prune as an age (a whole date does not fit a stat), its time in the title.
   let retention = s.retention || {};
   const showLastPrune = () => {
@@ -300,6 +379,7 @@ export async function renderQueue(params, ctx) {
       ? `${fmtAge(Math.max(0, Math.round((Date.now() - at) / 1000)))} ago` : "not yet";
     card.title = at ? `Finished ${fmtTime(at)}` : "No prune has run on this hookd since it started";
   };
+  const [oldestFigure, oldestTitle] = oldestDue(s);
   ctx.show(
     el("h1", {}, "Queue"),
     // Shown from when a prune passes 30 minutes until a later one finishes in under 30.
@@ -309,52 +389,47 @@ export async function renderQueue(params, ctx) {
       "shorten retention_days or give hookd more CPU."),
     el("div", { class: "grid", id: "queue-stats" },
       meta.states.map((st) => stat(st, s.events[st] ?? 0, `count-${st}`, STATE_TITLES[st])),
-      stat("oldest due", fmtAge(s.oldest_queued_age_secs), "oldest",
-        "How long the longest-waiting due event has waited (a retrying event is due at its next attempt)"),
+      stat("oldest due", oldestFigure, "oldest", oldestTitle),
       stat("store size", fmtBytes(s.store_bytes), "store-size"),
       stat("last prune", "", "last-prune")),
     el("h2", {}, "Deliveries"),
     chartCard(chartData.body, range, meta.verdicts),
     el("h2", {}, "Waiting to retry"),
-    retryItems.length
-      ? el("div", { class: "table-wrap" }, table({ id: "retrying" },
-        ["Next attempt", "Endpoint", "Type", "Event id", "Attempts", "Last error"], retryItems.map(retryingRow)))
-      : el("p", { class: "muted", id: "no-retrying" }, "No event is waiting to retry."),
-    retrying.body.next_cursor ? el("p", { class: "muted" }, `Showing the newest ${RETRYING_SHOWN}.`) : null,
+    retryBox,
     el("h2", {}, "Dead events"),
     form,
-    g.groups.length ? el("h4", {}, "By error") : null,
-    g.groups.length
-      ? el("div", { class: "table-wrap" }, table({ id: "error-groups", class: "groups" }, ["Events", "Error", "Endpoints", "Latest"],
-        g.groups.map(errorGroupRow)))
-      : null,
-    g.groups.length && (!g.complete || g.distinct > g.groups.length)
-      ? el("p", { class: "muted" }, g.complete
-        ? `The ${g.groups.length} most frequent of ${g.distinct} distinct errors.`
-        : `Errors of the newest ${g.events} dead events.`)
-      : null,
-    deadList(deadQuery, dead));
+    deadBox);
+  fillLists(lists);
   showLastPrune();
-  for (const id of ["retrying", "dead"]) {
-    const shown = document.getElementById(id);
-    if (shown) fitErrors(shown);
-  }
 
   let etag = stats.etag;
+  let counts = countsKey(s);
   ctx.live(async () => {
     const r = await api("/api/stats", { headers: etag ? { "if-none-match": etag } : {} });
-    // The age moves on even when the figures have not changed.
-    if (r.notModified) return showLastPrune();
-    etag = r.etag;
-    retention = r.body.retention || {};
+    // The ages move on even when the figures have not changed.
     showLastPrune();
-    for (const st of meta.states) {
-      const b = document.querySelector(`#count-${st} b`);
-      if (b) b.textContent = r.body.events[st] ?? 0;
+    ageDueTimes(retryBox);
+    if (!r.notModified) {
+      etag = r.etag;
+      retention = r.body.retention || {};
+      showLastPrune();
+      for (const st of meta.states) {
+        const b = document.querySelector(`#count-${st} b`);
+        if (b) b.textContent = r.body.events[st] ?? 0;
+      }
+      const [figure, title] = oldestDue(r.body);
+      const oldest = document.getElementById("oldest");
+      if (oldest) {
+        oldest.querySelector("b").textContent = figure;
+        oldest.title = title;
+      }
+      const behind = document.getElementById("retention-behind");
+      if (behind) behind.hidden = !retention.behind;
     }
-    const oldest = document.querySelector("#oldest b");
-    if (oldest) oldest.textContent = fmtAge(r.body.oldest_queued_age_secs);
-    const behind = document.getElementById("retention-behind");
-    if (behind) behind.hidden = !retention.behind;
-  }, 3000, { title: "The counts and the last prune refresh by themselves; the lists below do not" });
+    const now = r.notModified ? counts : countsKey(r.body);
+    if (now !== counts || moving) {
+      counts = now;
+      fillLists(await readLists());
+    }
+  }, 3000, { title: "The counts, the lists and the last prune refresh by themselves (the dead events from their first page)" });
 }

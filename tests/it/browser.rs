@@ -1241,10 +1241,23 @@ async fn deliveries_pages_in_headless_chromium() {
         "the body-differs warning",
     )
     .await;
-    // Its own page shows no event state of the original's as its own.
+    // Its own page shows no event state of the original's as its own, and its processing
+    // leads to the original's.
     assert_eq!(
         js(&c, "return document.querySelector('#event-state');").await,
         serde_json::Value::Null
+    );
+    let changed_original = api(format!("/api/deliveries/{changed}")).await;
+    assert_eq!(
+        js(
+            &c,
+            "return (a => a && a.getAttribute('href'))(document.querySelector('#see-original a'));"
+        )
+        .await,
+        format!(
+            "#/delivery/{}",
+            changed_original["original_delivery_id"].as_str().unwrap()
+        )
     );
     std::fs::write(
         screenshot_dir().join("delivery-duplicate.png"),
@@ -1955,6 +1968,27 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         "the revoked row stands out"
     );
     assert_ne!(ok["badge"], gone["badge"], "so does its status");
+    // The most recently active first.
+    let shown = js(
+        &c,
+        "return [...document.querySelectorAll('#connections tr[data-id]')].map(tr => tr.dataset.id);",
+    )
+    .await;
+    let mut listed = s.api_ok("/api/connections").await["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    listed.sort_by(|a, b| {
+        let seen = |c: &serde_json::Value| c["last_seen_ms"].as_u64().unwrap_or(0);
+        seen(b).cmp(&seen(a)).then_with(|| {
+            a["org_connection_id"]
+                .as_str()
+                .cmp(&b["org_connection_id"].as_str())
+        })
+    });
+    let newest_first: Vec<&serde_json::Value> =
+        listed.iter().map(|c| &c["org_connection_id"]).collect();
+    assert_eq!(shown, serde_json::json!(newest_first));
     // Connection, platform, status, first and last seen (readable), exports, failures.
     let cells = ok["cells"].as_array().unwrap();
     assert_eq!(cells[0], CONNECTED);
@@ -2223,6 +2257,84 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
     );
     shot(&c, "connection-reauthorized").await;
 
+    // Its events, whatever became of them (the late export hookd skipped too), are one link
+    // away: the deliveries whose bodies name it.
+    let link = js(
+        &c,
+        "return (a => a && a.getAttribute('href'))(document.querySelector('#connection-events'));",
+    )
+    .await;
+    assert_eq!(link, format!("#/deliveries?q={REAUTHORIZED}"));
+    click(&c, "#connection-events").await;
+    let named = s
+        .api_ok(&format!("/api/deliveries?q={REAUTHORIZED}&limit=100"))
+        .await;
+    let named: Vec<&str> = named["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    let late_delivery = s.api_ok(&format!("/api/events/{late_id}")).await;
+    let late_delivery = late_delivery["delivery_id"].as_str().unwrap();
+    assert!(
+        named.contains(&late_delivery) && named.len() >= 5,
+        "{named:?}"
+    );
+    wait_until(
+        &c,
+        &format!(
+            "location.hash.startsWith('#/deliveries') && [...document.querySelectorAll('#deliveries tr[data-id]')].map(tr => tr.dataset.id).join() === {:?}",
+            named.join(",")
+        ),
+        "the connection's deliveries",
+    )
+    .await;
+    // A connection whose export request is still being retried (every connection here had
+    // its request answered, so the page is given the API's answer for one that has not):
+    // the page says why the field may be empty, and where to look.
+    js(
+        &c,
+        "const fetched = window.__fetched = window.fetch;
+         window.fetch = async (url, options) => {
+           const r = await fetched(url, options);
+           if (!/^\\/api\\/connections\\/[^/]+$/.test(String(url))) return r;
+           const c = await r.json();
+           Object.assign(c, { export_requested_at_ms: null, export_request: null, export_request_answer: null });
+           return new Response(JSON.stringify(c), { status: r.status, headers: r.headers });
+         };
+         return null;",
+    )
+    .await;
+    let unrequested = CONNECTED;
+    // A navigation within the page: the answer above stays in place.
+    js(
+        &c,
+        &format!("location.hash = '#/connection/{unrequested}'; return null;"),
+    )
+    .await;
+    wait_until(
+        &c,
+        "document.querySelector('#no-export-request')",
+        "why no export was requested",
+    )
+    .await;
+    let why = js(
+        &c,
+        "const p = document.querySelector('#no-export-request');
+         return { text: p.textContent, link: p.querySelector('a').getAttribute('href') };",
+    )
+    .await;
+    assert!(
+        why["text"]
+            .as_str()
+            .unwrap()
+            .contains("not requested yet, or the request is still being retried"),
+        "{why}"
+    );
+    assert_eq!(why["link"], format!("#/deliveries?q={unrequested}"));
+    js(&c, "window.fetch = window.__fetched; return null;").await;
+
     // The deliveries of its exports say what became of them, not "(yet)".
     for (id, state, says) in [
         (
@@ -2256,6 +2368,80 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         assert_eq!(note["link"], format!("#/connection/{REAUTHORIZED}"));
         js(&c, "document.querySelector('#attempts-section').scrollIntoView(); return null;").await;
         shot(&c, &format!("delivery-export-{state}")).await;
+    }
+
+    // The patient authorized the connection again: Replay on the late export's page (still
+    // open) downloads it, and the page shows the stored files without a reload.
+    // The replay's answer is held back until the worker has surely run it: the page must
+    // not take a finished event for one it has nothing more to read about.
+    js(
+        &c,
+        "window.__noReload = 'still here';
+         const fetched = window.fetch;
+         window.fetch = async (url, options) => {
+           const r = await fetched(url, options);
+           if (String(url).endsWith('/replay')) await new Promise((done) => setTimeout(done, 2500));
+           return r;
+         };
+         return null;",
+    )
+    .await;
+    click(&c, "#replay").await;
+    wait_until(
+        &c,
+        "(x => x && x.dataset.state === 'stored' && x.querySelectorAll('table.files tr[data-file]').length === 2 && !x.querySelector('#no-export-files'))(document.querySelector('#fasten-exports'))",
+        "the replayed export's files",
+    )
+    .await;
+    wait_until(
+        &c,
+        "document.querySelectorAll('#attempts tbody tr').length === 2 && document.querySelector('#live').textContent === 'static' && document.querySelector('#replay')",
+        "the replayed event done, the page no longer polling",
+    )
+    .await;
+    assert_eq!(js(&c, "return window.__noReload;").await, "still here");
+    let replayed = s.api_ok(&format!("/api/events/{late_id}")).await;
+    let replayed = s
+        .api_ok(&format!(
+            "/api/deliveries/{}",
+            replayed["delivery_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(replayed["export"]["state"], "stored", "{replayed}");
+    // The stored export names its task and state, and leads to its connection.
+    let named = js(
+        &c,
+        "return { task: document.querySelector('#export-task').textContent,
+            state: document.querySelector('#export-state').textContent,
+            connection: document.querySelector('#export-connection').getAttribute('href') };",
+    )
+    .await;
+    assert_eq!(
+        named,
+        serde_json::json!({
+            "task": replayed["export"]["task_id"],
+            "state": "stored",
+            "connection": format!("#/connection/{REAUTHORIZED}"),
+        })
+    );
+    // A connection's own events lead to it as well.
+    for kind in [
+        "patient.connection_success",
+        "patient.authorization_revoked",
+    ] {
+        let listed = s
+            .api_ok(&format!(
+                "/api/deliveries?type={kind}&q={REAUTHORIZED}&limit=1"
+            ))
+            .await;
+        let delivery = listed["items"][0]["id"].as_str().unwrap().to_owned();
+        open_delivery(&c, &base, &delivery).await;
+        wait_until(
+            &c,
+            &format!("(a => a && a.getAttribute('href') === '#/connection/{REAUTHORIZED}')(document.querySelector('#connection-link'))"),
+            &format!("the {kind} delivery's connection link"),
+        )
+        .await;
     }
 
     // A stored export's delivery lists its files as the connection's page does, and its
@@ -2389,6 +2575,53 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
             .all(|t| t.as_str().unwrap().contains("(in ")),
         "{retrying:?}"
     );
+    // The countdowns move on with the clock, without a reload: five minutes later, each next
+    // attempt is five minutes nearer.
+    let due = "[...document.querySelectorAll('#retrying td.next .due')].map(s => s.textContent).join('|')";
+    let before = js(&c, &format!("return {due};")).await;
+    js(
+        &c,
+        "window.__now = Date.now; Date.now = () => window.__now() + 300000; return null;",
+    )
+    .await;
+    wait_until(
+        &c,
+        &format!("{due} !== {before}"),
+        "the retry countdowns five minutes on",
+    )
+    .await;
+    let shifted = js(&c, &format!("return {due};")).await;
+    js(&c, "Date.now = window.__now; return null;").await;
+    wait_until(
+        &c,
+        &format!("{due} !== {shifted}"),
+        "the retry countdowns back on time",
+    )
+    .await;
+    // The lists' boxes hold elements only (no part left out shown as text).
+    assert_eq!(
+        js(
+            &c,
+            "return [...document.querySelectorAll('#retrying-section, #dead-section')].flatMap(s => [...s.childNodes]).filter(n => n.nodeType === Node.TEXT_NODE).map(n => n.textContent);",
+        )
+        .await,
+        serde_json::json!([]),
+        "text in the queue's lists' boxes"
+    );
+    // Nothing is due: the oldest due event's age is no age at all.
+    let oldest = js(
+        &c,
+        "return (o => ({ figure: o.querySelector('b').textContent, title: o.title }))(document.querySelector('#oldest'));",
+    )
+    .await;
+    assert_eq!(oldest["figure"], "—", "{oldest}");
+    assert!(
+        oldest["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("Nothing is due"),
+        "{oldest}"
+    );
     let groups = js(
         &c,
         "return [...document.querySelectorAll('#error-groups tbody tr')].map(tr => [Number(tr.querySelector('td.count').textContent), tr.querySelector('td.group-error').textContent]);",
@@ -2409,6 +2642,20 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
         "the first page of dead events",
     )
     .await;
+    // A dead event's id leads to its delivery, as a retrying one's does.
+    let unlinked = js(
+        &c,
+        "return [...document.querySelectorAll('#dead tbody tr[data-event-id]')].filter(tr => {
+            const a = tr.querySelector('td:nth-child(4) a');
+            return !a || a.textContent !== tr.dataset.eventId || !a.getAttribute('href').startsWith('#/delivery/');
+          }).map(tr => tr.dataset.eventId);",
+    )
+    .await;
+    assert_eq!(
+        unlinked,
+        serde_json::json!([]),
+        "dead event ids without a link"
+    );
     // Ids and dates stay on one line, in both tables.
     let wrapped = js(&c, WRAPPED_ID_AND_DATE_CELLS).await;
     assert_eq!(wrapped, serde_json::json!([]), "cells that wrap");
@@ -2492,6 +2739,38 @@ async fn fasten_connections_and_the_queue_in_headless_chromium() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 61, "each dead event once");
+    // A dead event replayed from the list: its row follows it without a reload (dead again
+    // with its second attempt, or waiting to retry), the dead events read again from their
+    // first page, and "Older" still pages on from there.
+    click(
+        &c,
+        &format!("#dead tr[data-event-id='{refused}'] button.replay"),
+    )
+    .await;
+    wait_until(
+        &c,
+        &format!(
+            "(() => {{
+               const dead = document.querySelector(\"#dead tr[data-event-id='{refused}']\");
+               const retrying = document.querySelector(\"#retrying tr[data-event-id='{refused}']\");
+               if (dead) return dead.dataset.state === 'dead' && dead.querySelector('td.num').textContent === '2'
+                 && !!dead.querySelector('button.replay');
+               return !!retrying && retrying.querySelector('td.num').textContent === '2';
+             }})() && {dead_rows} === 50 && !document.querySelector('#dead-more').hidden"
+        ),
+        "the replayed dead event's row after its second attempt",
+    )
+    .await;
+    let dead_total = s.api_ok("/api/stats").await["events"]["dead"]
+        .as_u64()
+        .unwrap();
+    click(&c, "#dead-more").await;
+    wait_until(
+        &c,
+        &format!("{dead_rows} === {dead_total} && document.querySelector('#dead-more').hidden"),
+        "the dead events paged again after the refresh",
+    )
+    .await;
     // The retry table fits its box: the error gives way, not the ids and times.
     assert_eq!(
         js(
