@@ -2879,6 +2879,8 @@ async fn click(c: &Client, css: &str) {
 
 /// Writes the page as `target/ui/<name>.png`.
 async fn shot(c: &Client, name: &str) {
+    // A page's picture starts at its top, wherever the test's clicks scrolled it.
+    js(c, "window.scrollTo(0, 0); return true;").await;
     std::fs::write(
         screenshot_dir().join(format!("{name}.png")),
         c.screenshot().await.unwrap(),
