@@ -3,6 +3,7 @@
 
 use super::{Admin, ApiError};
 use crate::process::fasten::events::FastenEvent;
+use crate::process::fasten::{ExportAnswer, REVOKED};
 use crate::store::{safe_name, ExportFiles};
 use http::StatusCode;
 use serde_json::{json, Value};
@@ -72,18 +73,12 @@ pub(super) fn connection(admin: &Admin, id: &str) -> Result<Value, ApiError> {
 /// {...}`), taken apart so that no script parses it twice: `status`, `body` (JSON when it
 /// parses, else the text) and the `task_id` it gave. `None` when the text has another shape.
 fn export_request(requested_at_ms: Option<u64>, answer: &str) -> Option<Value> {
-    let (status, body) = answer.strip_prefix("HTTP ")?.split_once(':')?;
-    let status: u16 = status.parse().ok()?;
-    let body = body.trim_start();
-    let body = serde_json::from_str::<Value>(body).unwrap_or_else(|_| body.into());
-    let task_id = [&body["data"]["task_id"], &body["task_id"]]
-        .into_iter()
-        .find_map(|t| t.as_str().map(str::to_owned));
+    let answer = ExportAnswer::parse(answer)?;
     Some(json!({
         "requested_at_ms": requested_at_ms,
-        "status": status,
-        "task_id": task_id,
-        "body": body,
+        "status": answer.status,
+        "task_id": answer.task_id,
+        "body": answer.body,
     }))
 }
 
@@ -195,10 +190,6 @@ pub(super) fn export_file(admin: &Admin, task: &str, file: &str) -> ApiResult {
     Ok(response)
 }
 
-/// The start of the attempt detail of an export that was not downloaded because its
-/// connection was revoked (see `process::fasten::export`).
-const REVOKED_DETAIL: &str = "connection revoked:";
-
 /// What a delivery's detail view shows of the export an `ehi_export_success` event
 /// announced.
 pub struct ExportView {
@@ -272,7 +263,7 @@ fn unstored_state(
         .iter()
         .rev()
         .find(|a| a.outcome == AttemptOutcome::Ok);
-    if last.is_some_and(|a| a.detail.starts_with(REVOKED_DETAIL)) {
+    if last.is_some_and(|a| a.detail.starts_with(REVOKED)) {
         return Ok("not_downloaded");
     }
     Ok("no_longer_stored")

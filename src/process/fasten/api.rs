@@ -31,6 +31,35 @@ pub async fn snippet(response: reqwest::Response) -> String {
     text.chars().take(ERROR_BODY_CHARS).collect()
 }
 
+/// Fasten's answer to an export request, as [`ApiClient::request_export`] gives it and the
+/// connection keeps it (`HTTP 200: {...}`), taken apart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportAnswer {
+    pub status: u16,
+    /// The answer's JSON, or its text when it is not JSON (cut short, or another shape).
+    pub body: serde_json::Value,
+    /// The task the export request started, when the answer names one.
+    pub task_id: Option<String>,
+}
+
+impl ExportAnswer {
+    /// `None` when `text` is not of the `HTTP <status>: <body>` shape.
+    pub fn parse(text: &str) -> Option<ExportAnswer> {
+        let (status, body) = text.strip_prefix("HTTP ")?.split_once(':')?;
+        let status = status.parse().ok()?;
+        let body = body.trim_start();
+        let body: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|_| body.into());
+        let task_id = [&body["data"]["task_id"], &body["task_id"]]
+            .into_iter()
+            .find_map(|t| t.as_str().map(str::to_owned));
+        Some(ExportAnswer {
+            status,
+            body,
+            task_id,
+        })
+    }
+}
+
 /// Why a request failed, with every cause (refused, DNS, TLS, timeout). The URL is left out:
 /// the caller's message names it.
 pub fn send_error(e: reqwest::Error) -> String {

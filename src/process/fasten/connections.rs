@@ -77,8 +77,9 @@ impl FastenProcessor {
         let recorded = match authorization {
             Authorization::StillRevoked(at) => {
                 return Ok(format!(
-                    "connection revoked: connection {conn} was revoked by an event received \
-                     after this one (at {}); it stays revoked and no export is requested",
+                    "{} connection {conn} was revoked by an event received after this one \
+                     (at {}); it stays revoked and no export is requested",
+                    super::REVOKED,
                     crate::clock::utc_text(at)
                 ))
             }
@@ -271,15 +272,13 @@ impl FastenProcessor {
 /// its status, not the answer's JSON (the connection keeps that whole, and the API gives it
 /// taken apart as `export_request`).
 fn requested(answer: &str) -> String {
-    let body = answer.split_once(": ").map_or(answer, |(_, body)| body);
-    let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
-    let data = parsed.as_ref().map(|v| &v["data"]);
-    match data.and_then(|d| d["task_id"].as_str()) {
-        Some(task) => match data.and_then(|d| d["status"].as_str()) {
-            Some(status) => format!("export requested: task {task} ({status})"),
-            None => format!("export requested: task {task}"),
-        },
-        None => format!("export requested ({answer})"),
+    let Some(parsed) = super::ExportAnswer::parse(answer) else {
+        return format!("export requested ({answer})");
+    };
+    match (parsed.task_id, parsed.body["data"]["status"].as_str()) {
+        (Some(task), Some(status)) => format!("export requested: task {task} ({status})"),
+        (Some(task), None) => format!("export requested: task {task}"),
+        (None, _) => format!("export requested ({answer})"),
     }
 }
 

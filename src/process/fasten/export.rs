@@ -35,10 +35,14 @@ enum Planned {
     Fetch(Plan),
 }
 
+/// How the detail of an attempt that did nothing because its connection is revoked begins
+/// (its attempt ends done): the admin API tells a skipped export by it.
+pub const REVOKED: &str = "connection revoked:";
+
 /// The attempt's account of an export not stored because its connection is revoked.
 fn revoked_text(conn: &str, task: &str, at: u64, what: &str) -> String {
     format!(
-        "connection revoked: export {task} of connection {conn} {what}. It was revoked at \
+        "{REVOKED} export {task} of connection {conn} {what}. It was revoked at \
          {}; a newer patient.connection_success authorizes it again",
         crate::clock::utc_text(at)
     )
