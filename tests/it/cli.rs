@@ -398,35 +398,40 @@ fn hash_password_reads_a_pipe_and_asks_twice_without_echo_at_a_terminal() {
         eprintln!("skipped: the terminal half needs `script` (util-linux)");
         return;
     }
-    let command = format!("{} hash-password", env!("CARGO_BIN_EXE_hookd"));
-    let mut child = Command::new("script")
-        .args(["-q", "-f", "-e", "-c", &command, "/dev/null"])
-        .current_dir(dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let screen = collect(child.stdout.take().unwrap());
-    let mut stdin = child.stdin.take().unwrap();
-    // Type only once the prompt is up: echo happens when the characters arrive.
-    wait_for_text(&screen, "Password: ");
-    writeln!(stdin, "{password}").unwrap();
-    wait_for_text(&screen, "Again: ");
-    writeln!(stdin, "{password}").unwrap();
-    wait_for_text(&screen, "$argon2id$");
-    drop(stdin);
-    let _ = wait_exit(&mut child, Duration::from_secs(30));
-    let screen = screen.lock().unwrap().clone();
+    // Typed only once each prompt is up: echo happens when the characters arrive.
+    let (status, screen) =
+        hash_password_at_a_terminal(dir.path(), password, password, "$argon2id$");
+    assert!(status.success(), "{screen}");
+    assert!(screen.contains("$argon2id$"), "{screen}");
     assert!(
         !screen.contains(password),
         "the password was echoed:\n{screen}"
     );
-
     // Two that differ: nothing is printed but why.
+    let (status, screen) = hash_password_at_a_terminal(
+        dir.path(),
+        password,
+        &format!("{password}, misspelt"),
+        "the two passwords differ",
+    );
+    assert_eq!(status.code(), Some(2), "{screen}");
+    assert!(screen.contains("the two passwords differ"), "{screen}");
+    assert!(!screen.contains("$argon2id$"), "{screen}");
+}
+
+/// `hookd hash-password` on a pseudo-terminal (`script` runs it and copies what it shows,
+/// echo included), answering its two prompts; its exit status and the screen once `until`
+/// shows.
+fn hash_password_at_a_terminal(
+    dir: &Path,
+    first: &str,
+    again: &str,
+    until: &str,
+) -> (std::process::ExitStatus, String) {
+    let command = format!("{} hash-password", env!("CARGO_BIN_EXE_hookd"));
     let mut child = Command::new("script")
         .args(["-q", "-f", "-e", "-c", &command, "/dev/null"])
-        .current_dir(dir.path())
+        .current_dir(dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -435,14 +440,14 @@ fn hash_password_reads_a_pipe_and_asks_twice_without_echo_at_a_terminal() {
     let screen = collect(child.stdout.take().unwrap());
     let mut stdin = child.stdin.take().unwrap();
     wait_for_text(&screen, "Password: ");
-    writeln!(stdin, "{password}").unwrap();
+    writeln!(stdin, "{first}").unwrap();
     wait_for_text(&screen, "Again: ");
-    writeln!(stdin, "{password}, misspelt").unwrap();
-    wait_for_text(&screen, "the two passwords differ");
+    writeln!(stdin, "{again}").unwrap();
+    wait_for_text(&screen, until);
     drop(stdin);
     let status = wait_exit(&mut child, Duration::from_secs(30));
-    assert_eq!(status.code(), Some(2));
-    assert!(!screen.lock().unwrap().contains("$argon2id$"));
+    let screen = screen.lock().unwrap().clone();
+    (status, screen)
 }
 
 #[test]

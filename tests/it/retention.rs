@@ -336,6 +336,23 @@ async fn old_exports_are_pruned_with_their_index_entries() {
     assert_eq!(pruner.status().last_pruned_exports, 2);
 }
 
+/// `hookd --config CONFIG backup --to TO`, off the runtime's thread: the server that
+/// answers the command runs on it.
+async fn backup_with(config: &Path, to: &Path) -> std::process::Output {
+    let (config, to) = (config.to_owned(), to.to_owned());
+    tokio::task::spawn_blocking(move || {
+        hookd(&[
+            "--config",
+            config.to_str().unwrap(),
+            "backup",
+            "--to",
+            to.to_str().unwrap(),
+        ])
+    })
+    .await
+    .unwrap()
+}
+
 /// Sends events from `senders` tasks until `stop`, remembering each acknowledged id.
 fn load(
     s: &TestServer,
@@ -572,18 +589,7 @@ async fn backup_command_asks_a_running_hookd_and_compact_shrinks_a_stopped_one()
     .unwrap();
     std::fs::write(&config, text).unwrap();
     let refused_to = backups.path().join("refused");
-    let args = [
-        "--config".to_owned(),
-        wrong.to_string_lossy().into_owned(),
-        "backup".to_owned(),
-        "--to".to_owned(),
-        refused_to.to_string_lossy().into_owned(),
-    ];
-    let out = tokio::task::spawn_blocking(move || {
-        hookd(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    })
-    .await
-    .unwrap();
+    let out = backup_with(&wrong, &refused_to).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -600,18 +606,7 @@ async fn backup_command_asks_a_running_hookd_and_compact_shrinks_a_stopped_one()
             .replace(&format!("{:?}", backups.path()), &format!("{missing:?}")),
     )
     .unwrap();
-    let args = [
-        "--config".to_owned(),
-        gone.to_string_lossy().into_owned(),
-        "backup".to_owned(),
-        "--to".to_owned(),
-        missing.join("b1").to_string_lossy().into_owned(),
-    ];
-    let out = tokio::task::spawn_blocking(move || {
-        hookd(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    })
-    .await
-    .unwrap();
+    let out = backup_with(&gone, &missing.join("b1")).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -621,19 +616,7 @@ async fn backup_command_asks_a_running_hookd_and_compact_shrinks_a_stopped_one()
         "{err}"
     );
     let to = backups.path().join("online-copy");
-    // Off the runtime's thread: the server answering the command runs on it.
-    let args = [
-        "--config".to_owned(),
-        config.to_string_lossy().into_owned(),
-        "backup".to_owned(),
-        "--to".to_owned(),
-        to.to_string_lossy().into_owned(),
-    ];
-    let out = tokio::task::spawn_blocking(move || {
-        hookd(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    })
-    .await
-    .unwrap();
+    let out = backup_with(&config, &to).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
