@@ -504,11 +504,7 @@ fn an_exported_fasten_key_is_the_stand_ins_alone() {
 
 #[tokio::test]
 async fn simulate_stand_in_uses_the_signed_url_port_given_and_logs_what_it_serves() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::free_port();
     let mut child = hookd()
         .args([
             "simulate",

@@ -1058,11 +1058,7 @@ async fn an_export_downloading_when_its_connection_is_revoked_is_discarded() {
 async fn an_attempt_records_why_a_connection_failed() {
     let t = setup(api::Options::default(), "keep", "").await;
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::free_port();
     let spec = EventSpec {
         api_base: format!("http://127.0.0.1:{port}/v1"),
         ..t.spec("patient.ehi_export_success", "conn-refused")

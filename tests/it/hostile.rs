@@ -181,11 +181,7 @@ fn header_flood(headers: usize) -> Vec<u8> {
 async fn sigterm_right_as_the_listeners_start_still_drains_and_exits_zero() {
     for _ in 0..5 {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::free_port();
         let path = dir.path().join("hookd.toml");
         let config = format!(
             "data_dir = {:?}\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:0\"\n{}",

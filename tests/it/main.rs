@@ -70,6 +70,16 @@ max_body_bytes = 2048
     )
 }
 
+/// A port on 127.0.0.1 that nothing listens on now (bound, then let go): for a server a test
+/// starts on a port it must know first, or for a connection that must be refused.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn load_config(dir: &Path, text: &str) -> Config {
     let path = dir.join("hookd.toml");
     std::fs::write(&path, text).unwrap();

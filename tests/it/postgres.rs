@@ -937,12 +937,8 @@ fn cluster_config(
 #[test]
 fn a_password_in_the_connection_string_is_never_printed() {
     let dir = tempfile::tempdir().unwrap();
-    // A port nothing listens on (bound, then let go): the connection is refused at once.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port nothing listens on: the connection is refused at once.
+    let port = crate::free_port();
     let url =
         format!("postgres://hookd:pw-never-shown-7f3a@127.0.0.1:{port}/hookd?connect_timeout=3");
     let url = url.as_str();

@@ -554,11 +554,8 @@ fn wait<T: Send + 'static>(
     runtime: &tokio::runtime::Handle,
     future: impl std::future::Future<Output = T> + Send + 'static,
 ) -> Result<T> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    runtime.spawn(async move {
-        let _ = tx.send(future.await);
-    });
-    rx.recv()
+    spawn_for(runtime, future)
+        .recv()
         .map_err(|_| StoreError::Database("a database task failed".into()))
 }
 
@@ -569,12 +566,21 @@ fn wait_bounded<T: Send + 'static>(
     future: impl std::future::Future<Output = T> + Send + 'static,
     limit: std::time::Duration,
 ) -> Result<T> {
+    spawn_for(runtime, future)
+        .recv_timeout(limit)
+        .map_err(|_| StoreError::Database("a database task did not finish in time".into()))
+}
+
+/// Spawns `future` on `runtime`; its output comes on the returned channel.
+fn spawn_for<T: Send + 'static>(
+    runtime: &tokio::runtime::Handle,
+    future: impl std::future::Future<Output = T> + Send + 'static,
+) -> std::sync::mpsc::Receiver<T> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     runtime.spawn(async move {
         let _ = tx.send(future.await);
     });
-    rx.recv_timeout(limit)
-        .map_err(|_| StoreError::Database("a database task did not finish in time".into()))
+    rx
 }
 
 impl Drop for PgStore {
